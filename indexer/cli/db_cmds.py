@@ -1,0 +1,79 @@
+"""``indexer migrate`` and ``indexer doctor``."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from indexer.cli.app import AppContext, cli
+from indexer.cli.output import emit_json
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="List what would run; write nothing.")
+@click.option("--no-backup", is_flag=True, help="Do not copy a legacy database aside before adopting it.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_obj
+def migrate(app: AppContext, dry_run: bool, no_backup: bool, as_json: bool) -> None:
+    """Create or upgrade the database; adopt a legacy (reference) database in place."""
+    from indexer.storage import migrations
+
+    config = app.config()
+    report = migrations.migrate(config.db, dry_run=dry_run, backup=not no_backup)
+    if as_json:
+        emit_json(report.as_dict())
+        return
+    db = report.path
+    if not report.pending:
+        click.echo(f"{db}: up to date, nothing pending")
+        return
+    kind = {"missing": "new database", "empty": "empty database", "legacy": "legacy database (reference implementation)", "current": "database"}[report.kind]
+    if dry_run:
+        click.echo(f"{db}: {kind}; would apply {len(report.pending)} migration(s):")
+        for name in report.pending:
+            click.echo(f"  {name}")
+        if report.kind == "legacy":
+            click.echo("  (adopting every legacy row in place, in one transaction, after a backup copy)")
+        return
+    if report.backup:
+        click.echo(f"backup written: {report.backup}")
+    if report.legacy:
+        info = report.legacy
+        rows = ", ".join(f"{t} {n}" for t, n in sorted(info["rows"].items()))
+        click.echo(f"adopted legacy database ({info['variant']} variant): rows kept: {rows}")
+        click.echo(f"timestamps converted to RFC 3339: {info['timestamps_converted']}; unparseable kept as-is: {info['timestamps_unparseable_kept']}")
+        if info["preexisting_fk_violations"]:
+            orphans = ", ".join(f"{t} {n}" for t, n in sorted(info["preexisting_fk_violations"].items()))
+            click.echo(f"warning: rows that already broke a foreign key in the legacy file were kept: {orphans} (see: indexer doctor)")
+    applied = report.applied or []
+    click.echo(f"{db}: applied {len(applied)} migration(s): {', '.join(applied) or '-'}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+@click.pass_obj
+def doctor(app: AppContext, as_json: bool) -> None:
+    """Validate the database (PRAGMAs, integrity, FKs, indexes, plans); never modifies it.
+
+    Exits 1 if any check fails.
+    """
+    from indexer.storage.doctor import run_doctor
+
+    config = app.config()
+    checks = run_doctor(config.db)
+    failed = [c for c in checks if not c.ok]
+    if as_json:
+        emit_json({"database": str(config.db), "ok": not failed, "passed": len(checks) - len(failed),
+                   "failed": len(failed), "checks": [c.as_dict() for c in checks]})
+    else:
+        width = max(len(c.name) for c in checks)
+        for c in checks:
+            mark = "PASS" if c.ok else "FAIL"
+            line = f"{mark}  {c.name:<{width}}  {c.observed}"
+            if not c.ok and c.expected is not None:
+                line += f"   (expected {c.expected})"
+            click.echo(line)
+        click.echo(f"{len(checks) - len(failed)} passed, {len(failed)} failed: {config.db}")
+    if failed:
+        sys.exit(1)

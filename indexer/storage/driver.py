@@ -1,0 +1,133 @@
+"""The one connection factory: binding choice, PRAGMAs and sqlite-vec on every connection.
+
+Every code path (CLI, daemon, services, migrations, tests) opens SQLite through
+:func:`connect` or :func:`connect_async`; nothing outside ``indexer.storage`` imports a
+sqlite binding. The stdlib ``sqlite3`` is used only where it can load extensions; many
+pyenv and macOS builds cannot, so ``sqlean.py`` (then ``pysqlite3``) is preferred.
+Callers see one set of exception classes: the chosen binding's, re-exported here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable
+
+import aiosqlite
+
+from indexer.errors import DriverError
+
+# Applied, in order, on every read-write connection.
+PRAGMAS: tuple[tuple[str, str], ...] = (
+    ("journal_mode", "WAL"),
+    ("synchronous", "NORMAL"),
+    ("foreign_keys", "ON"),
+    ("busy_timeout", "5000"),
+    ("wal_autocheckpoint", "1000"),
+)
+EXPECTED_PRAGMAS: dict[str, Any] = {
+    "journal_mode": "wal",
+    "synchronous": 1,
+    "foreign_keys": 1,
+    "busy_timeout": 5000,
+    "wal_autocheckpoint": 1000,
+}
+_CANDIDATES = ("sqlean", "pysqlite3.dbapi2", "sqlite3")
+
+
+def _can_load_extensions(module: ModuleType) -> bool:
+    try:
+        conn = module.connect(":memory:")
+    except Exception:
+        return False
+    try:
+        return hasattr(conn, "enable_load_extension")
+    finally:
+        conn.close()
+
+
+def _choose_binding() -> ModuleType:
+    tried: list[str] = []
+    for name in _CANDIDATES:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            tried.append(f"{name}: not installed")
+            continue
+        if _can_load_extensions(module):
+            return module
+        tried.append(f"{name}: built without extension loading")
+    raise DriverError(
+        "no SQLite binding that can load extensions (needed for sqlite-vec); "
+        + "; ".join(tried)
+        + ". Fix: pip install sqlean.py  (or pysqlite3-binary on Linux)"
+    )
+
+
+sqlite: ModuleType = _choose_binding()
+BINDING_NAME: str = sqlite.__name__
+
+# The one set of exception types callers catch.
+Error = sqlite.Error
+DatabaseError = sqlite.DatabaseError
+IntegrityError = sqlite.IntegrityError
+OperationalError = sqlite.OperationalError
+Row = sqlite.Row
+Connection = sqlite.Connection
+complete_statement: Callable[[str], bool] = sqlite.complete_statement
+
+
+def _load_vec(conn: Any) -> None:
+    try:
+        import sqlite_vec
+    except ImportError as exc:  # pragma: no cover - dependency of the package
+        raise DriverError("sqlite-vec is not installed: pip install sqlite-vec") from exc
+    conn.enable_load_extension(True)
+    try:
+        sqlite_vec.load(conn)
+    finally:
+        conn.enable_load_extension(False)
+
+
+def connect(path: str | Path, *, readonly: bool = False, load_vec: bool = True) -> Any:
+    """Open a configured connection in autocommit mode (transactions are explicit).
+
+    Read-write connections get every PRAGMA of :data:`PRAGMAS`. Read-only connections
+    (``doctor``, ``migrate --dry-run``, the up-to-date check) never write to the file:
+    they skip the ``journal_mode`` switch but get the other settings.
+    """
+    target = str(path)
+    if readonly:
+        if target == ":memory:":
+            raise DriverError("a read-only connection needs a database file")
+        uri = Path(target).resolve().as_uri() + "?mode=ro"
+        conn = sqlite.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+    else:
+        conn = sqlite.connect(target, isolation_level=None, check_same_thread=False)
+    try:
+        conn.row_factory = sqlite.Row
+        for name, value in PRAGMAS:
+            if readonly and name == "journal_mode":
+                continue
+            conn.execute(f"PRAGMA {name}={value}").fetchall()
+        if load_vec:
+            _load_vec(conn)
+    except Exception:
+        conn.close()
+        raise
+    return conn
+
+
+def connect_async(path: str | Path, *, readonly: bool = False) -> aiosqlite.Connection:
+    """The same connection, driven by aiosqlite's thread (``await`` it or ``async with``)."""
+    return aiosqlite.Connection(lambda: connect(path, readonly=readonly), 64)
+
+
+def read_pragmas(conn: Any) -> dict[str, Any]:
+    """The PRAGMA values a connection actually has."""
+    return {name: conn.execute(f"PRAGMA {name}").fetchone()[0] for name in EXPECTED_PRAGMAS}
+
+
+def vec_version(conn: Any) -> str:
+    return str(conn.execute("SELECT vec_version()").fetchone()[0])

@@ -1,0 +1,226 @@
+"""Numbered SQL migrations from ``schema/``, recorded in ``schema_migrations``.
+
+Rules: each migration runs in one transaction together with its record (name, SHA-256 of
+the file, applied_at); a recorded checksum that differs from the file, or a recorded name
+this code does not know (a newer database), is refused before anything is written; an
+up-to-date database is only read, through a read-only connection. A legacy database (made by
+the reference implementation, no version table) is adopted in one transaction, after a
+backup copy, by :mod:`indexer.storage.legacy`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from indexer.errors import MigrationError, SchemaError
+from indexer.storage import driver, legacy
+from indexer.timeutil import now_ts
+
+VERSION_TABLE = "schema_migrations"
+VERSION_DDL = (
+    f"CREATE TABLE {VERSION_TABLE} (name TEXT PRIMARY KEY, checksum TEXT NOT NULL, "
+    "applied_at TEXT NOT NULL)"
+)
+
+
+@dataclass(frozen=True)
+class Migration:
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class DbState:
+    kind: str  # missing | empty | current | legacy
+    applied: dict[str, str] = field(default_factory=dict)
+    tables: frozenset[str] = frozenset()
+
+
+@dataclass
+class MigrationReport:
+    path: str
+    kind: str
+    pending: list[str]
+    applied: list[str] = field(default_factory=list)
+    dry_run: bool = False
+    backup: str | None = None
+    legacy: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def load_migrations(directory: Path | None = None) -> list[Migration]:
+    """The migrations shipped with the package (``schema/*.sql``), ordered by number."""
+    if directory is not None:
+        files: Iterable[Any] = sorted(Path(directory).glob("*.sql"))
+    else:
+        root = importlib.resources.files("indexer.schema")
+        files = sorted((f for f in root.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
+    migrations = [Migration(f.name.removesuffix(".sql"), f.read_text(encoding="utf-8")) for f in files]
+    if not migrations:
+        raise SchemaError("no schema migrations found; the package is incomplete (schema/*.sql)")
+    return migrations
+
+
+def split_statements(sql: str) -> Iterator[str]:
+    """Split a script into complete statements (comments and strings respected)."""
+    buffer = ""
+    for line in sql.splitlines(keepends=True):
+        buffer += line
+        if driver.complete_statement(buffer):
+            if buffer.strip():
+                yield buffer.strip()
+            buffer = ""
+    if buffer.strip() and not all(
+        ln.strip().startswith("--") or not ln.strip() for ln in buffer.splitlines()
+    ):
+        raise SchemaError(f"incomplete SQL statement at end of migration: {buffer.strip()[:80]!r}")
+
+
+def user_tables(conn: Any) -> frozenset[str]:
+    rows = conn.execute(
+        "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
+    ).fetchall()
+    return frozenset(r[0] for r in rows)
+
+
+def inspect_state(conn: Any) -> DbState:
+    try:
+        tables = user_tables(conn)
+    except driver.DatabaseError as exc:
+        raise SchemaError(f"not a usable SQLite database: {exc}") from None
+    if VERSION_TABLE in tables:
+        rows = conn.execute(f"SELECT name, checksum FROM {VERSION_TABLE}").fetchall()
+        return DbState("current", {r[0]: r[1] for r in rows}, tables)
+    if not tables:
+        return DbState("empty", {}, tables)
+    if tables & legacy.KNOWN_TABLES:
+        return DbState("legacy", {}, tables)
+    raise SchemaError(
+        "the file holds tables of another application ("
+        + ", ".join(sorted(tables)[:5])
+        + "); refusing to touch it. Point --db at an indexer database or a new path"
+    )
+
+
+def pending_migrations(state: DbState, migrations: list[Migration]) -> list[Migration]:
+    known = {m.name: m for m in migrations}
+    newer = sorted(set(state.applied) - set(known))
+    if newer:
+        raise SchemaError(
+            f"the database was migrated by a newer indexer (unknown migrations: {', '.join(newer)}); "
+            "upgrade indexer to use it"
+        )
+    for name, checksum in state.applied.items():
+        if known[name].checksum != checksum:
+            raise SchemaError(
+                f"migration {name} recorded in the database differs from this indexer's file "
+                f"(checksum {checksum[:12]} != {known[name].checksum[:12]}); refusing to continue"
+            )
+    return [m for m in migrations if m.name not in state.applied]
+
+
+def read_state(path: Path) -> DbState:
+    if not path.exists():
+        return DbState("missing")
+    if path.is_dir():
+        raise SchemaError(f"{path} is a directory, not a database file")
+    try:
+        conn = driver.connect(path, readonly=True, load_vec=False)
+    except driver.DatabaseError as exc:
+        raise SchemaError(f"cannot open {path}: {exc}") from None
+    try:
+        return inspect_state(conn)
+    finally:
+        conn.close()
+
+
+def _apply_one(conn: Any, migration: Migration, *, with_version_table: bool) -> None:
+    if with_version_table:
+        conn.execute(VERSION_DDL)
+    for statement in split_statements(migration.sql):
+        conn.execute(statement)
+    conn.execute(
+        f"INSERT INTO {VERSION_TABLE} (name, checksum, applied_at) VALUES (?, ?, ?)",
+        (migration.name, migration.checksum, now_ts()),
+    )
+
+
+def apply_migration(conn: Any, migration: Migration) -> bool:
+    """Apply one migration and its record in one transaction; roll back on any error.
+
+    The state is read again under the write lock, so two processes starting at once do
+    not both apply it. Returns False when another process already had.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        tables = user_tables(conn)
+        if VERSION_TABLE in tables and conn.execute(
+            f"SELECT 1 FROM {VERSION_TABLE} WHERE name = ?", (migration.name,)
+        ).fetchone():
+            conn.execute("COMMIT")
+            return False
+        _apply_one(conn, migration, with_version_table=VERSION_TABLE not in tables)
+        conn.execute("COMMIT")
+        return True
+    except BaseException as exc:
+        conn.execute("ROLLBACK")
+        if isinstance(exc, driver.Error):
+            raise MigrationError(f"migration {migration.name} failed and was rolled back: {exc}") from exc
+        raise
+
+
+def backup_copy(path: Path) -> Path:
+    """An online, consistent copy beside the database, written before it is touched."""
+    stamp = now_ts().replace(":", "").replace("-", "").replace(".", "")
+    target = path.with_name(f"{path.name}.pre-migrate-{stamp}.bak")
+    source = driver.connect(path, readonly=True, load_vec=False)
+    try:
+        dest = driver.sqlite.connect(str(target))
+        try:
+            source.backup(dest)
+        finally:
+            dest.close()
+    finally:
+        source.close()
+    return target
+
+
+def migrate(
+    path: Path,
+    *,
+    dry_run: bool = False,
+    backup: bool = True,
+    migrations: list[Migration] | None = None,
+) -> MigrationReport:
+    """Bring the database at ``path`` up to date (creating it if missing)."""
+    migrations = load_migrations() if migrations is None else migrations
+    state = read_state(path)
+    todo = pending_migrations(state, migrations)
+    report = MigrationReport(str(path), state.kind, [m.name for m in todo], dry_run=dry_run)
+    if dry_run or not todo:
+        return report
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if state.kind == "legacy":
+        if backup:
+            report.backup = str(backup_copy(path))
+        report.legacy = legacy.adopt(path, todo, _apply_one)
+        report.applied = [m.name for m in todo]
+        return report
+    conn = driver.connect(path)
+    try:
+        for migration in todo:
+            if apply_migration(conn, migration):
+                report.applied.append(migration.name)
+    finally:
+        conn.close()
+    return report
