@@ -1,0 +1,113 @@
+"""The async Database API of the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from indexer import Database
+from indexer.errors import IndexerError
+from indexer.storage import driver, hot_queries
+
+
+async def test_initialize_creates_and_migrates(db_path: Path) -> None:
+    db = Database(db_path)
+    await db.initialize()
+    try:
+        assert db.migration_report is not None and db.migration_report.applied == ["0001_initial"]
+        assert await db.validate_foreign_keys() == []
+    finally:
+        await db.close()
+    async with Database(db_path) as again:  # second open: nothing to apply
+        assert again.migration_report is not None and again.migration_report.applied == []
+
+
+async def test_explain_query_plan_uses_the_critical_index(db_path: Path) -> None:
+    async with Database(db_path) as db:
+        plan = await db.explain_query_plan(
+            "SELECT * FROM memory_entries WHERE namespace = ? AND key = ? AND is_deleted = 0",
+            ("user:alice:preferences", "theme"),
+        )
+    assert any("idx_memory_namespace_key_version" in line for line in plan)
+
+
+async def test_get_index_usage_lists_indexes_and_hot_query_plans(db_path: Path) -> None:
+    async with Database(db_path) as db:
+        usage = await db.get_index_usage()
+    assert usage["count"] == len(usage["indexes"]) >= 32
+    assert "idx_memory_namespace_key_version" in usage["indexes"]
+    assert set(usage["queries"]) == {q.name for q in hot_queries.HOT_QUERIES}
+    for name, info in usage["queries"].items():
+        assert info["uses_index"], (name, info["plan"])
+    assert usage["queries"]["task_dequeue"]["index"] == "idx_tasks_status_priority"
+
+
+async def test_validate_foreign_keys_reports_violations(db_path: Path) -> None:
+    async with Database(db_path) as db:
+        assert await db.validate_foreign_keys() == []
+        raw = driver.connect(db_path)
+        raw.execute("PRAGMA foreign_keys=OFF")
+        raw.execute(
+            "INSERT INTO checkpoints (task_id, iteration, state, created_at) VALUES ('ghost', 1, '{}', 'x')"
+        )
+        raw.close()
+        violations = await db.validate_foreign_keys()
+    assert len(violations) == 1
+    assert (violations[0]["table"], violations[0]["parent"]) == ("checkpoints", "tasks")
+
+
+async def test_transaction_rolls_back_on_error(db_path: Path) -> None:
+    async with Database(db_path) as db:
+        with pytest.raises(RuntimeError):
+            async with db.transaction() as conn:
+                await conn.execute(
+                    "INSERT INTO metrics (timestamp, metric_name, metric_value) VALUES ('t', 'm', 1)"
+                )
+                raise RuntimeError("boom")
+        async with db.read() as conn:
+            rows = await conn.execute_fetchall("SELECT count(*) FROM metrics")
+    assert rows[0][0] == 0
+
+
+async def test_fk_enforced_through_the_api(db_path: Path) -> None:
+    async with Database(db_path) as db:
+        with pytest.raises(driver.IntegrityError):
+            async with db.transaction() as conn:
+                await conn.execute(
+                    "INSERT INTO agents (id, name, specialization, task_id, state, model, spawned_at) "
+                    "VALUES ('a', 'n', 's', 'no-task', 'idle', 'm', 'x')"
+                )
+
+
+async def test_in_memory_database_works_like_the_report_example() -> None:
+    async with Database(":memory:") as db:
+        async with db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO memory_entries (namespace, key, value, memory_type) VALUES (?, ?, ?, ?)",
+                ("user:test", "pref", '{"theme": "dark"}', "semantic"),
+            )
+        async with db.read() as conn:
+            rows = await conn.execute_fetchall("SELECT version, created_at FROM memory_entries")
+    assert rows[0][0] == 1
+    assert rows[0][1].endswith("Z") and "T" in rows[0][1]
+
+
+async def test_use_before_initialize_is_a_clear_error(db_path: Path) -> None:
+    db = Database(db_path)
+    with pytest.raises(IndexerError, match="initialize"):
+        await db.validate_foreign_keys()
+
+
+async def test_migrate_false_refuses_an_unmigrated_file(db_path: Path) -> None:
+    with pytest.raises(IndexerError, match="indexer migrate"):
+        await Database(db_path, migrate=False).initialize()
+    assert not db_path.exists()
+
+
+def test_public_api_is_importable_from_the_top_level() -> None:
+    import indexer
+
+    assert indexer.Database is Database
+    with pytest.raises(AttributeError):
+        getattr(indexer, "NoSuchThing")

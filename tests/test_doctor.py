@@ -1,0 +1,109 @@
+"""``indexer doctor``: every check on a healthy database, failures on broken ones, no writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from indexer.cli import cli
+from indexer.storage import driver, migrations
+from indexer.storage.doctor import EXPECTED_INDEXES, run_doctor
+
+
+def fingerprint(path: Path) -> tuple[bytes, int]:
+    return path.read_bytes(), path.stat().st_mtime_ns
+
+
+def checks_by_name(path: Path) -> dict[str, bool]:
+    return {c.name: c.ok for c in run_doctor(path)}
+
+
+def test_healthy_database_passes_every_check(db_path: Path) -> None:
+    migrations.migrate(db_path)
+    checks = run_doctor(db_path)
+    failed = [c for c in checks if not c.ok]
+    assert failed == []
+    names = {c.name for c in checks}
+    for expected in ("pragma.journal_mode", "pragma.foreign_keys", "pragma.synchronous", "pragma.busy_timeout",
+                     "pragma.wal_autocheckpoint", "integrity_check", "foreign_key_check", "tables",
+                     "json_check.sessions.events", "json_check.memory_entries.value", "plan.task_dequeue",
+                     "plan.memory_prefix_listing", "plan.sessions_by_status", "plan.audit_by_memory_entry"):
+        assert expected in names
+    assert sum(n.startswith("index.idx_") for n in names) == len(EXPECTED_INDEXES) == 32
+
+
+def test_doctor_never_modifies_the_database(db_path: Path) -> None:
+    migrations.migrate(db_path)
+    conn = driver.connect(db_path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    before = fingerprint(db_path)
+    run_doctor(db_path)
+    assert fingerprint(db_path) == before
+    conn = driver.connect(db_path)
+    try:
+        assert conn.execute("SELECT count(*) FROM sessions").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM memory_entries").fetchone()[0] == 0
+    finally:
+        conn.close()
+
+
+def break_database(path: Path) -> None:
+    """Drop an index, plant a foreign-key violation, leave WAL mode."""
+    conn = driver.connect(path)
+    conn.execute("DROP INDEX idx_tasks_status_priority")
+    conn.execute("PRAGMA foreign_keys=OFF")
+    conn.execute(
+        "INSERT INTO agents (id, name, specialization, task_id, state, model, spawned_at) "
+        "VALUES ('a1', 'n', 's', 'missing-task', 'idle', 'm', '2025-01-01T00:00:00.000Z')"
+    )
+    conn.execute("PRAGMA journal_mode=DELETE")
+    conn.close()
+
+
+def test_broken_database_fails_the_right_checks(db_path: Path) -> None:
+    migrations.migrate(db_path)
+    break_database(db_path)
+    before = fingerprint(db_path)
+    result = checks_by_name(db_path)
+    assert result["index.idx_tasks_status_priority"] is False
+    assert result["plan.task_dequeue"] is False  # the dequeue now SCANs
+    assert result["foreign_key_check"] is False
+    assert result["pragma.journal_mode"] is False
+    assert result["integrity_check"] is True
+    assert result["index.idx_sessions_pk"] is True
+    assert fingerprint(db_path) == before  # still never writes, even out of WAL mode
+
+
+def test_cli_exit_codes_and_json(db_path: Path) -> None:
+    runner = CliRunner()
+    migrations.migrate(db_path)
+    ok = runner.invoke(cli, ["--db", str(db_path), "doctor", "--json"])
+    assert ok.exit_code == 0, ok.output
+    report = json.loads(ok.output)
+    assert report["ok"] is True and report["failed"] == 0
+    assert all({"name", "ok", "observed", "expected"} <= set(c) for c in report["checks"])
+    break_database(db_path)
+    bad = runner.invoke(cli, ["--db", str(db_path), "doctor"])
+    assert bad.exit_code == 1
+    assert "FAIL  foreign_key_check" in bad.output
+    assert "failed" in bad.output.splitlines()[-1]
+
+
+def test_doctor_on_missing_file_fails_without_creating_it(tmp_path: Path) -> None:
+    target = tmp_path / "absent.db"
+    result = CliRunner().invoke(cli, ["--db", str(target), "doctor"])
+    assert result.exit_code == 1
+    assert "no database" in result.output
+    assert not target.exists()
+
+
+def test_doctor_on_a_file_that_is_not_sqlite(tmp_path: Path) -> None:
+    target = tmp_path / "junk.db"
+    target.write_bytes(b"this is not a database" * 100)
+    result = CliRunner().invoke(cli, ["--db", str(target), "doctor"])
+    assert result.exit_code == 1
+    assert "error:" in result.output
+    assert target.read_bytes() == b"this is not a database" * 100
