@@ -9,13 +9,14 @@ import pytest
 from indexer import Database
 from indexer.errors import IndexerError
 from indexer.storage import driver, hot_queries
+from indexer.storage.migrations import load_migrations
 
 
 async def test_initialize_creates_and_migrates(db_path: Path) -> None:
     db = Database(db_path)
     await db.initialize()
     try:
-        assert db.migration_report is not None and db.migration_report.applied == ["0001_initial"]
+        assert db.migration_report is not None and db.migration_report.applied == [m.name for m in load_migrations()]
         assert await db.validate_foreign_keys() == []
     finally:
         await db.close()

@@ -90,12 +90,16 @@ def _load_vec(conn: Any) -> None:
         conn.enable_load_extension(False)
 
 
-def connect(path: str | Path, *, readonly: bool = False, load_vec: bool = True) -> Any:
+def connect(path: str | Path, *, readonly: bool = False, load_vec: bool = True,
+            defer_wal: bool = False) -> Any:
     """Open a configured connection in autocommit mode (transactions are explicit).
 
     Read-write connections get every PRAGMA of :data:`PRAGMAS`. Read-only connections
     (``doctor``, ``migrate --dry-run``, the up-to-date check) never write to the file:
-    they skip the ``journal_mode`` switch but get the other settings.
+    they skip the ``journal_mode`` switch but get the other settings. ``defer_wal`` is for
+    legacy adoption only: switching a file to WAL rewrites its header, so the adopter
+    switches after its transaction commits and a failed adoption leaves the file
+    byte-identical.
     """
     target = str(path)
     if readonly:
@@ -108,7 +112,7 @@ def connect(path: str | Path, *, readonly: bool = False, load_vec: bool = True) 
     try:
         conn.row_factory = sqlite.Row
         for name, value in PRAGMAS:
-            if readonly and name == "journal_mode":
+            if (readonly or defer_wal) and name == "journal_mode":
                 continue
             conn.execute(f"PRAGMA {name}={value}").fetchall()
         if load_vec:

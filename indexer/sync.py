@@ -1,0 +1,272 @@
+"""Document sync: disk → plan → rows and chunks → vectors. Used by ``reindex`` and the daemon.
+
+The pure parts (discovery rules, change planning, metadata, chunking) live in their own
+modules; this one does the I/O: it reads files, writes through
+:mod:`indexer.storage.document_store`, and runs the embedder in batches across documents,
+each batch written in one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from indexer import chunking, discovery, markdown_meta, planning
+from indexer.config import Config
+from indexer.embedding import Embedder, fingerprint, make_embedder
+from indexer.storage import document_store as store
+from indexer.storage import driver, migrations
+from indexer.timeutil import format_ts, now_ts, parse_ts
+from indexer.tokenizer import TokenCounter, token_counter_for
+
+APPLY_BATCH = 200  # documents per write transaction
+EMBED_FETCH = 256  # chunks per embedding round (the model batches within it)
+RETRY_BASE_S = 30
+RETRY_MAX_S = 3600
+
+Progress = Callable[..., None]
+
+
+@dataclass
+class SyncReport:
+    scanned: int = 0
+    added: int = 0
+    modified: int = 0
+    moved: int = 0
+    deleted: int = 0
+    touched: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    skipped: int = 0
+    chunks_written: int = 0
+    chunks_embedded: int = 0
+    fingerprint_changed: bool = False
+    seconds: float = 0.0
+    embed_seconds: float = 0.0
+    failures: list[dict[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class FileProblem(Exception):
+    """A file that cannot be indexed, with a reason a user can act on."""
+
+
+def read_markdown(path: Path, max_bytes: int) -> tuple[str, str]:
+    """(text, sha256 of the bytes) or :class:`FileProblem`."""
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise FileProblem(f"file is {size} bytes, over the limit of {max_bytes} (max_file_bytes)")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise FileProblem("file vanished before it could be read") from None
+    except PermissionError:
+        raise FileProblem("permission denied") from None
+    except IsADirectoryError:
+        raise FileProblem("is a directory") from None
+    except OSError as exc:
+        raise FileProblem(f"cannot read: {exc.strerror or exc}") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if b"\x00" in data:
+        raise FileProblem(f"binary content (NUL byte at offset {data.index(b'\x00')})")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FileProblem(f"not valid UTF-8 (byte offset {exc.start})") from None
+    return text.removeprefix("\ufeff"), digest
+
+
+def retry_time(attempts: int, now: datetime | None = None) -> str:
+    delay = min(RETRY_BASE_S * 2 ** max(attempts - 1, 0), RETRY_MAX_S)
+    return format_ts((now or datetime.now(timezone.utc)) + timedelta(seconds=delay))
+
+
+class DocumentSync:
+    """One database, one embedder; ``run()`` = reconcile + embed everything pending."""
+
+    def __init__(self, config: Config, *, embedder: Embedder | None = None,
+                 counter: TokenCounter | None = None, progress: Progress | None = None) -> None:
+        self.config = config
+        self.embedder = embedder or make_embedder(
+            config.model, query_prefix=config.query_prefix, document_prefix=config.document_prefix,
+            threads=config.embed_threads, batch_size=config.embed_batch)
+        self._counter = counter
+        self.progress = progress or (lambda *a, **k: None)
+        self._conn: Any = None
+
+    # -- connection and fingerprint -----------------------------------------------------
+    def open(self) -> Any:
+        if self._conn is None:
+            migrations.migrate(self.config.db)
+            self._conn = driver.connect(self.config.db)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> "DocumentSync":
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def counter(self) -> TokenCounter:
+        if self._counter is None:
+            self._counter = token_counter_for(self.embedder)
+        return self._counter
+
+    @property
+    def max_tokens(self) -> int:
+        return int(self.embedder.max_tokens)
+
+    def prepare(self) -> bool:
+        """Install the embedding fingerprint; True when every vector must be rebuilt."""
+        conn = self.open()
+        fp = fingerprint(self.embedder, chunking.CHUNKER_VERSION)
+        with store.write(conn):
+            changed = store.install_fingerprint(conn, fp)
+        return changed
+
+    # -- reconcile ----------------------------------------------------------------------
+    def reconcile(self, roots: Sequence[Path] | None = None, *, paths: Sequence[Path] | None = None,
+                  full: bool = False, report: SyncReport | None = None) -> SyncReport:
+        """Bring rows and chunks in line with the disk (no embedding)."""
+        report = report or SyncReport()
+        started = time.perf_counter()
+        conn = self.open()
+        report.fingerprint_changed = self.prepare() or report.fingerprint_changed
+        full = full or report.fingerprint_changed
+        roots = tuple(roots if roots is not None else self.config.roots)
+        scan = discovery.scan(roots, include=self.config.include, exclude=self.config.exclude)
+        disk = scan.files
+        report.skipped += len(scan.skipped)
+        in_scope = _scope(roots, paths)
+        if paths:
+            disk = [f for f in disk if in_scope(str(f.path))]
+        report.scanned += len(disk)
+        docs = [d for d in store.load_docs(conn) if in_scope(d.path)]
+        retry_now = self._due_retries(docs)
+        db_docs = [planning.DbDoc(Path(d.path), d.mtime_ns if d.path not in retry_now else None,
+                                  d.size, d.content_hash) for d in docs]
+        changes = planning.plan_changes(disk, db_docs, planning.sha256_file, full=full)
+        report.unchanged += changes.unchanged_count
+        self.progress("plan", changes=changes)
+        with store.write(conn):
+            for old, new in changes.moved:
+                store.move_document(conn, str(old.path), str(new.path), new.mtime_ns, new.size)
+            report.moved += len(changes.moved)
+            report.deleted += store.delete_documents(conn, (str(d.path) for d in changes.deleted))
+            for f in changes.touched:
+                store.touch_document(conn, str(f.path), f.mtime_ns, f.size)
+            report.touched += len(changes.touched)
+        work = [(f, "added") for f in changes.added] + [(f, "modified") for f in changes.modified]
+        for start in range(0, len(work), APPLY_BATCH):
+            batch = work[start:start + APPLY_BATCH]
+            prepared = [(f, kind, self._prepare_file(f)) for f, kind in batch]
+            with store.write(conn):
+                for f, kind, result in prepared:
+                    self._write_file(conn, f, kind, result, report)
+            self.progress("files", done=min(start + APPLY_BATCH, len(work)), total=len(work))
+        report.seconds += time.perf_counter() - started
+        return report
+
+    def _due_retries(self, docs: Iterable[store.StoredDoc]) -> set[str]:
+        """Failed documents whose back-off has passed: re-read them even if unchanged."""
+        due: set[str] = set()
+        now = datetime.now(timezone.utc)
+        failed = {d.path for d in docs if d.sync_status == "failed"}
+        if not failed:
+            return due
+        for item in store.failed_documents(self.open(), limit=len(failed)):
+            try:
+                if item["retry_after"] is None or parse_ts(item["retry_after"]) <= now:
+                    due.add(item["path"])
+            except ValueError:
+                due.add(item["path"])
+        return due
+
+    def _prepare_file(self, f: planning.DiskFile) -> tuple[str, Any]:
+        """Read, parse and chunk one file outside the write transaction."""
+        try:
+            text, digest = read_markdown(f.path, self.config.max_file_bytes)
+        except FileProblem as exc:
+            return "failed", str(exc)
+        meta = markdown_meta.parse_document(text, f.path)
+        chunks = chunking.chunk_markdown(text, self.counter, target_tokens=min(self.config.chunk_tokens, self.max_tokens),
+                                         max_tokens=self.max_tokens, title=meta.title)
+        rows = [store.ChunkRow(c.index, c.chunk_hash, tuple(c.heading_path), c.start_line, c.end_line,
+                               c.token_count, c.text, c.embed_text) for c in chunks]
+        metadata = {"front_matter": meta.front_matter, "size": f.size, "mtime_ns": f.mtime_ns}
+        if meta.front_matter_error:
+            metadata["front_matter_error"] = meta.front_matter_error
+        return "ok", (meta, digest, rows, metadata)
+
+    def _write_file(self, conn: Any, f: planning.DiskFile, kind: str, result: tuple[str, Any],
+                    report: SyncReport) -> None:
+        status, payload = result
+        path = str(f.path)
+        if status == "failed":
+            attempts = store.failure_attempts(conn, path) + 1
+            store.record_failure(conn, path=path, reason=payload, retry_after=retry_time(attempts),
+                                 metadata={"size": f.size, "mtime_ns": f.mtime_ns})
+            report.failed += 1
+            report.failures.append({"path": path, "reason": payload})
+            return
+        meta, digest, rows, metadata = payload
+        store.upsert_document(conn, path=path, title=meta.title, document_type=meta.document_type,
+                              content_hash=digest, metadata=metadata, chunks=rows, model=self.embedder.name)
+        report.chunks_written += len(rows)
+        if kind == "added":
+            report.added += 1
+        else:
+            report.modified += 1
+
+    # -- embedding ----------------------------------------------------------------------
+    def embed_pending(self, *, report: SyncReport | None = None,
+                      should_stop: Callable[[], bool] = lambda: False) -> SyncReport:
+        """Embed every chunk without a vector, batch by batch, each batch one transaction."""
+        report = report or SyncReport()
+        conn = self.open()
+        started = time.perf_counter()
+        total = store.count_unembedded(conn)
+        done = 0
+        self.progress("embed", done=0, total=total)
+        while not should_stop():
+            batch = store.unembedded_chunks(conn, EMBED_FETCH)
+            if not batch:
+                break
+            vectors = self.embedder.embed_documents([text for _, _, text in batch])
+            with store.write(conn):
+                store.store_vectors(conn, [c for c, _, _ in batch], vectors)
+                store.finish_documents(conn, sorted({d for _, d, _ in batch}), self.embedder.name)
+            done += len(batch)
+            report.chunks_embedded += len(batch)
+            self.progress("embed", done=done, total=max(total, done))
+        report.embed_seconds += time.perf_counter() - started
+        return report
+
+    def run(self, roots: Sequence[Path] | None = None, *, paths: Sequence[Path] | None = None,
+            full: bool = False) -> SyncReport:
+        report = self.reconcile(roots, paths=paths, full=full)
+        self.embed_pending(report=report)
+        return report
+
+
+def _scope(roots: Sequence[Path], paths: Sequence[Path] | None) -> Callable[[str], bool]:
+    """Which stored paths this run owns: under a root, or (with paths) under a given path."""
+    bases = [str(p) for p in (paths if paths else roots)]
+
+    def inside(candidate: str) -> bool:
+        return any(candidate == b or candidate.startswith(b.rstrip("/") + "/") for b in bases)
+
+    return inside
