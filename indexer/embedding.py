@@ -8,6 +8,7 @@ product is the cosine similarity.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 from dataclasses import dataclass
@@ -93,6 +94,8 @@ class SentenceTransformerEmbedder:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
                 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
                 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+                os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+                os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
                 import torch
                 from sentence_transformers import SentenceTransformer
 
@@ -114,7 +117,15 @@ class SentenceTransformerEmbedder:
 
     @property
     def max_tokens(self) -> int:
-        """Word pieces the model reads, [CLS] and [SEP] excluded."""
+        """Word pieces the model reads, [CLS] and [SEP] excluded (read from the model's
+        directory when it has ``sentence_bert_config.json``, so chunking needs no model)."""
+        model_dir = self.model_dir
+        if self._model is None and model_dir is not None:
+            config = model_dir / "sentence_bert_config.json"
+            if config.is_file():
+                value = json.loads(config.read_text(encoding="utf-8")).get("max_seq_length")
+                if isinstance(value, int) and value > 2:
+                    return value - 2
         return int(self.load().max_seq_length) - 2
 
     @property

@@ -73,8 +73,9 @@ def read_markdown(path: Path, max_bytes: int) -> tuple[str, str]:
     except OSError as exc:
         raise FileProblem(f"cannot read: {exc.strerror or exc}") from None
     digest = hashlib.sha256(data).hexdigest()
-    if b"\x00" in data:
-        raise FileProblem(f"binary content (NUL byte at offset {data.index(b'\x00')})")
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise FileProblem(f"binary content (NUL byte at offset {nul})")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -130,8 +131,18 @@ class DocumentSync:
         return int(self.embedder.max_tokens)
 
     def prepare(self) -> bool:
-        """Install the embedding fingerprint; True when every vector must be rebuilt."""
+        """Install the embedding fingerprint; True when every vector must be rebuilt.
+
+        When the stored fingerprint already names this model, prefixes and chunker, the
+        model is not loaded (a no-change reindex stays fast).
+        """
         conn = self.open()
+        stored = store.get_fingerprint(conn)
+        wanted = {"model": self.embedder.name, "query_prefix": getattr(self.embedder, "query_prefix", ""),
+                  "document_prefix": getattr(self.embedder, "document_prefix", ""),
+                  "chunker": chunking.CHUNKER_VERSION}
+        if stored and all(stored.get(k) == v for k, v in wanted.items()) and store.vector_table_exists(conn):
+            return False
         fp = fingerprint(self.embedder, chunking.CHUNKER_VERSION)
         with store.write(conn):
             changed = store.install_fingerprint(conn, fp)
@@ -165,7 +176,6 @@ class DocumentSync:
             for old, new in changes.moved:
                 store.move_document(conn, str(old.path), str(new.path), new.mtime_ns, new.size)
             report.moved += len(changes.moved)
-            report.deleted += store.delete_documents(conn, (str(d.path) for d in changes.deleted))
             for f in changes.touched:
                 store.touch_document(conn, str(f.path), f.mtime_ns, f.size)
             report.touched += len(changes.touched)
@@ -177,6 +187,9 @@ class DocumentSync:
                 for f, kind, result in prepared:
                     self._write_file(conn, f, kind, result, report)
             self.progress("files", done=min(start + APPLY_BATCH, len(work)), total=len(work))
+        if changes.deleted:  # last, so new chunks could copy the vectors of deleted ones
+            with store.write(conn):
+                report.deleted += store.delete_documents(conn, (str(d.path) for d in changes.deleted))
         report.seconds += time.perf_counter() - started
         return report
 

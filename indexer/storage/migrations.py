@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.resources
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -179,6 +180,27 @@ def apply_migration(conn: Any, migration: Migration) -> bool:
         raise
 
 
+def _connect_for_writing(path: Path, *, retry_seconds: float = 30.0) -> Any:
+    """``driver.connect`` for the runner, retried while another process holds the lock.
+
+    Two processes creating the same new file race on ``PRAGMA journal_mode=WAL``, which
+    needs the write lock and fails with "database is locked" at once (SQLite does not call
+    the busy handler there), whatever ``busy_timeout`` is. The loser retries; once the
+    winner's migration commits, the file is in WAL mode and the switch is a no-op.
+    """
+    deadline = time.monotonic() + retry_seconds
+    delay = 0.01
+    while True:
+        try:
+            return driver.connect(path)
+        except driver.OperationalError as exc:
+            text = str(exc).lower()
+            if ("locked" not in text and "busy" not in text) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.25)
+
+
 def backup_copy(path: Path) -> Path:
     """An online, consistent copy beside the database, written before it is touched."""
     stamp = now_ts().replace(":", "").replace("-", "").replace(".", "")
@@ -216,7 +238,7 @@ def migrate(
         report.legacy = legacy.adopt(path, todo, _apply_one)
         report.applied = [m.name for m in todo]
         return report
-    conn = driver.connect(path)
+    conn = _connect_for_writing(path)
     try:
         for migration in todo:
             if apply_migration(conn, migration):

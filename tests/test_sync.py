@@ -1,0 +1,241 @@
+"""Document sync end to end on real files and a real database (the model faked, for speed)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer.config import load_config
+from indexer.embedding import HashEmbedder, from_blob
+from indexer.storage import driver
+from indexer.sync import DocumentSync
+from indexer.tokenizer import WhitespaceTokenCounter
+
+GUIDE = """# Guide
+
+Intro paragraph about the tool.
+
+## Install
+
+Run the installer with care and patience.
+
+## Usage
+
+Use the tool every day for great results.
+
+## Troubleshooting
+
+When things break, read the logs first.
+"""
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    r = tmp_path / "notes"
+    r.mkdir()
+    (r / "guide.md").write_text(GUIDE)
+    (r / "sub").mkdir()
+    (r / "sub" / "other.md").write_text("# Other\n\nSomething else entirely, about gardening.\n")
+    return r
+
+
+@pytest.fixture
+def embedder() -> HashEmbedder:
+    return HashEmbedder(dim=32)
+
+
+def make_sync(db: Path, root: Path, embedder: HashEmbedder, **flags) -> DocumentSync:
+    config = load_config({"db": str(db), "roots": [str(root)], "chunk_tokens": 40, **flags})
+    return DocumentSync(config, embedder=embedder, counter=WhitespaceTokenCounter())
+
+
+def rows(db: Path, sql: str, params: tuple = ()) -> list[tuple]:
+    conn = driver.connect(db)
+    try:
+        return [tuple(r) for r in conn.execute(sql, params).fetchall()]
+    finally:
+        conn.close()
+
+
+def statuses(db: Path) -> dict[str, str]:
+    return {Path(p).name: s for p, s in rows(db, "SELECT file_path, sync_status FROM document_index")}
+
+
+def assert_consistent(db: Path) -> None:
+    """No orphan chunk, vector or FTS row; every embedded chunk has exactly one vector."""
+    assert rows(db, "SELECT count(*) FROM document_chunks WHERE document_id NOT IN (SELECT id FROM document_index)") == [(0,)]
+    assert rows(db, "SELECT count(*) FROM chunk_vectors WHERE rowid NOT IN (SELECT id FROM document_chunks)") == [(0,)]
+    assert rows(db, "SELECT count(*) FROM document_chunks WHERE embedded_at IS NOT NULL AND id NOT IN "
+                    "(SELECT rowid FROM chunk_vectors)") == [(0,)]
+    conn = driver.connect(db)
+    try:
+        conn.execute("INSERT INTO chunk_fts(chunk_fts, rank) VALUES ('integrity-check', 1)")
+    finally:
+        conn.close()
+
+
+def test_new_files_go_pending_then_synced(db_path: Path, root: Path, embedder: HashEmbedder) -> None:
+    with make_sync(db_path, root, embedder) as sync:
+        report = sync.reconcile()
+        assert report.added == 2
+        assert set(statuses(db_path).values()) == {"pending"}
+        sync.embed_pending(report=report)
+    assert set(statuses(db_path).values()) == {"synced"}
+    for title, count, blob, synced_at, model in rows(
+        db_path, "SELECT title, chunk_count, embedding_blob, last_synced_at, embedding_model FROM document_index"
+    ):
+        assert title in ("Guide", "Other") and count >= 1 and synced_at.endswith("Z") and model == embedder.name
+        vector = from_blob(blob)
+        assert vector.shape == (32,) and abs(float(np.linalg.norm(vector)) - 1.0) < 1e-5
+    assert rows(db_path, "SELECT sum(chunk_count) FROM document_index") == rows(db_path, "SELECT count(*) FROM document_chunks")
+    assert_consistent(db_path)
+
+
+def test_second_run_changes_nothing(db_path: Path, root: Path, embedder: HashEmbedder) -> None:
+    with make_sync(db_path, root, embedder) as sync:
+        sync.run()
+        before = rows(db_path, "SELECT id, content_hash, updated_at, sync_status FROM document_index ORDER BY id")
+        calls = embedder.texts_embedded
+        report = sync.run()
+    assert (report.added, report.modified, report.unchanged, report.chunks_embedded) == (0, 0, 2, 0)
+    assert embedder.texts_embedded == calls
+    assert rows(db_path, "SELECT id, content_hash, updated_at, sync_status FROM document_index ORDER BY id") == before
+
+
+def test_one_section_edit_reembeds_one_chunk(db_path: Path, root: Path, embedder: HashEmbedder) -> None:
+    with make_sync(db_path, root, embedder) as sync:
+        sync.run()
+        chunks_before = rows(db_path, "SELECT count(*) FROM document_chunks")[0][0]
+        assert chunks_before >= 4
+        (root / "guide.md").write_text(GUIDE.replace("read the logs first", "read the logs and the docs first"))
+        report = sync.reconcile()
+        assert report.modified == 1 and statuses(db_path)["guide.md"] == "stale"
+        sync.embed_pending(report=report)
+    assert report.chunks_embedded == 1
+    assert statuses(db_path)["guide.md"] == "synced"
+    assert_consistent(db_path)
+
+
+def test_touch_only_refreshes_stat(db_path: Path, root: Path, embedder: HashEmbedder) -> None:
+    with make_sync(db_path, root, embedder) as sync:
+        sync.run()
+        os.utime(root / "guide.md", ns=(1_000_000_000, 1_000_000_000))
+        report = sync.run()
+    assert (report.touched, report.modified, report.chunks_embedded) == (1, 0, 0)
+    assert statuses(db_path)["guide.md"] == "synced"
+    assert rows(db_path, "SELECT json_extract(metadata, '$.mtime_ns') FROM document_index WHERE file_path LIKE '%guide.md'") == [(1_000_000_000,)]
+
+
+def test_delete_removes_row_chunks_vectors_and_fts(db_path: Path, root: Path, embedder: HashEmbedder) -> None:
+    with make_sync(db_path, root, embedder) as sync:
+        sync.run()
+        (root / "guide.md").unlink()
+        report = sync.run()
+    assert report.deleted == 1 and set(statuses(db_path)) == {"other.md"}
+    assert rows(db_path, "SELECT count(*) FROM chunk_fts WHERE chunk_fts MATCH 'installer'") == [(0,)]
+    assert_consistent(db_path)
+
+
+def test_move_keeps_vectors_and_embeds_nothing(db_path: Path, root: Path, embedder: HashEmbedder) -> None:
+    with make_sync(db_path, root, embedder) as sync:
+        sync.run()
+        vectors = rows(db_path, "SELECT count(*) FROM chunk_vectors")
+        (root / "guide.md").rename(root / "sub" / "renamed guide.md")
+        calls = embedder.texts_embedded
+        report = sync.run()
+    assert (report.moved, report.added, report.deleted) == (1, 0, 0)
+    assert embedder.texts_embedded == calls
+    assert statuses(db_path) == {"renamed guide.md": "synced", "other.md": "synced"}
+    assert rows(db_path, "SELECT count(*) FROM chunk_vectors") == vectors
+    assert_consistent(db_path)
+
+
+def test_move_plus_edit_reuses_unchanged_chunk_vectors(db_path: Path, root: Path, embedder: HashEmbedder) -> None:
+    with make_sync(db_path, root, embedder) as sync:
+        sync.run()
+        (root / "guide.md").unlink()
+        (root / "moved.md").write_text(GUIDE + "\n## Extra\n\nA brand new section.\n")
+        report = sync.run()
+    assert report.added == 1 and report.deleted == 1
+    assert report.chunks_embedded == 1  # only the new section; the rest copied by chunk hash
+    assert_consistent(db_path)
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"# Bad\n\xff\xfe not utf-8\n", "not valid UTF-8"),
+    (b"# Bin\x00ary\n", "binary content"),
+])
+def test_bad_file_fails_with_reason_then_recovers(db_path: Path, root: Path, embedder: HashEmbedder,
+                                                   content: bytes, reason: str) -> None:
+    (root / "bad.md").write_bytes(content)
+    with make_sync(db_path, root, embedder) as sync:
+        report = sync.run()
+        assert report.failed == 1 and reason in report.failures[0]["reason"]
+        assert statuses(db_path)["bad.md"] == "failed"
+        (meta,) = rows(db_path, "SELECT json_extract(metadata, '$.last_error'), json_extract(metadata, '$.attempts') "
+                                "FROM document_index WHERE sync_status = 'failed'")
+        assert reason in meta[0] and meta[1] == 1
+        assert statuses(db_path)["guide.md"] == "synced"  # one bad file does not stop the rest
+        (root / "bad.md").write_text("# Fixed\n\nNow it is fine.\n")
+        sync.run()
+    assert statuses(db_path)["bad.md"] == "synced"
+    assert rows(db_path, "SELECT json_extract(metadata, '$.last_error') FROM document_index WHERE file_path LIKE '%bad.md'") == [(None,)]
+
+
+def test_oversized_file_fails_and_retry_waits_for_back_off(db_path: Path, root: Path, embedder: HashEmbedder) -> None:
+    (root / "big.md").write_text("# Big\n\n" + "word " * 400)
+    with make_sync(db_path, root, embedder, max_file_bytes=1000) as sync:
+        sync.run()
+        assert statuses(db_path)["big.md"] == "failed"
+        sync.run()  # unchanged and inside its back-off: not retried
+        attempts = rows(db_path, "SELECT json_extract(metadata, '$.attempts') FROM document_index WHERE sync_status='failed'")
+        assert attempts == [(1,)]
+        conn = driver.connect(db_path)
+        conn.execute("UPDATE document_index SET metadata = json_set(metadata, '$.retry_after', '2000-01-01T00:00:00.000Z') "
+                     "WHERE sync_status = 'failed'")
+        conn.close()
+        sync.run()  # back-off over: retried, fails again, attempts grow
+        attempts = rows(db_path, "SELECT json_extract(metadata, '$.attempts') FROM document_index WHERE sync_status='failed'")
+    assert attempts == [(2,)]
+
+
+def test_model_change_marks_everything_stale_and_rebuilds(db_path: Path, root: Path, embedder: HashEmbedder) -> None:
+    with make_sync(db_path, root, embedder) as sync:
+        sync.run()
+    other = HashEmbedder(dim=48, name="another-model")
+    with make_sync(db_path, root, other) as sync:
+        report = sync.reconcile()
+        assert report.fingerprint_changed
+        assert set(statuses(db_path).values()) == {"stale"}
+        sync.embed_pending(report=report)
+    assert set(statuses(db_path).values()) == {"synced"}
+    total = rows(db_path, "SELECT count(*) FROM document_chunks")[0][0]
+    assert report.chunks_embedded == total
+    (blob,) = rows(db_path, "SELECT embedding_blob FROM document_index LIMIT 1")[0]
+    assert from_blob(blob).shape == (48,)
+    assert rows(db_path, "SELECT embedding_model FROM document_index GROUP BY embedding_model") == [("another-model",)]
+    assert_consistent(db_path)
+
+
+def test_explicit_paths_restrict_the_run(db_path: Path, root: Path, embedder: HashEmbedder) -> None:
+    with make_sync(db_path, root, embedder) as sync:
+        sync.run()
+        (root / "guide.md").write_text(GUIDE + "\nMore.\n")
+        (root / "sub" / "other.md").unlink()
+        report = sync.run(paths=[root / "guide.md"])
+    assert report.modified == 1 and report.deleted == 0  # other.md is outside this run
+    assert set(statuses(db_path)) == {"guide.md", "other.md"}
+
+
+def test_indexing_twice_is_idempotent_with_full(db_path: Path, root: Path, embedder: HashEmbedder) -> None:
+    with make_sync(db_path, root, embedder) as sync:
+        sync.run()
+        hashes = rows(db_path, "SELECT chunk_hash FROM document_chunks ORDER BY document_id, chunk_index")
+        calls = embedder.texts_embedded
+        report = sync.run(full=True)
+    assert report.modified == 2 and report.chunks_embedded == 0 and embedder.texts_embedded == calls
+    assert rows(db_path, "SELECT chunk_hash FROM document_chunks ORDER BY document_id, chunk_index") == hashes
+    assert set(statuses(db_path).values()) == {"synced"}
