@@ -42,7 +42,7 @@ def migrate(app: AppContext, dry_run: bool, no_backup: bool, as_json: bool) -> N
         info = report.legacy
         rows = ", ".join(f"{t} {n}" for t, n in sorted(info["rows"].items()))
         click.echo(f"adopted legacy database ({info['variant']} variant): rows kept: {rows}")
-        click.echo(f"timestamps converted to RFC 3339: {info['timestamps_converted']}; unparseable kept as-is: {info['timestamps_unparseable_kept']}")
+        click.echo(f"timestamps in other formats converted: {info['timestamps_converted_other_formats']}; unparseable kept as-is: {info['timestamps_unparseable_kept']}")
         if info["preexisting_fk_violations"]:
             orphans = ", ".join(f"{t} {n}" for t, n in sorted(info["preexisting_fk_violations"].items()))
             click.echo(f"warning: rows that already broke a foreign key in the legacy file were kept: {orphans} (see: indexer doctor)")

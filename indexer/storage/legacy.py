@@ -57,6 +57,16 @@ class _TimestampConverter:
         return result
 
 
+# isoformat() with microseconds in UTC, the reference's usual form: converted in SQL; any
+# other form goes through the Python converter.
+_ISO_UTC_US = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]+00:00"
+
+
+def _ts_expr(expr: str) -> str:
+    return (f"CASE WHEN {expr} GLOB '{_ISO_UTC_US}' THEN substr({expr}, 1, 23) || 'Z' "
+            f"ELSE indexer_ts({expr}) END")
+
+
 def _select_list(table: str, source: list[str], target: list[str]) -> tuple[list[str], list[str]]:
     """Target columns to fill, and the expression reading each from the legacy table."""
     stamps = TIMESTAMP_COLUMNS.get(table, ())
@@ -76,7 +86,7 @@ def _select_list(table: str, source: list[str], target: list[str]) -> tuple[list
         else:
             continue  # absent in the legacy table: the column's default applies
         if col in stamps:
-            expr = f"indexer_ts({expr})"
+            expr = _ts_expr(expr)
         cols.append(col)
         exprs.append(expr)
     return cols, exprs
@@ -96,6 +106,7 @@ def adopt(path: Any, todo: Sequence[Any], apply_one: Callable[..., None]) -> dic
     conn.create_function("indexer_ts", 1, convert, deterministic=True)
     conn.execute("PRAGMA foreign_keys=OFF")
     conn.execute("PRAGMA legacy_alter_table=ON")
+    conn.execute("PRAGMA cache_size=-262144")  # 256 MiB for this one big transaction
     try:
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -163,7 +174,7 @@ def _adopt_in_transaction(conn: Any, todo: Sequence[Any], apply_one: Callable[..
     return {
         "rows": counts,
         "variant": "template_name" if "template_name" in source_cols.get("tasks", []) else "standard",
-        "timestamps_converted": convert.converted,
+        "timestamps_converted_other_formats": convert.converted,
         "timestamps_unparseable_kept": convert.unparseable,
         "preexisting_fk_violations": violations,
     }
