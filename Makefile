@@ -25,12 +25,14 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
+# The main job. Until the daemon lands: a one-shot sync of ROOT, then the status.
 run: $(STAMP)
-	$(VENV)/bin/indexer migrate
-	$(VENV)/bin/indexer doctor
+	$(VENV)/bin/indexer reindex --root "$(ROOT)"
+	$(VENV)/bin/indexer status
 
 bench: $(STAMP)
 	$(PY) bench/bench_schema.py
+	$(PY) bench/bench_sync.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,4 +1,20 @@
-"""Front matter, title and document type of a markdown file (pure)."""
+"""Front matter, title and document type of a markdown file (pure: text and path in, record out).
+
+- **Front matter**: YAML between a first line ``---`` and a closing ``---`` (or ``...``), or
+  TOML between ``+++`` lines. Broken front matter is recorded as an error and skipped (the
+  body starts after it); an opening fence that is never closed is no front matter at all
+  (the line is a thematic break). Values are made JSON-serialisable: dates and times become
+  ISO 8601 strings, keys strings, anything else unknown ``str()``.
+- **Title**: front matter ``title``, else the first level-1 heading (ATX ``# T`` or setext
+  ``T`` over ``===``, outside code fences), else the file's stem.
+- **Document type**: front matter ``type`` (lower-cased, trimmed), else a guess from the
+  words of the file name, then the two nearest directory names, then the title (nearest
+  first), against :data:`TYPE_WORDS`: ``design`` (design, architecture, ADRs, decisions),
+  ``specification`` (spec, specification, RFC, proposal, requirements: an RFC asks for a
+  change in a precise, reviewable form, so it counts as a specification), ``plan``
+  (plan, roadmap, milestones) and ``report`` (report, postmortem, retrospective). Whole
+  words only (``netplan.md`` is no plan, ``terraform-plan.md`` is: the guess is a guess).
+"""
 
 from __future__ import annotations
 
@@ -8,16 +24,22 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
-_ATX = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)[ \t]*#*[ \t]*$")
-_SETEXT_H1 = re.compile(r"^ {0,3}=+[ \t]*$")
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+ATX_HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))??(?:[ \t]+#+)?[ \t]*$")
+SETEXT_UNDERLINE = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
+FENCE = re.compile(r"^( {0,3})(`{3,}|~{3,})(.*)$")
+_NOT_SETEXT = re.compile(r"^ {0,3}(?:[-+*>]|\d{1,9}[.)])(?:[ \t]|$)")  # list items, quotes
+FRONT_MATTER_MAX_LINES = 1000
+
 TYPES = ("design", "specification", "plan", "report")
-_TYPE_WORDS = {
-    "design": ("design", "architecture", "adr", "decision"),
-    "specification": ("spec", "specs", "specification", "specifications", "rfc", "rfcs", "proposal"),
-    "plan": ("plan", "plans", "roadmap", "milestone", "milestones"),
-    "report": ("report", "reports", "postmortem", "retro", "retrospective", "summary"),
+TYPE_WORDS: dict[str, frozenset[str]] = {
+    "design": frozenset({"design", "designs", "architecture", "adr", "adrs", "decision", "decisions"}),
+    "specification": frozenset({"spec", "specs", "specification", "specifications", "rfc", "rfcs",
+                                "proposal", "proposals", "requirements"}),
+    "plan": frozenset({"plan", "plans", "planning", "roadmap", "roadmaps", "milestone", "milestones"}),
+    "report": frozenset({"report", "reports", "postmortem", "postmortems", "retro", "retrospective",
+                         "retrospectives"}),
 }
+_WORD_SPLIT = re.compile(r"[^a-z]+")
 
 
 @dataclass(frozen=True)
@@ -26,85 +48,128 @@ class DocMeta:
     document_type: str | None
     front_matter: dict[str, Any] = field(default_factory=dict)
     front_matter_error: str | None = None
-    body_start_line: int = 1  # 1-based line where the body starts (after front matter)
+    body_start_line: int = 1  # 1-based line where the body starts (after any front matter)
 
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
+    if isinstance(value, (list, tuple, set, frozenset)):
         return [_jsonable(v) for v in value]
     if isinstance(value, (_dt.date, _dt.datetime, _dt.time)):
         return value.isoformat()
+    if isinstance(value, float) and value != value:  # NaN is not JSON
+        return None
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
     return str(value)
+
+
+class _NotFrontMatter(Exception):
+    """The fenced block is one plain sentence: a thematic break and prose, not metadata."""
+
+
+def _parse_block(fence: str, raw: str) -> dict[str, Any]:
+    if not raw.strip():
+        return {}
+    if fence == "---":
+        import yaml
+
+        data = yaml.safe_load(raw)
+    else:
+        import tomllib
+
+        data = tomllib.loads(raw)
+    if data is None:
+        return {}
+    if isinstance(data, str):
+        raise _NotFrontMatter
+    if not isinstance(data, dict):
+        raise ValueError(f"front matter is a {type(data).__name__}, not a mapping")
+    return data
 
 
 def split_front_matter(text: str) -> tuple[dict[str, Any], str | None, int]:
     """(front matter, error or None, 1-based first body line). YAML ``---`` or TOML ``+++``."""
-    lines = text.split("\n")
-    if not lines or lines[0].rstrip() not in ("---", "+++"):
+    first_end = text.find("\n")
+    first = (text if first_end < 0 else text[:first_end]).lstrip("\ufeff").rstrip()
+    if first not in ("---", "+++"):
         return {}, None, 1
-    fence = lines[0].rstrip()
-    closers = ("---", "...") if fence == "---" else ("+++",)
-    for i in range(1, min(len(lines), 500)):
+    lines = text.split("\n", FRONT_MATTER_MAX_LINES + 1)
+    closers = ("---", "...") if first == "---" else ("+++",)
+    for i in range(1, min(len(lines), FRONT_MATTER_MAX_LINES + 1)):
         if lines[i].rstrip() in closers:
-            raw = "\n".join(lines[1:i])
             try:
-                if fence == "---":
-                    import yaml
-
-                    data = yaml.safe_load(raw) if raw.strip() else {}
-                else:
-                    import tomllib
-
-                    data = tomllib.loads(raw)
+                data = _parse_block(first, "\n".join(lines[1:i]))
+            except _NotFrontMatter:
+                return {}, None, 1
             except Exception as exc:  # broken front matter: keep going, say why
-                return {}, f"front matter is not valid: {str(exc).splitlines()[0]}", i + 2
-            if data is None:
-                data = {}
-            if not isinstance(data, dict):
-                return {}, "front matter is not a mapping", i + 2
+                message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                return {}, f"front matter is not valid {'YAML' if first == '---' else 'TOML'}: {message}", i + 2
             return _jsonable(data), None, i + 2
     return {}, None, 1  # no closing fence: not front matter
 
 
+def _heading_text(raw: str | None) -> str:
+    return (raw or "").strip()
+
+
 def first_h1(lines: list[str]) -> str | None:
-    in_fence: str | None = None
-    for i, line in enumerate(lines):
-        fence = _FENCE.match(line)
-        if fence:
-            marker = fence.group(1)[0] * 3
-            in_fence = None if in_fence and line.strip().startswith(in_fence) else (in_fence or marker)
+    """The first level-1 heading outside code fences (ATX, or setext over ``===``)."""
+    fence: str | None = None
+    para: list[str] = []
+    for line in lines:
+        if fence is not None:
+            stripped = line.strip()
+            if stripped.startswith(fence) and not stripped.strip(fence[0]):
+                fence = None
             continue
-        if in_fence:
+        opened = FENCE.match(line)
+        if opened and not (opened.group(2)[0] == "`" and "`" in opened.group(3)):
+            fence, para = opened.group(2), []
             continue
-        match = _ATX.match(line)
-        if match and len(match.group(1)) == 1 and match.group(2).strip():
-            return match.group(2).strip()
-        if line.strip() and i + 1 < len(lines) and _SETEXT_H1.match(lines[i + 1]) and not _ATX.match(line):
-            return line.strip()
+        atx = ATX_HEADING.match(line)
+        if atx:
+            if len(atx.group(1)) == 1 and _heading_text(atx.group(2)):
+                return _heading_text(atx.group(2))
+            para = []
+            continue
+        underline = SETEXT_UNDERLINE.match(line)
+        if underline:  # a setext underline, or a thematic break when no paragraph is open
+            if para and underline.group(1).startswith("="):
+                return " ".join(p.strip() for p in para)
+            para = []
+            continue
+        if not line.strip():
+            para = []
+        elif para or not (_NOT_SETEXT.match(line) or line.startswith("    ") or line.startswith("\t")):
+            para.append(line)
     return None
 
 
+def _words(name: str) -> list[str]:
+    return [w for w in _WORD_SPLIT.split(name.lower()) if w]
+
+
 def guess_type(path: PurePath, title: str) -> str | None:
-    """The two nearest directory names and the file name first, then the title's words."""
-    words = [w for part in path.parts[-3:-1] for w in re.split(r"[^a-z]+", part.lower()) if w]
-    words += [w for w in re.split(r"[^a-z]+", path.stem.lower()) if w]
-    title_words = [w for w in re.split(r"[^a-z]+", title.lower()) if w]
-    for pool in (words, title_words):
-        for kind in TYPES:
-            if any(w in _TYPE_WORDS[kind] for w in pool):
-                return kind
+    """The file name's words first, then the parent's and grandparent's, then the title's."""
+    pools = [_words(path.stem)] + [_words(part) for part in reversed(path.parts[-3:-1])] + [_words(title)]
+    for pool in pools:
+        for word in pool:
+            for kind in TYPES:
+                if word in TYPE_WORDS[kind]:
+                    return kind
     return None
 
 
 def parse_document(text: str, path: PurePath) -> DocMeta:
     front, error, body_start = split_front_matter(text)
     lines = text.split("\n")[body_start - 1:]
-    title = front.get("title") if isinstance(front.get("title"), str) and front["title"].strip() else None
-    title = (title or first_h1(lines) or path.stem).strip()
+    raw_title = front.get("title")
+    title = str(raw_title).strip() if isinstance(raw_title, (str, int, float)) and not isinstance(raw_title, bool) else ""
+    title = title or first_h1(lines) or path.stem
     raw_type = front.get("type")
     if isinstance(raw_type, str) and raw_type.strip():
         document_type: str | None = raw_type.strip().lower()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,9 +30,12 @@ def state_paths(env: dict[str, str] | None = None) -> StatePaths:
         root = Path(home).expanduser().resolve()
         return StatePaths(root, root / "config.toml", root / "run")
     runtime = env.get("XDG_RUNTIME_DIR")
-    runtime_dir = (
-        Path(runtime) / APP if runtime else Path(platformdirs.user_runtime_dir(APP))
-    )
+    if runtime:
+        runtime_dir = Path(runtime) / APP
+    else:  # no XDG_RUNTIME_DIR (not a systemd login): platformdirs' per-user fallback, quietly
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            runtime_dir = Path(platformdirs.user_runtime_dir(APP))
     return StatePaths(
         data_dir=Path(platformdirs.user_data_dir(APP)),
         config_file=Path(platformdirs.user_config_dir(APP)) / "config.toml",
