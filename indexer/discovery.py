@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -58,14 +59,18 @@ def _ignored(specs: Sequence[tuple[str, pathspec.GitIgnoreSpec]], full: str, is_
     return verdict
 
 
+def _matcher(include: Sequence[str]) -> "re.Pattern[str]":
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in include) or "(?!)")
+
+
 def _included(name: str, include: Sequence[str]) -> bool:
-    return any(fnmatch.fnmatch(name, pattern) for pattern in include)
+    return _matcher(include).match(name) is not None
 
 
 def scan(roots: Sequence[Path], *, include: Sequence[str], exclude: Sequence[str] = ()) -> ScanResult:
-    files: list[DiskFile] = []
+    found: dict[str, tuple[int, int]] = {}
     skipped: list[tuple[str, str]] = []
-    seen: set[str] = set()
+    included = _matcher(include).match
     for root in roots:
         root_s = str(Path(root).resolve())
         excl = _spec(exclude)
@@ -90,20 +95,19 @@ def scan(roots: Sequence[Path], *, include: Sequence[str], exclude: Sequence[str
                         skipped.append((entry.path, "symlink (not followed)"))
                         continue
                     if entry.is_dir(follow_symlinks=False):
-                        if not _ignored(specs, entry.path, True):
+                        if not specs or not _ignored(specs, entry.path, True):
                             stack.append((entry.path, specs))
                         continue
-                    if not entry.is_file(follow_symlinks=False) or not _included(name, include):
+                    if not entry.is_file(follow_symlinks=False) or included(name) is None:
                         continue
-                    if _ignored(specs, entry.path, False) or entry.path in seen:
+                    if specs and _ignored(specs, entry.path, False):
                         continue
                     st = entry.stat(follow_symlinks=False)
                 except OSError as exc:
                     skipped.append((entry.path, f"cannot stat: {exc.strerror}"))
                     continue
-                seen.add(entry.path)
-                files.append(DiskFile(Path(entry.path), st.st_mtime_ns, st.st_size))
-    files.sort(key=lambda f: str(f.path))
+                found[entry.path] = (st.st_mtime_ns, st.st_size)
+    files = [DiskFile(Path(p), *found[p]) for p in sorted(found)]
     return ScanResult(files, skipped)
 
 

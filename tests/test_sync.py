@@ -16,19 +16,19 @@ from indexer.tokenizer import WhitespaceTokenCounter
 
 GUIDE = """# Guide
 
-Intro paragraph about the tool.
+Intro paragraph about the tool. intro0 intro1 intro2 intro3 intro4 intro5 intro6 intro7 intro8 intro9 intro10 intro11 intro12 intro13 intro14 intro15 intro16 intro17 intro18 intro19 intro20 intro21 intro22 intro23 intro24 intro25 intro26 intro27 intro28 intro29
 
 ## Install
 
-Run the installer with care and patience.
+Run the installer with care and patience. install0 install1 install2 install3 install4 install5 install6 install7 install8 install9 install10 install11 install12 install13 install14 install15 install16 install17 install18 install19 install20 install21 install22 install23 install24 install25 install26 install27 install28 install29
 
 ## Usage
 
-Use the tool every day for great results.
+Use the tool every day for great results. usage0 usage1 usage2 usage3 usage4 usage5 usage6 usage7 usage8 usage9 usage10 usage11 usage12 usage13 usage14 usage15 usage16 usage17 usage18 usage19 usage20 usage21 usage22 usage23 usage24 usage25 usage26 usage27 usage28 usage29
 
 ## Troubleshooting
 
-When things break, read the logs first.
+When things break, read the logs first. trouble0 trouble1 trouble2 trouble3 trouble4 trouble5 trouble6 trouble7 trouble8 trouble9 trouble10 trouble11 trouble12 trouble13 trouble14 trouble15 trouble16 trouble17 trouble18 trouble19 trouble20 trouble21 trouble22 trouble23 trouble24 trouble25 trouble26 trouble27 trouble28 trouble29
 """
 
 
@@ -186,8 +186,8 @@ def test_bad_file_fails_with_reason_then_recovers(db_path: Path, root: Path, emb
 
 
 def test_oversized_file_fails_and_retry_waits_for_back_off(db_path: Path, root: Path, embedder: HashEmbedder) -> None:
-    (root / "big.md").write_text("# Big\n\n" + "word " * 400)
-    with make_sync(db_path, root, embedder, max_file_bytes=1000) as sync:
+    (root / "big.md").write_text("# Big\n\n" + "word " * 1000)
+    with make_sync(db_path, root, embedder, max_file_bytes=3000) as sync:
         sync.run()
         assert statuses(db_path)["big.md"] == "failed"
         sync.run()  # unchanged and inside its back-off: not retried

@@ -1,0 +1,149 @@
+"""SQL of search: BM25 over FTS5, vector distances, filters, and result details.
+
+Filters are applied inside the queries (never after a k-limited KNN): the keyword query
+joins them, and the vector side either KNNs with a growing k until enough filtered chunks
+are found, or scores the filtered chunks exactly when they are few.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from indexer.embedding import to_blob
+from indexer.storage.document_store import VEC_TABLE, vector_table_exists
+
+EXACT_LIMIT = 20_000  # filtered candidate sets up to this size are scored exactly
+MAX_K = 4096
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+@dataclass(frozen=True)
+class Filters:
+    document_type: str | None = None
+    path_glob: str | None = None  # GLOB pattern on file_path
+    path_prefix: str | None = None
+    since: str | None = None  # canonical timestamp; documents updated at or after
+
+    @property
+    def active(self) -> bool:
+        return any(v is not None for v in (self.document_type, self.path_glob, self.path_prefix, self.since))
+
+    def sql(self, doc_alias: str = "d") -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if self.document_type is not None:
+            clauses.append(f"{doc_alias}.document_type = ?")
+            params.append(self.document_type)
+        if self.path_glob is not None:
+            clauses.append(f"{doc_alias}.file_path GLOB ?")
+            params.append(self.path_glob)
+        if self.path_prefix is not None:
+            prefix = self.path_prefix.rstrip("/")
+            clauses.append(f"({doc_alias}.file_path = ? OR substr({doc_alias}.file_path, 1, ?) = ?)")
+            params.extend([prefix, len(prefix) + 1, prefix + "/"])
+        if self.since is not None:
+            clauses.append(f"{doc_alias}.updated_at >= ?")
+            params.append(self.since)
+        return (" AND ".join(clauses) or "1"), params
+
+
+def fts_query(text: str) -> str | None:
+    """Any user text as a safe FTS5 query: its words, each quoted, OR-ed (BM25 ranks)."""
+    words = _WORD.findall(text.lower())
+    if not words:
+        return None
+    unique = list(dict.fromkeys(words))
+    return " OR ".join('"' + w.replace('"', '""') + '"' for w in unique)
+
+
+def keyword_hits(conn: Any, text: str, limit: int, filters: Filters) -> list[tuple[int, float]]:
+    """(chunk id, bm25 score; higher is better), best first."""
+    query = fts_query(text)
+    if query is None:
+        return []
+    where, params = filters.sql()
+    rows = conn.execute(
+        "SELECT f.rowid, -bm25(chunk_fts) AS score FROM chunk_fts AS f "
+        "JOIN document_chunks AS c ON c.id = f.rowid JOIN document_index AS d ON d.id = c.document_id "
+        f"WHERE chunk_fts MATCH ? AND {where} ORDER BY bm25(chunk_fts) LIMIT ?",
+        (query, *params, limit),
+    ).fetchall()
+    return [(int(r[0]), float(r[1])) for r in rows]
+
+
+def _filtered_chunk_ids(conn: Any, filters: Filters, cap: int) -> list[int] | None:
+    where, params = filters.sql()
+    rows = conn.execute(
+        "SELECT c.id FROM document_chunks AS c JOIN document_index AS d ON d.id = c.document_id "
+        f"WHERE c.embedded_at IS NOT NULL AND {where} LIMIT ?",
+        (*params, cap + 1),
+    ).fetchall()
+    if len(rows) > cap:
+        return None
+    return [int(r[0]) for r in rows]
+
+
+def vector_hits(conn: Any, vector: np.ndarray, limit: int, filters: Filters) -> list[tuple[int, float]]:
+    """(chunk id, cosine similarity), best first; filters honoured exactly."""
+    if not vector_table_exists(conn):
+        return []
+    blob = to_blob(vector)
+    if filters.active:
+        ids = _filtered_chunk_ids(conn, filters, EXACT_LIMIT)
+        if ids is not None:
+            scored: list[tuple[int, float]] = []
+            for start in range(0, len(ids), 900):
+                part = ids[start:start + 900]
+                scored.extend(
+                    (int(r[0]), 1.0 - float(r[1]))
+                    for r in conn.execute(
+                        f"SELECT rowid, vec_distance_cosine(embedding, ?) FROM {VEC_TABLE} "
+                        f"WHERE rowid IN ({','.join('?' * len(part))})",
+                        (blob, *part),
+                    )
+                )
+            scored.sort(key=lambda item: -item[1])
+            return scored[:limit]
+    where, params = filters.sql()
+    k = max(limit * 2, 50)
+    while True:
+        rows = conn.execute(
+            f"WITH knn AS (SELECT rowid, distance FROM {VEC_TABLE} WHERE embedding MATCH ? AND k = ?) "
+            "SELECT knn.rowid, knn.distance FROM knn JOIN document_chunks AS c ON c.id = knn.rowid "
+            f"JOIN document_index AS d ON d.id = c.document_id WHERE {where} ORDER BY knn.distance",
+            (blob, k, *params),
+        ).fetchall()
+        total = conn.execute(f"SELECT count(*) FROM {VEC_TABLE}").fetchone()[0] if len(rows) < limit else 0
+        if len(rows) >= limit or k >= min(total, MAX_K) or k >= MAX_K:
+            return [(int(r[0]), 1.0 - float(r[1])) for r in rows[:limit]]
+        k = min(k * 4, MAX_K)
+
+
+def chunk_details(conn: Any, chunk_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    details: dict[int, dict[str, Any]] = {}
+    for start in range(0, len(chunk_ids), 900):
+        part = list(chunk_ids[start:start + 900])
+        for row in conn.execute(
+            "SELECT c.id, c.document_id, c.chunk_index, c.heading_path, c.start_line, c.end_line, c.text, "
+            "d.file_path, d.title, d.document_type, d.updated_at FROM document_chunks AS c "
+            f"JOIN document_index AS d ON d.id = c.document_id WHERE c.id IN ({','.join('?' * len(part))})",
+            part,
+        ):
+            details[int(row[0])] = {
+                "document_id": row[1], "chunk_index": row[2], "heading_path": json.loads(row[3]),
+                "start_line": row[4], "end_line": row[5], "text": row[6], "path": row[7], "title": row[8],
+                "document_type": row[9], "updated_at": row[10],
+            }
+    return details
+
+
+def index_progress(conn: Any) -> dict[str, int]:
+    docs = conn.execute("SELECT count(*), sum(sync_status = 'synced') FROM document_index").fetchone()
+    chunks = conn.execute("SELECT count(*), count(embedded_at) FROM document_chunks").fetchone()
+    return {"documents": int(docs[0] or 0), "synced": int(docs[1] or 0),
+            "chunks": int(chunks[0] or 0), "embedded": int(chunks[1] or 0)}
