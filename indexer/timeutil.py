@@ -54,7 +54,7 @@ def to_rfc3339(value: object) -> object:
             return value
         try:
             return format_ts(parse_ts(value))
-        except ValueError:
+        except (ValueError, OverflowError):  # e.g. 9999-12-31T23:59:59-01:00 is past year 9999 in UTC
             return value
     return value
 
