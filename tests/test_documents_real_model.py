@@ -54,6 +54,11 @@ def test_reindex_status_and_search_with_the_real_model(sample: Path, db_path: Pa
     finally:
         conn.close()
 
+    hybrid = runner.invoke(cli, ["--db", str(db_path), "search", "--json", "--explain", "pack", "files", "into", "an", "archive"])
+    assert hybrid.exit_code == 0, hybrid.output
+    top = json.loads(hybrid.output)["results"][0]
+    assert Path(top["path"]).name == "tar.md" and "semantic" in top["explain"]
+
     config = load_config({"db": str(db_path), "roots": [str(sample)]})
 
     async def search(query: str) -> list[dict]:

@@ -1,0 +1,167 @@
+"""Search: fusion, filters without post-filtering, safe query syntax, CLI output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from indexer.cli import cli
+from indexer.config import load_config
+from indexer.embedding import HashEmbedder
+from indexer.errors import ValidationError
+from indexer.search import SearchOptions, fuse, group_by_document, run_search
+from indexer.storage import driver
+from indexer.storage.search_store import Filters, fts_query
+from indexer.sync import DocumentSync
+from indexer.tokenizer import WhitespaceTokenCounter
+
+EMBEDDER = HashEmbedder(dim=64)
+
+
+def build(tmp_path: Path, files: dict[str, str], embed: bool = True) -> Path:
+    root = tmp_path / "root"
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    db = tmp_path / "search.db"
+    config = load_config({"db": str(db), "roots": [str(root)]})
+    with DocumentSync(config, embedder=EMBEDDER, counter=WhitespaceTokenCounter()) as sync:
+        sync.reconcile()
+        if embed:
+            sync.embed_pending()
+    return db
+
+
+def search(db: Path, query: str, **options) -> dict:
+    conn = driver.connect(db, readonly=True)
+    try:
+        return run_search(conn, query, SearchOptions(**options), EMBEDDER.embed_query)
+    finally:
+        conn.close()
+
+
+CORPUS = {
+    "tar.md": "# tar\n\n> Archiving utility.\n\n- Create an archive from files:\n\n`tar cf target.tar file1 file2`\n",
+    "ssh.md": "# ssh\n\n> Secure shell client for remote login.\n\n- Connect to a remote server:\n\n`ssh user@host`\n",
+    "grep.md": "# grep\n\n> Find patterns in files.\n\n- Search for a pattern within a file:\n\n`grep pattern file`\n",
+    "design/cache.md": "---\ntype: design\n---\n# Cache design\n\nThe cache stores archive entries for remote hosts.\n",
+}
+
+
+def test_fuse_weights_and_ranks() -> None:
+    fused = fuse({"semantic": [(1, 0.9), (2, 0.8)], "keyword": [(2, 7.0), (3, 5.0)]},
+                 {"semantic": 1.0, "keyword": 0.5}, rrf_k=60)
+    order = [c for c, _, _ in fused]
+    assert order == [2, 1, 3]  # in both lists beats first in one
+    assert fused[0][2] == {"semantic": {"rank": 2, "score": 0.8}, "keyword": {"rank": 1, "score": 7.0}}
+    assert fused[0][1] == pytest.approx(1.0 / 62 + 0.5 / 61)
+
+
+def test_group_by_document_keeps_best_chunk_first() -> None:
+    fused = [(10, 0.5, {}), (11, 0.4, {}), (20, 0.3, {}), (12, 0.2, {})]
+    groups = group_by_document(fused, {10: 1, 11: 1, 12: 1, 20: 2}, k=5)
+    assert [doc for doc, _ in groups] == [1, 2]
+    assert [c for c, _, _ in groups[0][1]] == [10, 11, 12]
+
+
+@pytest.mark.parametrize("text", ['"unbalanced', "a*", "NEAR(x y)", "-foo", "AND", "(a OR", "über ñandú 東京", "col:value", "^x", "a + b"])
+def test_any_text_is_a_safe_fts_query(tmp_path: Path, text: str) -> None:
+    db = build(tmp_path, CORPUS)
+    result = search(db, text, mode="keyword")
+    assert isinstance(result["results"], list)
+
+
+def test_fts_query_quotes_every_word() -> None:
+    assert fts_query('say "hi" NEAR me') == '"say" OR "hi" OR "near" OR "me"'
+    assert fts_query("!!! ???") is None
+
+
+def test_empty_query_is_a_usage_error(tmp_path: Path) -> None:
+    db = build(tmp_path, CORPUS)
+    with pytest.raises(ValidationError):
+        search(db, "   ")
+    result = CliRunner().invoke(cli, ["--db", str(db), "search", " "])
+    assert result.exit_code == 2
+
+
+def test_keyword_mode_never_embeds(tmp_path: Path) -> None:
+    db = build(tmp_path, CORPUS)
+
+    def forbidden(_: str) -> np.ndarray:
+        raise AssertionError("keyword mode must not load or call the model")
+
+    conn = driver.connect(db, readonly=True)
+    try:
+        result = run_search(conn, "archive", SearchOptions(mode="keyword"), forbidden)
+    finally:
+        conn.close()
+    assert Path(result["results"][0]["path"]).name in ("tar.md", "cache.md")
+
+
+def test_modes_and_one_result_per_document(tmp_path: Path) -> None:
+    db = build(tmp_path, CORPUS)
+    for mode in ("hybrid", "semantic", "keyword"):
+        result = search(db, "remote login to a server", mode=mode, k=10)
+        paths = [r["path"] for r in result["results"]]
+        assert len(paths) == len(set(paths))
+        assert Path(paths[0]).name == "ssh.md", mode
+        top = result["results"][0]
+        assert {"path", "title", "heading_path", "start_line", "end_line", "snippet", "score", "explain"} <= set(top)
+        if mode == "hybrid":
+            assert set(top["explain"]) == {"semantic", "keyword"}
+
+
+def test_filters_never_return_fewer_than_k_when_more_match(tmp_path: Path) -> None:
+    files = {f"noise/n{i}.md": f"# Noise {i}\n\nremote server login shell connect {i}\n" for i in range(60)}
+    files.update({f"wanted/w{i}.md": f"# Wanted {i}\n\nbaking bread with flour and yeast {i}\n" for i in range(8)})
+    db = build(tmp_path, files)
+    root = (tmp_path / "root").resolve()
+    for mode in ("semantic", "hybrid", "keyword"):
+        result = search(db, "remote server login", mode=mode, k=5, filters=Filters(path_prefix=str(root / "wanted")))
+        if mode == "keyword":  # BM25 only matches documents containing a query word
+            assert result["results"] == []
+            continue
+        paths = [r["path"] for r in result["results"]]
+        assert len(paths) == 5 and all("/wanted/" in p for p in paths), mode
+    globbed = search(db, "bread", mode="semantic", k=3, filters=Filters(path_glob="*/wanted/w[0-3].md"))
+    assert len(globbed["results"]) == 3
+
+
+def test_type_and_since_filters(tmp_path: Path) -> None:
+    db = build(tmp_path, CORPUS)
+    only_design = search(db, "archive remote", mode="hybrid", k=10, filters=Filters(document_type="design"))
+    assert [Path(r["path"]).name for r in only_design["results"]] == ["cache.md"]
+    future = search(db, "archive", mode="hybrid", filters=Filters(since="2999-01-01T00:00:00.000Z"))
+    assert future["results"] == []
+
+
+def test_empty_and_syncing_index_say_so(tmp_path: Path) -> None:
+    empty = build(tmp_path / "a", {})
+    assert "empty" in search(empty, "anything")["notice"]
+    syncing = build(tmp_path / "b", CORPUS, embed=False)
+    result = search(syncing, "archive", mode="hybrid")
+    assert "still syncing" in result["notice"] and "0 of" in result["notice"]
+    assert result["results"]  # keyword hits still come back
+
+
+def test_cli_json_jsonl_explain(tmp_path: Path) -> None:
+    db = build(tmp_path, CORPUS)
+    runner = CliRunner()
+    out = runner.invoke(cli, ["--db", str(db), "search", "--mode", "keyword", "--json", "pattern", "file"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    assert Path(data["results"][0]["path"]).name == "grep.md"
+    lines = runner.invoke(cli, ["--db", str(db), "search", "--mode", "keyword", "--jsonl", "archive"]).output.splitlines()
+    assert lines and all("path" in json.loads(line) for line in lines)
+    text = runner.invoke(cli, ["--db", str(db), "search", "--mode", "keyword", "--explain", "archive"]).output
+    assert "explain: keyword: rank 1" in text
+    typed = runner.invoke(cli, ["--db", str(db), "search", "--mode", "keyword", "--type", "design", "--since", "30d", "archive"])
+    assert typed.exit_code == 0 and "cache.md" in typed.output and "tar.md" not in typed.output
+    bad = runner.invoke(cli, ["--db", str(db), "search", "--mode", "keyword", "--since", "last tuesday", "x"])
+    assert bad.exit_code == 1 and "--since" in bad.output
+    missing = runner.invoke(cli, ["--db", str(tmp_path / "none.db"), "search", "x"])
+    assert missing.exit_code == 1 and "no database" in missing.output
