@@ -48,7 +48,7 @@ def embedder() -> HashEmbedder:
 
 
 def make_sync(db: Path, root: Path, embedder: HashEmbedder, **flags) -> DocumentSync:
-    config = load_config({"db": str(db), "roots": [str(root)], "chunk_tokens": 40, **flags})
+    config = load_config({"db": str(db), "roots": [str(root)], "chunk_tokens": 60, **flags})
     return DocumentSync(config, embedder=embedder, counter=WhitespaceTokenCounter())
 
 
