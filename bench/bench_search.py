@@ -57,7 +57,7 @@ def build_quality_corpus(dest: Path, distractors: int) -> dict[str, Path]:
     return mapping
 
 
-def evaluate(conn, embedder, queries, mapping, mode: str, keyword_weight: float = 0.5) -> dict[str, float]:
+def evaluate(conn, embedder, queries, mapping, mode: str, keyword_weight: float = 0.075) -> dict[str, float]:
     rr, recall = [], []
     by_kind: dict[str, list[float]] = {}
     cache: dict[str, np.ndarray] = {}
@@ -82,7 +82,7 @@ def evaluate(conn, embedder, queries, mapping, mode: str, keyword_weight: float 
 
 def bench_quality(tmp: Path, distractors: int) -> dict[str, object]:
     root = tmp / "corpus"
-    mapping = build_quality_corpus(root, distractors)
+    mapping = build_quality_corpus(root, distractors)  # unchanged files are not re-embedded
     db = tmp / "quality.db"
     config = load_config({"db": str(db), "roots": [str(root)]})
     embedder = SentenceTransformerEmbedder(config.model, threads=os.cpu_count() or 1)
@@ -98,7 +98,9 @@ def bench_quality(tmp: Path, distractors: int) -> dict[str, object]:
         for mode in ("keyword", "semantic", "hybrid"):
             result[mode] = evaluate(conn, embedder, queries, mapping, mode)
         result["hybrid_keyword_weight_sweep"] = {
-            str(w): evaluate(conn, embedder, queries, mapping, "hybrid", w)["mrr@10"] for w in (0.25, 0.5, 0.75, 1.0)
+            str(w): {k: round(v, 4) for k, v in evaluate(conn, embedder, queries, mapping, "hybrid", w).items()
+                     if k in ("mrr@10", "recall@5")}
+            for w in (0.05, 0.075, 0.1, 0.25, 0.5)
         }
     finally:
         conn.close()
@@ -155,12 +157,15 @@ def main() -> None:
     parser.add_argument("--distractors", type=int, default=1200)
     parser.add_argument("--latency-sizes", default="10000,100000")
     parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--workdir", type=Path, help="Keep the corpus copy and index here (reused by later runs).")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     result: dict[str, object] = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.workdir or Path(scratch)
+        tmp.mkdir(parents=True, exist_ok=True)
         if not args.skip_quality:
-            result["quality"] = bench_quality(Path(tmp), args.distractors)
+            result["quality"] = bench_quality(tmp, args.distractors)
             print(json.dumps(result["quality"], indent=2), flush=True)
         embedder = SentenceTransformerEmbedder(threads=1)
         texts = [p.read_text()[:600] for p in sorted((CORPORA / "tldr" / "pages" / "common").glob("*.md"))[:3000]]
@@ -168,7 +173,7 @@ def main() -> None:
         embedder.embed_query("warm up")
         latency: dict[str, float] = {}
         for size in (int(s) for s in args.latency_sizes.split(",") if s):
-            latency.update(bench_latency(Path(tmp), size, embedder, texts, queries))
+            latency.update(bench_latency(Path(scratch), size, embedder, texts, queries))
         result["latency"] = latency
         for key, value in latency.items():
             print(f"{key:32} {value:8.2f}", flush=True)
