@@ -1,257 +1,409 @@
 """Heading-aware chunking of markdown, sized by the model's own tokenizer (pure).
 
-A document becomes sections (the heading path kept), sections become blocks (paragraphs,
-lists, fenced code, headings), blocks are packed into chunks of about ``target_tokens``
-word pieces. What is embedded and keyword-indexed is ``embed_text``: the heading path as
-context, then the chunk's text, and it never exceeds ``max_tokens`` (no silent truncation).
-Code fences stay whole when they fit; longer blocks split by lines, an over-long line by
-sentences and then at word boundaries. Every non-blank body line lands in a chunk, with its
-1-based line range in the file. Chunk hashes are deterministic, so an edit re-embeds only
-the chunks whose text changed.
+1. The body (front matter skipped, its lines still counted) is scanned into sections (one
+   per heading, heading path kept) of blocks: headings, fenced code (opaque), and text runs
+   (paragraphs, lists, tables). A heading with no body joins its first subsection.
+2. A block that fits the section's budget is one unit, kept whole (code fences included).
+   A longer code block is cut into lines; a longer text block at list items and table rows,
+   then at sentence ends; anything still too long at word starts by the tokenizer.
+3. A section that fits the hard limit is one chunk; a longer one is cut into evenly sized
+   chunks of about ``target_tokens`` (dynamic programming), preferably at block boundaries
+   and not after a heading or a line ending in ``:`` (``- example:`` + its command).
+4. Adjacent sections that each fit one chunk are merged while the result stays within
+   ``target_tokens``; the merged chunk's heading path is the paths' common part.
+
+``embed_text`` (embedded and keyword-indexed) is one context line (the headings above the
+chunk that its text does not show, ``Guide > Install``, after the document title unless an
+H1 gives it; at most a quarter of the limit), then the chunk's text. Its word-piece count,
+by the same counter, is checked to be at most ``max_tokens`` (a chunk over it is cut again),
+so the model never truncates. ``text`` is an exact slice of the file; every non-blank body
+line lies in some chunk's line range. ``chunk_hash`` = SHA-256 of :data:`CHUNKER_VERSION`
+and ``embed_text``: an edit changes only the hashes of the edited section's chunks (and of
+small sections merged with it).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
+import os
 import re
-from dataclasses import dataclass
+from bisect import bisect_right
+from itertools import accumulate
+from dataclasses import dataclass, field
 from typing import Sequence
 
-from indexer.markdown_meta import split_front_matter
+from indexer.markdown_meta import ATX_HEADING, FENCE, SETEXT_UNDERLINE, split_front_matter
 from indexer.tokenizer import TokenCounter
 
-CHUNKER_VERSION = "md-1"
-_ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?[ \t]*#*[ \t]*$")
-_SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
-_SENTENCE = re.compile(r"(?<=[.!?;:])\s+")
+CHUNKER_VERSION = "md-2"
+_NOT_SETEXT = re.compile(r"^ {0,3}(?:[-+*>]|\d{1,9}[.)])(?:[ \t]|$)")
+_SEGMENT_START = re.compile(r"^[ \t]*(?:[-+*][ \t]|\d{1,9}[.)][ \t]|\|)", re.M)
+_SENTENCE_END = re.compile(r"(?<!\be\.g)(?<!\bi\.e)(?<!\betc)(?<!\bvs)(?<!\bcf)[.!?][\"')\]*_]*\s+")
+PATH_SEPARATOR = " > "
+_MARKUP_LEADS = frozenset("`~#=-")  # first characters of fences, ATX headings, setext underlines
 
 
 @dataclass(frozen=True)
 class Chunk:
     index: int
-    text: str
-    embed_text: str
+    text: str  # the exact slice of the file
+    embed_text: str  # heading context + text: what is embedded and FTS-indexed
     heading_path: tuple[str, ...]
-    start_line: int
+    start_line: int  # 1-based, in the whole file
     end_line: int
-    token_count: int
+    token_count: int  # of embed_text, specials excluded
     chunk_hash: str
 
 
 @dataclass(frozen=True)
 class _Block:
-    lines: tuple[str, ...]
-    start_line: int
     kind: str  # heading | code | text
+    first: int  # body line index
+    last: int  # inclusive
+    depth: int = 0  # headings: length of the heading path they open
 
 
 @dataclass
 class _Section:
     path: tuple[str, ...]
-    blocks: list[_Block]
+    blocks: list[_Block] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
-class _Piece:
-    text: str
-    start_line: int
-    end_line: int
-    block: int
+class _Unit:
+    start: int  # character offsets into the document
+    end: int
     tokens: int
+    block_first: bool  # a block starts here (a good place to cut before)
+    glue: bool = False  # keep with the next unit when they fit together
+    heading_depth: int = 0  # > 0: this unit starts a heading of that depth
 
 
-def parse_sections(lines: Sequence[str], first_line: int) -> list[_Section]:
-    """Split body lines into sections of blocks; ``first_line`` is the 1-based number of lines[0]."""
-    sections = [_Section((), [])]
-    stack: list[tuple[int, str]] = []
-    para: list[str] = []
-    para_start = 0
+# -- 1. scanning ------------------------------------------------------------------------
+def _fence_end(lines: Sequence[str], i: int, marker: str, indent: int) -> int | None:
+    for j in range(i + 1, len(lines)):
+        stripped = lines[j].strip()
+        if stripped.startswith(marker) and not stripped.strip(marker[0]):
+            return j
+    return None if indent > 3 else len(lines) - 1  # CommonMark: unclosed runs to the end
+
+
+def parse_sections(lines: Sequence[str]) -> list[_Section]:
+    """Sections of blocks; line indexes are into ``lines`` (the body, ``\\r`` stripped)."""
+    sections = [_Section(())]
+    stack: list[str] = []
+    para_start: int | None = None
+
+    def flush(end: int) -> None:
+        nonlocal para_start
+        if para_start is not None:
+            sections[-1].blocks.append(_Block("text", para_start, end))
+            para_start = None
+
+    def heading(level_title: tuple[int, str], first: int, last: int) -> None:
+        level, title = level_title
+        del stack[level - 1:]
+        stack.extend([""] * (level - 1 - len(stack)))  # a skipped level keeps no empty name
+        stack.append(title)
+        path = tuple(t for t in stack if t)
+        sections.append(_Section(path, [_Block("heading", first, last, len(path))]))
+
     i = 0
-
-    def flush() -> None:
-        nonlocal para
-        if para:
-            sections[-1].blocks.append(_Block(tuple(para), para_start, "text"))
-            para = []
-
-    def open_section(level: int, title: str, block: _Block) -> None:
-        flush()
-        while stack and stack[-1][0] >= level:
-            stack.pop()
-        stack.append((level, title))
-        sections.append(_Section(tuple(t for _, t in stack), [block]))
-
     while i < len(lines):
-        line, number = lines[i], first_line + i
-        fence = _FENCE.match(line)
-        if fence:
-            flush()
-            marker = fence.group(1)
-            j = i + 1
-            while j < len(lines):
-                closing = lines[j].strip()
-                if closing.startswith(marker[0] * len(marker)) and not closing.strip(marker[0]):
-                    break
-                j += 1
-            end = min(j, len(lines) - 1)
-            sections[-1].blocks.append(_Block(tuple(lines[i:end + 1]), number, "code"))
-            i = end + 1
-            continue
-        atx = _ATX.match(line)
-        if atx:
-            open_section(len(atx.group(1)), (atx.group(2) or "").strip() or "#", _Block((line,), number, "heading"))
+        line = lines[i]
+        lead = line.lstrip()[:1]
+        if lead not in _MARKUP_LEADS:  # fast path: plain text or blank
+            if not lead:
+                flush(i - 1)
+            elif para_start is None:
+                para_start = i
             i += 1
             continue
-        if line.strip() and not para and i + 1 < len(lines) and _SETEXT.match(lines[i + 1]):
-            level = 1 if lines[i + 1].strip().startswith("=") else 2
-            open_section(level, line.strip(), _Block((line, lines[i + 1]), number, "heading"))
-            i += 2
+        opened = FENCE.match(line) or (FENCE.match(line.lstrip()) if line[:1] in " \t" else None)
+        if opened and not (opened.group(2)[0] == "`" and "`" in opened.group(3)):
+            indent = len(line) - len(line.lstrip())
+            end = _fence_end(lines, i, opened.group(2), indent)
+            if end is not None:
+                flush(i - 1)
+                sections[-1].blocks.append(_Block("code", i, end))
+                i = end + 1
+                continue
+        atx = ATX_HEADING.match(line)
+        if atx:
+            flush(i - 1)
+            heading((len(atx.group(1)), (atx.group(2) or "").strip() or "#"), i, i)
+            i += 1
+            continue
+        underline = SETEXT_UNDERLINE.match(line)
+        if underline and para_start is not None and not _NOT_SETEXT.match(lines[para_start]):
+            title = " ".join(lines[k].strip() for k in range(para_start, i))
+            first, para_start = para_start, None
+            heading((1 if underline.group(1)[0] == "=" else 2, title), first, i)
+            i += 1
             continue
         if not line.strip():
-            flush()
-        else:
-            if not para:
-                para_start = number
-            para.append(line)
+            flush(i - 1)
+        elif para_start is None:
+            para_start = i
         i += 1
-    flush()
+    flush(len(lines) - 1)
     return _merge_bare_headings([s for s in sections if s.blocks])
 
 
 def _merge_bare_headings(sections: list[_Section]) -> list[_Section]:
-    """A heading with no body of its own joins its first subsection (no heading-only chunk)."""
+    """A heading with no body of its own goes with its first subsection (no heading-only chunk)."""
     merged: list[_Section] = []
     carry: list[_Block] = []
     for index, section in enumerate(sections):
-        section = _Section(section.path, carry + section.blocks)
+        blocks = carry + section.blocks
         carry = []
         nxt = sections[index + 1] if index + 1 < len(sections) else None
         bare = all(b.kind == "heading" for b in section.blocks)
-        if bare and nxt is not None and nxt.path[: len(section.path)] == section.path and section.path:
-            carry = section.blocks
+        if bare and section.path and nxt is not None and nxt.path[: len(section.path)] == section.path:
+            carry = blocks
             continue
-        merged.append(section)
+        merged.append(_Section(section.path, blocks))
     return merged
 
 
-def _context(path: tuple[str, ...], title: str | None) -> tuple[str, ...]:
-    if title and (not path or path[0] != title):
-        return (title,) + path
-    return path
+# -- 2. units ---------------------------------------------------------------------------
+class _Doc:
+    """The text with its line offsets, and the helpers that turn lines into units."""
+
+    def __init__(self, text: str, counter: TokenCounter, body_start: int) -> None:
+        self.text = text
+        self.counter = counter
+        raw = text.split("\n")
+        self.line_starts: list[int] = [0, *accumulate(len(line) + 1 for line in raw[:-1])]
+        self.offset = body_start - 1  # body line index + offset = file line index
+        body = raw[self.offset:]
+        self.lines = [ln.rstrip("\r") for ln in body] if "\r" in text else body
+
+    def span(self, first: int, last: int) -> tuple[int, int]:
+        return self.line_starts[first + self.offset], self.line_starts[last + self.offset] + len(self.lines[last])
+
+    def trimmed(self, start: int, end: int) -> tuple[int, int]:
+        text = self.text
+        while start < end and text[start].isspace():
+            start += 1
+        while end > start and text[end - 1].isspace():
+            end -= 1
+        return start, end
+
+    def counts(self, ranges: Sequence[tuple[int, int]]) -> list[int]:
+        return self.counter.count_many([self.text[a:b] for a, b in ranges])
+
+    def line_of(self, offset: int) -> int:
+        """1-based file line of a character offset."""
+        return bisect_right(self.line_starts, offset)
+
+    def cut(self, start: int, end: int, bounds: Sequence[int]) -> list[tuple[int, int]]:
+        """The range cut at the given offsets, each part trimmed, empty parts dropped."""
+        edges = [start, *(b for b in bounds if start < b < end), end]
+        parts = (self.trimmed(a, b) for a, b in zip(edges, edges[1:]))
+        return [(a, b) for a, b in parts if b > a]
+
+    def by_tokens(self, start: int, end: int, budget: int) -> list[tuple[int, int]]:
+        """Cut at word starts by the tokenizer (the last resort)."""
+        bounds, position = [], start
+        for piece in self.counter.split(self.text[start:end], max(budget, 1)):
+            position += len(piece)
+            bounds.append(position)
+        return self.cut(start, end, bounds[:-1])
 
 
-def _split_block(block: _Block, block_id: int, budget: int, counter: TokenCounter, tokens: int) -> list[_Piece]:
-    """A block (``tokens`` long) as pieces that each fit ``budget``: whole, by line groups, then within a line."""
-    text = "\n".join(block.lines)
+def _block_units(doc: _Doc, block: _Block, span: tuple[int, int], tokens: int, budget: int,
+                 glue: bool) -> list[_Unit]:
+    start, end = span
+    depth = block.depth if block.kind == "heading" else 0
     if tokens <= budget:
-        return [_Piece(text, block.start_line, block.start_line + len(block.lines) - 1, block_id, tokens)]
-    counts = counter.count_many(list(block.lines))
-    pieces: list[_Piece] = []
-    group: list[str] = []
-    group_start = block.start_line
-    group_tokens = 0
-    for offset, (line, count) in enumerate(zip(block.lines, counts)):
-        number = block.start_line + offset
-        if group and group_tokens + count + 1 > budget:
-            pieces.append(_Piece("\n".join(group), group_start, number - 1, block_id, group_tokens))
-            group, group_tokens = [], 0
-        if count > budget:
-            for part in _split_line(line, budget, counter):
-                pieces.append(_Piece(part, number, number, block_id, counter.count(part)))
+        return [_Unit(start, end, tokens, True, glue, depth)]
+    if block.kind == "text":
+        block_text = doc.text[start:end]
+        ranges = doc.cut(start, end, [start + m.start() for m in _SEGMENT_START.finditer(block_text)])
+    else:  # code (and over-long setext headings): by lines
+        ranges = doc.cut(start, end, [doc.line_starts[k + doc.offset] for k in range(block.first + 1, block.last + 1)])
+    counts = doc.counts(ranges)
+    fine: list[tuple[int, int, int]] = []
+    for (a, b), n in zip(ranges, counts):
+        if n <= budget:
+            fine.append((a, b, n))
             continue
-        if not group:
-            group_start = number
-        group.append(line)
-        group_tokens += count + 1
-    if group:
-        pieces.append(_Piece("\n".join(group), group_start, block.start_line + len(block.lines) - 1, block_id, group_tokens))
-    return [p for p in pieces if p.text.strip()]
+        sentences = [m.end() for m in _SENTENCE_END.finditer(doc.text, a, b)] if block.kind == "text" else []
+        parts = doc.cut(a, b, sentences)
+        for (pa, pb), pn in zip(parts, doc.counts(parts)):
+            if pn <= budget:
+                fine.append((pa, pb, pn))
+            else:
+                pieces = doc.by_tokens(pa, pb, budget)
+                fine.extend((x, y, c) for (x, y), c in zip(pieces, doc.counts(pieces)))
+    last = len(fine) - 1
+    return [_Unit(a, b, n, k == 0, glue and k == last, depth if k == 0 else 0) for k, (a, b, n) in enumerate(fine)]
 
 
-def _split_line(line: str, budget: int, counter: TokenCounter) -> list[str]:
-    parts: list[str] = []
-    current = ""
-    for sentence in _SENTENCE.split(line):
-        candidate = f"{current} {sentence}" if current else sentence
-        if counter.count(candidate) <= budget:
-            current = candidate
-            continue
-        if current:
-            parts.append(current)
-        if counter.count(sentence) <= budget:
-            current = sentence
-        else:
-            parts.extend(counter.split(sentence, budget))
-            current = ""
-    if current:
-        parts.append(current)
-    return parts
+# -- 3. packing -------------------------------------------------------------------------
+def _cut_penalty(before: _Unit, after: _Unit, goal: float) -> float:
+    """The cost of ending a chunk between two units, in the units of :func:`_pack`'s cost."""
+    if before.glue:
+        return goal  # a heading or an ``...:`` line away from what it introduces
+    return 0.0 if after.block_first else goal / 4  # inside a block
 
 
-def _pack(pieces: list[_Piece], target: int) -> list[list[_Piece]]:
-    groups: list[list[_Piece]] = []
-    current: list[_Piece] = []
-    size = 0
-    for piece in pieces:
-        if current and size + piece.tokens > target:
-            groups.append(current)
-            current, size = [], 0
-        current.append(piece)
-        size += piece.tokens + 1
-    if current:
-        groups.append(current)
-    return groups
+def _pack(units: list[_Unit], budget: int, target: int) -> list[list[_Unit]]:
+    """Units into chunks of at most ``budget`` tokens, each near the same size (about
+    ``target``), cut at block boundaries where that costs little: the cheapest partition
+    by dynamic programming (a chunk costs its squared distance to the mean size, and a cut
+    inside a block or after a gluing unit costs extra)."""
+    total = sum(u.tokens for u in units)
+    if total <= budget:
+        return [units]
+    goal = total / math.ceil(total / max(min(target, budget), 1))
+    sums = [0, *accumulate(u.tokens for u in units)]
+    n = len(units)
+    best = [0.0] + [math.inf] * n
+    back = [0] * (n + 1)
+    for j in range(1, n + 1):
+        penalty = _cut_penalty(units[j - 1], units[j], goal) if j < n else 0.0
+        for i in range(j - 1, -1, -1):
+            size = sums[j] - sums[i]
+            if size > budget and i < j - 1:
+                break
+            cost = best[i] + (size - goal) ** 2 / goal + penalty
+            if cost < best[j]:
+                best[j], back[j] = cost, i
+    chunks: list[list[_Unit]] = []
+    j = n
+    while j > 0:
+        chunks.append(units[back[j]:j])
+        j = back[j]
+    return chunks[::-1]
 
 
-def _join(pieces: Sequence[_Piece]) -> str:
-    out = pieces[0].text
-    for prev, piece in zip(pieces, pieces[1:]):
-        out += ("\n" if piece.block == prev.block else "\n\n") + piece.text
+# -- 4. context, merging, output --------------------------------------------------------
+class _Context:
+    """The heading context line of a chunk, capped to a quarter of the limit."""
+
+    def __init__(self, counter: TokenCounter, title: str | None, cap: int) -> None:
+        self.counter, self.title, self.cap = counter, (title or "").strip() or None, max(cap, 1)
+        self._memo: dict[tuple[str, ...], tuple[str, int]] = {}
+
+    def elements(self, path: tuple[str, ...], first_depth: int) -> tuple[str, ...]:
+        """What the text does not show: the headings of ``path`` above the one the chunk
+        starts with (``first_depth``; 0 when it starts with no heading), and the title unless
+        ``path`` starts with it."""
+        shown = path[: first_depth - 1] if 0 < first_depth <= len(path) else path
+        if self.title and path[:1] != (self.title,):
+            shown = (self.title, *shown)
+        return shown
+
+    def line(self, elements: tuple[str, ...]) -> tuple[str, int]:
+        if elements not in self._memo:
+            parts = list(elements)
+            text = PATH_SEPARATOR.join(parts)
+            tokens = self.counter.count(text) if text else 0
+            while tokens > self.cap and len(parts) > 1:  # the nearest headings matter most
+                parts.pop(0)
+                text = PATH_SEPARATOR.join(parts)
+                tokens = self.counter.count(text)
+            if tokens > self.cap:
+                text = self.counter.split(text, self.cap)[0].strip()
+                tokens = self.counter.count(text)
+            self._memo[elements] = (text, tokens)
+        return self._memo[elements]
+
+
+@dataclass
+class _Group:
+    units: list[_Unit]
+    paths: list[tuple[str, ...]]
+    whole: bool  # one whole section (or merged whole sections)
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        return tuple(os.path.commonprefix(self.paths))  # element-wise on tuples
+
+
+def _render(doc: _Doc, ctx: _Context, group: _Group) -> tuple[str, str, int]:
+    """(text, embed_text, estimated tokens) of a group."""
+    text = doc.text[group.units[0].start:group.units[-1].end]
+    # the context of where the chunk starts: its first section's path (a merged chunk's
+    # later sections show their own headings in the text)
+    prefix, prefix_tokens = ctx.line(ctx.elements(group.paths[0], group.units[0].heading_depth))
+    embed = f"{prefix}\n{text}" if prefix else text
+    return text, embed, prefix_tokens + sum(u.tokens for u in group.units)
+
+
+def _fit(doc: _Doc, ctx: _Context, group: _Group, max_tokens: int, text: str, embed: str,
+         tokens: int) -> list[tuple[_Group, str, str, int]]:
+    """The rendered group as chunks, each checked by the counter and cut again when over."""
+    if tokens <= max_tokens or (len(group.units) == 1 and group.units[0].end - group.units[0].start <= 1):
+        return [(group, text, embed, tokens)]
+    if len(group.units) > 1:
+        half, acc, total = 1, 0, sum(u.tokens for u in group.units)
+        for half, unit in enumerate(group.units[:-1], start=1):
+            acc += unit.tokens
+            if acc * 2 >= total:
+                break
+        parts = [group.units[:half], group.units[half:]]
+    else:
+        unit = group.units[0]
+        ranges = doc.by_tokens(unit.start, unit.end, max(unit.tokens - (tokens - max_tokens) - 1, 1))
+        if len(ranges) < 2:
+            middle = (unit.start + unit.end) // 2
+            ranges = doc.cut(unit.start, unit.end, [middle])
+        parts = [[_Unit(a, b, doc.counter.count(doc.text[a:b]), k == 0, False, unit.heading_depth if k == 0 else 0)]
+                 for k, (a, b) in enumerate(ranges)]
+    out: list[tuple[_Group, str, str, int]] = []
+    for units in parts:
+        sub = _Group(units, group.paths, False)
+        body, embed, _ = _render(doc, ctx, sub)
+        out.extend(_fit(doc, ctx, sub, max_tokens, body, embed, doc.counter.count(embed)))
     return out
 
 
 def chunk_markdown(text: str, counter: TokenCounter, *, target_tokens: int = 200, max_tokens: int = 254,
                    title: str | None = None) -> list[Chunk]:
-    """Chunks of a markdown document (front matter skipped, its lines counted)."""
+    """Chunks of a markdown document (front matter skipped, its lines counted).
+
+    ``title`` (the document's title) is put in front of the context of chunks whose heading
+    path does not start with it; ``max_tokens`` is the hard limit on ``embed_text``."""
+    if max_tokens < 8:
+        raise ValueError("max_tokens must be at least 8")
     _, _, body_start = split_front_matter(text)
-    lines = text.split("\n")[body_start - 1:]
-    target = min(target_tokens, max_tokens)
-    raw: list[tuple[tuple[str, ...], list[_Piece], str]] = []
-    block_id = 0
-    sections = parse_sections(lines, body_start)
-    prefixes = [" > ".join(_context(section.path, title)) for section in sections]
-    prefix_counts = counter.count_many(prefixes)
-    block_counts = iter(counter.count_many(["\n".join(b.lines) for s in sections for b in s.blocks]))
-    for section, prefix, prefix_count in zip(sections, prefixes, prefix_counts):
-        budget = max(max_tokens - (prefix_count + 2 if prefix else 0), 16)
-        pieces: list[_Piece] = []
-        for block in section.blocks:
-            pieces.extend(_split_block(block, block_id, budget, counter, next(block_counts)))
-            block_id += 1
-        for group in _pack(pieces, min(target, budget)):
-            raw.append((section.path, group, prefix))
+    doc = _Doc(text, counter, body_start)
+    ctx = _Context(counter, title, max_tokens // 4)
+    target = max(min(target_tokens, max_tokens), 1)
+    groups: list[_Group] = []
+    sections = parse_sections(doc.lines)
+    spans = [doc.trimmed(*doc.span(b.first, b.last)) for section in sections for b in section.blocks]
+    block_tokens = iter(doc.counts(spans))  # one batch for the whole document
+    spans_iter = iter(spans)
+    for section in sections:
+        _, full_tokens = ctx.line(ctx.elements(section.path, 0))
+        budget = max_tokens - full_tokens
+        units: list[_Unit] = []
+        for k, block in enumerate(section.blocks):
+            glue = k + 1 < len(section.blocks) and (
+                block.kind == "heading" or doc.lines[block.last].rstrip().endswith(":"))
+            units.extend(_block_units(doc, block, next(spans_iter), next(block_tokens), budget, glue))
+        packed = _pack(units, budget, target)
+        groups.extend(_Group(p, [section.path], len(packed) == 1) for p in packed if p)
+    merged: list[_Group] = []
+    for group in groups:
+        last = merged[-1] if merged else None
+        if last is not None and last.whole and group.whole:
+            candidate = _Group(last.units + group.units, last.paths + group.paths, True)
+            if _render(doc, ctx, candidate)[2] <= target:
+                merged[-1] = candidate
+                continue
+        merged.append(group)
+    rendered = [_render(doc, ctx, group)[:2] for group in merged]
+    counts = counter.count_many([embed for _, embed in rendered])  # the check: no chunk over the limit
     chunks: list[Chunk] = []
-    embeds = [f"{p}\n{_join(g)}" if p else _join(g) for _, g, p in raw]
-    pending = [(path, group, prefix, embed, count) for (path, group, prefix), embed, count
-               in zip(raw, embeds, counter.count_many(embeds))]
-    while pending:
-        path, group, prefix, embed, count = pending.pop(0)
-        if count is None:
-            body = _join(group)
-            embed = f"{prefix}\n{body}" if prefix else body
-            count = counter.count(embed)
-        body = _join(group)
-        if count > max_tokens and len(group) > 1:  # the estimate was off: halve the group
-            half = len(group) // 2
-            pending[:0] = [(path, group[:half], prefix, "", None), (path, group[half:], prefix, "", None)]
-            continue
-        if count > max_tokens:  # one piece, still too long with its context: cut it smaller
-            piece = group[0]
-            parts = counter.split(piece.text, max(piece.tokens - (count - max_tokens) - 8, 8))
-            pending[:0] = [(path, [_Piece(p, piece.start_line, piece.end_line, piece.block, counter.count(p))], prefix,
-                            "", None) for p in parts]
-            continue
-        digest = hashlib.sha256(f"{CHUNKER_VERSION}\0{embed}".encode("utf-8")).hexdigest()
-        chunks.append(Chunk(len(chunks), body, embed, path, group[0].start_line, group[-1].end_line, count, digest))
+    for group, (body, embed), n in zip(merged, rendered, counts):
+        for part, body, embed, tokens in _fit(doc, ctx, group, max_tokens, body, embed, n):
+            digest = hashlib.sha256(f"{CHUNKER_VERSION}\0{embed}".encode("utf-8")).hexdigest()
+            chunks.append(Chunk(len(chunks), body, embed, part.path, doc.line_of(part.units[0].start),
+                                doc.line_of(part.units[-1].end - 1), tokens, digest))
     return chunks

@@ -1,11 +1,26 @@
 """Which files are indexed: markdown under the roots, minus what is ignored.
 
-Rules, shared by the one-shot scan and the watcher's single-path check:
-include globs on the file name; exclude globs (gitignore-style, relative to the root);
-``.gitignore`` files inside the roots, nested ones included (deeper files win, ``!`` works);
-hidden files and directories (``.git`` among them) and ``node_modules`` skipped; symlinks are
-never followed, so nothing outside a root is ever indexed and no loop or duplicate can occur
-(a target inside a root is indexed under its own path).
+One set of rules, shared by the one-shot :func:`scan` and the watcher's single-path
+:func:`is_indexable`:
+
+- **include** globs (default ``*.md``, ``*.markdown``): a pattern without ``/`` is matched
+  against the file name (case-sensitively, like a shell), one with ``/`` gitignore-style
+  against the path relative to the root;
+- **exclude** globs, gitignore-style, relative to the root (``drafts/``, ``*.tmp.md``,
+  ``/README.md``). They are final: no ``.gitignore`` negation brings an excluded file back;
+- ``.gitignore`` files anywhere inside a root, nested ones included, with git's semantics
+  (pathspec's gitwildmatch): a deeper file's patterns win, the last matching pattern wins,
+  ``!`` re-includes, and nothing inside an ignored directory can be re-included;
+- hidden files and directories (a name starting with ``.``, so ``.git`` too) and
+  ``node_modules`` are skipped;
+- **symlinks are never followed**: nothing outside a root is ever indexed, no loop can
+  occur and no file is seen twice (a link whose target is inside a root is indexed once,
+  under the target's own path). Links that would have been candidates are listed in
+  ``skipped``.
+
+Paths in the result are absolute, under the resolved root, without symlinks; files that
+cannot be listed or stat'ed (permissions, vanished mid-scan) are listed in ``skipped`` with
+the reason, never raised.
 """
 
 from __future__ import annotations
@@ -13,13 +28,16 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-from dataclasses import dataclass, field
+import stat as _stat
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import pathspec
 
+DEFAULT_INCLUDE = ("*.md", "*.markdown")
 SKIP_DIRS = frozenset({"node_modules"})
+GITIGNORE = ".gitignore"
 
 
 @dataclass(frozen=True)
@@ -30,115 +48,227 @@ class DiskFile:
 
 
 @dataclass(frozen=True)
+class Skipped:
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class ScanResult:
-    files: list[DiskFile]
-    skipped: list[tuple[str, str]] = field(default_factory=list)
+    files: tuple[DiskFile, ...]
+    skipped: tuple[Skipped, ...] = ()
 
 
-def _spec(lines: Sequence[str]) -> pathspec.GitIgnoreSpec | None:
-    lines = [ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
-    return pathspec.GitIgnoreSpec.from_lines(lines) if lines else None
+def _spec(lines: Iterable[str]) -> pathspec.GitIgnoreSpec | None:
+    """A gitignore spec; a line pathspec cannot parse is dropped (git ignores it too)."""
+    kept = [ln for ln in lines if ln.strip() and not ln.startswith("#")]
+    if not kept:
+        return None
+    try:
+        return pathspec.GitIgnoreSpec.from_lines(kept)
+    except Exception:
+        good = []
+        for line in kept:
+            try:
+                pathspec.GitIgnoreSpec.from_lines([line])
+                good.append(line)
+            except Exception:
+                continue
+        return pathspec.GitIgnoreSpec.from_lines(good) if good else None
 
 
 def _read_gitignore(directory: str) -> pathspec.GitIgnoreSpec | None:
     try:
-        with open(os.path.join(directory, ".gitignore"), encoding="utf-8", errors="replace") as fh:
+        with open(os.path.join(directory, GITIGNORE), encoding="utf-8", errors="replace") as fh:
             return _spec(fh.read().splitlines())
     except OSError:
         return None
 
 
-def _ignored(specs: Sequence[tuple[str, pathspec.GitIgnoreSpec]], full: str, is_dir: bool) -> bool:
-    """Deeper .gitignore files override shallower ones; the last matching pattern wins."""
-    verdict = False
-    for base, spec in specs:
-        rel = os.path.relpath(full, base).replace(os.sep, "/") + ("/" if is_dir else "")
-        result = spec.check_file(rel)
-        if result.include is not None:
-            verdict = bool(result.include)
-    return verdict
+# (prefix of the .gitignore's directory relative to the root, with a trailing "/" or "", spec)
+Ignores = tuple[tuple[str, pathspec.GitIgnoreSpec], ...]
 
 
-def _matcher(include: Sequence[str]) -> "re.Pattern[str]":
-    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in include) or "(?!)")
-
-
-def _included(name: str, include: Sequence[str]) -> bool:
-    return _matcher(include).match(name) is not None
-
-
-def scan(roots: Sequence[Path], *, include: Sequence[str], exclude: Sequence[str] = ()) -> ScanResult:
-    found: dict[str, tuple[int, int]] = {}
-    skipped: list[tuple[str, str]] = []
-    included = _matcher(include).match
-    for root in roots:
-        root_s = str(Path(root).resolve())
-        excl = _spec(exclude)
-        base_specs: list[tuple[str, pathspec.GitIgnoreSpec]] = [(root_s, excl)] if excl else []
-        stack = [(root_s, base_specs)]
-        while stack:
-            directory, specs = stack.pop()
-            own = _read_gitignore(directory)
-            if own is not None:
-                specs = specs + [(directory, own)]
-            try:
-                entries = list(os.scandir(directory))
-            except OSError as exc:
-                skipped.append((directory, f"cannot list directory: {exc.strerror}"))
-                continue
-            for entry in entries:
-                name = entry.name
-                if name.startswith(".") or name in SKIP_DIRS:
-                    continue
-                try:
-                    if entry.is_symlink():
-                        skipped.append((entry.path, "symlink (not followed)"))
-                        continue
-                    if entry.is_dir(follow_symlinks=False):
-                        if not specs or not _ignored(specs, entry.path, True):
-                            stack.append((entry.path, specs))
-                        continue
-                    if not entry.is_file(follow_symlinks=False) or included(name) is None:
-                        continue
-                    if specs and _ignored(specs, entry.path, False):
-                        continue
-                    st = entry.stat(follow_symlinks=False)
-                except OSError as exc:
-                    skipped.append((entry.path, f"cannot stat: {exc.strerror}"))
-                    continue
-                found[entry.path] = (st.st_mtime_ns, st.st_size)
-    files = [DiskFile(Path(p), *found[p]) for p in sorted(found)]
-    return ScanResult(files, skipped)
-
-
-def root_of(path: Path, roots: Sequence[Path]) -> Path | None:
-    for root in roots:
-        if path == root or root in path.parents:
-            return root
+def _dir_verdict(spec: pathspec.GitIgnoreSpec, rel: str) -> bool | None:
+    """The last matching pattern's verdict for a directory (``rel`` ends with "/"). Unlike
+    pathspec, a pattern ``d/**`` does not match ``d`` itself in git (only what is inside),
+    so ``d/**`` followed by ``!d/keep.md`` keeps ``d/keep.md``."""
+    for pattern in reversed(spec.patterns):
+        if pattern.include is None:
+            continue
+        result = pattern.match_file(rel)
+        if result is None:
+            continue
+        match = getattr(result, "match", None)
+        whole_dir = match is not None and match.end() == len(rel)
+        if whole_dir and str(getattr(pattern, "pattern", "")).rstrip().endswith("/**"):
+            continue
+        return bool(pattern.include)
     return None
 
 
-def is_indexable(path: Path, roots: Sequence[Path], *, include: Sequence[str], exclude: Sequence[str] = ()) -> bool:
-    """The scan's rules for one path (the watcher asks this for every event)."""
-    path = Path(os.path.abspath(path))
-    root = root_of(path, [Path(r) for r in roots])
-    if root is None or path == root or not _included(path.name, include):
-        return False
-    rel_parts = path.relative_to(root).parts
-    if any(p.startswith(".") or p in SKIP_DIRS for p in rel_parts):
-        return False
-    specs: list[tuple[str, pathspec.GitIgnoreSpec]] = []
-    excl = _spec(exclude)
-    if excl:
-        specs.append((str(root), excl))
-    current = root
-    for part in rel_parts:
-        own = _read_gitignore(str(current))
+def _ignored(ignores: Ignores, rel: str) -> bool:
+    """git's verdict for ``rel`` (a directory ends with "/"): the deepest deciding file wins."""
+    is_dir = rel.endswith("/")
+    for prefix, spec in reversed(ignores):
+        sub = rel[len(prefix):]
+        verdict = _dir_verdict(spec, sub) if is_dir else spec.check_file(sub).include
+        if verdict is not None:
+            return bool(verdict)
+    return False
+
+
+class Rules:
+    """Compiled include and exclude patterns (compile once, match many)."""
+
+    def __init__(self, include: Sequence[str] = DEFAULT_INCLUDE, exclude: Sequence[str] = ()) -> None:
+        include = tuple(include) or DEFAULT_INCLUDE
+        self._name_re = re.compile("|".join(fnmatch.translate(p) for p in include if "/" not in p) or r"(?!)")
+        path_patterns = [p for p in include if "/" in p]
+        self._include_spec = _spec(path_patterns) if path_patterns else None
+        self._exclude = _spec(exclude)
+
+    def included(self, name: str, rel: str) -> bool:
+        if self._name_re.match(name):
+            return True
+        return self._include_spec is not None and self._include_spec.match_file(rel)
+
+    def excluded(self, rel: str) -> bool:
+        """``rel`` is relative to the root; a directory's ends with "/"."""
+        if self._exclude is None:
+            return False
+        if rel.endswith("/"):
+            return bool(_dir_verdict(self._exclude, rel))
+        return self._exclude.match_file(rel)
+
+
+def _skip_name(name: str) -> bool:
+    return name.startswith(".") or name in SKIP_DIRS
+
+
+def scan(roots: Sequence[Path], *, include: Sequence[str] = DEFAULT_INCLUDE,
+         exclude: Sequence[str] = ()) -> ScanResult:
+    """Every indexable file under ``roots``, sorted by path."""
+    rules = Rules(include, exclude)
+    files: list[DiskFile] = []
+    skipped: list[Skipped] = []
+    seen: set[str] = set()
+    for root in roots:
+        root_s = os.path.realpath(root)
+        try:
+            st = os.stat(root_s)
+        except OSError as exc:
+            skipped.append(Skipped(str(root), f"root cannot be read: {exc.strerror or exc}"))
+            continue
+        if not _stat.S_ISDIR(st.st_mode):
+            name = os.path.basename(root_s)
+            if _stat.S_ISREG(st.st_mode) and rules.included(name, name) and root_s not in seen:
+                seen.add(root_s)
+                files.append(DiskFile(Path(root_s), st.st_mtime_ns, st.st_size))
+            continue
+        _walk(root_s, rules, files, skipped, seen)
+    files.sort(key=lambda f: str(f.path))
+    return ScanResult(tuple(files), tuple(skipped))
+
+
+def _child(parent: Path, name: str) -> Path:
+    """``parent / name`` without re-parsing the whole path (half the scan's time otherwise)."""
+    make = getattr(parent, "_make_child_relpath", None)
+    return make(name) if make is not None and os.sep not in name else parent / name
+
+
+def _walk(root: str, rules: Rules, files: list[DiskFile], skipped: list[Skipped], seen: set[str]) -> None:
+    stack: list[tuple[str, str, Ignores]] = [(root, "", ())]
+    while stack:
+        directory, rel_dir, ignores = stack.pop()
+        dir_path: Path | None = None
+        own = _read_gitignore(directory)
         if own is not None:
-            specs.append((str(current), own))
-        current = current / part
-        if current.is_symlink():
+            ignores = (*ignores, (rel_dir, own))
+        try:
+            with os.scandir(directory) as it:
+                entries = list(it)
+        except OSError as exc:
+            skipped.append(Skipped(directory, f"cannot list directory: {exc.strerror or exc}"))
+            continue
+        for entry in entries:
+            name = entry.name
+            if _skip_name(name):
+                continue
+            rel = rel_dir + name
+            try:
+                if entry.is_symlink():
+                    if rules.included(name, rel) or entry.is_dir():
+                        skipped.append(Skipped(entry.path, "symlink (not followed)"))
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    rel += "/"
+                    if not rules.excluded(rel) and not _ignored(ignores, rel):
+                        stack.append((entry.path, rel, ignores))
+                    continue
+                if not rules.included(name, rel) or rules.excluded(rel) or _ignored(ignores, rel):
+                    continue
+                st = entry.stat(follow_symlinks=False)
+            except OSError as exc:
+                skipped.append(Skipped(entry.path, f"cannot stat: {exc.strerror or exc}"))
+                continue
+            if not _stat.S_ISREG(st.st_mode) or entry.path in seen:
+                continue  # a FIFO or socket named *.md; or a file of an enclosing root
+            seen.add(entry.path)
+            if dir_path is None:
+                dir_path = Path(directory)
+            files.append(DiskFile(_child(dir_path, name), st.st_mtime_ns, st.st_size))
+
+
+def _root_of(path: str, roots: Sequence[Path]) -> tuple[str, str] | None:
+    """(resolved root, path relative to it) for the first root holding ``path``; the root
+    may be given as configured (a symlink) or resolved."""
+    for root in roots:
+        for form in dict.fromkeys((os.path.abspath(root), os.path.realpath(root))):
+            base = form.rstrip(os.sep) + os.sep
+            if path.startswith(base):
+                return os.path.realpath(root), path[len(base):]
+    return None
+
+
+def is_indexable(path: Path | str, roots: Sequence[Path], *, include: Sequence[str] = DEFAULT_INCLUDE,
+                 exclude: Sequence[str] = (), rules: Rules | None = None) -> bool:
+    """The scan's rules for one path (the watcher asks this for every event).
+
+    A path that does not exist (a deleted file) is judged by its name, place and the ignore
+    files; one that exists must be a regular file reached without a symlink. Pass ``rules``
+    (a :class:`Rules`) to skip compiling the patterns on every call."""
+    located = _root_of(os.path.abspath(path), roots)
+    if located is None:
+        return False
+    root, rel = located
+    parts = rel.split(os.sep)
+    if not rel or any(_skip_name(p) for p in parts):
+        return False
+    rules = rules or Rules(include, exclude)
+    rel_posix = "/".join(parts)
+    if not rules.included(parts[-1], rel_posix) or rules.excluded(rel_posix):
+        return False
+    ignores: Ignores = ()
+    current, rel_dir = root, ""
+    for part in parts[:-1]:
+        own = _read_gitignore(current)
+        if own is not None:
+            ignores = (*ignores, (rel_dir, own))
+        current = os.path.join(current, part)
+        rel_dir += part + "/"
+        if os.path.islink(current) or rules.excluded(rel_dir) or _ignored(ignores, rel_dir):
             return False
-        if current != path and _ignored(specs, str(current), True):
-            return False
-    return not _ignored(specs, str(path), False)
+    own = _read_gitignore(current)
+    if own is not None:
+        ignores = (*ignores, (rel_dir, own))
+    if _ignored(ignores, rel_posix):
+        return False
+    full = os.path.join(current, parts[-1])
+    try:
+        st = os.lstat(full)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return _stat.S_ISREG(st.st_mode)

@@ -29,6 +29,7 @@ SETEXT_UNDERLINE = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
 FENCE = re.compile(r"^( {0,3})(`{3,}|~{3,})(.*)$")
 _NOT_SETEXT = re.compile(r"^ {0,3}(?:[-+*>]|\d{1,9}[.)])(?:[ \t]|$)")  # list items, quotes
 FRONT_MATTER_MAX_LINES = 1000
+_MARKUP_LEADS = frozenset("`~#=-")  # first characters of fences, ATX headings, setext underlines
 
 TYPES = ("design", "specification", "plan", "report")
 TYPE_WORDS: dict[str, frozenset[str]] = {
@@ -121,6 +122,13 @@ def first_h1(lines: list[str]) -> str | None:
     fence: str | None = None
     para: list[str] = []
     for line in lines:
+        lead = line.lstrip()[:1]
+        if fence is None and lead not in _MARKUP_LEADS:  # fast path: plain text or blank
+            if not lead:
+                para = []
+            elif para or not (_NOT_SETEXT.match(line) or line.startswith("    ") or line.startswith("\t")):
+                para.append(line)
+            continue
         if fence is not None:
             stripped = line.strip()
             if stripped.startswith(fence) and not stripped.strip(fence[0]):
@@ -167,8 +175,11 @@ def guess_type(path: PurePath, title: str) -> str | None:
 def parse_document(text: str, path: PurePath) -> DocMeta:
     front, error, body_start = split_front_matter(text)
     lines = text.split("\n")[body_start - 1:]
+    if "\r" in text:
+        lines = [line.rstrip("\r") for line in lines]
     raw_title = front.get("title")
-    title = str(raw_title).strip() if isinstance(raw_title, (str, int, float)) and not isinstance(raw_title, bool) else ""
+    usable = isinstance(raw_title, (str, int, float)) and not isinstance(raw_title, bool)
+    title = str(raw_title).strip() if usable else ""
     title = title or first_h1(lines) or path.stem
     raw_type = front.get("type")
     if isinstance(raw_type, str) and raw_type.strip():

@@ -1,20 +1,37 @@
 """Change planning as a pure function: the disk against the database → a change set.
 
-Unchanged mtime and size → the file is not read. Changed stat → hashed: same hash is a
-*touch* (refresh the stat, no state change), a different one a *modification*. A new file
-whose hash equals a deleted one's is a *move* (row and vectors move, nothing re-embedded).
-The hash function is injected, so the planner does no I/O of its own. ``full`` treats every
-existing file as modified (``reindex --full``, or a new embedding fingerprint).
+- same mtime and size as stored → *unchanged*: the file is not read (``hash_file`` is not
+  called);
+- a changed stat (or no stored stat) → hashed: the same hash is a *touch* (refresh the
+  stored stat, nothing else), a different one (or an unreadable file) a *modification*;
+- a path only in the database → *deleted*; a path only on disk → *added*;
+- an added file whose hash equals a deleted document's stored hash → a *move* (the row and
+  its vectors move, nothing is re-embedded), taken out of added and deleted. With several
+  candidates of one hash, the pairs are made deterministically: same file name first, then
+  in path order. A move plus an edit is an add and a delete.
+
+``full=True`` (``reindex --full``, or a new embedding fingerprint) lists every file that is
+both on disk and in the database as *modified*, without hashing it here: the caller re-reads
+and re-hashes each one anyway. ``verify=True`` hashes every such file instead, whatever its
+stat says, and classifies it by content (an edit that kept mtime and size is found; the
+unchanged ones stay untouched).
+
+The hash function is injected (:func:`sha256_file` in production), so the planner does no
+I/O of its own and tests can count its calls.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, NamedTuple
 
 from indexer.discovery import DiskFile
+
+__all__ = ["ChangeSet", "DbDoc", "DiskFile", "HashFn", "Move", "plan_changes", "sha256_file"]
 
 HashFn = Callable[[Path], "str | None"]
 
@@ -22,9 +39,24 @@ HashFn = Callable[[Path], "str | None"]
 @dataclass(frozen=True)
 class DbDoc:
     path: Path
-    mtime_ns: int | None
+    mtime_ns: int | None  # None: unknown (or a retry is due): the file is hashed
     size: int | None
-    content_hash: str
+    content_hash: str  # "" when there is none (a failed document): never a move source
+
+
+class Move(NamedTuple):
+    """A document whose content now lives at another path (unpacks as ``old, new``)."""
+
+    old: DbDoc
+    new: DiskFile
+
+    @property
+    def old_path(self) -> Path:
+        return self.old.path
+
+    @property
+    def new_path(self) -> Path:
+        return self.new.path
 
 
 @dataclass(frozen=True)
@@ -32,68 +64,100 @@ class ChangeSet:
     added: tuple[DiskFile, ...] = ()
     modified: tuple[DiskFile, ...] = ()
     deleted: tuple[DbDoc, ...] = ()
-    moved: tuple[tuple[DbDoc, DiskFile], ...] = ()
-    touched: tuple[DiskFile, ...] = ()
+    moved: tuple[Move, ...] = ()
+    touched: tuple[DiskFile, ...] = ()  # same content, new stat: refresh the stat only
     unchanged_count: int = 0
 
     @property
     def is_empty(self) -> bool:
         return not (self.added or self.modified or self.deleted or self.moved or self.touched)
 
+    def counts(self) -> dict[str, int]:
+        return {"added": len(self.added), "modified": len(self.modified), "deleted": len(self.deleted),
+                "moved": len(self.moved), "touched": len(self.touched), "unchanged": self.unchanged_count}
 
-def plan_changes(disk: Sequence[DiskFile], db: Sequence[DbDoc], hash_file: HashFn, *, full: bool = False) -> ChangeSet:
+
+def _pair_moves(deleted: list[DbDoc], added: list[tuple[DiskFile, str | None]]) -> list[Move]:
+    """Added files matched to deleted documents of the same hash: same name first, then in
+    path order (both lists are sorted by path)."""
+    by_hash: dict[str, list[DbDoc]] = {}
+    for doc in deleted:
+        if doc.content_hash:
+            by_hash.setdefault(doc.content_hash, []).append(doc)
+    moves: list[Move] = []
+    taken: set[Path] = set()
+    paired: set[Path] = set()
+    for same_name in (True, False):
+        for f, digest in added:
+            candidates = by_hash.get(digest or "")
+            if not candidates or f.path in paired:
+                continue
+            for doc in candidates:
+                if doc.path not in taken and (not same_name or doc.path.name == f.path.name):
+                    moves.append(Move(doc, f))
+                    taken.add(doc.path)
+                    paired.add(f.path)
+                    break
+    moves.sort(key=lambda m: str(m.new.path))
+    return moves
+
+
+def plan_changes(disk: Iterable[DiskFile], db: Iterable[DbDoc], hash_file: HashFn, *,
+                 full: bool = False, verify: bool = False) -> ChangeSet:
+    """What to do to bring the database (``db``) in line with the disk (``disk``)."""
     stored = {d.path: d for d in db}
     on_disk = {f.path: f for f in disk}
     added: list[DiskFile] = []
     modified: list[DiskFile] = []
     touched: list[DiskFile] = []
     unchanged = 0
-    for path in sorted(on_disk):
+    for path in sorted(on_disk, key=str):
         f = on_disk[path]
         doc = stored.get(path)
         if doc is None:
             added.append(f)
             continue
         if full:
-            modified.append(f)  # re-read and re-chunk; unchanged chunks keep their vectors
+            modified.append(f)  # re-read and re-chunked; chunks with unchanged hashes keep their vectors
             continue
-        if doc.mtime_ns == f.mtime_ns and doc.size == f.size:
+        same_stat = doc.mtime_ns == f.mtime_ns and doc.size == f.size
+        if same_stat and not verify:
             unchanged += 1
             continue
         digest = hash_file(path)
         if digest is None or digest != doc.content_hash:
-            modified.append(f)  # unreadable now: the sync step records why
-        elif doc.mtime_ns == f.mtime_ns and doc.size == f.size:
+            modified.append(f)  # unreadable now: the sync step reads it and records why
+        elif same_stat:
             unchanged += 1
         else:
             touched.append(f)
-    deleted = [stored[p] for p in sorted(stored) if p not in on_disk]
-    moved: list[tuple[DbDoc, DiskFile]] = []
-    if deleted and added:
-        by_hash: dict[str, list[DbDoc]] = {}
-        for doc in deleted:
-            if doc.content_hash:
-                by_hash.setdefault(doc.content_hash, []).append(doc)
-        still_added: list[DiskFile] = []
-        for f in added:
-            candidates = by_hash.get(hash_file(f.path) or "")
-            if candidates:
-                moved.append((candidates.pop(0), f))
-            else:
-                still_added.append(f)
-        moved_from = {old.path for old, _ in moved}
-        added = still_added
+    deleted = [stored[p] for p in sorted(stored, key=str) if p not in on_disk]
+    moved: list[Move] = []
+    if deleted and added and any(d.content_hash for d in deleted):
+        moved = _pair_moves(deleted, [(f, hash_file(f.path)) for f in added])
+        moved_from = {m.old.path for m in moved}
+        moved_to = {m.new.path for m in moved}
+        added = [f for f in added if f.path not in moved_to]
         deleted = [d for d in deleted if d.path not in moved_from]
     return ChangeSet(tuple(added), tuple(modified), tuple(deleted), tuple(moved), tuple(touched), unchanged)
 
 
-def sha256_file(path: Path, block: int = 1 << 20) -> str | None:
-    """SHA-256 of a file's bytes, or None when it vanished or cannot be read."""
+def sha256_file(path: Path | str, max_bytes: int | None = None, *, block: int = 1 << 20) -> str | None:
+    """SHA-256 (hex) of a file's bytes, streamed; None when it vanished, cannot be read, is
+    not a regular file, or is larger than ``max_bytes``."""
     digest = hashlib.sha256()
     try:
-        with open(path, "rb") as fh:
-            while chunk := fh.read(block):
-                digest.update(chunk)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO must not block
+    except OSError:  # vanished, permission...
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or (max_bytes is not None and st.st_size > max_bytes):
+            return None
+        while chunk := os.read(fd, block):
+            digest.update(chunk)
     except OSError:
         return None
+    finally:
+        os.close(fd)
     return digest.hexdigest()

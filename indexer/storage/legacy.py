@@ -115,11 +115,19 @@ def adopt(path: Any, todo: Sequence[Any], apply_one: Callable[..., None]) -> dic
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        conn.execute("PRAGMA legacy_alter_table=OFF")
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA journal_mode=WAL")
     except driver.Error as exc:
+        conn.close()
         raise MigrationError(f"adopting the legacy database failed and was rolled back; the file is unchanged: {exc}") from exc
+    except BaseException:
+        conn.close()
+        raise
+    # Committed: nothing after this point may report the file as unchanged. The switch to WAL
+    # fails at once ("database is locked", no busy wait) while another connection has the
+    # file open; then the next read-write connection (driver.connect) switches it.
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+    except driver.OperationalError:
+        pass
     finally:
         conn.close()
     return report

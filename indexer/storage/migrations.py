@@ -183,10 +183,10 @@ def apply_migration(conn: Any, migration: Migration) -> bool:
 def _connect_for_writing(path: Path, *, retry_seconds: float = 30.0) -> Any:
     """``driver.connect`` for the runner, retried while another process holds the lock.
 
-    Two processes creating the same new file race on ``PRAGMA journal_mode=WAL``, which
-    needs the write lock and fails with "database is locked" at once (SQLite does not call
-    the busy handler there), whatever ``busy_timeout`` is. The loser retries; once the
-    winner's migration commits, the file is in WAL mode and the switch is a no-op.
+    ``PRAGMA journal_mode=WAL`` on a file another connection holds a lock on fails with
+    "database is locked" at once (SQLite does not call the busy handler there), whatever
+    ``busy_timeout`` is. Two processes creating the same new file meet exactly there; the
+    loser retries until the lock is released, then sees the winner's records.
     """
     deadline = time.monotonic() + retry_seconds
     delay = 0.01
