@@ -89,7 +89,7 @@ def _fence_end(lines: Sequence[str], i: int, marker: str, indent: int) -> int | 
     return None if indent > 3 else len(lines) - 1  # CommonMark: unclosed runs to the end
 
 
-def parse_sections(lines: Sequence[str]) -> list[_Section]:
+def _parse_sections(lines: Sequence[str]) -> list[_Section]:
     """Sections of blocks; line indexes are into ``lines`` (the body, ``\\r`` stripped)."""
     sections = [_Section(())]
     stack: list[str] = []
@@ -375,7 +375,7 @@ def chunk_markdown(text: str, counter: TokenCounter, *, target_tokens: int = 200
     ctx = _Context(counter, title, max_tokens // 4)
     target = max(min(target_tokens, max_tokens), 1)
     groups: list[_Group] = []
-    sections = parse_sections(doc.lines)
+    sections = _parse_sections(doc.lines)
     spans = [doc.trimmed(*doc.span(b.first, b.last)) for section in sections for b in section.blocks]
     block_tokens = iter(doc.counts(spans))  # one batch for the whole document
     spans_iter = iter(spans)

@@ -105,15 +105,15 @@ def _pair_moves(deleted: list[DbDoc], added: list[tuple[DiskFile, str | None]]) 
 def plan_changes(disk: Iterable[DiskFile], db: Iterable[DbDoc], hash_file: HashFn, *,
                  full: bool = False, verify: bool = False) -> ChangeSet:
     """What to do to bring the database (``db``) in line with the disk (``disk``)."""
-    stored = {d.path: d for d in db}
-    on_disk = {f.path: f for f in disk}
+    stored = {str(d.path): d for d in db}  # keyed by str: a Path's hash is recomputed on every call
+    on_disk = {str(f.path): f for f in disk}
     added: list[DiskFile] = []
     modified: list[DiskFile] = []
     touched: list[DiskFile] = []
     unchanged = 0
-    for path in sorted(on_disk, key=str):
-        f = on_disk[path]
-        doc = stored.get(path)
+    for key in sorted(on_disk):
+        f = on_disk[key]
+        doc = stored.get(key)
         if doc is None:
             added.append(f)
             continue
@@ -124,14 +124,14 @@ def plan_changes(disk: Iterable[DiskFile], db: Iterable[DbDoc], hash_file: HashF
         if same_stat and not verify:
             unchanged += 1
             continue
-        digest = hash_file(path)
+        digest = hash_file(f.path)
         if digest is None or digest != doc.content_hash:
             modified.append(f)  # unreadable now: the sync step reads it and records why
         elif same_stat:
             unchanged += 1
         else:
             touched.append(f)
-    deleted = [stored[p] for p in sorted(stored, key=str) if p not in on_disk]
+    deleted = [stored[key] for key in sorted(stored) if key not in on_disk]
     moved: list[Move] = []
     if deleted and added and any(d.content_hash for d in deleted):
         moved = _pair_moves(deleted, [(f, hash_file(f.path)) for f in added])

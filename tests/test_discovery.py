@@ -1,0 +1,254 @@
+"""Discovery: which files under the roots are indexed, by scan and by the single-path check."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from indexer import discovery
+from indexer.discovery import DiskFile, Rules, is_indexable, scan
+
+CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+
+
+def write(root: Path, *names: str, text: str = "# x\n") -> None:
+    for name in names:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+
+
+def found(result: discovery.ScanResult, root: Path) -> list[str]:
+    base = root.resolve()
+    return [f.path.relative_to(base).as_posix() for f in result.files]
+
+
+def every_file(root: Path) -> list[Path]:
+    """Every path under root that is a file or a link, without following links."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            out.append(Path(dirpath) / name)
+    return out
+
+
+def assert_watcher_agrees(root: Path, roots: list[Path], **rules) -> None:
+    """is_indexable says yes for exactly the files scan finds."""
+    listed = {f.path for f in scan(roots, **rules).files}
+    for path in every_file(root):
+        assert is_indexable(path, roots, **rules) == (path in listed), path
+
+
+def test_default_include_and_records(tmp_path: Path) -> None:
+    write(tmp_path, "a.md", "b.markdown", "c.txt", "d.MD.bak", "sub/e.md")
+    (tmp_path / "sub" / "f.md").mkdir()  # a directory named like markdown
+    result = scan([tmp_path])
+    assert found(result, tmp_path) == ["a.md", "b.markdown", "sub/e.md"]
+    for record in result.files:
+        st = os.stat(record.path)
+        assert record.path.is_absolute() and record.path == record.path.resolve()
+        assert (record.mtime_ns, record.size) == (st.st_mtime_ns, st.st_size)
+    assert result.skipped == ()
+    assert_watcher_agrees(tmp_path, [tmp_path])
+
+
+def test_results_sorted_and_frozen(tmp_path: Path) -> None:
+    write(tmp_path, "z.md", "a/b.md", "a-b.md", "m/n/o.md", "B.md")
+    files = scan([tmp_path]).files
+    assert [str(f.path) for f in files] == sorted(str(f.path) for f in files)
+    with pytest.raises(AttributeError):
+        files[0].size = 3  # type: ignore[misc]
+
+
+def test_include_globs(tmp_path: Path) -> None:
+    write(tmp_path, "a.md", "b.mdx", "docs/c.md", "docs/deep/d.md", "other/e.md")
+    assert found(scan([tmp_path], include=["*.mdx"]), tmp_path) == ["b.mdx"]
+    assert found(scan([tmp_path], include=["docs/**/*.md"]), tmp_path) == ["docs/c.md", "docs/deep/d.md"]
+    assert_watcher_agrees(tmp_path, [tmp_path], include=["docs/**/*.md", "*.mdx"])
+
+
+def test_exclude_globs_are_gitignore_style_relative_to_root(tmp_path: Path) -> None:
+    write(tmp_path, "top.md", "keep.md", "x.tmp.md", "drafts/a.md", "notes/drafts/b.md",
+          "notes/top.md", "archive/2020/old.md", "archive/new.md")
+    rules = {"exclude": ["drafts/", "*.tmp.md", "/top.md", "archive/2020"]}
+    assert found(scan([tmp_path], **rules), tmp_path) == ["archive/new.md", "keep.md", "notes/top.md"]
+    assert_watcher_agrees(tmp_path, [tmp_path], **rules)
+
+
+def test_gitignore_nested_and_negation(tmp_path: Path) -> None:
+    write(tmp_path, "a.md", "b.md", "build/out.md", "docs/c.md", "docs/secret.md", "docs/keep-secret.md",
+          "docs/sub/d.md", "docs/sub/b.md", "logs/x.md")
+    (tmp_path / ".gitignore").write_text("# comment\nb.md\nbuild/\nlogs\n*secret.md\n")
+    (tmp_path / "docs" / ".gitignore").write_text("!keep-secret.md\n")
+    (tmp_path / "docs" / "sub" / ".gitignore").write_text("d.md\n!b.md\n")
+    assert found(scan([tmp_path]), tmp_path) == ["a.md", "docs/c.md", "docs/keep-secret.md", "docs/sub/b.md"]
+    assert_watcher_agrees(tmp_path, [tmp_path])
+
+
+def test_ignored_directory_cannot_be_reincluded(tmp_path: Path) -> None:
+    write(tmp_path, "private/a.md", "drafts/keep.md", "drafts/x.md")
+    (tmp_path / ".gitignore").write_text("private/\n!private/a.md\ndrafts/**\n!drafts/keep.md\n")
+    assert found(scan([tmp_path]), tmp_path) == ["drafts/keep.md"]  # git's rules exactly
+    assert_watcher_agrees(tmp_path, [tmp_path])
+
+
+def test_exclude_wins_over_gitignore_negation(tmp_path: Path) -> None:
+    write(tmp_path, "a.md", "b.md")
+    (tmp_path / ".gitignore").write_text("!b.md\n")
+    assert found(scan([tmp_path], exclude=["b.md"]), tmp_path) == ["a.md"]
+    assert not is_indexable(tmp_path / "b.md", [tmp_path], exclude=["b.md"])
+
+
+def test_hidden_git_and_node_modules_skipped(tmp_path: Path) -> None:
+    write(tmp_path, "a.md", ".hidden.md", ".git/HEAD.md", ".obsidian/x.md", "node_modules/pkg/README.md",
+          "sub/.draft.md", "sub/node_modules/y.md", "sub/ok.md")
+    assert found(scan([tmp_path]), tmp_path) == ["a.md", "sub/ok.md"]
+    assert_watcher_agrees(tmp_path, [tmp_path])
+
+
+def test_names_with_spaces_and_unicode(tmp_path: Path) -> None:
+    names = ["my notes.md", "日本語/ノート.md", "café/crème brûlée.md", "emoji 🎉.md", "a [b] (c).md"]
+    write(tmp_path, *names)
+    assert sorted(found(scan([tmp_path]), tmp_path)) == sorted(names)
+    assert_watcher_agrees(tmp_path, [tmp_path])
+    (tmp_path / ".gitignore").write_text("crème*\n")
+    assert "café/crème brûlée.md" not in found(scan([tmp_path]), tmp_path)
+
+
+def test_symlink_loop_terminates(tmp_path: Path) -> None:
+    write(tmp_path, "a/b.md")
+    os.symlink(tmp_path / "a", tmp_path / "a" / "loop")
+    os.symlink(tmp_path, tmp_path / "a" / "up")
+    os.symlink("self.md", tmp_path / "self.md")  # a link to itself
+    result = scan([tmp_path])
+    assert found(result, tmp_path) == ["a/b.md"]
+    assert {Path(s.path).name for s in result.skipped} == {"loop", "up", "self.md"}
+    assert all("symlink" in s.reason for s in result.skipped)
+    assert_watcher_agrees(tmp_path, [tmp_path])
+
+
+def test_symlinks_outside_the_root_not_followed(tmp_path: Path) -> None:
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    write(root, "in.md")
+    write(outside, "secret.md", "dir/deep.md")
+    os.symlink(outside / "secret.md", root / "link.md")
+    os.symlink(outside / "dir", root / "dirlink")
+    assert found(scan([root]), root) == ["in.md"]
+    assert not is_indexable(root / "link.md", [root])
+    assert not is_indexable(root / "dirlink" / "deep.md", [root])
+    assert not is_indexable(outside / "secret.md", [root])
+
+
+def test_symlinks_inside_the_root_give_no_duplicates(tmp_path: Path) -> None:
+    write(tmp_path, "docs/a.md", "docs/b.md")
+    os.symlink(tmp_path / "docs" / "a.md", tmp_path / "alias.md")
+    os.symlink(tmp_path / "docs", tmp_path / "docs-link")
+    files = scan([tmp_path]).files
+    assert found(scan([tmp_path]), tmp_path) == ["docs/a.md", "docs/b.md"]  # each once, own path
+    assert len({os.path.realpath(f.path) for f in files}) == len(files)
+    assert_watcher_agrees(tmp_path, [tmp_path])
+
+
+def test_root_given_through_a_symlink(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    write(real, "a.md")
+    os.symlink(real, tmp_path / "alias")
+    files = scan([tmp_path / "alias"]).files
+    assert [f.path for f in files] == [(real / "a.md").resolve()]
+    assert is_indexable(tmp_path / "alias" / "a.md", [tmp_path / "alias"])
+    assert is_indexable(real / "a.md", [tmp_path / "alias"])
+
+
+def test_overlapping_roots_and_missing_root(tmp_path: Path) -> None:
+    write(tmp_path, "a.md", "sub/b.md")
+    result = scan([tmp_path, tmp_path / "sub", tmp_path / "missing"])
+    assert found(result, tmp_path) == ["a.md", "sub/b.md"]
+    assert [(Path(s.path).name, "cannot be read" in s.reason) for s in result.skipped] == [("missing", True)]
+
+
+def test_root_may_be_a_single_file(tmp_path: Path) -> None:
+    write(tmp_path, "one.md", "two.txt")
+    assert [f.path.name for f in scan([tmp_path / "one.md", tmp_path / "two.txt"]).files] == ["one.md"]
+
+
+def test_unstattable_files_are_reported_not_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path, "ok.md", "gone.md")
+    real_scandir = os.scandir
+
+    class Vanishing:
+        def __init__(self, entry: os.DirEntry) -> None:
+            self._entry = entry
+
+        def __getattr__(self, name: str):
+            return getattr(self._entry, name)
+
+        def stat(self, *, follow_symlinks: bool = True):
+            if self._entry.name == "gone.md":
+                raise FileNotFoundError(2, "No such file or directory")
+            return self._entry.stat(follow_symlinks=follow_symlinks)
+
+    class Listing:
+        def __init__(self, path: str) -> None:
+            self._it = real_scandir(path)
+
+        def __enter__(self):
+            return [Vanishing(e) for e in self._it]
+
+        def __exit__(self, *exc: object) -> None:
+            self._it.close()
+
+    monkeypatch.setattr(discovery.os, "scandir", Listing)
+    result = scan([tmp_path])
+    assert found(result, tmp_path) == ["ok.md"]
+    reasons = [(Path(s.path).name, s.reason) for s in result.skipped]
+    assert reasons == [("gone.md", "cannot stat: No such file or directory")]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every directory")
+def test_unreadable_directory_is_reported(tmp_path: Path) -> None:
+    write(tmp_path, "a.md", "locked/b.md")
+    (tmp_path / "locked").chmod(0)
+    try:
+        result = scan([tmp_path])
+    finally:
+        (tmp_path / "locked").chmod(0o755)
+    assert found(result, tmp_path) == ["a.md"]
+    assert "cannot list directory" in result.skipped[0].reason
+
+
+def test_is_indexable_single_paths(tmp_path: Path) -> None:
+    write(tmp_path, "a.md", "dir.md/x.md")
+    roots = [tmp_path]
+    assert is_indexable(tmp_path / "a.md", roots)
+    assert is_indexable(str(tmp_path / "a.md"), roots)
+    assert is_indexable(tmp_path / "deleted.md", roots)  # judged by the rules when gone
+    assert not is_indexable(tmp_path / "deleted.txt", roots)
+    assert not is_indexable(tmp_path / "dir.md", roots)  # a directory
+    assert not is_indexable(tmp_path, roots)
+    assert not is_indexable(tmp_path.parent / "elsewhere.md", roots)
+    assert not is_indexable(tmp_path / ".git" / "x.md", roots)
+    rules = Rules(["*.md"], ["a.md"])
+    assert not is_indexable(tmp_path / "a.md", roots, rules=rules)
+    os.mkfifo(tmp_path / "pipe.md")
+    assert not is_indexable(tmp_path / "pipe.md", roots)
+    assert "pipe.md" not in found(scan(roots), tmp_path)
+
+
+def test_diskfile_is_a_plain_record() -> None:
+    f = DiskFile(Path("/x/a.md"), 1, 2)
+    assert f == DiskFile(Path("/x/a.md"), 1, 2) and hash(f) == hash(DiskFile(Path("/x/a.md"), 1, 2))
+
+
+@pytest.mark.skipif(not (CORPORA / "tldr" / "pages").is_dir(), reason="shared corpora not present")
+def test_scan_of_the_tldr_corpus_is_fast() -> None:
+    root = CORPORA / "tldr" / "pages"
+    expected = sum(1 for p in root.rglob("*.md") if not p.name.startswith("."))
+    scan([root])  # warm the directory cache
+    started = time.perf_counter()
+    result = scan([root])
+    elapsed = time.perf_counter() - started
+    assert len(result.files) == expected > 7000
+    assert elapsed < 1.0, f"scan took {elapsed:.3f}s"  # ~0.1 s on an idle machine; CI is shared
