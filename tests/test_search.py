@@ -75,8 +75,9 @@ def test_any_text_is_a_safe_fts_query(tmp_path: Path, text: str) -> None:
     assert isinstance(result["results"], list)
 
 
-def test_fts_query_quotes_every_word() -> None:
-    assert fts_query('say "hi" NEAR me') == '"say" OR "hi" OR "near" OR "me"'
+def test_fts_query_quotes_every_word_and_drops_stopwords() -> None:
+    assert fts_query('say "hi" NEAR me') == '"say" OR "hi" OR "near"'
+    assert fts_query("how to") == '"how" OR "to"'  # only stopwords: kept
     assert fts_query("!!! ???") is None
 
 

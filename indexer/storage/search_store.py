@@ -20,6 +20,13 @@ from indexer.storage.document_store import VEC_TABLE, vector_table_exists
 EXACT_LIMIT = 20_000  # filtered candidate sets up to this size are scored exactly
 MAX_K = 4096
 _WORD = re.compile(r"\w+", re.UNICODE)
+# Words too common to help BM25; dropping them keeps a question from matching every chunk
+# (a query made only of them keeps them).
+STOPWORDS = frozenset(
+    "a an and are as at be by can do does for from how i if in into is it its me my of on or "
+    "so that the their then there these this to was what when where which who why will with "
+    "you your".split()
+)
 
 
 @dataclass(frozen=True)
@@ -57,7 +64,7 @@ def fts_query(text: str) -> str | None:
     words = _WORD.findall(text.lower())
     if not words:
         return None
-    unique = list(dict.fromkeys(words))
+    unique = list(dict.fromkeys(w for w in words if w not in STOPWORDS)) or list(dict.fromkeys(words))
     return " OR ".join('"' + w.replace('"', '""') + '"' for w in unique)
 
 
