@@ -33,6 +33,7 @@ run: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/bench_schema.py
 	$(PY) bench/bench_sync.py
+	$(PY) bench/bench_search.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
