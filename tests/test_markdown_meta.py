@@ -142,3 +142,87 @@ def test_real_rfcs_parse_as_specifications() -> None:
     assert len(kinds["specification"]) > 0.95 * len(files)
     for kind, stems in kinds.items():  # the others say so in their file name (1774-roadmap-2017)
         assert kind == "specification" or all(guess_type(PurePath(s), "") == kind for s in stems)
+
+
+def test_yaml_dates_and_times_become_iso_strings() -> None:
+    text = ("---\ntitle: Dated\ncreated: 2024-03-01T10:30:00+02:00\ndays: [2024-01-01, 2024-01-02]\n"
+            "meta: {due: 2025-12-31}\n---\nbody\n")
+    m = meta(text)
+    assert m.front_matter["created"] == "2024-03-01T10:30:00+02:00"
+    assert m.front_matter["days"] == ["2024-01-01", "2024-01-02"]
+    assert m.front_matter["meta"] == {"due": "2025-12-31"}
+    assert json.loads(json.dumps(m.front_matter)) == m.front_matter  # survives a JSON round trip
+    assert m.body_start_line == 7 and text.split("\n")[6] == "body"
+
+
+def test_body_start_line_without_and_with_front_matter() -> None:
+    assert meta("# Title\n\ntext\n").body_start_line == 1
+    assert meta("").body_start_line == 1
+    assert meta("\ufeff---\ntitle: BOM\n---\n# H\n").body_start_line == 4
+    assert meta("\ufeff---\ntitle: BOM\n---\n# H\n").title == "BOM"
+    fm = "---\n" + "".join(f"k{i}: {i}\n" for i in range(10)) + "---\n"
+    m = meta(fm + "# After\n")
+    assert m.body_start_line == 13 and len(m.front_matter) == 10
+
+
+def test_broken_yaml_does_not_stop_the_title_or_the_type() -> None:
+    m = meta("---\ntype: [design\ntitle: x: y: z\n---\n\n# Recovered Title\n", "/proj/plans/q4.md")
+    assert m.front_matter == {} and m.front_matter_error
+    assert m.title == "Recovered Title"
+    assert m.document_type == "plan"  # from the folder, since the front matter is lost
+    assert m.body_start_line == 5
+
+
+def test_toml_front_matter_dates_and_unclosed_toml() -> None:
+    m = meta('+++\ntitle = "T"\nwhen = 1979-05-27T07:32:00Z\n[extra]\nday = 2020-02-29\n+++\n')
+    assert m.front_matter["when"] == "1979-05-27T07:32:00+00:00"
+    assert m.front_matter["extra"] == {"day": "2020-02-29"}
+    json.dumps(m.front_matter)
+    unclosed = meta('+++\ntitle = "T"\n\n# Body Title\n')
+    assert (unclosed.front_matter, unclosed.title, unclosed.body_start_line) == ({}, "Body Title", 1)
+
+
+def test_h1_in_fenced_code_before_the_real_setext_title() -> None:
+    text = "Intro.\n\n```bash\n# install it\nmake\n```\n\nReal Title\n==========\n\n# Later H1\n"
+    assert meta(text).title == "Real Title"
+    assert meta("```\n# only in code\n```\n", "/a/fallback-name.md").title == "fallback-name"
+    assert meta("    # indented code, not a heading\n", "/a/x.md").title == "x"
+
+
+@pytest.mark.xfail(strict=True, reason="a closing fence indented 4+ spaces closes the code block (CommonMark: "
+                                       "at most 3), so a '# comment' after it becomes the title")
+def test_closing_fence_indented_four_spaces_does_not_close() -> None:
+    text = "~~~\n    ~~~\n# shell comment\n~~~\n\nReal Title\n==========\n"
+    assert meta(text).title == "Real Title"
+
+
+@pytest.mark.parametrize("path,expected", [
+    ("/repo/design/storage.md", "design"),
+    ("/repo/docs/storage-spec.md", "specification"),
+    ("/repo/plans/2025/q1.md", "plan"),
+    ("/repo/status-report.md", "report"),
+    ("/repo/reports/2024/jan.md", "report"),
+    ("/repo/notes/shopping.md", None),
+    ("/a/b/c/design/d/e/deep.md", None),  # only the two nearest folders count
+])
+def test_type_from_path_through_parse_document(path: str, expected: str | None) -> None:
+    assert meta("plain text\n", path).document_type == expected
+
+
+def test_front_matter_type_is_lower_cased_and_trimmed() -> None:
+    assert meta("---\ntype: REPORT\n---\n", "/repo/design/x.md").document_type == "report"
+    assert meta("+++\ntype = \"  Plan \"\n+++\n", "/x.md").document_type == "plan"
+    assert meta("---\ntype: 42\n---\n", "/repo/design/x.md").document_type == "design"  # not a string
+
+
+@pytest.mark.skipif(not (CORPORA / "tldr").is_dir(), reason="shared corpora not present")
+def test_tldr_pages_take_their_title_from_the_first_line() -> None:
+    files = sorted((CORPORA / "tldr" / "pages" / "common").glob("*.md"))[::100]
+    assert len(files) > 30
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        m = parse_document(text, path)
+        first = text.split("\n", 1)[0]
+        assert first.startswith("# ")
+        assert m.title == first[2:].strip(), path
+        assert (m.front_matter, m.front_matter_error, m.body_start_line) == ({}, None, 1)

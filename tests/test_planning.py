@@ -217,3 +217,60 @@ def test_real_files_through_scan_and_sha256(tmp_path: Path) -> None:
     assert paths(changes.deleted) == [str(root / "delete.md")]
     assert changes.added == () and changes.unchanged_count == 1
     assert root / "keep.md" not in calls
+
+
+def test_two_identical_deleted_files_and_one_new_copy_make_one_move() -> None:
+    contents = {"/r/new/copy.md": "SAME"}
+    db = [row("/r/b/dup.md", "SAME"), row("/r/a/dup.md", "SAME"), row("/r/keep.md", "K")]
+    on_disk = [disk("/r/new/copy.md"), disk("/r/keep.md")]
+    results = [plan_changes(d, rows, Hasher(contents))
+               for d in (on_disk, on_disk[::-1]) for rows in (db, db[::-1], db[1:] + db[:1])]
+    first = results[0]
+    assert all(r == first for r in results)  # whatever the input order
+    assert len(first.moved) == 1 and first.added == ()
+    old, new = first.moved[0]
+    assert str(new.path) == "/r/new/copy.md"
+    assert str(old.path) == "/r/a/dup.md"  # no name matches: the first in path order
+    assert paths(first.deleted) == ["/r/b/dup.md"]  # the other copy is a plain delete
+    assert first.unchanged_count == 1
+
+
+def test_same_name_is_preferred_over_path_order() -> None:
+    contents = {"/r/z/dup.md": "SAME"}
+    db = [row("/r/a/other.md", "SAME"), row("/r/y/dup.md", "SAME")]
+    changes = plan_changes([disk("/r/z/dup.md")], db, Hasher(contents))
+    assert [(str(m.old_path), str(m.new_path)) for m in changes.moved] == [("/r/y/dup.md", "/r/z/dup.md")]
+    assert paths(changes.deleted) == ["/r/a/other.md"]
+
+
+def test_unchanged_files_are_never_hashed_in_a_large_mixed_plan() -> None:
+    unchanged = [f"/r/u{i:03}.md" for i in range(200)]
+    contents = {p: p for p in unchanged} | {"/r/edited.md": "new", "/r/added.md": "moved?"}
+    hasher = Hasher(contents)
+    db = [row(p, p) for p in unchanged] + [row("/r/edited.md", "old"), row("/r/gone.md", "gone")]
+    on_disk = [disk(p) for p in unchanged] + [disk("/r/edited.md", mtime=2), disk("/r/added.md")]
+    changes = plan_changes(on_disk, db, hasher)
+    assert changes.unchanged_count == 200
+    assert not set(hasher.calls) & set(unchanged)
+    assert sorted(hasher.calls) == ["/r/added.md", "/r/edited.md"]  # each at most once
+    assert (paths(changes.added), paths(changes.modified), paths(changes.deleted)) == (
+        ["/r/added.md"], ["/r/edited.md"], ["/r/gone.md"])
+
+
+def test_vanished_file_is_modified_never_touched_or_moved() -> None:
+    hasher = Hasher({})  # every read fails: the files vanished after the scan
+    db = [row("/r/a.md", "A"), row("/r/old.md", "X")]
+    changes = plan_changes([disk("/r/a.md", mtime=3), disk("/r/new.md")], db, hasher)
+    assert paths(changes.modified) == ["/r/a.md"]
+    assert paths(changes.added) == ["/r/new.md"] and paths(changes.deleted) == ["/r/old.md"]
+    assert changes.moved == () and changes.touched == ()
+
+
+def test_full_mode_lists_every_existing_file_as_modified() -> None:
+    names = [f"/r/{c}.md" for c in "abcde"]
+    hasher = Hasher({p: p for p in names})
+    changes = plan_changes([disk(p) for p in names], [row(p, p) for p in names], hasher, full=True)
+    assert paths(changes.modified) == names
+    assert changes.counts() == {"added": 0, "modified": 5, "deleted": 0, "moved": 0, "touched": 0, "unchanged": 0}
+    assert hasher.calls == []
+    assert plan_changes([disk(p) for p in names], [row(p, p) for p in names], hasher).unchanged_count == 5
