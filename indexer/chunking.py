@@ -84,8 +84,9 @@ class _Unit:
 def _fence_end(lines: Sequence[str], i: int, marker: str, indent: int) -> int | None:
     for j in range(i + 1, len(lines)):
         stripped = lines[j].strip()
-        if stripped.startswith(marker) and not stripped.strip(marker[0]):
-            return j
+        leading = len(lines[j]) - len(lines[j].lstrip(" "))
+        if leading <= 3 and stripped.startswith(marker) and not stripped.strip(marker[0]):
+            return j  # CommonMark: a closing fence is indented 3 spaces at most
     return None if indent > 3 else len(lines) - 1  # CommonMark: unclosed runs to the end
 
 

@@ -131,8 +131,9 @@ def first_h1(lines: list[str]) -> str | None:
             continue
         if fence is not None:
             stripped = line.strip()
-            if stripped.startswith(fence) and not stripped.strip(fence[0]):
-                fence = None
+            leading = len(line) - len(line.lstrip(" "))
+            if leading <= 3 and stripped.startswith(fence) and not stripped.strip(fence[0]):
+                fence = None  # a closing fence is indented 3 spaces at most
             continue
         opened = FENCE.match(line)
         if opened and not (opened.group(2)[0] == "`" and "`" in opened.group(3)):

@@ -559,8 +559,6 @@ def test_a_heading_with_a_body_is_never_a_chunk_on_its_own() -> None:
     assert all(c.text != "## Heading" for c in chunks)
 
 
-@pytest.mark.xfail(strict=True, reason="_fence_end accepts a closing fence indented 4+ spaces (CommonMark allows "
-                                       "at most 3), so a '# comment' still inside the code becomes a heading")
 def test_closing_fence_indented_four_spaces_does_not_end_the_code() -> None:
     doc = "# Real\n\n~~~\n    ~~~\n# shell comment\n~~~\n\ntext\n"
     chunks = chunk_markdown(doc, WS, target_tokens=3, max_tokens=40)

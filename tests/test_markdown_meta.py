@@ -189,8 +189,6 @@ def test_h1_in_fenced_code_before_the_real_setext_title() -> None:
     assert meta("    # indented code, not a heading\n", "/a/x.md").title == "x"
 
 
-@pytest.mark.xfail(strict=True, reason="a closing fence indented 4+ spaces closes the code block (CommonMark: "
-                                       "at most 3), so a '# comment' after it becomes the title")
 def test_closing_fence_indented_four_spaces_does_not_close() -> None:
     text = "~~~\n    ~~~\n# shell comment\n~~~\n\nReal Title\n==========\n"
     assert meta(text).title == "Real Title"
