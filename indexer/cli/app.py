@@ -15,7 +15,8 @@ from indexer.config import Config, load_config
 from indexer.errors import IndexerError
 
 # Sub-command modules, imported when the group is built; each registers on `cli`.
-COMMAND_MODULES = ("indexer.cli.db_cmds", "indexer.cli.doc_cmds", "indexer.cli.search_cmds")
+COMMAND_MODULES = ("indexer.cli.db_cmds", "indexer.cli.doc_cmds", "indexer.cli.search_cmds",
+                   "indexer.cli.memory_cmds", "indexer.cli.session_cmds")
 
 
 @dataclass

@@ -1,0 +1,392 @@
+"""MemoryService / SessionService benchmarks on file databases.
+
+    .venv/bin/python bench/bench_services.py [--memories 100000] [--sessions 10000]
+        [--list-memories 1000000] [--big-events 10000] [--ops 2000] [--repeat 3] [--samples 2000]
+        [--json out.json]
+
+Figures (all through the async services, one ``await`` at a time, a commit per write):
+
+* ``get_memory`` and ``get_session`` latency, p50/p99, with --memories memories and --sessions
+  sessions (10 events each) in the database;
+* write throughput with a commit per operation: ``create_memory``, ``update_memory``,
+  ``append_event`` (spread over the sessions, as a server sees them), on a file database and
+  on ``:memory:``; beside it, on the same machine, a reference-style baseline: one aiosqlite
+  ``await`` per statement (INSERT, then commit; events read, extended and written back) on
+  ``:memory:``, no audit row. Median of --repeat rounds, the kinds interleaved;
+* the same write transactions in a plain loop without asyncio (``sql_floor_*``): the ceiling
+  the database file allows on this machine;
+* ``append_event`` latency on a session that already holds --big-events events;
+* ``list_memories`` page latency (50 per page, first and deep pages, with and without a
+  memory_type filter) with --list-memories memories;
+* ``list_sessions`` page latency per filter, and for no filter with and without the two
+  indexes proposed for the schema.
+
+Bulk data is loaded with plain SQL in one transaction (the services would take minutes);
+every measured call goes through the services.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from indexer import Database, MemoryService, SessionService  # noqa: E402
+from indexer.storage import driver, migrations  # noqa: E402
+
+TYPES = ("semantic", "episodic", "procedural")
+TS = "2025-06-01T12:00:00.000Z"
+PROPOSED_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS idx_sessions_created ON sessions(created_at DESC, id DESC)",
+    "CREATE INDEX IF NOT EXISTS idx_sessions_app_created ON sessions(app_name, created_at DESC, id DESC)",
+)
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def summary(name: str, samples: list[float]) -> dict[str, float]:
+    return {f"{name}_p50_ms": pct(samples, 0.50) * 1e3, f"{name}_p99_ms": pct(samples, 0.99) * 1e3,
+            f"{name}_median_ms": statistics.median(samples) * 1e3}
+
+
+async def timed_calls(make: Callable[[int], Awaitable[Any]], n: int) -> list[float]:
+    samples = []
+    for i in range(n):
+        start = time.perf_counter()
+        await make(i)
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+async def throughput(make: Callable[[int], Awaitable[Any]], n: int) -> float:
+    start = time.perf_counter()
+    for i in range(n):
+        await make(i)
+    return n / (time.perf_counter() - start)
+
+
+# --- bulk loading (setup only) ------------------------------------------------------------------
+
+def memory_rows(count: int, users: int) -> list[tuple[Any, ...]]:
+    """``count`` rows: keys spread over user:uN and user:uN:prefs namespaces, one key in ten
+    with three versions."""
+    rows: list[tuple[Any, ...]] = []
+    i = 0
+    while len(rows) < count:
+        ns = f"user:u{i % users}" + (":prefs" if i % 3 == 0 else "")
+        key = f"k{i // users:06d}"
+        versions = 3 if i % 10 == 0 else 1
+        for v in range(1, versions + 1):
+            rows.append((ns, key, json.dumps({"text": f"memory {i} v{v}", "n": i}), TYPES[i % 3], v, 0, "{}",
+                         "bench", "bench", TS, TS))
+        i += 1
+    return rows[:count]
+
+
+def load_memories(path: Path, count: int, users: int) -> float:
+    start = time.perf_counter()
+    conn = driver.connect(path)
+    try:
+        conn.execute("BEGIN")
+        conn.executemany(
+            "INSERT INTO memory_entries (namespace, key, value, memory_type, version, is_deleted, metadata, "
+            "created_by, updated_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            memory_rows(count, users))
+        conn.execute("COMMIT")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+    return time.perf_counter() - start
+
+
+def load_sessions(path: Path, count: int, events_each: int) -> float:
+    start = time.perf_counter()
+    statuses = ("created", "active", "paused", "terminated", "archived")
+    conn = driver.connect(path)
+    try:
+        conn.execute("BEGIN")
+        rows = []
+        for i in range(count):
+            events = json.dumps([{"id": f"e{i}-{j}", "timestamp": TS, "type": "message", "author": "user",
+                                  "text": f"message {j} of session {i}"} for j in range(events_each)])
+            created = f"2025-06-01T12:{i // 60000 % 60:02d}:{i // 1000 % 60:02d}.{i % 1000:03d}Z"
+            rows.append((f"s{i:06d}", f"app{i % 4}", f"u{i % 500}", f"p{i % 50}" if i % 2 else None,
+                         statuses[i % 5], events, json.dumps({"user:lang": "en", "n": i}), created, created))
+        conn.executemany(
+            "INSERT INTO sessions (id, app_name, user_id, project_id, status, events, state, created_at, "
+            "last_update_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        conn.execute("COMMIT")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+    return time.perf_counter() - start
+
+
+# --- the measurements ----------------------------------------------------------------------------
+
+async def bench_reads(path: Path, memories: int, sessions: int, samples: int) -> dict[str, Any]:
+    result: dict[str, Any] = {"memories": memories, "sessions": sessions}
+    migrations.migrate(path)
+    users = max(1, memories // 100)
+    result["load_memories_s"] = load_memories(path, memories, users)
+    result["load_sessions_s"] = load_sessions(path, sessions, 10)
+    rng = random.Random(7)
+    keys = [(f"user:u{i % users}" + (":prefs" if i % 3 == 0 else ""), f"k{i // users:06d}")
+            for i in range(int(memories / 1.2))]
+    async with Database(path) as db:
+        mem, ses = MemoryService(db), SessionService(db)
+        picks = [rng.choice(keys) for _ in range(samples)]
+        await timed_calls(lambda i: mem.get_memory(*picks[i % 50]), 50)  # warm the page cache
+        result.update(summary("get_memory", await timed_calls(lambda i: mem.get_memory(*picks[i]), samples)))
+        sids = [f"s{rng.randrange(sessions):06d}" for _ in range(samples)]
+        result.update(summary("get_session", await timed_calls(lambda i: ses.get_session(sids[i]), samples)))
+    return result
+
+
+async def file_writes(path: Path, ops: int, round_no: int, open_ids: list[str]) -> dict[str, float]:
+    async with Database(path) as db:
+        mem, ses = MemoryService(db), SessionService(db)
+        ns = [f"user:w{round_no}-{i}" for i in range(100)]
+        created = await throughput(lambda i: mem.create_memory(ns[i % 100], f"new{i}", {"text": "hello", "i": i},
+                                                               "semantic", created_by="bench"), ops)
+        updated = await throughput(lambda i: mem.update_memory(ns[i % 100], f"new{i}", {"text": "again", "i": i},
+                                                               updated_by="bench"), ops)
+        appended = await throughput(lambda i: ses.append_event(open_ids[i % len(open_ids)],
+                                                               {"type": "message", "author": "agent", "text": f"reply {i}"}), ops)
+    return {"create_memory_per_s": created, "update_memory_per_s": updated, "append_event_per_s": appended}
+
+
+def sql_floor(path: Path, ops: int, round_no: int, open_ids: list[str]) -> dict[str, float]:
+    """The same transactions (same SQL, audit row, commit) in a plain loop on one thread:
+    no asyncio, no thread hop, no validation. What the database file itself allows."""
+    from indexer import memory, sessions
+    from indexer.storage import memory_store
+    from indexer.timeutil import now_ts
+
+    conn = driver.connect(path)
+    try:
+        start = time.perf_counter()
+        for i in range(ops):
+            memory_store._in_transaction(conn, memory._create, (f"user:floor{round_no}-{i % 100}", f"k{i}", '{"i":1}',
+                                                                 "semantic", "{}", "bench", now_ts()))
+        created = ops / (time.perf_counter() - start)
+        start = time.perf_counter()
+        for i in range(ops):
+            event = json.dumps({"type": "message", "author": "agent", "text": f"floor {i}", "id": str(i), "timestamp": TS})
+            memory_store._in_transaction(conn, sessions._append, (open_ids[i % len(open_ids)], event, [], now_ts()))
+        appended = ops / (time.perf_counter() - start)
+    finally:
+        conn.close()
+    return {"sql_floor_create_memory_per_s": created, "sql_floor_append_event_per_s": appended}
+
+
+async def in_memory_writes(ops: int) -> dict[str, float]:
+    async with Database(":memory:") as db:
+        mem, ses = MemoryService(db), SessionService(db)
+        created = await throughput(lambda i: mem.create_memory(f"user:w{i % 100}", f"k{i}", {"i": i}, "semantic"), ops)
+        updated = await throughput(lambda i: mem.update_memory(f"user:w{i % 100}", f"k{i}", {"i": -i}), ops)
+        ids = [(await ses.create_session("app", f"u{i}")).id for i in range(1000)]
+        appended = await throughput(lambda i: ses.append_event(ids[i % 1000], {"type": "m", "i": i}), ops)
+    return {"inmem_create_memory_per_s": created, "inmem_update_memory_per_s": updated,
+            "inmem_append_event_per_s": appended}
+
+
+async def reference_style(ops: int) -> dict[str, float]:
+    """One aiosqlite await per statement, as the reference did; no audit row, no checks, the
+    events array read, extended in Python and written back."""
+    conn = await driver.connect_async(":memory:")
+    try:
+        for migration in migrations.load_migrations():
+            for statement in migrations.split_statements(migration.sql):
+                await conn.execute(statement)
+
+        async def write_memory(i: int) -> None:
+            await conn.execute("BEGIN")
+            await conn.execute("INSERT INTO memory_entries (namespace, key, value, memory_type, version) "
+                               "VALUES (?, ?, ?, 'semantic', 1)", (f"user:w{i % 100}", f"k{i}", json.dumps({"i": i})))
+            await conn.execute("COMMIT")
+
+        await conn.executemany("INSERT INTO sessions (id, app_name, user_id) VALUES (?, 'app', 'u')",
+                               [(f"s{i}",) for i in range(1000)])
+
+        async def append(i: int) -> None:
+            await conn.execute("BEGIN")
+            cursor = await conn.execute("SELECT events FROM sessions WHERE id = ?", (f"s{i % 1000}",))
+            events = json.loads((await cursor.fetchone())[0])
+            events.append({"type": "m", "i": i})
+            await conn.execute("UPDATE sessions SET events = ? WHERE id = ?", (json.dumps(events), f"s{i % 1000}"))
+            await conn.execute("COMMIT")
+
+        return {"reference_style_inmem_memory_writes_per_s": await throughput(write_memory, ops),
+                "reference_style_inmem_event_appends_per_s": await throughput(append, ops)}
+    finally:
+        await conn.close()
+
+
+async def bench_writes(path: Path, sessions: int, ops: int, repeat: int) -> dict[str, Any]:
+    """Each figure ``repeat`` times, the kinds interleaved so that they share the machine's
+    noise; the median is reported (and every round, in the JSON)."""
+    open_ids = [f"s{i:06d}" for i in range(sessions) if i % 5 in (0, 1, 2)][:1000]
+    rounds: list[dict[str, float]] = []
+    for round_no in range(repeat):
+        figures: dict[str, float] = {}
+        figures.update(await file_writes(path, ops, round_no, open_ids))
+        figures.update(sql_floor(path, ops, round_no, open_ids))
+        figures.update(await in_memory_writes(ops))
+        figures.update(await reference_style(ops))
+        rounds.append(figures)
+    result: dict[str, Any] = {name: statistics.median(r[name] for r in rounds) for name in rounds[0]}
+    result["write_rounds"] = rounds
+    return result
+
+
+async def bench_big_session(path: Path, events: int, appends: int) -> dict[str, Any]:
+    migrations.migrate(path)
+    async with Database(path) as db:
+        ses = SessionService(db)
+        s = await ses.create_session("app", "alice", session_id="big")
+        start = time.perf_counter()
+        conn = driver.connect(path)  # bulk: one UPDATE with the whole array (setup only)
+        try:
+            conn.execute("UPDATE sessions SET events = ? WHERE id = ?", (json.dumps([
+                {"id": f"e{j}", "timestamp": TS, "type": "message", "author": "user", "text": f"message number {j}"}
+                for j in range(events)]), s.id))
+        finally:
+            conn.close()
+        load = time.perf_counter() - start
+        size = len(json.dumps((await ses.get_session("big")).events))
+        samples = await timed_calls(lambda i: ses.append_event("big", {"type": "message", "text": f"more {i}"}), appends)
+        got = await timed_calls(lambda i: ses.get_session("big"), 20)
+        small = await ses.create_session("app", "bob", session_id="small")
+        small_samples = await timed_calls(lambda i: ses.append_event(small.id, {"type": "message", "text": f"x {i}"}), appends)
+    return {"big_session_events": events, "big_session_events_bytes": size, "big_session_load_s": load,
+            **summary("append_event_big_session", samples), **summary("append_event_small_session", small_samples),
+            **summary("get_session_big_session", got)}
+
+
+async def bench_listing(path: Path, memories: int, samples: int) -> dict[str, Any]:
+    migrations.migrate(path)
+    users = max(1, memories // 1000)
+    result: dict[str, Any] = {"list_memories_rows": memories, "list_load_s": load_memories(path, memories, users)}
+    rng = random.Random(11)
+    async with Database(path) as db:
+        mem = MemoryService(db)
+        await mem.list_memories("user:u1", limit=50)
+        first = await timed_calls(lambda i: mem.list_memories(f"user:u{rng.randrange(users)}", limit=50), samples)
+        result.update(summary("list_memories_first_page", first))
+        cursors = []
+        for _ in range(min(samples, 200)):
+            prefix = f"user:u{rng.randrange(users)}"
+            page = await mem.list_memories(prefix, limit=50)
+            for _ in range(5):  # walk a few pages in
+                if page.next_cursor is None:
+                    break
+                page = await mem.list_memories(prefix, limit=50, cursor=page.next_cursor)
+            if page.next_cursor:
+                cursors.append((prefix, page.next_cursor))
+        deep = await timed_calls(lambda i: mem.list_memories(cursors[i % len(cursors)][0], limit=50,
+                                                              cursor=cursors[i % len(cursors)][1]), samples)
+        result.update(summary("list_memories_deep_page", deep))
+        typed = await timed_calls(lambda i: mem.list_memories(f"user:u{rng.randrange(users)}", memory_type="episodic",
+                                                               limit=50), samples)
+        result.update(summary("list_memories_by_type", typed))
+        whole = await timed_calls(lambda i: mem.list_memories("user", limit=50), min(samples, 200))
+        result.update(summary("list_memories_scope_user", whole))
+        pages, cursor = 0, None
+        start = time.perf_counter()
+        while pages < 200:
+            page = await mem.list_memories("user", limit=1000, cursor=cursor)
+            pages += 1
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        result["list_memories_walk_rows_per_s"] = pages * 1000 / (time.perf_counter() - start)
+    return result
+
+
+async def bench_session_listing(path: Path, samples: int) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    async with Database(path) as db:
+        ses = SessionService(db)
+        for label, filters in (("user", {"user_id": "u7"}), ("status", {"status": "active"}),
+                               ("project", {"project_id": "p3"}), ("app_user", {"app_name": "app1", "user_id": "u9"}),
+                               ("app", {"app_name": "app2"}), ("none", {})):
+            result.update(summary(f"list_sessions_{label}", await timed_calls(
+                lambda i: ses.list_sessions(limit=50, **filters), min(samples, 200))))
+    conn = driver.connect(path)
+    try:
+        for ddl in PROPOSED_INDEXES:
+            conn.execute(ddl)
+    finally:
+        conn.close()
+    async with Database(path) as db:
+        ses = SessionService(db)
+        for label, filters in (("app", {"app_name": "app2"}), ("none", {})):
+            result.update(summary(f"list_sessions_{label}_with_proposed_index", await timed_calls(
+                lambda i: ses.list_sessions(limit=50, **filters), min(samples, 200))))
+    return result
+
+
+async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    result: dict[str, Any] = {"binding": driver.BINDING_NAME, "sqlite": driver.sqlite.sqlite_version,
+                              "cpus": os.cpu_count()}
+    stages = (
+        ("reads", lambda: bench_reads(tmp / "services.db", args.memories, args.sessions, args.samples)),
+        ("writes", lambda: bench_writes(tmp / "services.db", args.sessions, args.ops, args.repeat)),
+        ("session listing", lambda: bench_session_listing(tmp / "services.db", args.samples)),
+        ("big session", lambda: bench_big_session(tmp / "big.db", args.big_events, args.appends)),
+        ("listing", lambda: bench_listing(tmp / "list.db", args.list_memories, args.samples)),
+    )
+    for name, stage in stages:
+        start = time.perf_counter()
+        result.update(await stage())
+        print(f"[{name}: {time.perf_counter() - start:.1f} s]", file=sys.stderr)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--memories", type=int, default=100_000)
+    parser.add_argument("--sessions", type=int, default=10_000)
+    parser.add_argument("--list-memories", type=int, default=1_000_000)
+    parser.add_argument("--big-events", type=int, default=10_000, help="Events already in the big session.")
+    parser.add_argument("--appends", type=int, default=200, help="Appends measured on the big session.")
+    parser.add_argument("--ops", type=int, default=2000, help="Operations per write-throughput figure.")
+    parser.add_argument("--samples", type=int, default=2000, help="Calls per latency figure.")
+    parser.add_argument("--repeat", type=int, default=3, help="Rounds of the write-throughput figures (median).")
+    parser.add_argument("--dir", type=Path, help="Where the databases go (default: a temporary directory).")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    if args.dir:
+        args.dir.mkdir(parents=True, exist_ok=True)
+        for name in ("services.db", "big.db", "list.db"):
+            for suffix in ("", "-wal", "-shm"):
+                (args.dir / (name + suffix)).unlink(missing_ok=True)
+        result = asyncio.run(run(args, args.dir))
+    else:
+        with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
+            result = asyncio.run(run(args, Path(tmp)))
+    for key, value in result.items():
+        if key == "write_rounds":
+            continue
+        print(f"{key:48} {value:,.3f}" if isinstance(value, float) else f"{key:48} {value:,}" if isinstance(value, int)
+              else f"{key:48} {value}")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,294 @@
+"""SessionService: conversation sessions with an append-only event log and scoped state.
+
+Lifecycle (anything else is a ConflictError naming both states)::
+
+    created ──► active ◄──► paused
+       │          │           │
+       └──────────┴─────┬─────┘
+                        ▼
+                   terminated ──► archived
+
+``terminated_at`` and ``archived_at`` are stamped by those transitions. Events may be appended
+and state changed only while a session is created, active or paused.
+
+State keys are scoped by prefix: ``app:``, ``user:``, ``session:``, ``temp:``, or no prefix
+(session scope). ``temp:`` keys are never persisted: they are dropped before anything is
+written. A null value removes the key. State changes are applied by SQLite (``json_set`` /
+``json_remove``) in the statement that writes them, so concurrent writers never lose each
+other's keys; an event is appended the same way (``json_insert(events, '$[#]', …)``).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import asdict, dataclass
+from typing import Any, Iterator
+
+from indexer.errors import ConflictError, NotFoundError, ValidationError
+from indexer.memory import DEFAULT_LIMIT, check_text, decode_cursor, encode_cursor, to_json, validate_limit
+from indexer.storage import session_store as store
+from indexer.storage.database import Database
+from indexer.storage.memory_store import run_read, run_write
+from indexer.timeutil import now_ts
+
+STATUSES = ("created", "active", "paused", "terminated", "archived")
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "created": ("active", "terminated"),
+    "active": ("paused", "terminated"),
+    "paused": ("active", "terminated"),
+    "terminated": ("archived",),
+    "archived": (),
+}
+STATE_SCOPES = ("app", "user", "session", "temp")
+
+
+@dataclass(frozen=True)
+class Session:
+    """A session; ``events`` is None in listings (``event_count`` says how many)."""
+
+    id: str
+    app_name: str
+    user_id: str
+    project_id: str | None
+    status: str
+    state: dict[str, Any]
+    metadata: dict[str, Any]
+    created_at: str
+    last_update_time: str
+    terminated_at: str | None
+    archived_at: str | None
+    event_count: int
+    events: list[dict[str, Any]] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        if self.events is None:
+            del data["events"]
+        return data
+
+
+@dataclass(frozen=True)
+class SessionPage:
+    items: tuple[Session, ...]
+    next_cursor: str | None
+
+    def __iter__(self) -> Iterator[Session]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"items": [item.as_dict() for item in self.items], "next_cursor": self.next_cursor}
+
+
+# --- the rules, as pure functions ---------------------------------------------------------
+
+def validate_status(status: Any) -> str:
+    if status not in STATUSES:
+        raise ValidationError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+    return str(status)
+
+
+def check_transition(session_id: str, old: str, new: str) -> None:
+    if new not in TRANSITIONS.get(old, ()):
+        allowed = ", ".join(TRANSITIONS.get(old, ())) or "nothing (final state)"
+        raise ConflictError(f"session {session_id}: cannot change status from {old} to {new} (from {old}: {allowed})")
+
+
+def state_scope(key: Any) -> str:
+    """The scope of a state key: app, user, session or temp; ValidationError otherwise."""
+    if not isinstance(key, str) or not key:
+        raise ValidationError(f"state keys must be non-empty strings, got {key!r}")
+    if ":" not in key:
+        return "session"
+    scope, name = key.split(":", 1)
+    if scope not in STATE_SCOPES:
+        raise ValidationError(f"state key {key!r} has an unknown scope {scope + ':'!r} (use app:, user:, session:, temp: or no prefix)")
+    if not name:
+        raise ValidationError(f"state key {key!r} has no name after its scope")
+    return scope
+
+
+def state_ops(delta: Any) -> list[tuple[str, str | None]]:
+    """(key, JSON text, or None to remove) for each persisted key of a state delta;
+    ``temp:`` keys are dropped (never persisted)."""
+    if not isinstance(delta, dict):
+        raise ValidationError(f"a state delta must be a JSON object, got {type(delta).__name__}")
+    ops: list[tuple[str, str | None]] = []
+    for key, value in delta.items():
+        if state_scope(key) == "temp":
+            continue
+        ops.append((key, None if value is None else to_json(value, f"state value of {key!r}")))
+    return ops
+
+
+def initial_state(state: Any) -> str:
+    """The JSON text stored for a new session's state (temp: keys and nulls dropped)."""
+    if state is None:
+        return "{}"
+    ops = state_ops(state)
+    return "{" + ",".join(f"{json.dumps(key, ensure_ascii=False)}:{value}" for key, value in ops if value is not None) + "}"
+
+
+def prepare_event(event: Any, now: str) -> dict[str, Any]:
+    """The event as stored: a JSON object, given an ``id`` and a ``timestamp`` if it has none."""
+    if not isinstance(event, dict):
+        raise ValidationError(f"an event must be a JSON object, got {type(event).__name__}")
+    if not all(isinstance(k, str) for k in event):
+        raise ValidationError("event keys must be strings")
+    prepared = dict(event)
+    prepared.setdefault("id", str(uuid.uuid4()))
+    prepared.setdefault("timestamp", now)
+    return prepared
+
+
+def session_from_row(row: Any, *, with_events: bool = True) -> Session:
+    keys = row.keys()
+    events = json.loads(row["events"]) if with_events and "events" in keys else None
+    count = len(events) if events is not None else int(row["event_count"]) if "event_count" in keys else 0
+    return Session(
+        id=row["id"], app_name=row["app_name"], user_id=row["user_id"], project_id=row["project_id"],
+        status=row["status"], state=json.loads(row["state"]),
+        metadata=json.loads(row["metadata"]) if row["metadata"] is not None else {},
+        created_at=row["created_at"], last_update_time=row["last_update_time"],
+        terminated_at=row["terminated_at"], archived_at=row["archived_at"],
+        event_count=count, events=events,
+    )
+
+
+# --- operations run on the connection thread ------------------------------------------------------
+
+def _closed_or_missing(conn: Any, session_id: str, action: str) -> ConflictError | NotFoundError:
+    current = store.status(conn, session_id)
+    if current is None:
+        return NotFoundError(f"no session {session_id}")
+    return ConflictError(f"session {session_id} is {current}: cannot {action} (only created, active or paused sessions change)")
+
+
+def _create(conn: Any, session_id: str, app_name: str, user_id: str, project_id: str | None,
+            state_json: str, metadata_json: str, now: str) -> Any:
+    if store.exists(conn, session_id):
+        raise ConflictError(f"session {session_id} already exists")
+    return store.insert(conn, session_id, app_name, user_id, project_id, state_json, metadata_json, now)
+
+
+def _get(conn: Any, session_id: str) -> Any:
+    row = store.get(conn, session_id)
+    if row is None:
+        raise NotFoundError(f"no session {session_id}")
+    return row
+
+
+def _append(conn: Any, session_id: str, event_json: str, ops: list[tuple[str, str | None]], now: str) -> None:
+    if store.append_event(conn, session_id, event_json, ops, now) != 1:
+        raise _closed_or_missing(conn, session_id, "append events")
+
+
+def _update_state(conn: Any, session_id: str, ops: list[tuple[str, str | None]], now: str) -> str:
+    state = store.update_state(conn, session_id, ops, now)
+    if state is None:
+        raise _closed_or_missing(conn, session_id, "change state")
+    return state
+
+
+def _set_status(conn: Any, session_id: str, new: str, now: str) -> Any:
+    old = store.status(conn, session_id)
+    if old is None:
+        raise NotFoundError(f"no session {session_id}")
+    check_transition(session_id, old, new)
+    row = store.set_status(conn, session_id, old, new, now)
+    if row is None:  # cannot happen inside BEGIN IMMEDIATE; never report success without a row
+        raise ConflictError(f"session {session_id} changed status concurrently; try again")
+    return row
+
+
+class SessionService:
+    """The report's session API over a :class:`~indexer.storage.database.Database`."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create_session(self, app_name: str, user_id: str, project_id: str | None = None,
+                             session_id: str | None = None, state: dict[str, Any] | None = None,
+                             *, metadata: dict[str, Any] | None = None) -> Session:
+        """A new session in status ``created``; its id is a uuid4 unless given (ConflictError
+        if that id exists). ``state`` follows the rules of :meth:`update_state`."""
+        check_text(app_name, "app_name")
+        check_text(user_id, "user_id")
+        if project_id is not None:
+            check_text(project_id, "project_id")
+        session_id = str(uuid.uuid4()) if session_id is None else check_text(session_id, "session_id")
+        state_json = initial_state(state)
+        if metadata is not None and not isinstance(metadata, dict):
+            raise ValidationError(f"metadata must be a JSON object, got {type(metadata).__name__}")
+        metadata_json = to_json(metadata or {}, "metadata")
+        now = now_ts()
+        row = await run_write(self.db, _create, session_id, app_name, user_id, project_id, state_json, metadata_json, now)
+        return session_from_row(row)
+
+    async def get_session(self, session_id: str) -> Session:
+        """The session with its events and state; NotFoundError for an unknown id."""
+        check_text(session_id, "session_id")
+        return session_from_row(await run_read(self.db, _get, session_id))
+
+    async def list_sessions(self, app_name: str | None = None, user_id: str | None = None,
+                            project_id: str | None = None, status: str | None = None,
+                            limit: int = DEFAULT_LIMIT, cursor: str | None = None) -> SessionPage:
+        """Sessions matching every filter given, newest first (created_at, then id), one page
+        without events; pass ``next_cursor`` for the next page."""
+        filters: dict[str, str] = {}
+        for name, value in (("app_name", app_name), ("user_id", user_id), ("project_id", project_id)):
+            if value is not None:
+                filters[name] = check_text(value, name)
+        if status is not None:
+            filters["status"] = validate_status(status)
+        validate_limit(limit)
+        after = tuple(decode_cursor(cursor, 2)) if cursor is not None else None
+        rows = await run_read(self.db, store.page, filters, after, limit + 1)
+        items = tuple(session_from_row(r, with_events=False) for r in rows[:limit])
+        next_cursor = encode_cursor([items[-1].created_at, items[-1].id]) if len(rows) > limit else None
+        return SessionPage(items, next_cursor)
+
+    async def append_event(self, session_id: str, event: dict[str, Any],
+                           state_delta: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Append one event (a JSON object; given an ``id`` and a ``timestamp`` when it has
+        none) and apply ``state_delta``, atomically; returns the event as stored."""
+        check_text(session_id, "session_id")
+        now = now_ts()
+        prepared = prepare_event(event, now)
+        event_json = to_json(prepared, "event")
+        ops = state_ops(state_delta) if state_delta is not None else []
+        await run_write(self.db, _append, session_id, event_json, ops, now)
+        return prepared
+
+    async def update_state(self, session_id: str, delta: dict[str, Any]) -> dict[str, Any]:
+        """Merge ``delta`` into the session's state (top-level keys; null removes a key;
+        ``temp:`` keys are dropped, never persisted); returns the new state."""
+        check_text(session_id, "session_id")
+        ops = state_ops(delta)
+        state = await run_write(self.db, _update_state, session_id, ops, now_ts())
+        return dict(json.loads(state))
+
+    async def set_status(self, session_id: str, status: str) -> Session:
+        """Move the session along its lifecycle; ConflictError for any other transition.
+        Returns the session without its events (``event_count`` says how many)."""
+        check_text(session_id, "session_id")
+        validate_status(status)
+        return session_from_row(await run_write(self.db, _set_status, session_id, status, now_ts()), with_events=False)
+
+    async def activate_session(self, session_id: str) -> Session:
+        return await self.set_status(session_id, "active")
+
+    async def pause_session(self, session_id: str) -> Session:
+        return await self.set_status(session_id, "paused")
+
+    async def resume_session(self, session_id: str) -> Session:
+        return await self.set_status(session_id, "active")
+
+    async def terminate_session(self, session_id: str) -> Session:
+        return await self.set_status(session_id, "terminated")
+
+    async def archive_session(self, session_id: str) -> Session:
+        return await self.set_status(session_id, "archived")

@@ -1,0 +1,109 @@
+"""SQL of ``sessions``, for :class:`indexer.sessions.SessionService`.
+
+Synchronous functions on the SQLite connection, run by the service as one operation per hop
+(:func:`indexer.storage.memory_store.run_write` / ``run_read``). Events and state are changed
+inside SQLite by one UPDATE (``json_insert`` / ``json_set`` / ``json_remove``), never read,
+modified in Python and written back: appends from several processes cannot lose each other.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from indexer.storage import hot_queries
+
+OPEN_STATUSES = ("created", "active", "paused")  # events and state may change
+
+INSERT = (
+    "INSERT INTO sessions (id, app_name, user_id, project_id, status, events, state, metadata, "
+    "created_at, last_update_time) VALUES (?, ?, ?, ?, 'created', '[]', ?, ?, ?, ?)"
+)  # no RETURNING: it would make SQLite code the FK child checks, a full SCAN of checkpoints
+EXISTS = "SELECT 1 FROM sessions WHERE id = ?"
+STATUS = "SELECT status FROM sessions WHERE id = ?"
+_OPEN = "status IN ('created', 'active', 'paused')"
+
+
+def state_path(key: str) -> str:
+    """A JSON path naming one top-level key, whatever characters it holds."""
+    return '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def state_expr(ops: Sequence[tuple[str, str | None]], column: str = "state") -> tuple[str, list[Any]]:
+    """SQL applying (key, JSON text or None = remove) to a JSON object column, and its params."""
+    expr, params = column, []
+    removes = [key for key, value in ops if value is None]
+    sets = [(key, value) for key, value in ops if value is not None]
+    if removes:
+        expr = f"json_remove({expr}, {', '.join('?' for _ in removes)})"
+        params.extend(state_path(key) for key in removes)
+    if sets:
+        expr = f"json_set({expr}, {', '.join('?, json(?)' for _ in sets)})"
+        for key, value in sets:
+            params.extend((state_path(key), value))
+    return expr, params
+
+
+def exists(conn: Any, session_id: str) -> bool:
+    return conn.execute(EXISTS, (session_id,)).fetchone() is not None
+
+
+def status(conn: Any, session_id: str) -> str | None:
+    row = conn.execute(STATUS, (session_id,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def insert(conn: Any, session_id: str, app_name: str, user_id: str, project_id: str | None,
+           state_json: str, metadata_json: str, now: str) -> Any:
+    conn.execute(INSERT, (session_id, app_name, user_id, project_id, state_json, metadata_json, now, now))
+    return get(conn, session_id)
+
+
+def get(conn: Any, session_id: str) -> Any | None:
+    return conn.execute(hot_queries.SESSION_BY_ID, (session_id,)).fetchone()
+
+
+def append_event(conn: Any, session_id: str, event_json: str, ops: Sequence[tuple[str, str | None]], now: str) -> int:
+    """Append to ``events`` (and apply the state ops) in one statement if the session is
+    open; the number of rows changed (0: unknown or closed session)."""
+    expr, params = state_expr(ops)
+    state_set = f", state = {expr}" if ops else ""
+    cursor = conn.execute(
+        f"UPDATE sessions SET events = json_insert(events, '$[#]', json(?)){state_set}, last_update_time = ? "
+        f"WHERE id = ? AND {_OPEN}",
+        (event_json, *params, now, session_id),
+    )
+    return int(cursor.rowcount)
+
+
+def update_state(conn: Any, session_id: str, ops: Sequence[tuple[str, str | None]], now: str) -> str | None:
+    """Apply the ops to ``state`` if the session is open; the new state's JSON text, or None."""
+    expr, params = state_expr(ops)
+    row = conn.execute(
+        f"UPDATE sessions SET state = {expr}, last_update_time = ? WHERE id = ? AND {_OPEN} RETURNING state",
+        (*params, now, session_id),
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def set_status(conn: Any, session_id: str, old: str, new: str, now: str) -> Any | None:
+    """Change the status if it is still ``old``; stamps terminated_at / archived_at. The
+    updated row (without events), or None if the session is gone or its status changed."""
+    stamp = {"terminated": ", terminated_at = ?", "archived": ", archived_at = ?"}.get(new, "")
+    params: list[Any] = [new, now] + ([now] if stamp else []) + [session_id, old]
+    return conn.execute(
+        f"UPDATE sessions SET status = ?, last_update_time = ?{stamp} WHERE id = ? AND status = ? "
+        f"RETURNING {hot_queries.SESSION_LIST_COLUMNS}",
+        params,
+    ).fetchone()
+
+
+def page(conn: Any, filters: dict[str, str], after: tuple[str, str] | None, limit: int) -> list[Any]:
+    """Sessions newest first (created_at DESC, id DESC) matching ``filters`` (columns of
+    :data:`hot_queries.SESSION_FILTERS`), after the cursor position, without their events."""
+    names = [name for name in hot_queries.SESSION_FILTERS if name in filters]
+    sql = hot_queries.sessions_page_sql(names, after is not None)
+    params: list[Any] = [filters[name] for name in names]
+    if after is not None:
+        params.extend(after)
+    params.append(limit)
+    return conn.execute(sql, params).fetchall()
