@@ -194,3 +194,7 @@ CREATE INDEX idx_checkpoints_task ON checkpoints(task_id, iteration DESC);
 -- listing sessions by a status other than active/paused (the partial index above cannot
 -- serve `status = ?`) was a full SCAN; this makes it a SEARCH ordered by creation.
 CREATE INDEX idx_sessions_status_created ON sessions(status, created_at DESC);
+-- list_sessions newest first with no filter, or by app_name alone: without these a SCAN of
+-- sessions plus a sort of every row (10k sessions: 70 ms and 28.5 ms; with them 1.6 ms).
+CREATE INDEX idx_sessions_created ON sessions(created_at DESC, id DESC);
+CREATE INDEX idx_sessions_app_created ON sessions(app_name, created_at DESC, id DESC);

@@ -371,10 +371,7 @@ def _combos() -> list[Any]:
     out = []
     for r in range(len(hot_queries.SESSION_FILTERS) + 1):
         for combo in itertools.combinations(hot_queries.SESSION_FILTERS, r):
-            needs_new_index = set(combo) <= {"app_name"}
-            marks = [pytest.mark.xfail(reason="needs idx_sessions_created / idx_sessions_app_created "
-                                              "(proposed to the lead)", strict=False)] if needs_new_index else []
-            out.append(pytest.param(combo, id="+".join(combo) or "no-filter", marks=marks))
+            out.append(pytest.param(combo, id="+".join(combo) or "no-filter"))
     return out
 
 
@@ -397,11 +394,14 @@ def test_session_listing_plans_search_an_index(db_path: Path, combo: tuple[str, 
 
 # --- the inline fast path and its fallback when another process holds the write lock ------------
 
-async def test_write_waits_for_a_lock_held_elsewhere_then_succeeds(svc: SessionService, db_path: Path) -> None:
+@pytest.mark.parametrize("inline", [True, False])
+async def test_write_waits_for_a_lock_held_elsewhere_then_succeeds(svc: SessionService, db_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch, inline: bool) -> None:
     import asyncio
 
     from indexer.storage import memory_store
 
+    monkeypatch.setattr(memory_store, "INLINE", inline)  # the fast path (off by default) and the thread path
     s = await svc.create_session("app", "alice")
     other = driver.connect(db_path)
     other.execute("BEGIN IMMEDIATE")  # another connection holds the write lock
@@ -417,4 +417,123 @@ async def test_write_waits_for_a_lock_held_elsewhere_then_succeeds(svc: SessionS
     async with svc.db.read() as conn:
         rows = await conn.execute_fetchall("PRAGMA busy_timeout")
     assert rows[0][0] == driver.EXPECTED_PRAGMAS["busy_timeout"]  # restored after the fast-path attempt
-    assert memory_store.INLINE
+
+
+# --- more rules: ties in pagination, awkward state keys, concurrent state and transitions --------
+# (added by the other helper on issue 3; see /tmp/COORDINATION_issue3.md)
+
+@pytest.mark.parametrize("filters", [{}, {"user_id": "alice"}, {"app_name": "app"}, {"status": "created"},
+                                     {"project_id": "p"}])
+async def test_pagination_with_identical_timestamps(svc: SessionService, monkeypatch: pytest.MonkeyPatch,
+                                                    filters: dict[str, str]) -> None:
+    import indexer.sessions as sessions_module
+
+    monkeypatch.setattr(sessions_module, "now_ts", lambda: "2025-01-01T00:00:00.000Z")  # 11 sessions, one ms
+    created = [await svc.create_session("app", "alice", project_id="p", session_id=f"s{i:02d}") for i in range(11)]
+    monkeypatch.undo()
+    newer = await svc.create_session("app", "alice", project_id="p", session_id="a-newest")
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = await svc.list_sessions(limit=3, cursor=cursor, **filters)
+        seen.extend(s.id for s in page)
+        if len(seen) == 3:  # newer than every cursor: never on a later page
+            await svc.create_session("app", "alice", project_id="p", session_id="z-late")
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == [newer.id] + [s.id for s in reversed(created)]  # ties broken by id DESC, none lost
+
+
+@pytest.mark.parametrize("key", ['q"uote', "back\\slash", "dot.ted", "br[0]acket", "$.root", "é", "new\nline",
+                                 "user:a.b", "   ", 'user:"x"'])
+async def test_awkward_state_keys_roundtrip(svc: SessionService, key: str) -> None:
+    s = await svc.create_session("app", "alice", state={"other": 0})
+    assert await svc.update_state(s.id, {key: {"v": 1}}) == {"other": 0, key: {"v": 1}}
+    assert await svc.update_state(s.id, {key: None}) == {"other": 0}
+
+
+async def test_state_values_replace_not_merge(svc: SessionService) -> None:
+    s = await svc.create_session("app", "alice", state={"user:prefs": {"a": 1, "b": 2}})
+    assert await svc.update_state(s.id, {"user:prefs": {"c": None}}) == {"user:prefs": {"c": None}}
+
+
+@pytest.mark.parametrize("old,new", [(o, n) for o in STATUSES for n in STATUSES if n not in TRANSITIONS[o]])
+async def test_every_illegal_transition_changes_nothing(svc: SessionService, db_path: Path, old: str, new: str) -> None:
+    s = await svc.create_session("app", "alice")
+    path = {"created": [], "active": ["active"], "paused": ["active", "paused"], "terminated": ["terminated"],
+            "archived": ["terminated", "archived"]}[old]
+    for step in path:
+        await svc.set_status(s.id, step)
+    before = snapshot(db_path)
+    with pytest.raises(ConflictError, match=f"from {old} to {new}"):
+        await svc.set_status(s.id, new)
+    assert snapshot(db_path) == before
+
+
+WORKER_MORE = r"""
+import asyncio, json, sys
+from indexer import Database, SessionService
+
+async def main(path, op, session_id, n, tag):
+    async with Database(path) as db:
+        svc = SessionService(db)
+        print("ready", flush=True)
+        sys.stdin.readline()
+        outcomes = []
+        for i in range(n):
+            try:
+                if op == "state":
+                    await svc.update_state(session_id, {f"{tag}-{i}": i})
+                elif op == "pause":
+                    await svc.set_status(session_id, "paused")
+                outcomes.append("ok")
+            except Exception as exc:
+                outcomes.append(type(exc).__name__ + ": " + str(exc))
+        print(json.dumps(outcomes), flush=True)
+
+asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]))
+"""
+
+
+async def test_concurrent_state_updates_from_processes_lose_no_key(svc: SessionService, db_path: Path) -> None:
+    s = await svc.create_session("app", "alice")
+    results = run_processes(WORKER_MORE, [[str(db_path), "state", s.id, "30", f"w{i}"] for i in range(4)])
+    assert all(o == "ok" for r in results for o in r), results
+    assert (await svc.get_session(s.id)).state == {f"w{w}-{i}": i for w in range(4) for i in range(30)}
+
+
+async def test_concurrent_transitions_exactly_one_wins(svc: SessionService, db_path: Path) -> None:
+    s = await svc.create_session("app", "alice")
+    await svc.set_status(s.id, "active")
+    results = run_processes(WORKER_MORE, [[str(db_path), "pause", s.id, "1", f"w{i}"] for i in range(4)])
+    outcomes = [r[0] for r in results]
+    assert outcomes.count("ok") == 1, outcomes
+    assert all("from paused to paused" in o for o in outcomes if o != "ok"), outcomes
+
+
+PROPOSED_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS idx_sessions_created ON sessions(created_at DESC, id DESC)",
+    "CREATE INDEX IF NOT EXISTS idx_sessions_app_created ON sessions(app_name, created_at DESC, id DESC)",
+)
+
+
+@pytest.mark.parametrize("combo", [c for r in range(5) for c in itertools.combinations(hot_queries.SESSION_FILTERS, r)],
+                         ids=lambda c: "+".join(c) or "no-filter")
+def test_proposed_indexes_make_every_listing_search(db_path: Path, combo: tuple[str, ...]) -> None:
+    """With the two indexes proposed to the lead, every filter combination SEARCHes (with a
+    cursor), and no plan sorts every row."""
+    migrations.migrate(db_path)
+    conn = driver.connect(db_path)
+    try:
+        for ddl in PROPOSED_INDEXES:
+            conn.execute(ddl)
+        for with_cursor in (False, True):
+            params = ["x"] * len(combo) + (["2025-01-01T00:00:00.000Z", "s"] if with_cursor else []) + [50]
+            plan = hot_queries.explain(conn, hot_queries.sessions_page_sql(combo, with_cursor), params)
+            assert any("USING INDEX" in line for line in plan), plan
+            assert "USE TEMP B-TREE FOR ORDER BY" not in plan, plan
+            if with_cursor:
+                assert not any(line.startswith("SCAN") for line in plan), plan
+    finally:
+        conn.close()

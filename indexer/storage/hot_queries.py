@@ -141,6 +141,8 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
     HotQuery("sessions_by_user", SESSIONS_BY_USER, ("alice", "2025-01-01T00:00:00.000Z", "s-1", 50)),
     HotQuery("sessions_by_project", SESSIONS_BY_PROJECT, ("p-1", "2025-01-01T00:00:00.000Z", "s-1", 50)),
     HotQuery("sessions_by_status_page", SESSIONS_BY_STATUS_PAGE, ("terminated", "2025-01-01T00:00:00.000Z", "s-1", 50)),
+    HotQuery("sessions_recent", SESSIONS_RECENT, ("2025-01-01T00:00:00.000Z", "s-1", 50)),
+    HotQuery("sessions_by_app", SESSIONS_BY_APP, ("app", "2025-01-01T00:00:00.000Z", "s-1", 50)),
 )
 
 _USING = re.compile(r"USING (?:COVERING )?INDEX (\w+)|USING (INTEGER PRIMARY KEY)")

@@ -1,9 +1,10 @@
 """SQL of ``memory_entries`` (and its audit rows), for :class:`indexer.memory.MemoryService`.
 
 The functions are synchronous and take the SQLite connection itself; the service runs a whole
-operation (its statements, its audit row, the commit) as one call on the Database's connection
-thread through :func:`run_write` / :func:`run_read`. One thread hop per operation instead of
-one per statement: on a 2-core VM a hop costs ~0.2 ms, more than the SQL of a write.
+operation (its statements, its audit row, the commit) as one call through :func:`run_write` /
+:func:`run_read`: on the event loop's thread when the write lock is free (no thread hop at
+all), else on aiosqlite's thread, where lock waits happen. A thread hop costs ~0.1-0.3 ms on a
+2-core VM, as much as the SQL of a write; one per statement would triple the cost.
 
 Writes run inside ``BEGIN IMMEDIATE``, so a version number computed by a statement here is
 never computed twice by two processes. Values and metadata arrive as JSON text: validation is
@@ -39,7 +40,13 @@ T = TypeVar("T")
 # instead and waits there (busy_timeout, then back-off), never on the loop. Saves the thread
 # hop: ~0.3 ms per operation on a 2-core VM, as much as the SQL of a write.
 
-INLINE = True  # False: every operation on aiosqlite's thread (one hop each)
+# Off by default. Measured on the 2-core VM (file database, 3000 ops, two rounds each):
+# create_memory 1,387-1,932/s inline vs 1,746-1,892/s on the thread (file I/O dominates);
+# append_event 4,584-5,382/s vs 4,079-4,564/s. But inline, a coroutine doing sequential
+# writes never yields: a ticker task ran once during 2000 updates (vs 220,000+ times with
+# the thread path), so one busy client starves every other; and each autocheckpoint's I/O
+# and fsync would run on the loop. Not worth ~10% on appends.
+INLINE = False  # True: the fast path above
 _BUSY_MS = int(driver.EXPECTED_PRAGMAS["busy_timeout"])
 _MISSED = object()
 
