@@ -98,8 +98,10 @@ def snippet(text: str, query: str, width: int = SNIPPET_CHARS) -> str:
 
 
 def run_search(conn: Any, query: str, options: SearchOptions,
-               embed_query: Callable[[str], np.ndarray] | None) -> dict[str, Any]:
-    """Search the index behind ``conn``. ``embed_query`` is only called in semantic/hybrid mode."""
+               embed_query: Callable[[str], np.ndarray] | None,
+               matrix: search_store.VectorMatrix | None = None) -> dict[str, Any]:
+    """Search the index behind ``conn``. ``embed_query`` is only called in semantic/hybrid mode;
+    a long-lived caller passes a :class:`VectorMatrix` to keep the vectors in memory."""
     options.validate()
     if not query.strip():
         raise ValidationError("the query is empty")
@@ -118,7 +120,7 @@ def run_search(conn: Any, query: str, options: SearchOptions,
         if options.mode in ("hybrid", "keyword"):
             rankings["keyword"] = search_store.keyword_hits(conn, query, depth, options.filters)
         if options.mode in ("hybrid", "semantic") and vector is not None:
-            rankings["semantic"] = search_store.vector_hits(conn, vector, depth, options.filters)
+            rankings["semantic"] = search_store.vector_hits(conn, vector, depth, options.filters, matrix)
         details = search_store.chunk_details(conn, sorted({c for r in rankings.values() for c, _ in r}))
         doc_of = {c: d["document_id"] for c, d in details.items()}
         fused = fuse(rankings, {"semantic": options.semantic_weight, "keyword": options.keyword_weight}, options.rrf_k)

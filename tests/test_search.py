@@ -166,3 +166,27 @@ def test_cli_json_jsonl_explain(tmp_path: Path) -> None:
     assert bad.exit_code == 1 and "--since" in bad.output
     missing = runner.invoke(cli, ["--db", str(tmp_path / "none.db"), "search", "x"])
     assert missing.exit_code == 1 and "no database" in missing.output
+
+
+def test_in_memory_vector_matrix_matches_sqlite_vec_and_follows_commits(tmp_path: Path) -> None:
+    from indexer.storage.search_store import VectorMatrix, vector_hits
+
+    db = build(tmp_path, CORPUS)
+    query = EMBEDDER.embed_query("remote archive pattern")
+    conn = driver.connect(db, readonly=True)
+    matrix = VectorMatrix()
+    try:
+        exact = vector_hits(conn, query, 5, Filters())
+        cached = vector_hits(conn, query, 5, Filters(), matrix)
+        assert [c for c, _ in cached] == [c for c, _ in exact]
+        assert [round(s, 5) for _, s in cached] == [round(s, 5) for _, s in exact]
+        before = len(matrix.ids)
+        (tmp_path / "root" / "new.md").write_text("# New\n\nremote archive pattern all together\n")
+        config = load_config({"db": str(db), "roots": [str(tmp_path / "root")]})
+        with DocumentSync(config, embedder=EMBEDDER, counter=WhitespaceTokenCounter()) as sync:
+            sync.run()  # another connection commits new vectors
+        hits = vector_hits(conn, query, 5, Filters(), matrix)
+        assert len(matrix.ids) > before
+        assert [c for c, _ in hits] == [c for c, _ in vector_hits(conn, query, 5, Filters())]
+    finally:
+        conn.close()

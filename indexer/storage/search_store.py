@@ -95,10 +95,47 @@ def _filtered_chunk_ids(conn: Any, filters: Filters, cap: int) -> list[int] | No
     return [int(r[0]) for r in rows]
 
 
-def vector_hits(conn: Any, vector: np.ndarray, limit: int, filters: Filters) -> list[tuple[int, float]]:
+class VectorMatrix:
+    """All chunk vectors of one connection's database in memory, for long-lived searchers
+    (the daemon, benchmarks): an exact brute-force KNN in numpy instead of sqlite-vec's.
+
+    Reloaded whenever ``PRAGMA data_version`` says another connection committed, so it never
+    serves stale vectors. One-shot commands do not use it (loading costs more than one KNN).
+    """
+
+    def __init__(self) -> None:
+        self._version: int | None = None
+        self.ids = np.zeros(0, dtype=np.int64)
+        self.matrix = np.zeros((0, 0), dtype=np.float32)
+
+    def refresh(self, conn: Any) -> None:
+        version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+        if version == self._version:
+            return
+        rows = conn.execute(f"SELECT rowid, embedding FROM {VEC_TABLE}").fetchall()
+        self.ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        self.matrix = (np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1)
+                       if rows else np.zeros((0, 0), dtype=np.float32))
+        self._version = version
+
+    def nearest(self, vector: np.ndarray, limit: int) -> list[tuple[int, float]]:
+        if not len(self.ids):
+            return []
+        scores = self.matrix @ np.asarray(vector, dtype=np.float32)
+        limit = min(limit, len(scores))
+        top = np.argpartition(-scores, limit - 1)[:limit]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [(int(self.ids[i]), float(scores[i])) for i in top]
+
+
+def vector_hits(conn: Any, vector: np.ndarray, limit: int, filters: Filters,
+                matrix: VectorMatrix | None = None) -> list[tuple[int, float]]:
     """(chunk id, cosine similarity), best first; filters honoured exactly."""
     if not vector_table_exists(conn):
         return []
+    if matrix is not None and not filters.active:
+        matrix.refresh(conn)
+        return matrix.nearest(vector, limit)
     blob = to_blob(vector)
     if filters.active:
         ids = _filtered_chunk_ids(conn, filters, EXACT_LIMIT)
