@@ -42,6 +42,7 @@ from typing import Any, Awaitable, Callable
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from indexer import Database, MemoryService, SessionService  # noqa: E402
+from indexer.storage import database  # noqa: E402
 from indexer.storage import driver, migrations  # noqa: E402
 
 TYPES = ("semantic", "episodic", "procedural")
@@ -173,20 +174,19 @@ def sql_floor(path: Path, ops: int, round_no: int, open_ids: list[str]) -> dict[
     """The same transactions (same SQL, audit row, commit) in a plain loop on one thread:
     no asyncio, no thread hop, no validation. What the database file itself allows."""
     from indexer import memory, sessions
-    from indexer.storage import memory_store
     from indexer.timeutil import now_ts
 
     conn = driver.connect(path)
     try:
         start = time.perf_counter()
         for i in range(ops):
-            memory_store._in_transaction(conn, memory._create, (f"user:floor{round_no}-{i % 100}", f"k{i}", '{"i":1}',
-                                                                 "semantic", "{}", "bench", now_ts()))
+            database._run_sync(conn, memory._create, (f"user:floor{round_no}-{i % 100}", f"k{i}", '{"i":1}',
+                                                                 "semantic", "{}", "bench", now_ts()), True)
         created = ops / (time.perf_counter() - start)
         start = time.perf_counter()
         for i in range(ops):
             event = json.dumps({"type": "message", "author": "agent", "text": f"floor {i}", "id": str(i), "timestamp": TS})
-            memory_store._in_transaction(conn, sessions._append, (open_ids[i % len(open_ids)], event, [], now_ts()))
+            database._run_sync(conn, sessions._append, (open_ids[i % len(open_ids)], event, [], now_ts()), True)
         appended = ops / (time.perf_counter() - start)
     finally:
         conn.close()

@@ -323,7 +323,7 @@ class MemoryService:
         validate_memory_type(memory_type)
         value_json = to_json(value)
         meta_json = metadata_json(metadata)
-        row = await store.run_write(self.db, _create, namespace, key, value_json, memory_type, meta_json,
+        row = await self.db.run(_create, namespace, key, value_json, memory_type, meta_json,
                                     created_by, now_ts())
         return entry_from_row(row)
 
@@ -336,7 +336,7 @@ class MemoryService:
         validate_key(key)
         value_json = to_json(value)
         meta_json = metadata_json(metadata) if metadata is not None else None
-        row = await store.run_write(self.db, _update, namespace, key, value_json, meta_json, updated_by, now_ts())
+        row = await self.db.run(_update, namespace, key, value_json, meta_json, updated_by, now_ts())
         return entry_from_row(row)
 
     async def get_memory(self, namespace: str, key: str, version: int | None = None) -> MemoryEntry:
@@ -346,13 +346,13 @@ class MemoryService:
         validate_key(key)
         if version is not None:
             validate_version(version)
-        return entry_from_row(await store.run_read(self.db, _get, namespace, key, version))
+        return entry_from_row(await self.db.run(_get, namespace, key, version, write=False))
 
     async def get_memory_history(self, namespace: str, key: str) -> list[MemoryEntry]:
         """Every version, oldest first, deleted ones included. NotFoundError for an unknown key."""
         validate_namespace(namespace)
         validate_key(key)
-        rows = await store.run_read(self.db, _history, namespace, key)
+        rows = await self.db.run(_history, namespace, key, write=False)
         return [entry_from_row(r) for r in rows]
 
     async def list_memories(self, namespace_prefix: str, memory_type: str | None = None,
@@ -370,7 +370,7 @@ class MemoryService:
             if ns != namespace_prefix and not ns.startswith(namespace_prefix + ":"):
                 raise ValidationError(f"cursor {cursor!r} does not belong to a listing of {namespace_prefix}")
             after = (ns, key)
-        rows = await store.run_read(self.db, store.prefix_page, namespace_prefix, after, limit + 1, memory_type)
+        rows = await self.db.run(store.prefix_page, namespace_prefix, after, limit + 1, memory_type, write=False)
         items = tuple(entry_from_row(r) for r in rows[:limit])
         next_cursor = encode_cursor([items[-1].namespace, items[-1].key]) if len(rows) > limit else None
         return MemoryPage(items, next_cursor)
@@ -380,14 +380,14 @@ class MemoryService:
         versions were marked. NotFoundError if the key has no live version."""
         validate_namespace(namespace)
         validate_key(key)
-        return await store.run_write(self.db, _delete, namespace, key, deleted_by, now_ts())
+        return await self.db.run(_delete, namespace, key, deleted_by, now_ts())
 
     async def restore_memory(self, namespace: str, key: str, restored_by: str | None = None) -> MemoryEntry:
         """Undo a delete: every version live again; returns the latest. ConflictError if the
         key is not deleted, NotFoundError if it never existed."""
         validate_namespace(namespace)
         validate_key(key)
-        return entry_from_row(await store.run_write(self.db, _restore, namespace, key, restored_by, now_ts()))
+        return entry_from_row(await self.db.run(_restore, namespace, key, restored_by, now_ts()))
 
     async def rollback_memory(self, namespace: str, key: str, version: int,
                               updated_by: str | None = None) -> MemoryEntry:
@@ -397,7 +397,7 @@ class MemoryService:
         validate_namespace(namespace)
         validate_key(key)
         validate_version(version)
-        row = await store.run_write(self.db, _rollback, namespace, key, version, updated_by, now_ts())
+        row = await self.db.run(_rollback, namespace, key, version, updated_by, now_ts())
         return entry_from_row(row)
 
     async def cleanup_expired(self, ttl: float | int | timedelta) -> int:
@@ -409,4 +409,4 @@ class MemoryService:
             cutoff = format_ts(now_dt - timedelta(seconds=seconds))
         except OverflowError:
             return 0  # a TTL reaching before year 1: nothing can be that old
-        return await store.run_write(self.db, _cleanup, cutoff, seconds, format_ts(now_dt))
+        return await self.db.run(_cleanup, cutoff, seconds, format_ts(now_dt))

@@ -29,7 +29,6 @@ from indexer.errors import ConflictError, NotFoundError, ValidationError
 from indexer.memory import DEFAULT_LIMIT, check_text, decode_cursor, encode_cursor, to_json, validate_limit
 from indexer.storage import session_store as store
 from indexer.storage.database import Database
-from indexer.storage.memory_store import run_read, run_write
 from indexer.timeutil import now_ts
 
 STATUSES = ("created", "active", "paused", "terminated", "archived")
@@ -225,13 +224,13 @@ class SessionService:
             raise ValidationError(f"metadata must be a JSON object, got {type(metadata).__name__}")
         metadata_json = to_json(metadata or {}, "metadata")
         now = now_ts()
-        row = await run_write(self.db, _create, session_id, app_name, user_id, project_id, state_json, metadata_json, now)
+        row = await self.db.run(_create, session_id, app_name, user_id, project_id, state_json, metadata_json, now)
         return session_from_row(row)
 
     async def get_session(self, session_id: str) -> Session:
         """The session with its events and state; NotFoundError for an unknown id."""
         check_text(session_id, "session_id")
-        return session_from_row(await run_read(self.db, _get, session_id))
+        return session_from_row(await self.db.run(_get, session_id, write=False))
 
     async def list_sessions(self, app_name: str | None = None, user_id: str | None = None,
                             project_id: str | None = None, status: str | None = None,
@@ -246,7 +245,7 @@ class SessionService:
             filters["status"] = validate_status(status)
         validate_limit(limit)
         after = tuple(decode_cursor(cursor, 2)) if cursor is not None else None
-        rows = await run_read(self.db, store.page, filters, after, limit + 1)
+        rows = await self.db.run(store.page, filters, after, limit + 1, write=False)
         items = tuple(session_from_row(r, with_events=False) for r in rows[:limit])
         next_cursor = encode_cursor([items[-1].created_at, items[-1].id]) if len(rows) > limit else None
         return SessionPage(items, next_cursor)
@@ -260,7 +259,7 @@ class SessionService:
         prepared = prepare_event(event, now)
         event_json = to_json(prepared, "event")
         ops = state_ops(state_delta) if state_delta is not None else []
-        await run_write(self.db, _append, session_id, event_json, ops, now)
+        await self.db.run(_append, session_id, event_json, ops, now)
         return prepared
 
     async def update_state(self, session_id: str, delta: dict[str, Any]) -> dict[str, Any]:
@@ -268,7 +267,7 @@ class SessionService:
         ``temp:`` keys are dropped, never persisted); returns the new state."""
         check_text(session_id, "session_id")
         ops = state_ops(delta)
-        state = await run_write(self.db, _update_state, session_id, ops, now_ts())
+        state = await self.db.run(_update_state, session_id, ops, now_ts())
         return dict(json.loads(state))
 
     async def set_status(self, session_id: str, status: str) -> Session:
@@ -276,7 +275,7 @@ class SessionService:
         Returns the session without its events (``event_count`` says how many)."""
         check_text(session_id, "session_id")
         validate_status(status)
-        return session_from_row(await run_write(self.db, _set_status, session_id, status, now_ts()), with_events=False)
+        return session_from_row(await self.db.run(_set_status, session_id, status, now_ts()), with_events=False)
 
     async def activate_session(self, session_id: str) -> Session:
         return await self.set_status(session_id, "active")

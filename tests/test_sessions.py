@@ -392,16 +392,11 @@ def test_session_listing_plans_search_an_index(db_path: Path, combo: tuple[str, 
         conn.close()
 
 
-# --- the inline fast path and its fallback when another process holds the write lock ------------
+# --- a write while another process holds the write lock ----------------------------------------
 
-@pytest.mark.parametrize("inline", [True, False])
-async def test_write_waits_for_a_lock_held_elsewhere_then_succeeds(svc: SessionService, db_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch, inline: bool) -> None:
+async def test_write_waits_for_a_lock_held_elsewhere_then_succeeds(svc: SessionService, db_path: Path) -> None:
     import asyncio
 
-    from indexer.storage import memory_store
-
-    monkeypatch.setattr(memory_store, "INLINE", inline)  # the fast path (off by default) and the thread path
     s = await svc.create_session("app", "alice")
     other = driver.connect(db_path)
     other.execute("BEGIN IMMEDIATE")  # another connection holds the write lock

@@ -6,7 +6,7 @@ import asyncio
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable, TypeVar
 
 import aiosqlite
 
@@ -14,11 +14,42 @@ from indexer.errors import IndexerError
 from indexer.storage import driver, hot_queries, migrations
 
 LOCK_RETRY_SECONDS = 30.0
+T = TypeVar("T")
 
 
 def is_busy(exc: BaseException) -> bool:
     text = str(exc).lower()
     return isinstance(exc, driver.OperationalError) and ("locked" in text or "busy" in text)
+
+
+def _begin_immediate(raw: Any) -> None:
+    """``BEGIN IMMEDIATE``, retried with back-off for up to 30 s while another process writes."""
+    deadline = time.monotonic() + LOCK_RETRY_SECONDS
+    delay = 0.01
+    while True:
+        try:
+            raw.execute("BEGIN IMMEDIATE")
+            return
+        except driver.OperationalError as exc:
+            if not is_busy(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+
+def _run_sync(raw: Any, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
+    if write:
+        _begin_immediate(raw)
+    else:
+        raw.execute("BEGIN")  # one snapshot for every statement of fn
+    try:
+        result = fn(raw, *args)
+        raw.execute("COMMIT")
+    except BaseException:
+        if raw.in_transaction:
+            raw.execute("ROLLBACK")
+        raise
+    return result
 
 
 class Database:
@@ -127,6 +158,21 @@ class Database:
                 raise
             else:
                 await conn.execute("COMMIT")
+
+    async def run(self, fn: Callable[..., T], *args: Any, write: bool = True) -> T:
+        """``fn(sqlite_connection, *args)`` as one transaction on the connection's own thread.
+
+        One thread hop for a whole operation (its statements, audit row and commit) instead of
+        one per statement: on 2 cores a hop costs ~0.15 ms, more than the SQL of a write.
+        ``write=True`` takes the write lock first (``BEGIN IMMEDIATE``, retried like
+        :meth:`transaction`); ``write=False`` reads from one snapshot.
+        """
+        conn = self._require()
+        raw = getattr(conn, "_conn", None)
+        if raw is None or not hasattr(conn, "_execute"):  # pragma: no cover - aiosqlite internals moved
+            raise IndexerError("this aiosqlite version lacks Connection._conn / _execute")
+        async with self._lock:
+            return await conn._execute(_run_sync, raw, fn, args, write)  # type: ignore[no-any-return]
 
     async def validate_foreign_keys(self) -> list[dict[str, Any]]:
         """Rows of ``PRAGMA foreign_key_check``: table, rowid, parent, fk index."""

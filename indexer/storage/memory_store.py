@@ -1,10 +1,10 @@
 """SQL of ``memory_entries`` (and its audit rows), for :class:`indexer.memory.MemoryService`.
 
 The functions are synchronous and take the SQLite connection itself; the service runs a whole
-operation (its statements, its audit row, the commit) as one call through :func:`run_write` /
-:func:`run_read`: on the event loop's thread when the write lock is free (no thread hop at
-all), else on aiosqlite's thread, where lock waits happen. A thread hop costs ~0.1-0.3 ms on a
-2-core VM, as much as the SQL of a write; one per statement would triple the cost.
+operation (its statements, its audit row, the commit) as one call through
+:meth:`indexer.storage.database.Database.run`, on aiosqlite's thread: one thread hop per
+operation (~0.1-0.3 ms on a 2-core VM, as much as the SQL of a write) instead of one per
+statement.
 
 Writes run inside ``BEGIN IMMEDIATE``, so a version number computed by a statement here is
 never computed twice by two processes. Values and metadata arrive as JSON text: validation is
@@ -26,106 +26,6 @@ from indexer.storage import driver, hot_queries
 from indexer.storage.database import LOCK_RETRY_SECONDS, Database, is_busy
 
 T = TypeVar("T")
-
-# --- running a whole operation on the Database's connection ----------------------------------
-# (These belong in Database; see the report. They hold the Database's lock, so they never
-# interleave with a `db.transaction()` / `db.read()` of the same process.)
-#
-# Fast path: the operation runs right on the event loop's thread, on the connection itself
-# (opened with check_same_thread=False; the Database's lock means aiosqlite's thread is idle).
-# A write first tries ``BEGIN IMMEDIATE`` with busy_timeout 0: once it holds the write lock,
-# nothing in a WAL write transaction waits on another connection (commit and the passive
-# autocheckpoint never call the busy handler), so the loop is blocked only for the SQL itself
-# (~0.1-0.5 ms). If another process holds the lock, the operation goes to aiosqlite's thread
-# instead and waits there (busy_timeout, then back-off), never on the loop. Saves the thread
-# hop: ~0.3 ms per operation on a 2-core VM, as much as the SQL of a write.
-
-# Off by default. Measured on the 2-core VM (file database, 3000 ops, two rounds each):
-# create_memory 1,387-1,932/s inline vs 1,746-1,892/s on the thread (file I/O dominates);
-# append_event 4,584-5,382/s vs 4,079-4,564/s. But inline, a coroutine doing sequential
-# writes never yields: a ticker task ran once during 2000 updates (vs 220,000+ times with
-# the thread path), so one busy client starves every other; and each autocheckpoint's I/O
-# and fsync would run on the loop. Not worth ~10% on appends.
-INLINE = False  # True: the fast path above
-_BUSY_MS = int(driver.EXPECTED_PRAGMAS["busy_timeout"])
-_MISSED = object()
-
-
-def _in_transaction(raw: Any, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-    deadline = time.monotonic() + LOCK_RETRY_SECONDS
-    delay = 0.01
-    while True:
-        try:
-            raw.execute("BEGIN IMMEDIATE")
-            break
-        except driver.OperationalError as exc:
-            if not is_busy(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 0.5)
-    return _body(raw, fn, args)
-
-
-def _body(raw: Any, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-    try:
-        result = fn(raw, *args)
-        raw.execute("COMMIT")
-    except BaseException:
-        if raw.in_transaction:
-            raw.execute("ROLLBACK")
-        raise
-    return result
-
-
-def _try_transaction(raw: Any, fn: Callable[..., T], args: tuple[Any, ...]) -> Any:
-    """Like :func:`_in_transaction` if the write lock is free right now; ``_MISSED`` if not."""
-    raw.execute("PRAGMA busy_timeout=0")
-    try:
-        raw.execute("BEGIN IMMEDIATE")
-    except driver.OperationalError as exc:
-        if is_busy(exc):
-            return _MISSED
-        raise
-    finally:
-        raw.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
-    return _body(raw, fn, args)
-
-
-def _in_read(raw: Any, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-    raw.execute("BEGIN")  # one snapshot for every statement of fn
-    try:
-        return fn(raw, *args)
-    finally:
-        raw.execute("COMMIT")
-
-
-def _raw(conn: Any) -> Any:
-    raw = getattr(conn, "_conn", None)
-    if raw is None or not hasattr(conn, "_execute"):  # pragma: no cover - aiosqlite changed its internals
-        raise IndexerError("this aiosqlite version lacks Connection._conn / _execute")
-    return raw
-
-
-async def run_write(db: Database, fn: Callable[..., T], *args: Any) -> T:
-    """``fn(conn, *args)`` inside ``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` if it
-    raises). Lock waits as in ``Database.transaction``, on aiosqlite's thread."""
-    async with db.read() as conn:  # the Database's lock: nothing else of ours is mid-transaction
-        raw = _raw(conn)
-        if INLINE:
-            result = _try_transaction(raw, fn, args)
-            if result is not _MISSED:
-                return result  # type: ignore[no-any-return]
-        return await conn._execute(_in_transaction, raw, fn, args)
-
-
-async def run_read(db: Database, fn: Callable[..., T], *args: Any) -> T:
-    """``fn(conn, *args)`` in one read transaction (WAL readers never wait on writers)."""
-    async with db.read() as conn:
-        raw = _raw(conn)
-        if INLINE:
-            return _in_read(raw, fn, args)
-        return await conn._execute(_in_read, raw, fn, args)
-
 
 # --- SQL ------------------------------------------------------------------------------------------
 

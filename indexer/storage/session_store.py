@@ -1,7 +1,7 @@
 """SQL of ``sessions``, for :class:`indexer.sessions.SessionService`.
 
 Synchronous functions on the SQLite connection, run by the service as one operation per hop
-(:func:`indexer.storage.memory_store.run_write` / ``run_read``). Events and state are changed
+(:meth:`indexer.storage.database.Database.run`). Events and state are changed
 inside SQLite by one UPDATE (``json_insert`` / ``json_set`` / ``json_remove``), never read,
 modified in Python and written back: appends from several processes cannot lose each other.
 """
