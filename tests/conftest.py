@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, AsyncIterator
 
 import pytest
+
+from indexer.storage import driver
+from indexer.storage.database import Database
 
 
 @pytest.fixture(autouse=True)
@@ -22,3 +26,19 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "test.db"
+
+
+@pytest.fixture
+async def db(db_path: Path) -> AsyncIterator[Database]:
+    """An initialised Database on a fresh file."""
+    async with Database(db_path) as database:
+        yield database
+
+
+def raw_rows(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    """Rows as dicts, read through a new connection (what another process would see)."""
+    conn = driver.connect(path)
+    try:
+        return [dict(zip(r.keys(), tuple(r))) for r in conn.execute(sql, params).fetchall()]
+    finally:
+        conn.close()

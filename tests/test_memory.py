@@ -23,14 +23,10 @@ from indexer.memory import (
 from indexer.storage import driver, hot_queries, migrations
 from indexer.storage import memory_store as store
 
+from conftest import raw_rows  # noqa: E402  (shared helper)
+
 REPO = Path(__file__).resolve().parents[1]
 OLD = "2020-01-01T00:00:00.000Z"
-
-
-@pytest.fixture
-async def db(db_path: Path) -> AsyncIterator[Database]:
-    async with Database(db_path) as database:
-        yield database
 
 
 @pytest.fixture
@@ -38,12 +34,6 @@ async def svc(db: Database) -> MemoryService:
     return MemoryService(db)
 
 
-def raw_rows(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-    conn = driver.connect(path)
-    try:
-        return [dict(zip(r.keys(), tuple(r))) for r in conn.execute(sql, params).fetchall()]
-    finally:
-        conn.close()
 
 
 def audit(path: Path, namespace: str | None = None) -> list[dict[str, Any]]:

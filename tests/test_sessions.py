@@ -21,13 +21,9 @@ from indexer.sessions import (
 from indexer.storage import driver, hot_queries, migrations
 from indexer.storage import session_store as store
 
+from conftest import raw_rows  # noqa: E402  (shared helper)
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-async def db(db_path: Path) -> AsyncIterator[Database]:
-    async with Database(db_path) as database:
-        yield database
 
 
 @pytest.fixture
@@ -35,12 +31,6 @@ async def svc(db: Database) -> SessionService:
     return SessionService(db)
 
 
-def raw_rows(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-    conn = driver.connect(path)
-    try:
-        return [dict(zip(r.keys(), tuple(r))) for r in conn.execute(sql, params).fetchall()]
-    finally:
-        conn.close()
 
 
 def snapshot(path: Path) -> list[dict[str, Any]]:
