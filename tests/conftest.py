@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+import json
+import os
+import subprocess
+import sys
 from typing import Any, AsyncIterator
 
 import pytest
 
 from indexer.storage import driver
 from indexer.storage.database import Database
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -42,3 +48,28 @@ def raw_rows(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[dict[st
         return [dict(zip(r.keys(), tuple(r))) for r in conn.execute(sql, params).fetchall()]
     finally:
         conn.close()
+
+
+def run_processes(code: str, argv: list[list[str]], timeout: float = 240) -> list[Any]:
+    """Start one Python process per argv, let them all start work at once, return the JSON
+    each printed last."""
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    procs = [subprocess.Popen([sys.executable, "-c", code, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env) for args in argv]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready", proc.stderr.read() if proc.stderr else ""
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        results = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=timeout)
+            assert proc.returncode == 0, err
+            results.append(json.loads(out.strip().splitlines()[-1]))
+        return results
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()

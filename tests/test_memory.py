@@ -23,7 +23,7 @@ from indexer.memory import (
 from indexer.storage import driver, hot_queries, migrations
 from indexer.storage import memory_store as store
 
-from conftest import raw_rows  # noqa: E402  (shared helper)
+from conftest import raw_rows, run_processes  # noqa: E402  (shared helpers)
 
 REPO = Path(__file__).resolve().parents[1]
 OLD = "2020-01-01T00:00:00.000Z"
@@ -411,31 +411,6 @@ async def main(path, op, n, tag):
 
 asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]))
 """
-
-
-def run_processes(code: str, argv: list[list[str]], timeout: float = 240) -> list[Any]:
-    """Start one Python process per argv, let them all start work at once, return the JSON
-    each printed last."""
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    procs = [subprocess.Popen([sys.executable, "-c", code, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=env) for args in argv]
-    try:
-        for proc in procs:
-            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready", proc.stderr.read() if proc.stderr else ""
-        for proc in procs:
-            assert proc.stdin is not None
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-        results = []
-        for proc in procs:
-            out, err = proc.communicate(timeout=timeout)
-            assert proc.returncode == 0, err
-            results.append(json.loads(out.strip().splitlines()[-1]))
-        return results
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
 
 
 async def test_concurrent_updates_from_processes_have_no_duplicate_and_no_gap(svc: MemoryService, db_path: Path) -> None:
