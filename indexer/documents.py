@@ -16,7 +16,7 @@ from indexer.config import Config, load_config
 from indexer.embedding import Embedder, from_blob, to_blob
 from indexer.errors import NotFoundError, ValidationError
 from indexer.storage import document_store as store
-from indexer.storage import vector_search
+from indexer.storage import search_store
 from indexer.sync import DocumentSync, SyncReport
 from indexer.tokenizer import TokenCounter
 
@@ -102,7 +102,7 @@ class DocumentIndexService:
         conn = self._sync.open()
         if not store.vector_table_exists(conn):
             return []
-        return vector_search.nearest_documents(conn, vector, limit)
+        return search_store.nearest_documents(conn, vector, limit)
 
     async def sync(self, roots: Sequence[Path] | None = None, *, full: bool = False) -> SyncReport:
         """A whole reconcile + embed of the configured (or given) roots."""

@@ -174,14 +174,14 @@ def chunk_details(conn: Any, chunk_ids: Sequence[int]) -> dict[int, dict[str, An
         part = list(chunk_ids[start:start + 900])
         for row in conn.execute(
             "SELECT c.id, c.document_id, c.chunk_index, c.heading_path, c.start_line, c.end_line, c.text, "
-            "d.file_path, d.title, d.document_type, d.updated_at FROM document_chunks AS c "
+            "d.file_path, d.title, d.document_type, d.updated_at, d.sync_status FROM document_chunks AS c "
             f"JOIN document_index AS d ON d.id = c.document_id WHERE c.id IN ({','.join('?' * len(part))})",
             part,
         ):
             details[int(row[0])] = {
                 "document_id": row[1], "chunk_index": row[2], "heading_path": json.loads(row[3]),
                 "start_line": row[4], "end_line": row[5], "text": row[6], "path": row[7], "title": row[8],
-                "document_type": row[9], "updated_at": row[10],
+                "document_type": row[9], "updated_at": row[10], "sync_status": row[11],
             }
     return details
 
@@ -191,3 +191,28 @@ def index_progress(conn: Any) -> dict[str, int]:
     chunks = conn.execute("SELECT count(*), count(embedded_at) FROM document_chunks").fetchone()
     return {"documents": int(docs[0] or 0), "synced": int(docs[1] or 0),
             "chunks": int(chunks[0] or 0), "embedded": int(chunks[1] or 0)}
+
+
+def nearest_documents(conn: Any, vector: np.ndarray, limit: int) -> list[dict[str, Any]]:
+    """One hit per document (its nearest chunk), widening the KNN until ``limit`` documents."""
+    depth = max(limit * 5, 50)
+    while True:
+        hits = vector_hits(conn, vector, depth, Filters())
+        details = chunk_details(conn, [c for c, _ in hits])
+        best: dict[int, tuple[int, float]] = {}
+        for chunk_id, score in hits:
+            if chunk_id in details:
+                best.setdefault(details[chunk_id]["document_id"], (chunk_id, score))
+        if len(best) >= limit or len(hits) < depth or depth >= MAX_K:
+            break
+        depth = min(depth * 4, MAX_K)
+    results = []
+    for chunk_id, score in list(best.values())[:limit]:
+        d = details[chunk_id]
+        results.append({
+            "file_path": d["path"], "title": d["title"], "document_type": d["document_type"],
+            "sync_status": d["sync_status"], "score": score, "distance": 1.0 - score,
+            "chunk": {"index": d["chunk_index"], "heading_path": d["heading_path"], "start_line": d["start_line"],
+                      "end_line": d["end_line"], "text": d["text"]},
+        })
+    return results
