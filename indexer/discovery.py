@@ -177,12 +177,15 @@ def _child(parent: Path, name: str) -> Path:
     return make(name) if make is not None and os.sep not in name else parent / name
 
 
-def _walk(root: str, rules: Rules, files: list[DiskFile], skipped: list[Skipped], seen: set[str]) -> None:
-    stack: list[tuple[str, str, Ignores]] = [(root, "", ())]
+def _walk(root: str, rules: Rules, files: list[DiskFile], skipped: list[Skipped], seen: set[str], *,
+          rel_dir: str = "", ignores: Ignores | None = None) -> None:
+    """Walk ``root`` (the root itself, or a directory ``rel_dir`` below it whose ``ignores``
+    are already known, own .gitignore included)."""
+    stack: list[tuple[str, str, Ignores, bool]] = [(root, rel_dir, ignores or (), ignores is not None)]
     while stack:
-        directory, rel_dir, ignores = stack.pop()
+        directory, rel_dir, ignores, known = stack.pop()
         dir_path: Path | None = None
-        own = _read_gitignore(directory)
+        own = None if known else _read_gitignore(directory)
         if own is not None:
             ignores = (*ignores, (rel_dir, own))
         try:
@@ -204,7 +207,7 @@ def _walk(root: str, rules: Rules, files: list[DiskFile], skipped: list[Skipped]
                 if entry.is_dir(follow_symlinks=False):
                     rel += "/"
                     if not rules.excluded(rel) and not _ignored(ignores, rel):
-                        stack.append((entry.path, rel, ignores))
+                        stack.append((entry.path, rel, ignores, False))
                     continue
                 if not rules.included(name, rel) or rules.excluded(rel) or _ignored(ignores, rel):
                     continue
@@ -231,6 +234,25 @@ def _root_of(path: str, roots: Sequence[Path]) -> tuple[str, str] | None:
     return None
 
 
+def _chain(root: str, parts: Sequence[str], rules: Rules) -> Ignores | None:
+    """The ignore files that apply inside ``root/parts...`` (a directory), or None when a
+    directory on the way is a symlink, hidden, excluded or ignored."""
+    ignores: Ignores = ()
+    current, rel_dir = root, ""
+    for part in parts:
+        own = _read_gitignore(current)
+        if own is not None:
+            ignores = (*ignores, (rel_dir, own))
+        current = os.path.join(current, part)
+        rel_dir += part + "/"
+        if _skip_name(part) or os.path.islink(current) or rules.excluded(rel_dir) or _ignored(ignores, rel_dir):
+            return None
+    own = _read_gitignore(current)
+    if own is not None:
+        ignores = (*ignores, (rel_dir, own))
+    return ignores
+
+
 def is_indexable(path: Path | str, roots: Sequence[Path], *, include: Sequence[str] = DEFAULT_INCLUDE,
                  exclude: Sequence[str] = (), rules: Rules | None = None) -> bool:
     """The scan's rules for one path (the watcher asks this for every event).
@@ -249,22 +271,10 @@ def is_indexable(path: Path | str, roots: Sequence[Path], *, include: Sequence[s
     rel_posix = "/".join(parts)
     if not rules.included(parts[-1], rel_posix) or rules.excluded(rel_posix):
         return False
-    ignores: Ignores = ()
-    current, rel_dir = root, ""
-    for part in parts[:-1]:
-        own = _read_gitignore(current)
-        if own is not None:
-            ignores = (*ignores, (rel_dir, own))
-        current = os.path.join(current, part)
-        rel_dir += part + "/"
-        if os.path.islink(current) or rules.excluded(rel_dir) or _ignored(ignores, rel_dir):
-            return False
-    own = _read_gitignore(current)
-    if own is not None:
-        ignores = (*ignores, (rel_dir, own))
-    if _ignored(ignores, rel_posix):
+    ignores = _chain(root, parts[:-1], rules)
+    if ignores is None or _ignored(ignores, rel_posix):
         return False
-    full = os.path.join(current, parts[-1])
+    full = os.path.join(root, *parts)
     try:
         st = os.lstat(full)
     except FileNotFoundError:
@@ -272,3 +282,35 @@ def is_indexable(path: Path | str, roots: Sequence[Path], *, include: Sequence[s
     except OSError:
         return False
     return _stat.S_ISREG(st.st_mode)
+
+
+def scan_paths(paths: Sequence[Path | str], roots: Sequence[Path], *, include: Sequence[str] = DEFAULT_INCLUDE,
+               exclude: Sequence[str] = ()) -> ScanResult:
+    """:func:`scan` restricted to ``paths`` (files or directories under the roots): what the
+    watcher's worker reads after a burst of events, without walking whole roots. Missing
+    paths yield nothing (their rows are the planner's deletions); the rules are the scan's."""
+    rules = Rules(include, exclude)
+    files: list[DiskFile] = []
+    skipped: list[Skipped] = []
+    seen: set[str] = set()
+    for raw in paths:
+        located = _root_of(os.path.abspath(raw), roots)
+        if located is None:
+            continue
+        root, rel = located
+        parts = [p for p in rel.split(os.sep) if p]
+        full = os.path.join(root, *parts)
+        try:
+            st = os.lstat(full)
+        except OSError:
+            continue
+        if _stat.S_ISDIR(st.st_mode):
+            ignores = _chain(root, parts, rules)
+            if ignores is not None:
+                rel_dir = "".join(p + "/" for p in parts)
+                _walk(full, rules, files, skipped, seen, rel_dir=rel_dir, ignores=ignores)
+        elif _stat.S_ISREG(st.st_mode) and full not in seen and is_indexable(full, roots, rules=rules):
+            seen.add(full)
+            files.append(DiskFile(Path(full), st.st_mtime_ns, st.st_size))
+    files.sort(key=lambda f: str(f.path))
+    return ScanResult(tuple(files), tuple(skipped))

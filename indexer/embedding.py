@@ -188,6 +188,14 @@ class HashEmbedder:
 
 def make_embedder(model: str, *, query_prefix: str = "", document_prefix: str = "", threads: int = 1,
                   batch_size: int = 32) -> Embedder:
+    """The embedder a config names. ``hash:DIM`` is the deterministic word-hash stand-in
+    (no torch, no meaning beyond shared words): for tests and benchmarks of the plumbing."""
+    if model.startswith("hash:"):
+        try:
+            dim = int(model.split(":", 1)[1])
+        except ValueError:
+            raise IndexerError(f"model {model!r}: use hash:DIM, e.g. hash:64") from None
+        return HashEmbedder(dim=dim, name=model)
     return SentenceTransformerEmbedder(model, query_prefix=query_prefix, document_prefix=document_prefix,
                                        threads=threads, batch_size=batch_size)
 

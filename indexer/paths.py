@@ -7,8 +7,6 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import platformdirs
-
 APP = "indexer"
 
 
@@ -29,6 +27,8 @@ def state_paths(env: dict[str, str] | None = None) -> StatePaths:
     if home:
         root = Path(home).expanduser().resolve()
         return StatePaths(root, root / "config.toml", root / "run")
+    import platformdirs  # only without INDEXER_HOME (a few ms of start-up)
+
     runtime = env.get("XDG_RUNTIME_DIR")
     if runtime:
         runtime_dir = Path(runtime) / APP

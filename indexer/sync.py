@@ -150,15 +150,27 @@ class DocumentSync:
 
     # -- reconcile ----------------------------------------------------------------------
     def reconcile(self, roots: Sequence[Path] | None = None, *, paths: Sequence[Path] | None = None,
-                  full: bool = False, report: SyncReport | None = None) -> SyncReport:
-        """Bring rows and chunks in line with the disk (no embedding)."""
+                  full: bool = False, report: SyncReport | None = None,
+                  should_stop: Callable[[], bool] = lambda: False) -> SyncReport:
+        """Bring rows and chunks in line with the disk (no embedding). ``should_stop`` is asked
+        between write batches; a stopped run has committed whole batches only, and deletes
+        nothing (the next run finds the rest)."""
         report = report or SyncReport()
         started = time.perf_counter()
         conn = self.open()
         report.fingerprint_changed = self.prepare() or report.fingerprint_changed
         full = full or report.fingerprint_changed
         roots = tuple(roots if roots is not None else self.config.roots)
-        scan = discovery.scan(roots, include=self.config.include, exclude=self.config.exclude)
+        missing = [r for r in roots if not Path(r).is_dir()]
+        if missing:  # unmounted or removed: keep its rows rather than delete them all
+            report.skipped += len(missing)
+            report.failures.extend({"path": str(r), "reason": "root is not a readable directory; its documents were kept"}
+                                   for r in missing)
+            roots = tuple(r for r in roots if r not in missing)
+        if paths:  # only what was named: the watcher's bursts never walk whole roots
+            scan = discovery.scan_paths(paths, roots, include=self.config.include, exclude=self.config.exclude)
+        else:
+            scan = discovery.scan(roots, include=self.config.include, exclude=self.config.exclude)
         disk = scan.files
         report.skipped += len(scan.skipped)
         in_scope = _scope(roots, paths)
@@ -180,14 +192,18 @@ class DocumentSync:
                 store.touch_document(conn, str(f.path), f.mtime_ns, f.size)
             report.touched += len(changes.touched)
         work = [(f, "added") for f in changes.added] + [(f, "modified") for f in changes.modified]
+        stopped = False
         for start in range(0, len(work), APPLY_BATCH):
+            if should_stop():
+                stopped = True
+                break
             batch = work[start:start + APPLY_BATCH]
             prepared = [(f, kind, self._prepare_file(f)) for f, kind in batch]
             with store.write(conn):
                 for f, kind, result in prepared:
                     self._write_file(conn, f, kind, result, report)
             self.progress("files", done=min(start + APPLY_BATCH, len(work)), total=len(work))
-        if changes.deleted:  # last, so new chunks could copy the vectors of deleted ones
+        if changes.deleted and not stopped:  # last, so new chunks could copy the vectors of deleted ones
             with store.write(conn):
                 report.deleted += store.delete_documents(conn, (str(d.path) for d in changes.deleted))
         report.seconds += time.perf_counter() - started
@@ -246,8 +262,10 @@ class DocumentSync:
 
     # -- embedding ----------------------------------------------------------------------
     def embed_pending(self, *, report: SyncReport | None = None,
-                      should_stop: Callable[[], bool] = lambda: False) -> SyncReport:
-        """Embed every chunk without a vector, batch by batch, each batch one transaction."""
+                      should_stop: Callable[[], bool] = lambda: False, fetch: int = EMBED_FETCH) -> SyncReport:
+        """Embed every chunk without a vector, ``fetch`` chunks a round, each round one
+        transaction; ``should_stop`` is asked before each round (the daemon's signals and
+        new events), so stopping never leaves a half-written round."""
         report = report or SyncReport()
         conn = self.open()
         started = time.perf_counter()
@@ -255,7 +273,7 @@ class DocumentSync:
         done = 0
         self.progress("embed", done=0, total=total)
         while not should_stop():
-            batch = store.unembedded_chunks(conn, EMBED_FETCH)
+            batch = store.unembedded_chunks(conn, fetch)
             if not batch:
                 break
             vectors = self.embedder.embed_documents([text for _, _, text in batch])
@@ -267,6 +285,20 @@ class DocumentSync:
             self.progress("embed", done=done, total=max(total, done))
         report.embed_seconds += time.perf_counter() - started
         return report
+
+    def forget(self, removed: Sequence[Path], kept: Sequence[Path]) -> int:
+        """Delete the documents under roots taken out of the config (not those that are also
+        under a kept root). Returns how many went."""
+        conn = self.open()
+        gone, still = _scope(removed, None), _scope(kept, None)
+        doomed = [d.path for d in store.load_docs(conn) if gone(d.path) and not still(d.path)]
+        if not doomed:
+            return 0
+        with store.write(conn):
+            return store.delete_documents(conn, doomed)
+
+    def pending_chunks(self) -> int:
+        return store.count_unembedded(self.open())
 
     def run(self, roots: Sequence[Path] | None = None, *, paths: Sequence[Path] | None = None,
             full: bool = False) -> SyncReport:

@@ -14,9 +14,15 @@ from indexer import __version__
 from indexer.config import Config, load_config
 from indexer.errors import IndexerError
 
-# Sub-command modules, imported when the group is built; each registers on `cli`.
-COMMAND_MODULES = ("indexer.cli.db_cmds", "indexer.cli.doc_cmds", "indexer.cli.search_cmds",
-                   "indexer.cli.memory_cmds", "indexer.cli.session_cmds")
+# Sub-command modules, each registering its commands on `cli`; imported only when one of
+# its commands runs (or for --help), so `indexer search` through the daemon stays light.
+COMMAND_MODULES = {
+    "migrate": "indexer.cli.db_cmds", "doctor": "indexer.cli.db_cmds",
+    "reindex": "indexer.cli.doc_cmds", "status": "indexer.cli.doc_cmds",
+    "search": "indexer.cli.search_cmds",
+    "memory": "indexer.cli.memory_cmds", "session": "indexer.cli.session_cmds",
+    "daemon": "indexer.cli.daemon_cmds", "service": "indexer.cli.daemon_cmds",
+}
 
 
 @dataclass
@@ -37,22 +43,37 @@ class AppContext:
 
 
 class IndexerGroup(click.Group):
-    """Turns library errors into ``error: …`` on stderr and a non-zero exit."""
+    """Turns library errors into ``error: …`` on stderr and a non-zero exit; loads command
+    modules on demand."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMAND_MODULES.get(cmd_name)
+        if module is not None and cmd_name not in self.commands:
+            importlib.import_module(module)
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        for module in dict.fromkeys(COMMAND_MODULES.values()):
+            importlib.import_module(module)
+        return super().list_commands(ctx)
 
     def invoke(self, ctx: click.Context) -> Any:
-        from indexer.storage import driver
-
         try:
             return super().invoke(ctx)
         except IndexerError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
-        except driver.Error as exc:
-            click.echo(f"error: database: {exc}", err=True)
-            sys.exit(1)
         except OSError as exc:
             click.echo(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
             sys.exit(1)
+        except Exception as exc:
+            # a database error can only come from a command that imported the driver; the
+            # driver (and its binding) is not imported here, so `search` via the daemon stays light
+            driver = sys.modules.get("indexer.storage.driver")
+            if driver is not None and isinstance(exc, driver.Error):
+                click.echo(f"error: database: {exc}", err=True)
+                sys.exit(1)
+            raise
 
 
 @click.group(cls=IndexerGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -63,10 +84,6 @@ class IndexerGroup(click.Group):
 def cli(ctx: click.Context, db: str | None, config_file: str | None) -> None:
     """Keep an SQLite index of your markdown in sync and search it by meaning."""
     ctx.obj = AppContext(db=db, config_file=config_file)
-
-
-for _name in COMMAND_MODULES:
-    importlib.import_module(_name)
 
 
 def main(argv: list[str] | None = None) -> None:

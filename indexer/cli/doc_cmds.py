@@ -72,6 +72,22 @@ class _Bar:
         self._progress.update(task, completed=info["done"], total=info.get("total"), rate=rate)
 
 
+def _reindex_by_daemon(config: Any, targets: list[Path], full: bool) -> Any:
+    """When the daemon runs it is the only writer of the document tables: ask it, and wait."""
+    from indexer.cli.daemon_client import ask
+    from indexer.sync import SyncReport
+
+    answer = ask(config, {"op": "reindex", "paths": [str(t) for t in targets], "full": full, "wait": True},
+                 timeout=None)
+    if answer is None:
+        return None
+    click.echo(f"reindexed by the running daemon (pid {answer['daemon']['pid']})", err=True)
+    report = SyncReport()
+    for key, value in answer["report"].items():
+        setattr(report, key, value)
+    return report
+
+
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--root", "roots", multiple=True, type=click.Path(file_okay=False), help="A root to index (repeatable; replaces the configured roots).")
@@ -93,9 +109,11 @@ def reindex(app: AppContext, paths: tuple[str, ...], roots: tuple[str, ...], ful
     for root in run_roots:
         if not root.is_dir():
             raise ConfigError(f"root {root} is not a directory")
-    show_bar = not as_json and sys.stderr.isatty()
-    with _Bar(show_bar) as bar, DocumentSync(config, progress=bar) as sync:
-        report = sync.run(run_roots, paths=targets or None, full=full)
+    report = None if roots or extra_roots else _reindex_by_daemon(config, targets, full)
+    if report is None:
+        show_bar = not as_json and sys.stderr.isatty()
+        with _Bar(show_bar) as bar, DocumentSync(config, progress=bar) as sync:
+            report = sync.run(run_roots, paths=targets or None, full=full)
     if as_json:
         emit_json(report.as_dict())
         return
@@ -112,12 +130,22 @@ def reindex(app: AppContext, paths: tuple[str, ...], roots: tuple[str, ...], ful
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@click.option("--direct", is_flag=True, help="Read the database in this process even if the daemon runs.")
 @click.pass_obj
-def status(app: AppContext, as_json: bool) -> None:
-    """Counts per sync status, failed files with reasons, model, coverage, database size."""
-    from indexer.status import collect_status
+def status(app: AppContext, as_json: bool, direct: bool) -> None:
+    """Counts per sync status, failed files with reasons, model, coverage, database size;
+    and the daemon's state when it runs."""
+    from indexer.cli.daemon_client import ask
 
-    info = collect_status(app.config().db)
+    config = app.config()
+    info = None if direct else ask(config, {"op": "status"}, timeout=30)
+    if info is None:
+        from indexer.daemon.lock import running_pid
+        from indexer.status import collect_status
+
+        info = collect_status(config.db)
+        pid = running_pid(config.db)
+        info["daemon"] = None if pid is None else {"pid": pid, "state": "not answering on its socket"}
     if as_json:
         emit_json(info)
         return
@@ -129,5 +157,13 @@ def status(app: AppContext, as_json: bool) -> None:
     click.echo(f"documents: {c['total']} total, {c['synced']} synced, {c['pending']} pending, {c['stale']} stale, {c['failed']} failed")
     click.echo(f"chunks: {info['chunks']['chunks']} ({info['chunks']['embedded']} embedded); coverage {info['coverage']:.1%}")
     click.echo(f"model: {info['model'] or '-'}")
+    daemon = info.get("daemon")
+    if daemon:
+        progress = daemon.get("progress") or {}
+        detail = f" ({progress['stage']} {progress['done']}/{progress['total']})" if progress.get("stage") else ""
+        click.echo(f"daemon: pid {daemon['pid']}, {daemon['state']}{detail}"
+                   + (f", {daemon['chunks_to_embed']} chunks to embed" if "chunks_to_embed" in daemon else ""))
+    else:
+        click.echo("daemon: not running")
     for item in info["failed"]:
         click.echo(f"failed: {item['path']}: {item['reason']} (attempts {item['attempts']}, retry after {item['retry_after']})")

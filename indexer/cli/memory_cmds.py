@@ -7,7 +7,6 @@ exit 1; nothing is written.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from pathlib import Path
@@ -57,6 +56,8 @@ def run_with_db(app: AppContext, action: Callable[[Any], Awaitable[T]], *, creat
     async def main() -> T:
         async with Database(path) as db:
             return await action(db)
+
+    import asyncio
 
     return asyncio.run(main())
 

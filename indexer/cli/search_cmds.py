@@ -44,19 +44,29 @@ def path_filter(value: str) -> dict[str, str]:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object with all results.")
 @click.option("--jsonl", "as_jsonl", is_flag=True, help="One JSON line per result.")
 @click.option("--explain", is_flag=True, help="Show each ranker's rank and score.")
+@click.option("--direct", is_flag=True, help="Search the database in this process even if the daemon runs.")
 @click.pass_obj
 def search(app: AppContext, query: tuple[str, ...], mode: str, k: int, doc_type: str | None, path: str | None,
-           since: str | None, as_json: bool, as_jsonl: bool, explain: bool) -> None:
-    """Search the index: BM25 and vectors fused (hybrid), or one of them."""
-    from indexer.search import SearchOptions, search_database
-    from indexer.storage.search_store import Filters
+           since: str | None, as_json: bool, as_jsonl: bool, explain: bool, direct: bool) -> None:
+    """Search the index: BM25 and vectors fused (hybrid), or one of them.
+
+    Served by the daemon when it runs (warm model: no start-up cost), else in this process.
+    """
+    from indexer.cli.daemon_client import ask
 
     text = " ".join(query)
     if not text.strip():
         raise click.UsageError("the query is empty")
-    filters = Filters(document_type=doc_type, since=parse_since(since) if since else None,
-                      **(path_filter(path) if path else {}))
-    response = search_database(app.config(), text, SearchOptions(mode=mode, k=k, filters=filters))
+    filters = {"document_type": doc_type, "since": parse_since(since) if since else None,
+               **(path_filter(path) if path else {})}
+    filters = {key: value for key, value in filters.items() if value is not None}
+    config = app.config()
+    response = None if direct else ask(config, {"op": "search", "query": text, "mode": mode, "k": k, "filters": filters})
+    if response is None:
+        from indexer.search import SearchOptions, search_database
+        from indexer.storage.search_store import Filters
+
+        response = search_database(config, text, SearchOptions(mode=mode, k=k, filters=Filters(**filters)))
     if as_json:
         emit_json(response)
         return

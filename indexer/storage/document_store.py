@@ -355,6 +355,20 @@ def failed_documents(conn: Any, limit: int = 50) -> list[dict[str, Any]]:
     return [{"path": r[0], "reason": r[1], "attempts": r[2], "retry_after": r[3]} for r in rows]
 
 
+def next_retry_after(conn: Any) -> str | None:
+    """The earliest ``retry_after`` among failed documents (the daemon's next retry)."""
+    row = conn.execute(
+        "SELECT min(json_extract(metadata, '$.retry_after')) FROM document_index WHERE sync_status = 'failed'"
+    ).fetchone()
+    return row[0] if row else None
+
+
+def retry_due_paths(conn: Any, now: str) -> list[str]:
+    return [r[0] for r in conn.execute(
+        "SELECT file_path FROM document_index WHERE sync_status = 'failed' "
+        "AND coalesce(json_extract(metadata, '$.retry_after'), '') <= ?", (now,)).fetchall()]
+
+
 def chunk_totals(conn: Any) -> dict[str, int]:
     row = conn.execute(
         "SELECT count(*), count(embedded_at) FROM document_chunks"

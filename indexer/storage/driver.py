@@ -12,11 +12,12 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
-
-import aiosqlite
+from typing import TYPE_CHECKING, Any, Callable
 
 from indexer.errors import DriverError
+
+if TYPE_CHECKING:
+    import aiosqlite
 
 # Applied, in order, on every read-write connection.
 PRAGMAS: tuple[tuple[str, str], ...] = (
@@ -123,8 +124,10 @@ def connect(path: str | Path, *, readonly: bool = False, load_vec: bool = True,
     return conn
 
 
-def connect_async(path: str | Path, *, readonly: bool = False) -> aiosqlite.Connection:
+def connect_async(path: str | Path, *, readonly: bool = False) -> "aiosqlite.Connection":
     """The same connection, driven by aiosqlite's thread (``await`` it or ``async with``)."""
+    import aiosqlite
+
     return aiosqlite.Connection(lambda: connect(path, readonly=readonly), 64)
 
 

@@ -1,0 +1,94 @@
+"""``indexer daemon`` and ``indexer service install|uninstall``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from indexer.cli.app import AppContext, cli
+from indexer.cli.output import emit_json
+
+
+@cli.command()
+@click.option("--root", "roots", multiple=True, type=click.Path(file_okay=False), help="A root to watch (repeatable; replaces the configured roots).")
+@click.option("--poll", is_flag=True, help="Poll for changes instead of inotify (network mounts).")
+@click.option("--debounce-ms", type=int, help="Quiet period before a burst of changes is indexed (default 500).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="Log level (default info).")
+@click.pass_obj
+def daemon(app: AppContext, roots: tuple[str, ...], poll: bool, debounce_ms: int | None, log_level: str | None) -> None:
+    """Run in the foreground: watch the roots, keep the index in sync, serve searches.
+
+    systemd-ready (Type=notify, WATCHDOG, SIGHUP reloads the config); SIGTERM or Ctrl-C stop it
+    cleanly. See `indexer service install` for the user unit.
+    """
+    from indexer.config import load_config
+    from indexer.daemon import logs
+    from indexer.daemon.service import Daemon
+
+    flags = {"roots": list(roots) or None, "debounce_ms": debounce_ms, "log_level": log_level}
+    if app.db:
+        flags["db"] = app.db
+    config_file = Path(app.config_file) if app.config_file else None
+
+    def load():  # called again on SIGHUP: the file and the environment are re-read
+        return load_config(flags, config_file=config_file)
+
+    logs.setup(load().log_level)
+    raise SystemExit(Daemon(load, poll=poll).run())
+
+
+@cli.group()
+def service() -> None:
+    """Install or remove the systemd user unit."""
+
+
+@service.command("install")
+@click.option("--now", is_flag=True, help="Also start the service now (systemctl --user enable --now).")
+@click.option("--root", "roots", multiple=True, type=click.Path(file_okay=False, exists=True), help="Roots to pass to the daemon (default: the config's).")
+@click.option("--poll", is_flag=True, help="Make the service poll instead of using inotify.")
+@click.option("--print", "print_only", is_flag=True, help="Print the rendered unit and write nothing.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def service_install(app: AppContext, now: bool, roots: tuple[str, ...], poll: bool, print_only: bool, as_json: bool) -> None:
+    """Write ~/.config/systemd/user/indexer.service and enable it (or print the commands)."""
+    from indexer.daemon import unit
+
+    config = app.config(roots=list(roots) or None)
+    resolved = [Path(r).resolve() for r in roots]
+    extra = ["--poll"] if poll else []
+    if print_only:
+        click.echo(unit.render(config, roots=resolved, extra_args=extra), nl=False)
+        return
+    if not config.roots:
+        click.echo("warning: no roots configured: set `roots` in the config file or pass --root", err=True)
+    result = unit.install(config, now=now, roots=resolved, extra_args=extra)
+    _report(result, as_json, "installed")
+
+
+@service.command("uninstall")
+@click.option("--json", "as_json", is_flag=True)
+def service_uninstall(as_json: bool) -> None:
+    """Stop and disable the service, and remove its unit file."""
+    from indexer.daemon import unit
+
+    _report(unit.uninstall(), as_json, "removed")
+
+
+def _report(result, as_json: bool, verb: str) -> None:
+    from indexer.daemon.unit import command_line
+
+    if as_json:
+        emit_json({"unit": str(result.unit_path), "systemctl_ran": result.ran, "output": result.output,
+                   "commands": [list(c) for c in result.commands]})
+        return
+    click.echo(f"{verb} {result.unit_path}")
+    if result.ran:
+        click.echo("\n".join(f"ran: {command_line(c)}" for c in result.commands))
+    else:
+        if result.output:
+            click.echo(f"systemctl --user is not available here ({result.output.splitlines()[0]}); run:", err=True)
+        else:
+            click.echo("run:", err=True)
+        for command in result.commands:
+            click.echo(f"  {command_line(command)}")

@@ -1,0 +1,1 @@
+"""The long-running daemon: watcher, coalescing worker, control socket, systemd integration."""

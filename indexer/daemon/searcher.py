@@ -1,0 +1,74 @@
+"""The daemon's warm search path: a query embedder of its own (never shared with the document
+embedder, whose tokenizer is not safe across threads), a read-only connection and the vectors
+in memory (:class:`~indexer.storage.search_store.VectorMatrix`, reloaded when the index moves).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable
+
+from indexer.config import Config
+
+log = logging.getLogger("indexer.search")
+
+
+class WarmSearcher:
+    def __init__(self, config: Config, embedder_factory: Callable[[Config], Any]) -> None:
+        self.config = config
+        self._factory = embedder_factory
+        self._lock = threading.Lock()
+        self._conn: Any = None
+        self._matrix: Any = None
+        self._embedder: Any = None
+        self.warm_seconds: float | None = None
+
+    def _embedder_for_queries(self) -> Any:
+        if self._embedder is None:
+            self._embedder = self._factory(self.config)
+        return self._embedder
+
+    def _connection(self) -> Any:
+        if self._conn is None:
+            from indexer.storage import driver
+
+            self._conn = driver.connect(self.config.db, readonly=True)
+        return self._conn
+
+    def warm(self) -> None:
+        """Load the model and the vectors now, so the first search is as fast as the rest."""
+        started = time.perf_counter()
+        try:
+            with self._lock:
+                from indexer.storage import search_store
+
+                self._embedder_for_queries().embed_query("warm up")
+                if self._matrix is None:
+                    self._matrix = search_store.VectorMatrix()
+                conn = self._connection()
+                if search_store.vector_table_exists(conn):
+                    self._matrix.refresh(conn)
+        except Exception:  # a broken model is reported by the first search, with its message
+            log.exception("warming the search model failed")
+            return
+        self.warm_seconds = time.perf_counter() - started
+        log.info("search model and vectors warm in %.1f s", self.warm_seconds)
+
+    def search(self, query: str, options: Any) -> dict[str, Any]:
+        from indexer.search import run_search
+        from indexer.storage import search_store
+
+        with self._lock:
+            if self._matrix is None:
+                self._matrix = search_store.VectorMatrix()
+            return run_search(self._connection(), query, options,
+                              lambda text: self._embedder_for_queries().embed_query(text), matrix=self._matrix)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            self._matrix = None

@@ -1,0 +1,422 @@
+"""The daemon: start-up, the worker loop, reload and shutdown.
+
+One thread (the main one) owns every write to the document tables: it reconciles batches of
+watched paths once they have been quiet for the debounce period, embeds pending chunks in small
+rounds, and between rounds looks at its flags. Signal handlers only set a flag and poke the
+queue's pipe. The watcher thread only enqueues; the control socket's threads only read (search,
+status) or enqueue (reindex).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from indexer import __version__
+from indexer.config import Config
+from indexer.daemon.changes import Batch, ChangeQueue
+from indexer.daemon.control import ControlServer, socket_path
+from indexer.daemon.lock import InstanceLock
+from indexer.daemon.notify import Notifier
+from indexer.daemon.searcher import WarmSearcher
+from indexer.daemon.watcher import Watcher
+from indexer.errors import ConfigError, IndexerError, ValidationError
+from indexer.sync import DocumentSync, SyncReport
+from indexer.timeutil import format_ts, parse_ts
+
+log = logging.getLogger("indexer.daemon")
+EMBED_ROUND = 32          # chunks per embedding transaction (~2 s with the default model here)
+ERROR_BACKOFF_S = (1, 5, 30, 120)
+STATUS_EVERY_S = 1.0
+
+
+def default_embedder(config: Config) -> Any:
+    from indexer.embedding import make_embedder
+
+    return make_embedder(config.model, query_prefix=config.query_prefix, document_prefix=config.document_prefix,
+                         threads=config.embed_threads, batch_size=config.embed_batch)
+
+
+def check_roots(config: Config) -> None:
+    if not config.roots:
+        raise ConfigError("no roots to watch: give --root DIR or set `roots` in the config")
+    for root in config.roots:
+        if not root.is_dir():
+            raise ConfigError(f"root {root} is not a directory")
+
+
+class Daemon:
+    def __init__(self, load_config: Callable[[], Config], *, poll: bool = False,
+                 embedder_factory: Callable[[Config], Any] = default_embedder,
+                 notifier: Notifier | None = None) -> None:
+        self._load_config = load_config
+        self.config = load_config()
+        self.poll = poll
+        self.factory = embedder_factory
+        self.notifier = notifier or Notifier()
+        self.queue = ChangeQueue(self.config.debounce_ms / 1000)
+        self.state = "starting"
+        self.started_at = time.time()
+        self.progress: dict[str, Any] = {}
+        self.last_reconcile: dict[str, Any] | None = None
+        self.errors = 0
+        self._stop = False
+        self._reload = False
+        self._pending = 0
+        self._tickets = itertools.count(1)
+        self._done_ticket = 0
+        self._inflight: list[int] = []
+        self._report = SyncReport()
+        self._done = threading.Condition()
+        self._last_status = 0.0
+        self._next_retry: float | None = None
+        self.sync: DocumentSync | None = None
+        self.searcher: WarmSearcher | None = None
+        self.control: ControlServer | None = None
+        self.watcher: Watcher | None = None
+
+    # -- signals: set a flag, poke the pipe, nothing else ---------------------------------
+    def _on_stop(self, signum: int, _frame: Any) -> None:
+        self._stop = True
+        self.queue.poke()
+
+    def _on_reload(self, signum: int, _frame: Any) -> None:
+        self._reload = True
+        self.queue.poke()
+
+    def request_stop(self) -> None:
+        self._on_stop(signal.SIGTERM, None)
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def run(self) -> int:
+        check_roots(self.config)
+        lock = InstanceLock(self.config.db)
+        lock.acquire()
+        previous = {s: signal.signal(s, h) for s, h in ((signal.SIGTERM, self._on_stop), (signal.SIGINT, self._on_stop),
+                                                         (signal.SIGHUP, self._on_reload))}
+        try:
+            self._start()
+            if not self._stop:
+                self._reconcile(Batch((), True, ("start-up",), (), False))
+                self.notifier.ready(self._status_line())
+                log.info("ready: %s", self._status_line())
+                self._loop()
+        finally:
+            self.state = "stopping"
+            self.notifier.stopping()
+            log.info("stopping")
+            self._shutdown()
+            lock.release()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        log.info("stopped")
+        return 0
+
+    def _start(self) -> None:
+        self.sync = DocumentSync(self.config, embedder=self.factory(self.config), progress=self._on_progress)
+        self.sync.open()  # migrates
+        self.searcher = WarmSearcher(self.config, self.factory)
+        self.control = ControlServer(socket_path(self.config.runtime_dir, self.config.db), self.handle)
+        self.control.start()
+        # threads made before the worker lowers its own priority keep the normal one
+        threading.Thread(target=self.searcher.warm, name="search-warm", daemon=True).start()
+        self._lower_priority()
+        self.watcher = Watcher(self.config.roots, self.queue, poll=self.poll)
+        self.watcher.start()  # before the first reconcile: nothing changed during it is missed
+        log.info("indexer %s: database %s, socket %s, pid %d", __version__, self.config.db, self.control.path,
+                 os.getpid())
+
+    def _lower_priority(self) -> None:
+        """Linux nice values are per thread: lower only this (the worker's) thread."""
+        if self.config.nice <= 0:
+            return
+        try:
+            tid = threading.get_native_id()
+            current = os.getpriority(os.PRIO_PROCESS, tid)
+            os.setpriority(os.PRIO_PROCESS, tid, max(current, self.config.nice))
+        except OSError as exc:
+            log.warning("cannot lower the worker's priority: %s", exc)
+
+    def _shutdown(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+        if self.control is not None:
+            self.control.stop()
+        with self._done:
+            self._done.notify_all()
+        if self.searcher is not None:
+            self.searcher.close()
+        if self.sync is not None:
+            self.sync.close()
+        self.queue.close()
+        self.notifier.close()
+
+    # -- the loop -----------------------------------------------------------------------
+    def _loop(self) -> None:
+        interval = self.config.reconcile_interval_s
+        next_periodic = time.monotonic() + interval if interval else None
+        failures = 0
+        while not self._stop:
+            try:
+                if self._reload:
+                    self._reload = False
+                    self._do_reload()
+                    interval = self.config.reconcile_interval_s
+                    next_periodic = time.monotonic() + interval if interval else None
+                    continue
+                self.notifier.watchdog()  # only reached while the loop turns
+                assert self.watcher is not None
+                if not self.watcher.healthy():
+                    log.warning("the filesystem watcher stopped; restarting it and reconciling everything")
+                    self.watcher.restart()
+                    self.queue.request_full("watcher restarted")
+                now = time.monotonic()
+                due = self.queue.due_in(now)
+                if due == 0:
+                    self._reconcile(self.queue.take())
+                elif next_periodic is not None and now >= next_periodic:
+                    next_periodic = now + interval
+                    self.queue.request_full("periodic safety reconcile")
+                elif self._next_retry is not None and time.time() >= self._next_retry:
+                    self._queue_retries()
+                elif self._pending > 0:
+                    self._embed()
+                else:
+                    self._idle()
+                    waits = [w for w in (due, None if next_periodic is None else next_periodic - now,
+                                         None if self._next_retry is None else self._next_retry - time.time(),
+                                         self.notifier.wake_interval) if w is not None]
+                    self.queue.wait(max(min(waits), 0.0) if waits else None)
+                failures = 0
+            except IndexerError as exc:
+                failures += 1
+                self._fail(f"{exc}", failures)
+            except Exception as exc:  # a database error, a full disk...: log, back off, retry
+                failures += 1
+                log.exception("worker error")
+                self._fail(f"{type(exc).__name__}: {exc}", failures)
+
+    def _fail(self, message: str, failures: int) -> None:
+        self.errors += 1
+        delay = ERROR_BACKOFF_S[min(failures, len(ERROR_BACKOFF_S)) - 1]
+        self.state = "error"
+        self.progress = {"error": message, "retry_in_s": delay}
+        self.notifier.status(f"error: {message}; retrying in {delay} s")
+        log.error("%s; retrying in %d s", message, delay)
+        self.queue.wait(delay)
+        if not self._stop:
+            self.queue.request_full(f"retry after error: {message}")
+
+    def _stop_or_due(self) -> bool:
+        return self._stop or self._reload or self.queue.due_in() == 0
+
+    def _reconcile(self, batch: Batch) -> None:
+        assert self.sync is not None
+        if batch.tickets and not self._inflight:
+            self._report = SyncReport()  # what a waiting `reindex` gets back
+        self._inflight.extend(batch.tickets)
+        self.state = "reconciling"
+        started = time.perf_counter()
+        if batch.full:
+            report = self.sync.reconcile(self.config.roots, report=SyncReport(), full=batch.rehash,
+                                         should_stop=lambda: self._stop)
+        else:
+            report = self.sync.reconcile(self.config.roots, paths=[Path(p) for p in batch.paths], full=batch.rehash,
+                                         report=SyncReport(), should_stop=lambda: self._stop)
+        self._merge(report)
+        self.progress = {}
+        self._pending = self.sync.pending_chunks()
+        self._schedule_retry()
+        self.last_reconcile = {"at": format_ts(datetime.now(timezone.utc)), "full": batch.full,
+                               "paths": len(batch.paths), "reasons": list(batch.reasons),
+                               "seconds": round(time.perf_counter() - started, 3),
+                               **{k: getattr(report, k) for k in ("added", "modified", "moved", "deleted", "failed")}}
+        changed = report.added + report.modified + report.moved + report.deleted + report.failed
+        if batch.full or changed:
+            log.info("reconciled %s in %.2f s: %d added, %d modified, %d moved, %d deleted, %d failed; "
+                     "%d chunks to embed", "everything" if batch.full else f"{len(batch.paths)} path(s)",
+                     self.last_reconcile["seconds"], report.added, report.modified, report.moved,
+                     report.deleted, report.failed, self._pending)
+        for failure in report.failures[:20]:
+            log.warning("cannot index %s: %s", failure["path"], failure["reason"])
+
+    def _embed(self) -> None:
+        assert self.sync is not None
+        self.state = "embedding"
+        report = self.sync.embed_pending(should_stop=self._stop_or_due, fetch=EMBED_ROUND)
+        self._merge(report)
+        self.progress = {}
+        self._pending = self.sync.pending_chunks()
+
+    def _idle(self) -> None:
+        if self.state != "idle":
+            self.state = "idle"
+            self.progress = {}
+            self.notifier.status(self._status_line())
+        with self._done:
+            if self._inflight:
+                self._done_ticket = max(self._done_ticket, *self._inflight)
+                self._inflight.clear()
+                self._done.notify_all()
+
+    def _merge(self, report: SyncReport) -> None:
+        for key, value in report.as_dict().items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                setattr(self._report, key, getattr(self._report, key) + value)
+        self._report.failures = (self._report.failures + report.failures)[-50:]
+
+    def _schedule_retry(self) -> None:
+        from indexer.storage import document_store as store
+
+        assert self.sync is not None
+        earliest = store.next_retry_after(self.sync.open())
+        try:
+            self._next_retry = parse_ts(earliest).timestamp() + 0.05 if earliest else None
+        except ValueError:
+            self._next_retry = time.time()
+
+    def _queue_retries(self) -> None:
+        from indexer.storage import document_store as store
+
+        assert self.sync is not None
+        due = store.retry_due_paths(self.sync.open(), format_ts(datetime.now(timezone.utc)))
+        self._next_retry = None
+        if due:
+            self.queue.request_full("retrying failed files", paths=tuple(due))
+
+    def _on_progress(self, event: str, **info: Any) -> None:
+        if event not in ("files", "embed"):
+            return
+        self.progress = {"stage": "reading files" if event == "files" else "embedding",
+                         "done": info.get("done", 0), "total": info.get("total", 0)}
+        self.notifier.watchdog()  # progress is being made
+        now = time.monotonic()
+        if now - self._last_status >= STATUS_EVERY_S:
+            self._last_status = now
+            self.notifier.status(self._status_line())
+
+    def _status_line(self) -> str:
+        if self.progress.get("stage"):
+            return f"{self.progress['stage']}: {self.progress['done']}/{self.progress['total']}"
+        assert self.sync is not None
+        from indexer.storage import document_store as store
+
+        counts = store.status_counts(self.sync.open())
+        return (f"{self.state}: {sum(counts.values())} documents, {counts['synced']} synced, "
+                f"{counts['failed']} failed, {self._pending} chunks to embed")
+
+    # -- reload (SIGHUP) ----------------------------------------------------------------
+    def _do_reload(self) -> None:
+        self.state = "reloading"
+        self.notifier.reloading()
+        log.info("reloading the configuration")
+        try:
+            new = self._load_config()
+            if new.db != self.config.db:
+                raise ConfigError(f"the database cannot change on reload ({self.config.db} -> {new.db}); restart instead")
+            check_roots(new)
+        except IndexerError as exc:
+            log.error("reload refused, the old configuration stays: %s", exc)
+            self.notifier.ready(f"reload refused: {exc}")
+            return
+        old = self.config
+        self.config = new
+        assert self.sync is not None and self.watcher is not None
+        embedding_keys = ("model", "query_prefix", "document_prefix", "embed_threads", "embed_batch")
+        if any(getattr(old, k) != getattr(new, k) for k in embedding_keys):
+            self.sync.embedder = self.factory(new)
+            self.sync._counter = None
+            if self.searcher is not None:
+                self.searcher.close()
+            self.searcher = WarmSearcher(new, self.factory)
+        elif self.searcher is not None:
+            self.searcher.config = new
+        self.sync.config = new
+        self.queue.quiet_s = new.debounce_ms / 1000
+        removed = [r for r in old.roots if r not in new.roots]
+        if removed:
+            log.info("forgot %d document(s) of removed root(s) %s", self.sync.forget(removed, new.roots),
+                     ", ".join(map(str, removed)))
+        if (old.roots, old.include, old.exclude) != (new.roots, new.include, new.exclude):
+            self.watcher.stop()
+            self.watcher = Watcher(new.roots, self.queue, poll=self.poll)
+            self.watcher.start()
+        self._reconcile(Batch((), True, ("reload",), (), False))
+        self.notifier.ready(self._status_line())
+        log.info("reloaded: %s", self._status_line())
+
+    # -- the control socket's requests (called on its threads) ---------------------------
+    def describe(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), "version": __version__, "state": self.state, "progress": dict(self.progress),
+                "roots": [str(r) for r in self.config.roots], "watcher": "polling" if self.poll else "native",
+                "queued_paths": len(self.queue), "chunks_to_embed": self._pending,
+                "uptime_s": round(time.time() - self.started_at, 1), "last_reconcile": self.last_reconcile,
+                "worker_errors": self.errors,
+                "search_warm_s": None if self.searcher is None else self.searcher.warm_seconds}
+
+    def handle(self, request: dict[str, Any]) -> Any:
+        op = request["op"]
+        if op == "ping":
+            return {"pong": True, "pid": os.getpid(), "version": __version__, "state": self.state}
+        if op == "status":
+            from indexer.status import collect_status
+
+            info = collect_status(self.config.db)
+            info["daemon"] = self.describe()
+            return info
+        if op == "search":
+            return self._search(request)
+        if op == "reindex":
+            return self._reindex(request)
+        raise ValidationError(f"unknown op {op!r}: use search, status, reindex or ping")
+
+    def _search(self, request: dict[str, Any]) -> dict[str, Any]:
+        from indexer.search import SearchOptions
+        from indexer.storage.search_store import Filters
+
+        query = request.get("query")
+        if not isinstance(query, str):
+            raise ValidationError("search needs a \"query\" string")
+        raw_filters = request.get("filters") or {}
+        allowed = {"document_type", "since", "path_prefix", "path_glob"}
+        if not isinstance(raw_filters, dict) or set(raw_filters) - allowed:
+            raise ValidationError(f"filters: an object with keys among {', '.join(sorted(allowed))}")
+        try:
+            options = SearchOptions(mode=str(request.get("mode", "hybrid")), k=int(request.get("k", 10)),
+                                    filters=Filters(**raw_filters))
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(f"bad search request: {exc}") from None
+        assert self.searcher is not None
+        started = time.perf_counter()
+        response = self.searcher.search(query, options)
+        response["served_by"] = {"daemon_pid": os.getpid(), "ms": round((time.perf_counter() - started) * 1000, 2)}
+        return response
+
+    def _reindex(self, request: dict[str, Any]) -> dict[str, Any]:
+        paths = request.get("paths") or []
+        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+            raise ValidationError("reindex: \"paths\" is a list of strings")
+        for raw in paths:
+            if not any(Path(raw) == r or r in Path(raw).parents for r in self.config.roots):
+                raise ValidationError(f"{raw} is outside the daemon's roots ({', '.join(map(str, self.config.roots))})")
+        ticket = next(self._tickets)
+        rehash = bool(request.get("full"))
+        self.queue.request_full("reindex request" + (" (--full)" if rehash else ""), ticket=ticket,
+                                paths=tuple(paths), rehash=rehash)
+        if not request.get("wait", True):
+            return {"queued": True, "ticket": ticket}
+        with self._done:
+            while self._done_ticket < ticket and not self._stop:
+                self._done.wait(timeout=1.0)
+        if self._done_ticket < ticket:
+            raise IndexerError("the daemon stopped before the reindex finished")
+        return {"queued": True, "ticket": ticket, "done": True, "report": self._report.as_dict(),
+                "daemon": self.describe()}

@@ -1,0 +1,1 @@
+"""The systemd user unit template, shipped inside the package as ``indexer.systemd``."""
