@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, Sequence
@@ -152,7 +153,9 @@ class HashEmbedder:
     Texts sharing words get similar vectors, so ranking tests still mean something.
     """
 
-    def __init__(self, dim: int = 64, name: str = "test-hash-embedder", max_tokens: int = 254) -> None:
+    def __init__(self, dim: int = 64, name: str = "test-hash-embedder", max_tokens: int = 254,
+                 delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
         self.name = name
         self._dim = dim
         self._max_tokens = max_tokens
@@ -180,6 +183,8 @@ class HashEmbedder:
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         self.calls += 1
         self.texts_embedded += len(texts)
+        if self.delay_s:
+            time.sleep(self.delay_s * len(texts))
         return _normalise(np.stack([self._vector(t) for t in texts])) if texts else np.zeros((0, self._dim), np.float32)
 
     def embed_query(self, text: str) -> np.ndarray:
@@ -188,14 +193,17 @@ class HashEmbedder:
 
 def make_embedder(model: str, *, query_prefix: str = "", document_prefix: str = "", threads: int = 1,
                   batch_size: int = 32) -> Embedder:
-    """The embedder a config names. ``hash:DIM`` is the deterministic word-hash stand-in
-    (no torch, no meaning beyond shared words): for tests and benchmarks of the plumbing."""
+    """The embedder a config names. ``hash:DIM[:MS]`` is the deterministic word-hash stand-in
+    (no torch, no meaning beyond shared words; MS milliseconds of sleep per text emulate a
+    slow model): for tests and benchmarks of the plumbing."""
     if model.startswith("hash:"):
         try:
-            dim = int(model.split(":", 1)[1])
+            parts = [int(p) for p in model.split(":")[1:]]
+            if not 1 <= len(parts) <= 2 or parts[0] < 2 or min(parts) < 0:
+                raise ValueError
         except ValueError:
-            raise IndexerError(f"model {model!r}: use hash:DIM, e.g. hash:64") from None
-        return HashEmbedder(dim=dim, name=model)
+            raise IndexerError(f"model {model!r}: use hash:DIM or hash:DIM:MS_PER_TEXT, e.g. hash:64") from None
+        return HashEmbedder(dim=parts[0], name=model, delay_s=(parts[1] / 1000 if len(parts) > 1 else 0.0))
     return SentenceTransformerEmbedder(model, query_prefix=query_prefix, document_prefix=document_prefix,
                                        threads=threads, batch_size=batch_size)
 

@@ -88,6 +88,21 @@ def _reindex_by_daemon(config: Any, targets: list[Path], full: bool) -> Any:
     return report
 
 
+def _reindex_here(config: Any, paths: tuple[str, ...], full: bool, as_json: bool) -> Any:
+    from indexer.sync import DocumentSync
+
+    extra_roots, targets = _split_targets(paths, config.roots)
+    run_roots = tuple(config.roots) + tuple(extra_roots)
+    if not run_roots:
+        raise ConfigError("no roots to index: give --root DIR, a PATH, or set `roots` in the config")
+    for root in run_roots:
+        if not root.is_dir():
+            raise ConfigError(f"root {root} is not a directory")
+    show_bar = not as_json and sys.stderr.isatty()
+    with _Bar(show_bar) as bar, DocumentSync(config, progress=bar) as sync:
+        return sync.run(run_roots, paths=targets or None, full=full)
+
+
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--root", "roots", multiple=True, type=click.Path(file_okay=False), help="A root to index (repeatable; replaces the configured roots).")
@@ -97,23 +112,16 @@ def _reindex_by_daemon(config: Any, targets: list[Path], full: bool) -> Any:
 def reindex(app: AppContext, paths: tuple[str, ...], roots: tuple[str, ...], full: bool, as_json: bool) -> None:
     """One-shot sync of the configured roots, or of the given PATHs, then embed what is pending.
 
-    A directory outside the configured roots is synced as a root for this run.
+    A directory outside the configured roots is synced as a root for this run. When the daemon
+    runs (and no --root is given) it does the work, and this command waits for it.
     """
-    from indexer.sync import DocumentSync
-
     config = app.config(roots=list(roots) or None)
-    extra_roots, targets = _split_targets(paths, config.roots)
-    run_roots = tuple(config.roots) + tuple(extra_roots)
-    if not run_roots:
-        raise ConfigError("no roots to index: give --root DIR, a PATH, or set `roots` in the config")
-    for root in run_roots:
-        if not root.is_dir():
-            raise ConfigError(f"root {root} is not a directory")
-    report = None if roots or extra_roots else _reindex_by_daemon(config, targets, full)
+    report = None
+    if not roots:  # the daemon (when it runs) owns the document tables: it does the work
+        absolute = [Path(p).expanduser().absolute() for p in paths]
+        report = _reindex_by_daemon(config, [p.resolve() if p.exists() else p for p in absolute], full)
     if report is None:
-        show_bar = not as_json and sys.stderr.isatty()
-        with _Bar(show_bar) as bar, DocumentSync(config, progress=bar) as sync:
-            report = sync.run(run_roots, paths=targets or None, full=full)
+        report = _reindex_here(config, paths, full, as_json)
     if as_json:
         emit_json(report.as_dict())
         return

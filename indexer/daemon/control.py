@@ -59,6 +59,30 @@ def prepare_runtime_dir(runtime_dir: Path) -> None:
         os.chmod(runtime_dir, 0o700)
 
 
+SUN_PATH_MAX = 107
+
+
+class _Address:
+    """A socket address usable however long the directory's path is: AF_UNIX paths stop at
+    107 bytes, so a longer one goes through ``/proc/self/fd/N/`` of the directory (Linux)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def __enter__(self) -> str:
+        text = str(self.path)
+        if len(os.fsencode(text)) <= SUN_PATH_MAX:
+            return text
+        self._fd = os.open(self.path.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        return f"/proc/self/fd/{self._fd}/{self.path.name}"
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 def peer_uid(conn: socket.socket) -> int:
     creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     _pid, uid, _gid = struct.unpack("3i", creds)
@@ -80,7 +104,8 @@ class ControlServer:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         old_umask = os.umask(0o177)
         try:
-            sock.bind(str(self.path))
+            with _Address(self.path) as address:
+                sock.bind(address)
         finally:
             os.umask(old_umask)
         os.chmod(self.path, 0o600)
@@ -168,7 +193,8 @@ def call(path: Path, request: dict[str, Any], *, timeout: float | None = 60.0) -
     try:
         sock.settimeout(2.0)
         try:
-            sock.connect(str(path))
+            with _Address(path) as address:
+                sock.connect(address)
         except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError) as exc:
             raise DaemonUnavailable(str(exc)) from None
         except PermissionError as exc:
