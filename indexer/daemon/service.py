@@ -106,8 +106,9 @@ class Daemon:
             self._start()
             if not self._stop:
                 self._reconcile(Batch((), True, ("start-up",), (), False))
+                self.state = "ready"
                 self.notifier.ready(self._status_line())
-                log.info("ready: %s", self._status_line())
+                log.info("%s", self._status_line())
                 self._loop()
         finally:
             self.state = "stopping"
@@ -255,12 +256,18 @@ class Daemon:
         self._merge(report)
         self.progress = {}
         self._pending = self.sync.pending_chunks()
+        if report.chunks_embedded:
+            rate = report.chunks_embedded / report.embed_seconds if report.embed_seconds else 0.0
+            log.info("embedded %d chunks in %.1f s (%.1f/s); %d to go", report.chunks_embedded,
+                     report.embed_seconds, rate, self._pending)
 
     def _idle(self) -> None:
         if self.state != "idle":
             self.state = "idle"
             self.progress = {}
-            self.notifier.status(self._status_line())
+            line = self._status_line()
+            self.notifier.status(line)
+            log.info("%s", line)
         with self._done:
             if self._inflight:
                 self._done_ticket = max(self._done_ticket, *self._inflight)
@@ -350,8 +357,9 @@ class Daemon:
             self.watcher = Watcher(new.roots, self.queue, poll=self.poll)
             self.watcher.start()
         self._reconcile(Batch((), True, ("reload",), (), False))
+        self.state = "ready"
         self.notifier.ready(self._status_line())
-        log.info("reloaded: %s", self._status_line())
+        log.info("reloaded; %s", self._status_line())
 
     # -- the control socket's requests (called on its threads) ---------------------------
     def describe(self) -> dict[str, Any]:

@@ -187,10 +187,12 @@ def chunk_details(conn: Any, chunk_ids: Sequence[int]) -> dict[int, dict[str, An
 
 
 def index_progress(conn: Any) -> dict[str, int]:
-    docs = conn.execute("SELECT count(*), sum(sync_status = 'synced') FROM document_index").fetchone()
-    chunks = conn.execute("SELECT count(*), count(embedded_at) FROM document_chunks").fetchone()
-    return {"documents": int(docs[0] or 0), "synced": int(docs[1] or 0),
-            "chunks": int(chunks[0] or 0), "embedded": int(chunks[1] or 0)}
+    # every count is answered from an index (no scan of the wide rows: searches call this)
+    documents = int(conn.execute("SELECT count(*) FROM document_index").fetchone()[0])
+    synced = int(conn.execute("SELECT count(*) FROM document_index WHERE sync_status = 'synced'").fetchone()[0])
+    chunks = int(conn.execute("SELECT count(*) FROM document_chunks").fetchone()[0])
+    waiting = int(conn.execute("SELECT count(*) FROM document_chunks WHERE embedded_at IS NULL").fetchone()[0])
+    return {"documents": documents, "synced": synced, "chunks": chunks, "embedded": chunks - waiting}
 
 
 def nearest_documents(conn: Any, vector: np.ndarray, limit: int) -> list[dict[str, Any]]:
