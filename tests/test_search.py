@@ -15,7 +15,7 @@ from indexer.embedding import HashEmbedder
 from indexer.errors import ValidationError
 from indexer.search import SearchOptions, fuse, group_by_document, run_search
 from indexer.storage import driver
-from indexer.storage.search_store import Filters, fts_query
+from indexer.storage.search_store import Filters, bounded_fts_query, fts_query
 from indexer.sync import DocumentSync
 from indexer.tokenizer import WhitespaceTokenCounter
 
@@ -50,6 +50,21 @@ CORPUS = {
     "grep.md": "# grep\n\n> Find patterns in files.\n\n- Search for a pattern within a file:\n\n`grep pattern file`\n",
     "design/cache.md": "---\ntype: design\n---\n# Cache design\n\nThe cache stores archive entries for remote hosts.\n",
 }
+
+
+def test_keyword_work_is_bounded_by_dropping_the_commonest_terms(tmp_path: Path) -> None:
+    files = {f"common{i}.md": f"# Note {i}\n\nthe shared word everywhere, item {i}\n" for i in range(30)}
+    files["rare.md"] = "# Rare\n\nthe shared word and a zeppelin\n"
+    db = build(tmp_path, files)
+    conn = driver.connect(db, readonly=True)
+    try:
+        assert bounded_fts_query(conn, "shared zeppelin", budget=10_000) == '"shared" OR "zeppelin"'
+        assert bounded_fts_query(conn, "shared zeppelin", budget=10) == '"zeppelin"'  # 31 chunks > budget
+        assert bounded_fts_query(conn, "shared", budget=1) == '"shared"'  # one term: always kept
+        assert bounded_fts_query(conn, "shared everywhere", budget=1) in ('"shared"', '"everywhere"')
+        assert bounded_fts_query(conn, "!!!") is None
+    finally:
+        conn.close()
 
 
 def test_fuse_weights_and_ranks() -> None:

@@ -59,18 +59,45 @@ class Filters:
         return (" AND ".join(clauses) or "1"), params
 
 
-def fts_query(text: str) -> str | None:
-    """Any user text as a safe FTS5 query: its words, each quoted, OR-ed (BM25 ranks)."""
+def fts_terms(text: str) -> list[str]:
+    """Any user text as safe FTS5 terms: its words, each quoted; stopwords dropped unless
+    nothing else is left."""
     words = _WORD.findall(text.lower())
-    if not words:
-        return None
     unique = list(dict.fromkeys(w for w in words if w not in STOPWORDS)) or list(dict.fromkeys(words))
-    return " OR ".join('"' + w.replace('"', '""') + '"' for w in unique)
+    return ['"' + w.replace('"', '""') + '"' for w in unique]
+
+
+def fts_query(text: str) -> str | None:
+    """The terms OR-ed (BM25 ranks), or None when the text has no word."""
+    return " OR ".join(fts_terms(text)) or None
+
+
+# An OR query costs one BM25 evaluation per matching chunk: on a large index a common word
+# ("file") matches tens of thousands. Terms are kept rarest first while the chunks they match
+# stay within this budget (the rarest is always kept); the dropped ones have the lowest IDF,
+# so they would have weighed least. On small indexes nothing is dropped.
+KEYWORD_ROW_BUDGET = 6000
+
+
+def bounded_fts_query(conn: Any, text: str, budget: int = KEYWORD_ROW_BUDGET) -> str | None:
+    terms = fts_terms(text)
+    if len(terms) <= 1:
+        return terms[0] if terms else None
+    counts = {t: int(conn.execute("SELECT count(*) FROM chunk_fts WHERE chunk_fts MATCH ?", (t,)).fetchone()[0])
+              for t in terms}
+    kept: list[str] = []
+    total = 0
+    for term in sorted(terms, key=lambda t: counts[t]):
+        if kept and total + counts[term] > budget:
+            break
+        kept.append(term)
+        total += counts[term]
+    return " OR ".join(t for t in terms if t in kept)
 
 
 def keyword_hits(conn: Any, text: str, limit: int, filters: Filters) -> list[tuple[int, float]]:
     """(chunk id, bm25 score; higher is better), best first."""
-    query = fts_query(text)
+    query = bounded_fts_query(conn, text)
     if query is None:
         return []
     where, params = filters.sql()
