@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -80,8 +81,13 @@ class DaemonProcess:
         self.notify_path = self.notify_dir / "notify.sock"
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(str(self.notify_path))
-        self.notify.setblocking(False)
+        self.notify.settimeout(0.2)
         self.messages: list[str] = []
+        self._lock = threading.Lock()
+        self._closing = False
+        # read datagrams as systemd does, as they come: the queue of a datagram socket is short
+        self._reader = threading.Thread(target=self._read_notify, daemon=True)
+        self._reader.start()
         self.env = {**os.environ, "INDEXER_HOME": str(home), "INDEXER_MODEL": model,
                     "NOTIFY_SOCKET": str(self.notify_path), "PYTHONUNBUFFERED": "1", **(env or {})}
         self.env.pop("WATCHDOG_USEC", None)
@@ -97,19 +103,25 @@ class DaemonProcess:
         self.socket = socket_path(home / "run", self.db)
 
     # -- notify --------------------------------------------------------------------------
-    def drain(self) -> list[str]:
-        while True:
+    def _read_notify(self) -> None:
+        while not self._closing:
             try:
                 data = self.notify.recv(4096)
             except (socket.timeout, BlockingIOError):
-                return self.messages
-            self.messages.extend(data.decode().split("\n"))
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self.messages.extend(data.decode().split("\n"))
+
+    def drain(self) -> list[str]:
+        with self._lock:
+            return list(self.messages)
 
     def wait_message(self, prefix: str, timeout: float = 30.0, after: int = 0) -> int:
         """Index of the first message starting with ``prefix`` at or after ``after``."""
         def found() -> int | None:
-            self.drain()
-            for i, m in enumerate(self.messages[after:], start=after):
+            for i, m in enumerate(self.drain()[after:], start=after):
                 if m.startswith(prefix):
                     return i + 1
             if self.proc.poll() is not None:
@@ -137,8 +149,15 @@ class DaemonProcess:
 
     def settle(self, root: Path, timeout: float = 30.0) -> None:
         """Wait until the synced rows equal the disk exactly and the daemon is idle."""
-        wait_until(lambda: db_state(self.db, None) == disk_state(root) and db_state(self.db) == disk_state(root)
-                   and self.idle(), timeout, what=f"index == disk under {root}")
+        try:
+            wait_until(lambda: db_state(self.db, None) == disk_state(root) and db_state(self.db) == disk_state(root)
+                       and self.idle(), timeout, interval=0.2, what=f"index == disk under {root}")
+        except AssertionError as exc:
+            disk, rows = disk_state(root), db_state(self.db, None)
+            diff = {"missing": sorted(set(disk) - set(rows))[:5], "extra": sorted(set(rows) - set(disk))[:5],
+                    "different": sorted(p for p in set(disk) & set(rows) if disk[p] != rows[p])[:5]}
+            raise AssertionError(f"{exc}\n{diff}\n{self.state() if self.proc.poll() is None else 'daemon dead'}\n"
+                                 f"{self.log()[-3000:]}") from None
 
     # -- lifecycle -----------------------------------------------------------------------
     def log(self) -> str:
@@ -163,6 +182,8 @@ class DaemonProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self._closing = True
+        self._reader.join(timeout=2)
         self.notify.close()
         self._log.close()
         for p in (self.notify_path,):

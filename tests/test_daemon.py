@@ -62,7 +62,7 @@ def test_start_reconciles_then_ready_and_stops_cleanly(daemon, root: Path) -> No
     assert status_lines, d.messages
     assert d.call({"op": "ping"})["pong"] is True
     assert d.stop() == 0
-    assert "STOPPING=1" in d.drain()
+    wait_until(lambda: "STOPPING=1" in d.drain(), 5, what="STOPPING=1")
     assert not d.socket.exists()  # the socket is removed on the way out
     assert db_check(d.db)["integrity_ok"] == 1
 
@@ -73,8 +73,7 @@ def test_watchdog_pings_only_while_running(daemon) -> None:
     d.wait_message("WATCHDOG=1", after=first + 1)  # keeps pinging while idle
     d.signal(signal.SIGSTOP)  # a stuck loop sends nothing
     time.sleep(0.3)
-    d.drain()
-    count = len(d.messages)
+    count = len(d.drain())
     time.sleep(0.6)
     assert "WATCHDOG=1" not in d.drain()[count:]
     d.signal(signal.SIGCONT)

@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -98,6 +99,21 @@ def test_notifier_speaks_the_protocol(tmp_path: Path) -> None:
     other = Notifier({"NOTIFY_SOCKET": "/nonexistent/x", "WATCHDOG_USEC": "1000", "WATCHDOG_PID": "1"})
     assert other.watchdog_interval is None  # the watchdog is for another process
     assert other.send("READY=1") is False  # an unreachable socket is not an error
+
+
+def test_a_reader_that_never_reads_cannot_freeze_the_daemon(tmp_path: Path) -> None:
+    """A datagram socket queues ~10 datagrams; a blocking send would then hang the worker
+    (found by the checkout-storm test: the daemon stopped answering SIGTERM)."""
+    deaf = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    deaf.bind(str(tmp_path / "deaf.sock"))
+    notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "deaf.sock")})
+    started = time.monotonic()
+    sent = sum(notifier.send(f"STATUS=progress {i}") for i in range(500))
+    assert time.monotonic() - started < 1.0 and 0 < sent < 500  # the overflow was dropped, not waited for
+    started = time.monotonic()
+    notifier.stopping()  # a state change waits a little, then gives up
+    assert 1.5 < time.monotonic() - started < 5
+    deaf.close()
 
 
 def test_instance_lock(tmp_path: Path) -> None:

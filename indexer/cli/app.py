@@ -18,6 +18,7 @@ from indexer.errors import IndexerError
 # its commands runs (or for --help), so `indexer search` through the daemon stays light.
 COMMAND_MODULES = {
     "migrate": "indexer.cli.db_cmds", "doctor": "indexer.cli.db_cmds",
+    "backup": "indexer.cli.db_cmds", "restore": "indexer.cli.db_cmds",
     "reindex": "indexer.cli.doc_cmds", "status": "indexer.cli.doc_cmds",
     "search": "indexer.cli.search_cmds",
     "memory": "indexer.cli.memory_cmds", "session": "indexer.cli.session_cmds",

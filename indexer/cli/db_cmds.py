@@ -1,4 +1,4 @@
-"""``indexer migrate`` and ``indexer doctor``."""
+"""``indexer migrate``, ``doctor``, ``backup`` and ``restore``."""
 
 from __future__ import annotations
 
@@ -77,3 +77,48 @@ def doctor(app: AppContext, as_json: bool) -> None:
         click.echo(f"{len(checks) - len(failed)} passed, {len(failed)} failed: {config.db}")
     if failed:
         sys.exit(1)
+
+
+@cli.command()
+@click.argument("path", type=click.Path(dir_okay=True))
+@click.option("--force", is_flag=True, help="Overwrite PATH if it exists.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def backup(app: AppContext, path: str, force: bool, as_json: bool) -> None:
+    """Copy the database to PATH (a file, or a directory for a timestamped name), online.
+
+    Uses SQLite's backup API: one consistent snapshot while the daemon keeps writing. The copy
+    is checked (integrity_check) before it is renamed into place.
+    """
+    from pathlib import Path
+
+    from indexer.storage.backup import backup as run_backup
+
+    report = run_backup(app.config().db, Path(path), overwrite=force)
+    if as_json:
+        emit_json(report.as_dict())
+    else:
+        click.echo(f"backup written: {report.target} ({report.bytes / 1e6:.1f} MB, {report.seconds:.2f} s, "
+                   f"migrations {', '.join(report.migrations) or '-'})")
+
+
+@cli.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def restore(app: AppContext, path: str, as_json: bool) -> None:
+    """Replace the database with the backup at PATH (the daemon must be stopped).
+
+    The replaced database is kept as <db>.before-restore. Run `indexer migrate` afterwards if the
+    backup is older than this version (the daemon does it on start).
+    """
+    from pathlib import Path
+
+    from indexer.storage.backup import restore as run_restore
+
+    report = run_restore(Path(path), app.config().db)
+    if as_json:
+        emit_json(report.as_dict())
+    else:
+        click.echo(f"restored {report.source} -> {report.target}"
+                   + (f" (previous database kept as {report.kept_previous})" if report.kept_previous else ""))

@@ -27,27 +27,40 @@ class Notifier:
     def enabled(self) -> bool:
         return self.address is not None
 
-    def send(self, *fields: str) -> bool:
-        """Send ``KEY=value`` lines; False (never an exception) if systemd is not listening."""
+    def send(self, *fields: str, patience_s: float = 0.0) -> bool:
+        """Send ``KEY=value`` lines; False (never an exception) if systemd is not listening.
+
+        Never blocks the caller: a datagram socket whose reader is slow fills up (Linux queues
+        only ``net.unix.max_dgram_qlen`` datagrams), and a blocking send would freeze the worker.
+        Progress and watchdog messages are dropped then; state changes (READY, RELOADING,
+        STOPPING) are retried for ``patience_s``."""
         if self.address is None:
             return False
-        try:
-            if self._sock is None:
-                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-            self._sock.sendto("\n".join(fields).encode("utf-8", "replace"), self.address)
-            return True
-        except OSError:
-            return False
+        payload = "\n".join(fields).encode("utf-8", "replace")
+        deadline = time.monotonic() + patience_s
+        while True:
+            try:
+                if self._sock is None:
+                    self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
+                self._sock.sendto(payload, self.address)
+                return True
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.01)
+            except OSError:
+                return False
 
     def ready(self, status: str = "") -> None:
-        self.send("READY=1", *( [f"STATUS={status}"] if status else []), f"MAINPID={os.getpid()}")
+        self.send("READY=1", *([f"STATUS={status}"] if status else []), f"MAINPID={os.getpid()}", patience_s=2.0)
 
     def reloading(self) -> None:
         # systemd >= 253 wants MONOTONIC_USEC with RELOADING=1 for Type=notify-reload
-        self.send("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
+        self.send("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}",
+                  patience_s=2.0)
 
     def stopping(self) -> None:
-        self.send("STOPPING=1")
+        self.send("STOPPING=1", patience_s=2.0)
 
     def status(self, text: str) -> None:
         self.send(f"STATUS={text}")

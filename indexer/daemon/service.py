@@ -105,8 +105,14 @@ class Daemon:
         try:
             self._start()
             if not self._stop:
-                self._reconcile(Batch((), True, ("start-up",), (), False))
-                self.state = "ready"
+                try:
+                    self._reconcile(Batch((), True, ("start-up",), (), False))
+                    self.state = "ready"
+                except Exception as exc:  # a full disk, a locked file...: serve what is there, retry
+                    log.error("first reconcile failed: %s: %s; retrying in the background", type(exc).__name__, exc)
+                    self.errors += 1
+                    self.state = "error"
+                    self.queue.request_full("retry of the first reconcile", immediate=False)
                 self.notifier.ready(self._status_line())
                 log.info("%s", self._status_line())
                 self._loop()
@@ -122,6 +128,9 @@ class Daemon:
         return 0
 
     def _start(self) -> None:
+        import faulthandler
+
+        faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID`: every thread's stack to stderr
         self.sync = DocumentSync(self.config, embedder=self.factory(self.config), progress=self._on_progress)
         self.sync.open()  # migrates
         self.searcher = WarmSearcher(self.config, self.factory)
@@ -316,7 +325,10 @@ class Daemon:
         assert self.sync is not None
         from indexer.storage import document_store as store
 
-        counts = store.status_counts(self.sync.open())
+        try:
+            counts = store.status_counts(self.sync.open())
+        except Exception as exc:  # the status line must never be what stops the daemon
+            return f"{self.state}: cannot read the index ({exc})"
         return (f"{self.state}: {sum(counts.values())} documents, {counts['synced']} synced, "
                 f"{counts['failed']} failed, {self._pending} chunks to embed")
 

@@ -14,12 +14,19 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirMovedEvent, FileClosedEvent, FileCreatedEvent,
+                             FileDeletedEvent, FileModifiedEvent, FileMovedEvent, FileSystemEvent,
+                             FileSystemEventHandler)
 
 from indexer.daemon.changes import ChangeQueue
 
 log = logging.getLogger("indexer.watcher")
 IGNORED_EVENTS = frozenset({"opened", "closed_no_write"})
+# Only changes are asked of the kernel: reads (IN_OPEN, IN_CLOSE_NOWRITE, IN_ACCESS) by any
+# tool walking the tree (grep -r, an IDE, this daemon's own hashing) would flood the inotify
+# queue until it overflows.
+WATCHED_EVENTS = (FileCreatedEvent, FileDeletedEvent, FileMovedEvent, FileModifiedEvent, FileClosedEvent,
+                  DirCreatedEvent, DirDeletedEvent, DirMovedEvent)
 POLL_INTERVAL_S = 2.0
 
 
@@ -81,7 +88,7 @@ class Watcher:
             observer = Observer()
         handler = _Handler(self.queue)
         for root in self.roots:
-            observer.schedule(handler, str(root), recursive=True)
+            observer.schedule(handler, str(root), recursive=True, event_filter=list(WATCHED_EVENTS))
         observer.daemon = True
         observer.start()
         logging.getLogger("watchdog").addHandler(self._overflow)
