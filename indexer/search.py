@@ -50,7 +50,7 @@ def fuse(rankings: dict[str, Ranking], weights: dict[str, float], rrf_k: int) ->
         weight = weights.get(name, 1.0)
         for rank, (chunk_id, score) in enumerate(ranking, start=1):
             fused[chunk_id] = fused.get(chunk_id, 0.0) + weight / (rrf_k + rank)
-            explain.setdefault(chunk_id, {})[name] = {"rank": rank, "score": round(score, 6)}
+            explain.setdefault(chunk_id, {})[name] = {"rank": rank, "score": score}
     ordered = sorted(fused.items(), key=lambda item: (-item[1], item[0]))
     return [(chunk_id, score, explain[chunk_id]) for chunk_id, score in ordered]
 
@@ -121,8 +121,7 @@ def run_search(conn: Any, query: str, options: SearchOptions,
             rankings["keyword"] = search_store.keyword_hits(conn, query, depth, options.filters)
         if options.mode in ("hybrid", "semantic") and vector is not None:
             rankings["semantic"] = search_store.vector_hits(conn, vector, depth, options.filters, matrix)
-        details = search_store.chunk_details(conn, sorted({c for r in rankings.values() for c, _ in r}))
-        doc_of = {c: d["document_id"] for c, d in details.items()}
+        doc_of = search_store.chunk_documents(conn, sorted({c for r in rankings.values() for c, _ in r}))
         fused = fuse(rankings, {"semantic": options.semantic_weight, "keyword": options.keyword_weight}, options.rrf_k)
         doc_fused = fuse({name: document_ranking(r, doc_of) for name, r in rankings.items()},
                          {"semantic": options.semantic_weight, "keyword": options.keyword_weight}, options.rrf_k)
@@ -131,13 +130,15 @@ def run_search(conn: Any, query: str, options: SearchOptions,
         if len(groups) >= options.k or exhausted or depth >= search_store.MAX_K:
             break
         depth = min(depth * 4, search_store.MAX_K)
+    details = search_store.chunk_details(conn, sorted({c for *_, chunks in groups for c, _, _ in chunks[:6]}))
     for doc_id, doc_score, doc_explain, chunks in groups:
         best_id = chunks[0][0]
         best = details[best_id]
         response["results"].append({
             "path": best["path"], "title": best["title"], "document_type": best["document_type"],
             "heading_path": best["heading_path"], "start_line": best["start_line"], "end_line": best["end_line"],
-            "snippet": snippet(best["text"], query), "score": round(doc_score, 6), "explain": doc_explain,
+            "snippet": snippet(best["text"], query), "score": round(doc_score, 6),
+            "explain": {name: {"rank": v["rank"], "score": round(v["score"], 6)} for name, v in doc_explain.items()},
             "other_chunks": [
                 {"heading_path": details[c]["heading_path"], "start_line": details[c]["start_line"],
                  "end_line": details[c]["end_line"], "score": round(s, 6)}

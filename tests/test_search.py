@@ -205,3 +205,27 @@ def test_in_memory_vector_matrix_matches_sqlite_vec_and_follows_commits(tmp_path
         assert [c for c, _ in hits] == [c for c, _ in vector_hits(conn, query, 5, Filters())]
     finally:
         conn.close()
+
+
+def test_vector_matrix_prefilter_keeps_the_exact_top_hits() -> None:
+    from indexer.storage.search_store import VectorMatrix
+
+    rng = np.random.default_rng(3)
+    centres = rng.standard_normal((40, 64)).astype(np.float32)
+    vectors = centres[rng.integers(0, 40, 4000)] + 0.5 * rng.standard_normal((4000, 64)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    exact, filtered = VectorMatrix(), VectorMatrix()
+    for m in (exact, filtered):
+        m.ids = np.arange(100, 4100, dtype=np.int64)
+        m.matrix = vectors
+    filtered.bits = filtered._sign_bits(vectors)  # as refresh() does above PREFILTER_ABOVE
+    assert filtered.bits.shape == (1, 4000)  # 64 dims: one 64-bit word per vector
+    hits = 0
+    for c in range(20):
+        query = centres[c] + 0.5 * rng.standard_normal(64).astype(np.float32)
+        query /= np.linalg.norm(query)
+        want, got = exact.nearest(query, 10), filtered.nearest(query, 10)
+        assert got == sorted(got, key=lambda h: -h[1])  # best first, exact cosine scores
+        assert all(abs(s - float(vectors[i - 100] @ query)) < 1e-5 for i, s in got)
+        hits += len({i for i, _ in want} & {i for i, _ in got})
+    assert hits / 200 >= 0.95

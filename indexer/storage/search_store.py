@@ -100,6 +100,12 @@ def keyword_hits(conn: Any, text: str, limit: int, filters: Filters) -> list[tup
     query = bounded_fts_query(conn, text)
     if query is None:
         return []
+    if not filters.active:  # every FTS row is a chunk's (triggers): no join to sort through
+        rows = conn.execute(
+            "SELECT rowid, -bm25(chunk_fts) FROM chunk_fts WHERE chunk_fts MATCH ? ORDER BY bm25(chunk_fts) LIMIT ?",
+            (query, limit),
+        ).fetchall()
+        return [(int(r[0]), float(r[1])) for r in rows]
     where, params = filters.sql()
     rows = conn.execute(
         "SELECT f.rowid, -bm25(chunk_fts) AS score FROM chunk_fts AS f "
@@ -130,10 +136,19 @@ class VectorMatrix:
     serves stale vectors. One-shot commands do not use it (loading costs more than one KNN).
     """
 
+    # Above this many vectors, candidates are first chosen by the Hamming distance of sign
+    # bits (48 bytes a vector instead of 1,536), then re-scored exactly with the floats:
+    # the best 5 % (at least 10 per result wanted). On the real-model quality index that
+    # keeps 99.7 % of the exact top 10 and 93 % of the top 50 (README).
+    PREFILTER_ABOVE = 20_000
+    PREFILTER_FRACTION = 20  # 1/20 of the vectors are re-scored
+    PREFILTER_FACTOR = 10
+
     def __init__(self) -> None:
         self._version: int | None = None
         self.ids = np.zeros(0, dtype=np.int64)
         self.matrix = np.zeros((0, 0), dtype=np.float32)
+        self.bits = np.zeros((0, 0), dtype=np.uint64)  # (words, vectors), when prefiltering
 
     def refresh(self, conn: Any) -> None:
         version = int(conn.execute("PRAGMA data_version").fetchone()[0])
@@ -143,16 +158,43 @@ class VectorMatrix:
         self.ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         self.matrix = (np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1)
                        if rows else np.zeros((0, 0), dtype=np.float32))
+        self.bits = (self._sign_bits(self.matrix) if len(rows) > self.PREFILTER_ABOVE
+                     else np.zeros((0, 0), dtype=np.uint64))
         self._version = version
+
+    @staticmethod
+    def _sign_bits(matrix: np.ndarray) -> np.ndarray:
+        """One bit a dimension (positive or not), packed into 64-bit words, one row per word
+        (word-major: the Hamming distance is then a few passes over contiguous arrays)."""
+        packed = np.packbits(matrix > 0, axis=-1)
+        pad = (-packed.shape[-1]) % 8
+        if pad:
+            packed = np.pad(packed, [(0, 0), (0, pad)])
+        return np.ascontiguousarray(np.ascontiguousarray(packed).view(np.uint64).T)
+
+    def _hamming(self, vector: np.ndarray) -> np.ndarray:
+        query = self._sign_bits(vector[None, :])[:, 0]
+        distance = np.bitwise_count(self.bits[0] ^ query[0]).astype(np.uint16)
+        for word in range(1, len(query)):
+            distance += np.bitwise_count(self.bits[word] ^ query[word])
+        return distance
 
     def nearest(self, vector: np.ndarray, limit: int) -> list[tuple[int, float]]:
         if not len(self.ids):
             return []
-        scores = self.matrix @ np.asarray(vector, dtype=np.float32)
+        vector = np.asarray(vector, dtype=np.float32)
+        candidates = max(limit * self.PREFILTER_FACTOR, len(self.ids) // self.PREFILTER_FRACTION)
+        if self.bits.size and candidates < len(self.ids):
+            rows = np.argpartition(self._hamming(vector), candidates - 1)[:candidates]
+            scores = self.matrix[rows] @ vector
+        else:
+            rows = None
+            scores = self.matrix @ vector
         limit = min(limit, len(scores))
         top = np.argpartition(-scores, limit - 1)[:limit]
         top = top[np.argsort(-scores[top], kind="stable")]
-        return [(int(self.ids[i]), float(scores[i])) for i in top]
+        index = top if rows is None else rows[top]
+        return [(int(self.ids[i]), float(s)) for i, s in zip(index, scores[top])]
 
 
 def vector_hits(conn: Any, vector: np.ndarray, limit: int, filters: Filters,
@@ -193,6 +235,17 @@ def vector_hits(conn: Any, vector: np.ndarray, limit: int, filters: Filters,
         if len(rows) >= limit or k >= min(total, MAX_K) or k >= MAX_K:
             return [(int(r[0]), 1.0 - float(r[1])) for r in rows[:limit]]
         k = min(k * 4, MAX_K)
+
+
+def chunk_documents(conn: Any, chunk_ids: Sequence[int]) -> dict[int, int]:
+    """chunk id -> document id (what fusion needs for every candidate; details come later,
+    for the chunks shown)."""
+    owners: dict[int, int] = {}
+    for start in range(0, len(chunk_ids), 900):
+        part = list(chunk_ids[start:start + 900])
+        owners.update((int(r[0]), int(r[1])) for r in conn.execute(
+            f"SELECT id, document_id FROM document_chunks WHERE id IN ({','.join('?' * len(part))})", part))
+    return owners
 
 
 def chunk_details(conn: Any, chunk_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
