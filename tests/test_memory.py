@@ -443,7 +443,11 @@ async def test_concurrent_create_delete_churn_keeps_a_gapless_sequence(svc: Memo
     # (NotFoundError); never an IntegrityError or a lock error
     assert all(o == "ok" or o.startswith(("ConflictError", "NotFoundError")) for o in flat), flat
     versions = [e.version for e in await svc.get_memory_history("user:race", "churn")]
-    assert versions == list(range(1, len(versions) + 1)) and len(versions) >= 25
+    # every create that succeeded made exactly one version ("ok": create and delete done;
+    # NotFoundError: created, then another process had deleted it); how many succeed depends
+    # on the interleaving (the old `>= 25` bound did not hold under load: a flaky test)
+    created = sum(1 for o in flat if o == "ok" or o.startswith("NotFoundError"))
+    assert versions == list(range(1, len(versions) + 1)) and len(versions) == created >= 1
 
 
 # --- query plans ---------------------------------------------------------------------------------------

@@ -505,3 +505,20 @@ def test_online_backup_while_the_daemon_indexes_and_restore(tmp_path: Path) -> N
     finally:
         d.close()
     consistent(home / "indexer.db")
+
+
+def test_permission_denied_is_a_readable_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon test above cannot see it when run as root (root reads any file): the same
+    code path, with the read refused."""
+    from indexer.sync import FileProblem, read_markdown
+
+    path = tmp_path / "locked.md"
+    path.write_text("# Locked\n")
+    if os.geteuid() != 0:
+        path.chmod(0)
+    else:
+        def refuse(self: Path) -> bytes:
+            raise PermissionError(13, "Permission denied", str(self))
+        monkeypatch.setattr(Path, "read_bytes", refuse)
+    with pytest.raises(FileProblem, match="permission denied"):
+        read_markdown(path, 1 << 20)
