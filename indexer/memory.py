@@ -324,7 +324,7 @@ class MemoryService:
         value_json = to_json(value)
         meta_json = metadata_json(metadata)
         row = await self.db.run(_create, namespace, key, value_json, memory_type, meta_json,
-                                    created_by, now_ts())
+                                    created_by, now_ts(), inline=True)
         return entry_from_row(row)
 
     async def update_memory(self, namespace: str, key: str, value: Any, updated_by: str | None = None,
@@ -336,7 +336,7 @@ class MemoryService:
         validate_key(key)
         value_json = to_json(value)
         meta_json = metadata_json(metadata) if metadata is not None else None
-        row = await self.db.run(_update, namespace, key, value_json, meta_json, updated_by, now_ts())
+        row = await self.db.run(_update, namespace, key, value_json, meta_json, updated_by, now_ts(), inline=True)
         return entry_from_row(row)
 
     async def get_memory(self, namespace: str, key: str, version: int | None = None) -> MemoryEntry:
@@ -346,7 +346,7 @@ class MemoryService:
         validate_key(key)
         if version is not None:
             validate_version(version)
-        return entry_from_row(await self.db.run(_get, namespace, key, version, write=False))
+        return entry_from_row(await self.db.run(_get, namespace, key, version, write=False, inline=True))
 
     async def get_memory_history(self, namespace: str, key: str) -> list[MemoryEntry]:
         """Every version, oldest first, deleted ones included. NotFoundError for an unknown key."""
@@ -380,14 +380,14 @@ class MemoryService:
         versions were marked. NotFoundError if the key has no live version."""
         validate_namespace(namespace)
         validate_key(key)
-        return await self.db.run(_delete, namespace, key, deleted_by, now_ts())
+        return await self.db.run(_delete, namespace, key, deleted_by, now_ts(), inline=True)
 
     async def restore_memory(self, namespace: str, key: str, restored_by: str | None = None) -> MemoryEntry:
         """Undo a delete: every version live again; returns the latest. ConflictError if the
         key is not deleted, NotFoundError if it never existed."""
         validate_namespace(namespace)
         validate_key(key)
-        return entry_from_row(await self.db.run(_restore, namespace, key, restored_by, now_ts()))
+        return entry_from_row(await self.db.run(_restore, namespace, key, restored_by, now_ts(), inline=True))
 
     async def rollback_memory(self, namespace: str, key: str, version: int,
                               updated_by: str | None = None) -> MemoryEntry:
@@ -397,7 +397,7 @@ class MemoryService:
         validate_namespace(namespace)
         validate_key(key)
         validate_version(version)
-        row = await self.db.run(_rollback, namespace, key, version, updated_by, now_ts())
+        row = await self.db.run(_rollback, namespace, key, version, updated_by, now_ts(), inline=True)
         return entry_from_row(row)
 
     async def cleanup_expired(self, ttl: float | int | timedelta) -> int:

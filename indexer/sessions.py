@@ -224,13 +224,13 @@ class SessionService:
             raise ValidationError(f"metadata must be a JSON object, got {type(metadata).__name__}")
         metadata_json = to_json(metadata or {}, "metadata")
         now = now_ts()
-        row = await self.db.run(_create, session_id, app_name, user_id, project_id, state_json, metadata_json, now)
+        row = await self.db.run(_create, session_id, app_name, user_id, project_id, state_json, metadata_json, now, inline=True)
         return session_from_row(row)
 
     async def get_session(self, session_id: str) -> Session:
         """The session with its events and state; NotFoundError for an unknown id."""
         check_text(session_id, "session_id")
-        return session_from_row(await self.db.run(_get, session_id, write=False))
+        return session_from_row(await self.db.run(_get, session_id, write=False, inline=True))
 
     async def list_sessions(self, app_name: str | None = None, user_id: str | None = None,
                             project_id: str | None = None, status: str | None = None,
@@ -259,7 +259,7 @@ class SessionService:
         prepared = prepare_event(event, now)
         event_json = to_json(prepared, "event")
         ops = state_ops(state_delta) if state_delta is not None else []
-        await self.db.run(_append, session_id, event_json, ops, now)
+        await self.db.run(_append, session_id, event_json, ops, now, inline=True)
         return prepared
 
     async def update_state(self, session_id: str, delta: dict[str, Any]) -> dict[str, Any]:
@@ -267,7 +267,7 @@ class SessionService:
         ``temp:`` keys are dropped, never persisted); returns the new state."""
         check_text(session_id, "session_id")
         ops = state_ops(delta)
-        state = await self.db.run(_update_state, session_id, ops, now_ts())
+        state = await self.db.run(_update_state, session_id, ops, now_ts(), inline=True)
         return dict(json.loads(state))
 
     async def set_status(self, session_id: str, status: str) -> Session:
@@ -275,7 +275,7 @@ class SessionService:
         Returns the session without its events (``event_count`` says how many)."""
         check_text(session_id, "session_id")
         validate_status(status)
-        return session_from_row(await self.db.run(_set_status, session_id, status, now_ts()), with_events=False)
+        return session_from_row(await self.db.run(_set_status, session_id, status, now_ts(), inline=True), with_events=False)
 
     async def activate_session(self, session_id: str) -> Session:
         return await self.set_status(session_id, "active")

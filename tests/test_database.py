@@ -112,3 +112,40 @@ def test_public_api_is_importable_from_the_top_level() -> None:
     assert indexer.Database is Database
     with pytest.raises(AttributeError):
         getattr(indexer, "NoSuchThing")
+
+
+async def test_inline_operations_never_block_the_event_loop_on_another_writer(db_path: Path) -> None:
+    """The inline fast path asks for the write lock with a zero timeout: while another
+    connection holds it, the operation waits on the thread path and the loop keeps running."""
+    import asyncio
+    import threading
+    import time
+
+    from indexer import MemoryService
+
+    async with Database(db_path) as db:
+        memories = MemoryService(db)
+        await memories.create_memory("user:a", "fast", 1, "semantic")  # inline, uncontended
+        other = driver.connect(db_path)
+        other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+        release = threading.Timer(0.6, lambda: other.execute("COMMIT"))
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        tick_task = asyncio.create_task(ticker())
+        started = time.monotonic()
+        release.start()
+        entry = await memories.update_memory("user:a", "fast", 2)
+        waited = time.monotonic() - started
+        tick_task.cancel()
+        release.join()
+        other.close()
+        assert entry.version == 2 and waited >= 0.5
+        assert ticks >= 20  # the loop ran throughout the wait
+        rows = await db.run(lambda conn: conn.execute("PRAGMA busy_timeout").fetchone()[0], write=False)
+        assert rows == 5000  # the zero timeout of the fast path is never left behind
