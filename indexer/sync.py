@@ -20,7 +20,7 @@ from indexer.config import Config
 from indexer.embedding import Embedder, fingerprint, make_embedder
 from indexer.storage import document_store as store
 from indexer.storage import driver, migrations
-from indexer.timeutil import format_ts, now_ts, parse_ts
+from indexer.timeutil import format_ts, parse_ts
 from indexer.tokenizer import TokenCounter, token_counter_for
 
 APPLY_BATCH = 200  # documents per write transaction

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 import json
 import os
+import shutil
 import subprocess
 import sys
 from typing import Any, AsyncIterator
@@ -15,6 +16,17 @@ from indexer.storage import driver
 from indexer.storage.database import Database
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+TLDR_PAGES = REPO_ROOT.parent / "shared" / "corpora" / "tldr" / "pages" / "common"
+
+
+def copy_tldr(dest: Path, names: tuple[str, ...]) -> Path:
+    """A few real tldr pages (read in place from ../shared) copied into ``dest``."""
+    if not TLDR_PAGES.is_dir():
+        pytest.fail(f"the shared corpus is missing at {TLDR_PAGES}")
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copy(TLDR_PAGES / f"{name}.md", dest / f"{name}.md")
+    return dest
 
 
 @pytest.fixture(autouse=True)

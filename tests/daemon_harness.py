@@ -189,3 +189,14 @@ class DaemonProcess:
         for p in (self.notify_path,):
             p.unlink(missing_ok=True)
         self.notify_dir.rmdir()
+
+
+def run_until_settled(home: Path, root: Path, model: str, timeout: float = 240) -> None:
+    """Start a daemon, wait until the index equals the disk, stop it cleanly."""
+    d = DaemonProcess(home, [root], model=model)
+    try:
+        d.ready(120)
+        d.settle(root, timeout=timeout)
+        assert d.stop() == 0
+    finally:
+        d.close()

@@ -167,7 +167,7 @@ def test_second_instance_is_refused(daemon, root: Path, tmp_path: Path) -> None:
     second = subprocess.run([sys.executable, "-m", "indexer", "daemon", "--root", str(root)], env=env,
                             capture_output=True, text=True, timeout=60)
     assert second.returncode == 1
-    assert f"already running" in second.stderr and str(d.proc.pid) in second.stderr
+    assert "already running" in second.stderr and str(d.proc.pid) in second.stderr
     assert d.call({"op": "ping"})["pid"] == d.proc.pid  # the first one is untouched
     assert d.stop() == 0
 

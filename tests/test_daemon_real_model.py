@@ -4,7 +4,6 @@ CLI, follow an edit, stop during embedding."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -12,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import copy_tldr
+
 from daemon_harness import DaemonProcess, db_check, wait_until
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "tldr" / "pages" / "common"
 SAMPLE = ("tar", "grep", "ssh", "curl", "rsync", "find", "chmod", "ping")
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -22,13 +22,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 @pytest.fixture
 def sample(tmp_path: Path) -> Path:
-    if not CORPUS.is_dir():
-        pytest.fail(f"the shared corpus is missing at {CORPUS}")
-    root = tmp_path / "pages"
-    root.mkdir()
-    for name in SAMPLE:
-        shutil.copy(CORPUS / f"{name}.md", root / f"{name}.md")
-    return root
+    return copy_tldr(tmp_path / "pages", SAMPLE)
 
 
 def test_daemon_with_the_real_model(tmp_path: Path, sample: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+
+from conftest import copy_tldr
 
 from indexer import DocumentIndexService
 from indexer.cli import cli
@@ -20,19 +21,12 @@ from indexer.errors import NotFoundError, ValidationError
 from indexer.storage import driver
 from indexer.tokenizer import WhitespaceTokenCounter
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "tldr" / "pages" / "common"
 SAMPLE = ("tar", "grep", "ssh", "curl", "git-commit", "rsync", "find", "chmod")
 
 
 @pytest.fixture
 def sample(tmp_path: Path) -> Path:
-    if not CORPUS.is_dir():
-        pytest.fail(f"the shared corpus is missing at {CORPUS}")
-    root = tmp_path / "pages"
-    root.mkdir()
-    for name in SAMPLE:
-        shutil.copy(CORPUS / f"{name}.md", root / f"{name}.md")
-    return root
+    return copy_tldr(tmp_path / "pages", SAMPLE)
 
 
 @pytest.mark.slow

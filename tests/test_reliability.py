@@ -11,15 +11,15 @@ import os
 import random
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from daemon_harness import DaemonProcess, db_check, db_state, disk_state, wait_until
+from daemon_harness import DaemonProcess, db_check, db_state, disk_state, run_until_settled, wait_until
 from indexer.storage import driver
 
 CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
@@ -108,13 +108,7 @@ def test_kill_9_at_random_moments_never_corrupts_and_converges(tmp_path: Path) -
         victim.write_text(victim.read_text() + f"\n- edited while down {round_no}\n")
         sorted(root.glob("*.md"))[round_no * 7 + 1].unlink()
     print(f"\nkill -9 seed {seed}: (seconds after start, state) {phases}")
-    d = DaemonProcess(home, [root], model="hash:64:10")
-    try:
-        d.ready(120)
-        d.settle(root, timeout=240)
-        assert d.stop() == 0
-    finally:
-        d.close()
+    run_until_settled(home, root, "hash:64:10")
     check = consistent(home / "indexer.db")
     # the result equals a one-shot full reindex into a fresh database
     other = tmp_path / "fresh.db"
@@ -379,16 +373,25 @@ def _umount(path: Path) -> None:
     subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
-@pytest.mark.slow
-def test_a_full_disk_loses_no_memory_rows_and_the_index_recovers(tmp_path: Path) -> None:
-    mount = tmp_path / "small"
-    if not _mount_tmpfs(mount, "3m"):
-        pytest.skip("cannot mount a small tmpfs here (needs CAP_SYS_ADMIN): full-disk test skipped")
+@contextmanager
+def tmpfs_home(tmp_path: Path, size: str, model: str):
+    """A small tmpfs holding INDEXER_HOME (skips where mounting is not allowed)."""
+    mount = tmp_path / "mnt"
+    if not _mount_tmpfs(mount, size):
+        pytest.skip("cannot mount a tmpfs here (needs CAP_SYS_ADMIN): test skipped")
     try:
         home = mount / "home"
         home.mkdir()
-        env = {**os.environ, "INDEXER_HOME": str(home), "INDEXER_MODEL": "hash:384"}
+        env = {**os.environ, "INDEXER_HOME": str(home), "INDEXER_MODEL": model}
         env.pop("NOTIFY_SOCKET", None)
+        yield mount, home, env
+    finally:
+        _umount(mount)
+
+
+@pytest.mark.slow
+def test_a_full_disk_loses_no_memory_rows_and_the_index_recovers(tmp_path: Path) -> None:
+    with tmpfs_home(tmp_path, "3m", "hash:384") as (mount, home, env):
         for i in range(20):
             assert cli(env, "memory", "add", f"user:u{i}", "pref", json.dumps({"i": i})).returncode == 0
         root = tmp_path / "notes"
@@ -396,11 +399,9 @@ def test_a_full_disk_loses_no_memory_rows_and_the_index_recovers(tmp_path: Path)
         d = DaemonProcess(home, [root], model="hash:384")
         try:
             d.ready(120)
-            wait_until(lambda: "database or disk is full" in d.log() or "disk" in d.log().lower() and "error" in d.log().lower(),
-                       120, what="the disk fills up")
+            wait_until(lambda: "database or disk is full" in d.log(), 120, what="the disk fills up")
             assert d.proc.poll() is None  # the daemon lives on, backing off
-            status = d.call({"op": "status"})
-            assert status["daemon"]["worker_errors"] >= 1
+            assert d.call({"op": "status"})["daemon"]["worker_errors"] >= 1
             out = cli(env, "memory", "get", "user:u7", "pref", "--json")
             assert out.returncode == 0 and json.loads(out.stdout)["value"] == {"i": 7}
             # make room: the daemon recovers on its own and finishes
@@ -411,20 +412,11 @@ def test_a_full_disk_loses_no_memory_rows_and_the_index_recovers(tmp_path: Path)
             d.close()
         consistent(home / "indexer.db")
         assert _memory_rows(home / "indexer.db") == 20
-    finally:
-        _umount(mount)
 
 
 @pytest.mark.slow
 def test_a_read_only_data_directory_gives_a_clear_error_and_keeps_rows(tmp_path: Path) -> None:
-    mount = tmp_path / "ro"
-    if not _mount_tmpfs(mount, "20m"):
-        pytest.skip("cannot mount a tmpfs here (needs CAP_SYS_ADMIN): read-only test skipped")
-    try:
-        home = mount / "home"
-        home.mkdir()
-        env = {**os.environ, "INDEXER_HOME": str(home), "INDEXER_MODEL": "hash:16"}
-        env.pop("NOTIFY_SOCKET", None)
+    with tmpfs_home(tmp_path, "20m", "hash:16") as (mount, home, env):
         assert cli(env, "memory", "add", "user:a", "k", '"kept"').returncode == 0
         assert subprocess.run(["mount", "-o", "remount,ro", str(mount)], capture_output=True).returncode == 0
         root = tmp_path / "notes"
@@ -433,12 +425,10 @@ def test_a_read_only_data_directory_gives_a_clear_error_and_keeps_rows(tmp_path:
         for args in (("daemon", "--root", str(root)), ("reindex", "--root", str(root)), ("memory", "add", "user:a", "k2", "1")):
             out = cli(env, *args, timeout=60)
             assert out.returncode != 0 and "Traceback" not in out.stderr, (args, out.stderr)
-            assert "read-only" in out.stderr.lower() or "readonly" in out.stderr.lower() or "unable to open" in out.stderr.lower(), (args, out.stderr)
+            assert re.search("read-only|readonly|unable to open", out.stderr, re.I), (args, out.stderr)
         assert subprocess.run(["mount", "-o", "remount,rw", str(mount)], capture_output=True).returncode == 0
         out = cli(env, "memory", "get", "user:a", "k", "--json")
         assert out.returncode == 0 and json.loads(out.stdout)["value"] == "kept"
-    finally:
-        _umount(mount)
 
 
 # -- rebuild and backup --------------------------------------------------------------------
@@ -497,13 +487,7 @@ def test_online_backup_while_the_daemon_indexes_and_restore(tmp_path: Path) -> N
     assert json.loads(cli(env, "memory", "get", "user:a", "k", "--json").stdout)["value"] == "before backup"
     assert cli(env, "memory", "get", "user:a", "k2").returncode == 1  # written after the backup
     assert Path(f"{home / 'indexer.db'}.before-restore").is_file()
-    d = DaemonProcess(home, [root], model="hash:64:2")  # a restored database catches up with the disk
-    try:
-        d.ready(120)
-        d.settle(root, timeout=240)
-        assert d.stop() == 0
-    finally:
-        d.close()
+    run_until_settled(home, root, "hash:64:2")  # a restored database catches up with the disk
     consistent(home / "indexer.db")
 
 

@@ -37,11 +37,8 @@ def _begin_immediate(raw: Any) -> None:
             delay = min(delay * 2, 0.5)
 
 
-def _run_sync(raw: Any, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
-    if write:
-        _begin_immediate(raw)
-    else:
-        raw.execute("BEGIN")  # one snapshot for every statement of fn
+def _finish(raw: Any, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    """``fn`` inside the transaction just begun, then COMMIT (ROLLBACK on any error)."""
     try:
         result = fn(raw, *args)
         raw.execute("COMMIT")
@@ -50,6 +47,14 @@ def _run_sync(raw: Any, fn: Callable[..., T], args: tuple[Any, ...], write: bool
             raw.execute("ROLLBACK")
         raise
     return result
+
+
+def _run_sync(raw: Any, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
+    if write:
+        _begin_immediate(raw)
+    else:
+        raw.execute("BEGIN")  # one snapshot for every statement of fn
+    return _finish(raw, fn, args)
 
 
 def _run_inline(raw: Any, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> tuple[bool, T | None]:
@@ -67,14 +72,7 @@ def _run_inline(raw: Any, fn: Callable[..., T], args: tuple[Any, ...], write: bo
             raw.execute(f"PRAGMA busy_timeout={driver.EXPECTED_PRAGMAS['busy_timeout']}")
     else:
         raw.execute("BEGIN")
-    try:
-        result = fn(raw, *args)
-        raw.execute("COMMIT")
-    except BaseException:
-        if raw.in_transaction:
-            raw.execute("ROLLBACK")
-        raise
-    return True, result
+    return True, _finish(raw, fn, args)
 
 
 class Database:

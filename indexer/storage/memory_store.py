@@ -18,12 +18,9 @@ version is ``max(version) + 1``). The latest live version is therefore also the 
 from __future__ import annotations
 
 import json
-import time
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Sequence, TypeVar
 
-from indexer.errors import IndexerError
-from indexer.storage import driver, hot_queries
-from indexer.storage.database import LOCK_RETRY_SECONDS, Database, is_busy
+from indexer.storage import hot_queries
 
 T = TypeVar("T")
 
