@@ -239,3 +239,23 @@ def test_indexing_twice_is_idempotent_with_full(db_path: Path, root: Path, embed
     assert report.modified == 2 and report.chunks_embedded == 0 and embedder.texts_embedded == calls
     assert rows(db_path, "SELECT chunk_hash FROM document_chunks ORDER BY document_id, chunk_index") == hashes
     assert set(statuses(db_path).values()) == {"synced"}
+
+
+def test_a_backlog_embeds_the_most_recently_changed_document_first(db_path: Path, root: Path,
+                                                                    embedder: HashEmbedder) -> None:
+    import time
+
+    for i in range(30):
+        (root / f"bulk{i:02}.md").write_text(f"# Bulk {i}\n\nbacklog text {i}\n")
+    sync = make_sync(db_path, root, embedder)
+    sync.reconcile()  # a backlog: nothing embedded yet
+    time.sleep(0.01)  # timestamps have millisecond resolution
+    edited = sorted(root.glob("*.md"))[15]  # neither the first nor the last id
+    edited.write_text("# Edited\n\nchanged while the backlog waits\n")
+    sync.reconcile(paths=[edited])
+    rounds = iter([False])  # one round of one chunk, then stop (as the daemon does between rounds)
+    sync.embed_pending(fetch=1, should_stop=lambda: next(rounds, True))
+    (first,) = rows(db_path, "SELECT d.file_path FROM document_chunks c JOIN document_index d ON d.id = c.document_id "
+                             "WHERE c.embedded_at IS NOT NULL")
+    assert first == (str(edited),)
+    sync.close()

@@ -281,12 +281,15 @@ def delete_documents(conn: Any, paths: Iterable[str]) -> int:
 # --- the embedding queue ---------------------------------------------------------------
 
 def unembedded_chunks(conn: Any, limit: int) -> list[tuple[int, int, str]]:
-    """(chunk id, document id, embed text) of chunks waiting for a vector, document by document."""
+    """(chunk id, document id, embed text) of chunks waiting for a vector, document by document,
+    the most recently changed documents first: an edit made during a long backlog (the first
+    index of a large tree) is searchable by meaning after one round, not after the backlog."""
     return [
         (r[0], r[1], r[2])
         for r in conn.execute(
-            "SELECT id, document_id, embed_text FROM document_chunks WHERE embedded_at IS NULL "
-            "ORDER BY document_id, chunk_index LIMIT ?",
+            "SELECT c.id, c.document_id, c.embed_text FROM document_chunks AS c "
+            "JOIN document_index AS d ON d.id = c.document_id WHERE c.embedded_at IS NULL "
+            "ORDER BY d.updated_at DESC, c.document_id, c.chunk_index LIMIT ?",
             (limit,),
         ).fetchall()
     ]
