@@ -32,6 +32,7 @@ class Config:
     chunk_tokens: int = 200
     debounce_ms: int = 500
     reconcile_interval_s: int = 3600
+    poll_interval_s: int = 2
     max_file_bytes: int = 5 * 1024 * 1024
     embed_threads: int = 1
     embed_batch: int = 32
@@ -103,6 +104,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "chunk_tokens": _int(32, 8192),
     "debounce_ms": _int(0, 600_000),
     "reconcile_interval_s": _int(0, 7 * 24 * 3600),
+    "poll_interval_s": _int(1, 3600),
     "max_file_bytes": _int(1, 1 << 34),
     "embed_threads": _int(1, 256),
     "embed_batch": _int(1, 4096),

@@ -153,8 +153,8 @@ def test_ignored_and_hidden_files_stay_out(daemon, root: Path) -> None:
 
 
 def test_polling_observer(daemon, root: Path) -> None:
-    d = daemon(args=["--poll"]).ready()
-    assert d.state()["watcher"] == "polling"
+    d = daemon(args=["--poll"], env={"INDEXER_POLL_INTERVAL_S": "1"}).ready()
+    assert d.state()["watcher"] == "polling every 1 s"
     write(root / "polled.md", doc("Polled", "periscopes"))
     wait_until(lambda: d.search_paths("periscopes") == [str(root / "polled.md")], timeout=30, what="polled change")
     assert d.stop() == 0

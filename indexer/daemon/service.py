@@ -138,7 +138,7 @@ class Daemon:
         # threads made before the worker lowers its own priority keep the normal one
         threading.Thread(target=self.searcher.warm, name="search-warm", daemon=True).start()
         self._lower_priority()
-        self.watcher = Watcher(self.config.roots, self.queue, poll=self.poll)
+        self.watcher = Watcher(self.config.roots, self.queue, poll=self.poll, poll_interval_s=self.config.poll_interval_s)
         self.watcher.start()  # before the first reconcile: nothing changed during it is missed
         log.info("indexer %s: database %s, socket %s, pid %d", __version__, self.config.db, self.control.path,
                  os.getpid())
@@ -363,9 +363,10 @@ class Daemon:
         if removed:
             log.info("forgot %d document(s) of removed root(s) %s", self.sync.forget(removed, new.roots),
                      ", ".join(map(str, removed)))
-        if (old.roots, old.include, old.exclude) != (new.roots, new.include, new.exclude):
+        if (old.roots, old.include, old.exclude, old.poll_interval_s) != (new.roots, new.include, new.exclude,
+                                                                          new.poll_interval_s):
             self.watcher.stop()
-            self.watcher = Watcher(new.roots, self.queue, poll=self.poll)
+            self.watcher = Watcher(new.roots, self.queue, poll=self.poll, poll_interval_s=new.poll_interval_s)
             self.watcher.start()
         self._reconcile(Batch((), True, ("reload",), (), False))
         self.state = "ready"
@@ -375,7 +376,7 @@ class Daemon:
     # -- the control socket's requests (called on its threads) ---------------------------
     def describe(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "version": __version__, "state": self.state, "progress": dict(self.progress),
-                "roots": [str(r) for r in self.config.roots], "watcher": "polling" if self.poll else "native",
+                "roots": [str(r) for r in self.config.roots], "watcher": f"polling every {self.config.poll_interval_s} s" if self.poll else "native",
                 "queued_paths": len(self.queue), "chunks_to_embed": self._pending,
                 "uptime_s": round(time.time() - self.started_at, 1), "last_reconcile": self.last_reconcile,
                 "worker_errors": self.errors,

@@ -27,7 +27,6 @@ IGNORED_EVENTS = frozenset({"opened", "closed_no_write"})
 # queue until it overflows.
 WATCHED_EVENTS = (FileCreatedEvent, FileDeletedEvent, FileMovedEvent, FileModifiedEvent, FileClosedEvent,
                   DirCreatedEvent, DirDeletedEvent, DirMovedEvent)
-POLL_INTERVAL_S = 2.0
 
 
 def relevant_paths(event_type: str, is_directory: bool, src: str, dest: str = "") -> tuple[str, ...]:
@@ -66,7 +65,9 @@ class _OverflowListener(logging.Handler):
 
 
 class Watcher:
-    def __init__(self, roots: Sequence[Path], queue: ChangeQueue, *, poll: bool = False) -> None:
+    def __init__(self, roots: Sequence[Path], queue: ChangeQueue, *, poll: bool = False,
+                 poll_interval_s: float = 2.0) -> None:
+        self.poll_interval_s = poll_interval_s
         self.roots = tuple(roots)
         self.queue = queue
         self.poll = poll
@@ -81,7 +82,7 @@ class Watcher:
         if self.poll:
             from watchdog.observers.polling import PollingObserver
 
-            observer: Any = PollingObserver(timeout=POLL_INTERVAL_S)
+            observer: Any = PollingObserver(timeout=self.poll_interval_s)
         else:
             from watchdog.observers import Observer
 
