@@ -314,3 +314,17 @@ def test_failed_files_are_reported_and_the_daemon_keeps_running(daemon, root: Pa
     write(root / "bad.md", doc("Bad", "fixed now bananas"))
     wait_until(lambda: d.search_paths("bananas") == [str(root / "bad.md")], what="fixed file indexed")
     assert d.stop() == 0
+
+
+def test_periodic_safety_reconcile_repairs_what_no_event_announced(daemon, root: Path) -> None:
+    d = daemon(env={"INDEXER_RECONCILE_INTERVAL_S": "1"}).ready()
+    d.settle(root)
+    from indexer.storage import driver
+
+    conn = driver.connect(d.db)  # a change no filesystem event reports: a row lost behind the daemon's back
+    conn.execute("DELETE FROM document_index WHERE file_path = ?", (str(root / "beta.md"),))
+    conn.close()
+    assert str(root / "beta.md") not in db_state(d.db)
+    d.settle(root, timeout=15)  # the next periodic reconcile (every second here) puts it back
+    assert "periodic safety reconcile" in d.state()["last_reconcile"]["reasons"]
+    assert d.stop() == 0
