@@ -328,3 +328,20 @@ def test_periodic_safety_reconcile_repairs_what_no_event_announced(daemon, root:
     d.settle(root, timeout=15)  # the next periodic reconcile (every second here) puts it back
     assert "periodic safety reconcile" in d.state()["last_reconcile"]["reasons"]
     assert d.stop() == 0
+
+
+def test_a_daemon_that_does_not_answer_is_worked_around(daemon, root: Path) -> None:
+    d = daemon().ready()
+    d.settle(root)
+    env = {k: v for k, v in d.env.items() if k != "NOTIFY_SOCKET"}
+    d.signal(signal.SIGSTOP)  # accepts connections (the kernel does), answers nothing
+    try:
+        out = subprocess.run([sys.executable, "-m", "indexer", "status", "--json"], env=env, capture_output=True,
+                             text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert "did not answer" in out.stderr
+        info = json.loads(out.stdout)
+        assert info["documents"]["synced"] == 3 and info["daemon"]["pid"] == d.proc.pid
+    finally:
+        d.signal(signal.SIGCONT)
+    assert d.stop() == 0

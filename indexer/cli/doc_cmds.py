@@ -146,7 +146,7 @@ def status(app: AppContext, as_json: bool, direct: bool) -> None:
     from indexer.cli.daemon_client import ask
 
     config = app.config()
-    info = None if direct else ask(config, {"op": "status"}, timeout=30)
+    info = None if direct else ask(config, {"op": "status"}, timeout=5)
     if info is None:
         from indexer.daemon.lock import running_pid
         from indexer.status import collect_status

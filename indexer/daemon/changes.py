@@ -78,6 +78,12 @@ class ChangeQueue:
         if self._first is None:
             self._first = now
 
+    @property
+    def wakeup_fd(self) -> int:
+        """The pipe's write end, for ``signal.set_wakeup_fd``: a signal delivered to any
+        thread then wakes the worker blocked in :meth:`wait`."""
+        return self._write
+
     def poke(self) -> None:
         """Wake the worker. Only ``os.write``: safe from a signal handler."""
         try:

@@ -44,6 +44,10 @@ def _log() -> Any:
     return logging.getLogger("indexer.control")
 
 
+class DaemonTimeout(DaemonError):
+    """The daemon accepted the request but did not answer in time (stopped, or stuck)."""
+
+
 def socket_path(runtime_dir: Path, db: Path) -> Path:
     digest = zlib.crc32(str(db.resolve()).encode("utf-8", "surrogateescape"))
     return runtime_dir / f"daemon-{digest:08x}.sock"
@@ -203,7 +207,7 @@ def call(path: Path, request: dict[str, Any], *, timeout: float | None = 60.0) -
         sock.sendall(json.dumps(request).encode("utf-8") + b"\n")
         data = sock.makefile("rb").readline()
     except socket.timeout:
-        raise DaemonError(f"the daemon did not answer within {timeout:.0f} s") from None
+        raise DaemonTimeout(f"the daemon did not answer within {timeout:.0f} s") from None
     finally:
         sock.close()
     if not data:

@@ -101,6 +101,10 @@ class Daemon:
         lock.acquire()
         previous = {s: signal.signal(s, h) for s, h in ((signal.SIGTERM, self._on_stop), (signal.SIGINT, self._on_stop),
                                                          (signal.SIGHUP, self._on_reload))}
+        # The kernel may hand a process signal to any thread (e.g. when the main one already
+        # has a signal pending); then only the main thread's next bytecode runs the handler.
+        # With the wake-up fd, the C-level handler itself wakes the worker's select().
+        previous_fd = signal.set_wakeup_fd(self.queue.wakeup_fd, warn_on_full_buffer=False)
         try:
             self._start()
             if not self._stop:
@@ -119,6 +123,7 @@ class Daemon:
             self.state = "stopping"
             self.notifier.stopping()
             log.info("stopping")
+            signal.set_wakeup_fd(previous_fd)  # before the pipe closes
             self._shutdown()
             lock.release()
             for sig, handler in previous.items():
