@@ -61,7 +61,8 @@ def search(app: AppContext, query: tuple[str, ...], mode: str, k: int, doc_type:
                **(path_filter(path) if path else {})}
     filters = {key: value for key, value in filters.items() if value is not None}
     config = app.config()
-    response = None if direct else ask(config, {"op": "search", "query": text, "mode": mode, "k": k, "filters": filters})
+    response = None if direct else ask(config, {"op": "search", "query": text, "mode": mode, "k": k, "filters": filters},
+                                       timeout=30)
     if response is None:
         from indexer.search import SearchOptions, search_database
         from indexer.storage.search_store import Filters
