@@ -25,9 +25,10 @@ from indexer.daemon.changes import Batch, ChangeQueue
 from indexer.daemon.control import ControlServer, socket_path
 from indexer.daemon.lock import InstanceLock
 from indexer.daemon.notify import Notifier
+from indexer.daemon.requests import ControlRequests
 from indexer.daemon.searcher import WarmSearcher
 from indexer.daemon.watcher import Watcher
-from indexer.errors import ConfigError, IndexerError, ValidationError
+from indexer.errors import ConfigError, IndexerError
 from indexer.sync import DocumentSync, SyncReport
 from indexer.timeutil import format_ts, parse_ts
 
@@ -52,7 +53,7 @@ def check_roots(config: Config) -> None:
             raise ConfigError(f"root {root} is not a directory")
 
 
-class Daemon:
+class Daemon(ControlRequests):
     def __init__(self, load_config: Callable[[], Config], *, poll: bool = False,
                  embedder_factory: Callable[[Config], Any] = default_embedder,
                  notifier: Notifier | None = None) -> None:
@@ -377,71 +378,3 @@ class Daemon:
         self.state = "ready"
         self.notifier.ready(self._status_line())
         log.info("reloaded; %s", self._status_line())
-
-    # -- the control socket's requests (called on its threads) ---------------------------
-    def describe(self) -> dict[str, Any]:
-        return {"pid": os.getpid(), "version": __version__, "state": self.state, "progress": dict(self.progress),
-                "roots": [str(r) for r in self.config.roots], "watcher": f"polling every {self.config.poll_interval_s} s" if self.poll else "native",
-                "queued_paths": len(self.queue), "chunks_to_embed": self._pending,
-                "uptime_s": round(time.time() - self.started_at, 1), "last_reconcile": self.last_reconcile,
-                "worker_errors": self.errors,
-                "search_warm_s": None if self.searcher is None else self.searcher.warm_seconds}
-
-    def handle(self, request: dict[str, Any]) -> Any:
-        op = request["op"]
-        if op == "ping":
-            return {"pong": True, "pid": os.getpid(), "version": __version__, "state": self.state}
-        if op == "status":
-            from indexer.status import collect_status
-
-            info = collect_status(self.config.db)
-            info["daemon"] = self.describe()
-            return info
-        if op == "search":
-            return self._search(request)
-        if op == "reindex":
-            return self._reindex(request)
-        raise ValidationError(f"unknown op {op!r}: use search, status, reindex or ping")
-
-    def _search(self, request: dict[str, Any]) -> dict[str, Any]:
-        from indexer.search import SearchOptions
-        from indexer.storage.search_store import Filters
-
-        query = request.get("query")
-        if not isinstance(query, str):
-            raise ValidationError("search needs a \"query\" string")
-        raw_filters = request.get("filters") or {}
-        allowed = {"document_type", "since", "path_prefix", "path_glob"}
-        if not isinstance(raw_filters, dict) or set(raw_filters) - allowed:
-            raise ValidationError(f"filters: an object with keys among {', '.join(sorted(allowed))}")
-        try:
-            options = SearchOptions(mode=str(request.get("mode", "hybrid")), k=int(request.get("k", 10)),
-                                    filters=Filters(**raw_filters))
-        except (TypeError, ValueError) as exc:
-            raise ValidationError(f"bad search request: {exc}") from None
-        assert self.searcher is not None
-        started = time.perf_counter()
-        response = self.searcher.search(query, options)
-        response["served_by"] = {"daemon_pid": os.getpid(), "ms": round((time.perf_counter() - started) * 1000, 2)}
-        return response
-
-    def _reindex(self, request: dict[str, Any]) -> dict[str, Any]:
-        paths = request.get("paths") or []
-        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
-            raise ValidationError("reindex: \"paths\" is a list of strings")
-        for raw in paths:
-            if not any(Path(raw) == r or r in Path(raw).parents for r in self.config.roots):
-                raise ValidationError(f"{raw} is outside the daemon's roots ({', '.join(map(str, self.config.roots))})")
-        ticket = next(self._tickets)
-        rehash = bool(request.get("full"))
-        self.queue.request_full("reindex request" + (" (--full)" if rehash else ""), ticket=ticket,
-                                paths=tuple(paths), rehash=rehash)
-        if not request.get("wait", True):
-            return {"queued": True, "ticket": ticket}
-        with self._done:
-            while self._done_ticket < ticket and not self._stop:
-                self._done.wait(timeout=1.0)
-        if self._done_ticket < ticket:
-            raise IndexerError("the daemon stopped before the reindex finished")
-        return {"queued": True, "ticket": ticket, "done": True, "report": self._report.as_dict(),
-                "daemon": self.describe()}

@@ -1,0 +1,107 @@
+"""What the control socket asks of the daemon (search, status, reindex, ping), answered on
+the socket's threads: reads go through the warm searcher's own connection, a reindex only
+enqueues work for the worker and waits for it. A mixin of :class:`~indexer.daemon.service.Daemon`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from indexer import __version__
+from indexer.errors import IndexerError, ValidationError
+
+if TYPE_CHECKING:
+    from indexer.config import Config
+    from indexer.daemon.changes import ChangeQueue
+    from indexer.daemon.searcher import WarmSearcher
+    from indexer.sync import SyncReport
+
+
+class ControlRequests:
+    config: "Config"
+    queue: "ChangeQueue"
+    searcher: "WarmSearcher | None"
+    state: str
+    progress: dict[str, Any]
+    poll: bool
+    started_at: float
+    last_reconcile: dict[str, Any] | None
+    errors: int
+    _pending: int
+    _stop: bool
+    _done: threading.Condition
+    _done_ticket: int
+    _tickets: Iterator[int]
+    _report: "SyncReport"
+
+    def describe(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), "version": __version__, "state": self.state, "progress": dict(self.progress),
+                "roots": [str(r) for r in self.config.roots],
+                "watcher": f"polling every {self.config.poll_interval_s} s" if self.poll else "native",
+                "queued_paths": len(self.queue), "chunks_to_embed": self._pending,
+                "uptime_s": round(time.time() - self.started_at, 1), "last_reconcile": self.last_reconcile,
+                "worker_errors": self.errors,
+                "search_warm_s": None if self.searcher is None else self.searcher.warm_seconds}
+
+    def handle(self, request: dict[str, Any]) -> Any:
+        op = request["op"]
+        if op == "ping":
+            return {"pong": True, "pid": os.getpid(), "version": __version__, "state": self.state}
+        if op == "status":
+            from indexer.status import collect_status
+
+            info = collect_status(self.config.db)
+            info["daemon"] = self.describe()
+            return info
+        if op == "search":
+            return self._search(request)
+        if op == "reindex":
+            return self._reindex(request)
+        raise ValidationError(f"unknown op {op!r}: use search, status, reindex or ping")
+
+    def _search(self, request: dict[str, Any]) -> dict[str, Any]:
+        from indexer.search import SearchOptions
+        from indexer.storage.search_store import Filters
+
+        query = request.get("query")
+        if not isinstance(query, str):
+            raise ValidationError("search needs a \"query\" string")
+        raw_filters = request.get("filters") or {}
+        allowed = {"document_type", "since", "path_prefix", "path_glob"}
+        if not isinstance(raw_filters, dict) or set(raw_filters) - allowed:
+            raise ValidationError(f"filters: an object with keys among {', '.join(sorted(allowed))}")
+        try:
+            options = SearchOptions(mode=str(request.get("mode", "hybrid")), k=int(request.get("k", 10)),
+                                    filters=Filters(**raw_filters))
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(f"bad search request: {exc}") from None
+        assert self.searcher is not None
+        started = time.perf_counter()
+        response = self.searcher.search(query, options)
+        response["served_by"] = {"daemon_pid": os.getpid(), "ms": round((time.perf_counter() - started) * 1000, 2)}
+        return response
+
+    def _reindex(self, request: dict[str, Any]) -> dict[str, Any]:
+        paths = request.get("paths") or []
+        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+            raise ValidationError("reindex: \"paths\" is a list of strings")
+        for raw in paths:
+            if not any(Path(raw) == r or r in Path(raw).parents for r in self.config.roots):
+                raise ValidationError(f"{raw} is outside the daemon's roots ({', '.join(map(str, self.config.roots))})")
+        ticket = next(self._tickets)
+        rehash = bool(request.get("full"))
+        self.queue.request_full("reindex request" + (" (--full)" if rehash else ""), ticket=ticket,
+                                paths=tuple(paths), rehash=rehash)
+        if not request.get("wait", True):
+            return {"queued": True, "ticket": ticket}
+        with self._done:
+            while self._done_ticket < ticket and not self._stop:
+                self._done.wait(timeout=1.0)
+        if self._done_ticket < ticket:
+            raise IndexerError("the daemon stopped before the reindex finished")
+        return {"queued": True, "ticket": ticket, "done": True, "report": self._report.as_dict(),
+                "daemon": self.describe()}
