@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 from indexer import chunking, discovery, markdown_meta, planning
 from indexer.config import Config
@@ -120,6 +120,12 @@ class DocumentSync:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def use_embedder(self, embedder: Embedder) -> None:
+        """Switch models (a reload): the token counter follows the new model's tokenizer; the
+        next reconcile sees the fingerprint change and re-embeds."""
+        self.embedder = embedder
+        self._counter = None
+
     @property
     def counter(self) -> TokenCounter:
         if self._counter is None:
@@ -178,7 +184,7 @@ class DocumentSync:
             disk = [f for f in disk if in_scope(str(f.path))]
         report.scanned += len(disk)
         docs = [d for d in store.load_docs(conn) if in_scope(d.path)]
-        retry_now = self._due_retries(docs)
+        retry_now = self.due_retries() if any(d.sync_status == "failed" for d in docs) else set()
         db_docs = [planning.DbDoc(Path(d.path), d.mtime_ns if d.path not in retry_now else None,
                                   d.size, d.content_hash) for d in docs]
         changes = planning.plan_changes(disk, db_docs, planning.sha256_file, full=full)
@@ -209,14 +215,12 @@ class DocumentSync:
         report.seconds += time.perf_counter() - started
         return report
 
-    def _due_retries(self, docs: Iterable[store.StoredDoc]) -> set[str]:
-        """Failed documents whose back-off has passed: re-read them even if unchanged."""
+    def due_retries(self) -> set[str]:
+        """Failed documents whose back-off has passed (reconcile re-reads them even if
+        unchanged; the daemon queues them when the earliest back-off expires)."""
         due: set[str] = set()
         now = datetime.now(timezone.utc)
-        failed = {d.path for d in docs if d.sync_status == "failed"}
-        if not failed:
-            return due
-        for item in store.failed_documents(self.open(), limit=len(failed)):
+        for item in store.failed_documents(self.open(), limit=-1):
             try:
                 if item["retry_after"] is None or parse_ts(item["retry_after"]) <= now:
                     due.add(item["path"])
@@ -307,11 +311,16 @@ class DocumentSync:
         return report
 
 
-def _scope(roots: Sequence[Path], paths: Sequence[Path] | None) -> Callable[[str], bool]:
-    """Which stored paths this run owns: under a root, or (with paths) under a given path."""
-    bases = [str(p) for p in (paths if paths else roots)]
+def within(bases: Sequence[Path | str]) -> Callable[[str], bool]:
+    """A test for "this path is one of ``bases`` or below one of them" (absolute paths)."""
+    prefixes = [str(b) for b in bases]
 
     def inside(candidate: str) -> bool:
-        return any(candidate == b or candidate.startswith(b.rstrip("/") + "/") for b in bases)
+        return any(candidate == b or candidate.startswith(b.rstrip("/") + "/") for b in prefixes)
 
     return inside
+
+
+def _scope(roots: Sequence[Path], paths: Sequence[Path] | None) -> Callable[[str], bool]:
+    """Which stored paths this run owns: under a root, or (with paths) under a given path."""
+    return within(paths if paths else roots)

@@ -15,26 +15,25 @@ from indexer.errors import ConfigError
 
 def _split_targets(paths: tuple[str, ...], roots: tuple[Path, ...]) -> tuple[list[Path], list[Path]]:
     """Given PATH arguments: (extra roots for this run, paths to restrict the run to)."""
+    from indexer.sync import within
+
+    under_roots = within(roots)
     extra_roots: list[Path] = []
     targets: list[Path] = []
     for raw in paths:
         path = Path(raw).expanduser().absolute()
         if not path.exists() and not path.is_symlink():
             # a deleted file under a root is still a valid target: its row must go
-            if not any(_under(path, r) for r in roots):
+            if not under_roots(str(path)):
                 raise ConfigError(f"no such file or directory: {raw}")
         else:
             path = path.resolve()
-        if not any(_under(path, r) for r in roots):
+        if not under_roots(str(path)):
             if not path.is_dir():
                 raise ConfigError(f"{raw} is outside the configured roots; give its directory to index it as a root")
             extra_roots.append(path)
         targets.append(path)
     return extra_roots, targets
-
-
-def _under(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
 
 
 class _Bar:

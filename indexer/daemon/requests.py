@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from indexer import __version__
@@ -89,8 +88,11 @@ class ControlRequests:
         paths = request.get("paths") or []
         if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
             raise ValidationError("reindex: \"paths\" is a list of strings")
+        from indexer.sync import within
+
+        under_roots = within(self.config.roots)
         for raw in paths:
-            if not any(Path(raw) == r or r in Path(raw).parents for r in self.config.roots):
+            if not under_roots(raw):
                 raise ValidationError(f"{raw} is outside the daemon's roots ({', '.join(map(str, self.config.roots))})")
         ticket = next(self._tickets)
         rehash = bool(request.get("full"))

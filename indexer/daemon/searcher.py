@@ -30,6 +30,13 @@ class WarmSearcher:
             self._embedder = self._factory(self.config)
         return self._embedder
 
+    def _vectors(self) -> Any:
+        if self._matrix is None:
+            from indexer.storage import search_store
+
+            self._matrix = search_store.VectorMatrix()
+        return self._matrix
+
     def _connection(self) -> Any:
         if self._conn is None:
             from indexer.storage import driver
@@ -45,11 +52,9 @@ class WarmSearcher:
                 from indexer.storage import search_store
 
                 self._embedder_for_queries().embed_query("warm up")
-                if self._matrix is None:
-                    self._matrix = search_store.VectorMatrix()
                 conn = self._connection()
                 if search_store.vector_table_exists(conn):
-                    self._matrix.refresh(conn)
+                    self._vectors().refresh(conn)
         except Exception:  # a broken model is reported by the first search, with its message
             log.exception("warming the search model failed")
             return
@@ -58,13 +63,10 @@ class WarmSearcher:
 
     def search(self, query: str, options: Any) -> dict[str, Any]:
         from indexer.search import run_search
-        from indexer.storage import search_store
 
         with self._lock:
-            if self._matrix is None:
-                self._matrix = search_store.VectorMatrix()
             return run_search(self._connection(), query, options,
-                              lambda text: self._embedder_for_queries().embed_query(text), matrix=self._matrix)
+                              lambda text: self._embedder_for_queries().embed_query(text), matrix=self._vectors())
 
     def close(self) -> None:
         with self._lock:

@@ -92,9 +92,6 @@ class Daemon(ControlRequests):
         self._reload = True
         self.queue.poke()
 
-    def request_stop(self) -> None:
-        self._on_stop(signal.SIGTERM, None)
-
     # -- lifecycle ----------------------------------------------------------------------
     def run(self) -> int:
         check_roots(self.config)
@@ -117,8 +114,9 @@ class Daemon(ControlRequests):
                     self.errors += 1
                     self.state = "error"
                     self.queue.request_full("retry of the first reconcile", immediate=False)
-                self.notifier.ready(self._status_line())
-                log.info("%s", self._status_line())
+                line = self._status_line()
+                self.notifier.ready(line)
+                log.info("%s", line)
                 self._loop()
         finally:
             self.state = "stopping"
@@ -240,12 +238,9 @@ class Daemon(ControlRequests):
         self._inflight.extend(batch.tickets)
         self.state = "reconciling"
         started = time.perf_counter()
-        if batch.full:
-            report = self.sync.reconcile(self.config.roots, report=SyncReport(), full=batch.rehash,
-                                         should_stop=lambda: self._stop)
-        else:
-            report = self.sync.reconcile(self.config.roots, paths=[Path(p) for p in batch.paths], full=batch.rehash,
-                                         report=SyncReport(), should_stop=lambda: self._stop)
+        paths = None if batch.full else [Path(p) for p in batch.paths]
+        report = self.sync.reconcile(self.config.roots, paths=paths, full=batch.rehash, report=SyncReport(),
+                                     should_stop=lambda: self._stop)
         self._merge(report)
         self.progress = {}
         self._pending = self.sync.pending_chunks()
@@ -305,10 +300,8 @@ class Daemon(ControlRequests):
             self._next_retry = time.time()
 
     def _queue_retries(self) -> None:
-        from indexer.storage import document_store as store
-
         assert self.sync is not None
-        due = store.retry_due_paths(self.sync.open(), format_ts(datetime.now(timezone.utc)))
+        due = sorted(self.sync.due_retries())
         self._next_retry = None
         if due:
             self.queue.request_full("retrying failed files", paths=tuple(due))
@@ -356,8 +349,7 @@ class Daemon(ControlRequests):
         assert self.sync is not None and self.watcher is not None
         embedding_keys = ("model", "query_prefix", "document_prefix", "embed_threads", "embed_batch")
         if any(getattr(old, k) != getattr(new, k) for k in embedding_keys):
-            self.sync.embedder = self.factory(new)
-            self.sync._counter = None
+            self.sync.use_embedder(self.factory(new))
             if self.searcher is not None:
                 self.searcher.close()
             self.searcher = WarmSearcher(new, self.factory)
@@ -376,5 +368,6 @@ class Daemon(ControlRequests):
             self.watcher.start()
         self._reconcile(Batch((), True, ("reload",), (), False))
         self.state = "ready"
-        self.notifier.ready(self._status_line())
-        log.info("reloaded; %s", self._status_line())
+        line = self._status_line()
+        self.notifier.ready(line)
+        log.info("reloaded; %s", line)

@@ -349,6 +349,7 @@ def status_counts(conn: Any) -> dict[str, int]:
 
 
 def failed_documents(conn: Any, limit: int = 50) -> list[dict[str, Any]]:
+    """Failed documents with reason, attempts and retry time; ``limit=-1`` for all of them."""
     rows = conn.execute(
         "SELECT file_path, json_extract(metadata, '$.last_error'), json_extract(metadata, '$.attempts'), "
         "json_extract(metadata, '$.retry_after') FROM document_index WHERE sync_status = 'failed' "
@@ -364,12 +365,6 @@ def next_retry_after(conn: Any) -> str | None:
         "SELECT min(json_extract(metadata, '$.retry_after')) FROM document_index WHERE sync_status = 'failed'"
     ).fetchone()
     return row[0] if row else None
-
-
-def retry_due_paths(conn: Any, now: str) -> list[str]:
-    return [r[0] for r in conn.execute(
-        "SELECT file_path FROM document_index WHERE sync_status = 'failed' "
-        "AND coalesce(json_extract(metadata, '$.retry_after'), '') <= ?", (now,)).fetchall()]
 
 
 def chunk_totals(conn: Any) -> dict[str, int]:
