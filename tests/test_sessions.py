@@ -28,8 +28,6 @@ async def svc(db: Database) -> SessionService:
     return SessionService(db)
 
 
-
-
 def snapshot(path: Path) -> list[dict[str, Any]]:
     return raw_rows(path, "SELECT * FROM sessions ORDER BY id")
 
@@ -261,7 +259,7 @@ WORKER = r"""
 import asyncio, json, sys
 from indexer import Database, SessionService
 
-async def main(path, session_id, n, tag):
+async def main(path, op, session_id, n, tag):
     async with Database(path) as db:
         svc = SessionService(db)
         print("ready", flush=True)
@@ -269,20 +267,25 @@ async def main(path, session_id, n, tag):
         outcomes = []
         for i in range(n):
             try:
-                await svc.append_event(session_id, {"by": tag, "i": i}, {f"user:{tag}": i})
+                if op == "append":
+                    await svc.append_event(session_id, {"by": tag, "i": i}, {f"user:{tag}": i})
+                elif op == "state":
+                    await svc.update_state(session_id, {f"{tag}-{i}": i})
+                elif op == "pause":
+                    await svc.set_status(session_id, "paused")
                 outcomes.append("ok")
             except Exception as exc:
                 outcomes.append(type(exc).__name__ + ": " + str(exc))
         print(json.dumps(outcomes), flush=True)
 
-asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]))
+asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]))
 """
 
 
 async def test_concurrent_appends_from_processes_lose_nothing(svc: SessionService) -> None:
     s = await svc.create_session("app", "alice")
     await svc.set_status(s.id, "active")
-    results = run_processes(WORKER, [[str(svc.db.path), s.id, "50", f"w{i}"] for i in range(4)])
+    results = run_processes(WORKER, [[str(svc.db.path), "append", s.id, "50", f"w{i}"] for i in range(4)])
     assert all(o == "ok" for r in results for o in r), results
     got = await svc.get_session(s.id)
     assert got.event_count == 200 and len({e["id"] for e in got.events or []}) == 200
@@ -430,34 +433,9 @@ async def test_every_illegal_transition_changes_nothing(svc: SessionService, db_
     assert snapshot(db_path) == before
 
 
-WORKER_MORE = r"""
-import asyncio, json, sys
-from indexer import Database, SessionService
-
-async def main(path, op, session_id, n, tag):
-    async with Database(path) as db:
-        svc = SessionService(db)
-        print("ready", flush=True)
-        sys.stdin.readline()
-        outcomes = []
-        for i in range(n):
-            try:
-                if op == "state":
-                    await svc.update_state(session_id, {f"{tag}-{i}": i})
-                elif op == "pause":
-                    await svc.set_status(session_id, "paused")
-                outcomes.append("ok")
-            except Exception as exc:
-                outcomes.append(type(exc).__name__ + ": " + str(exc))
-        print(json.dumps(outcomes), flush=True)
-
-asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]))
-"""
-
-
 async def test_concurrent_state_updates_from_processes_lose_no_key(svc: SessionService, db_path: Path) -> None:
     s = await svc.create_session("app", "alice")
-    results = run_processes(WORKER_MORE, [[str(db_path), "state", s.id, "30", f"w{i}"] for i in range(4)])
+    results = run_processes(WORKER, [[str(db_path), "state", s.id, "30", f"w{i}"] for i in range(4)])
     assert all(o == "ok" for r in results for o in r), results
     assert (await svc.get_session(s.id)).state == {f"w{w}-{i}": i for w in range(4) for i in range(30)}
 
@@ -465,7 +443,7 @@ async def test_concurrent_state_updates_from_processes_lose_no_key(svc: SessionS
 async def test_concurrent_transitions_exactly_one_wins(svc: SessionService, db_path: Path) -> None:
     s = await svc.create_session("app", "alice")
     await svc.set_status(s.id, "active")
-    results = run_processes(WORKER_MORE, [[str(db_path), "pause", s.id, "1", f"w{i}"] for i in range(4)])
+    results = run_processes(WORKER, [[str(db_path), "pause", s.id, "1", f"w{i}"] for i in range(4)])
     outcomes = [r[0] for r in results]
     assert outcomes.count("ok") == 1, outcomes
     assert all("from paused to paused" in o for o in outcomes if o != "ok"), outcomes
