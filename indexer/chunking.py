@@ -17,8 +17,8 @@ chunk that its text does not show, ``Guide > Install``, after the document title
 H1 gives it; at most a quarter of the limit), then the chunk's text. Its word-piece count,
 by the same counter, is checked to be at most ``max_tokens`` (a chunk over it is cut again),
 so the model never truncates. ``text`` is an exact slice of the file; every non-blank body
-line lies in some chunk's line range. ``chunk_hash`` = SHA-256 of :data:`CHUNKER_VERSION`
-and ``embed_text``: an edit changes only the hashes of the edited section's chunks (and of
+line lies in some chunk's line range. ``chunk_hash`` = SHA-256 of ``embed_text``
+(:func:`embed_hash`): an edit changes only the hashes of the edited section's chunks (and of
 small sections merged with it).
 """
 
@@ -36,10 +36,11 @@ from typing import Sequence
 from indexer.markdown_meta import ATX_HEADING, FENCE, SETEXT_UNDERLINE, split_front_matter
 from indexer.tokenizer import TokenCounter
 
-CHUNKER_VERSION = "md-2"
+CHUNKER_VERSION = "md-3"  # md-3: a heading is never cut off from the start of its body
 _NOT_SETEXT = re.compile(r"^ {0,3}(?:[-+*>]|\d{1,9}[.)])(?:[ \t]|$)")
 _SEGMENT_START = re.compile(r"^[ \t]*(?:[-+*][ \t]|\d{1,9}[.)][ \t]|\|)", re.M)
 _SENTENCE_END = re.compile(r"(?<!\be\.g)(?<!\bi\.e)(?<!\betc)(?<!\bvs)(?<!\bcf)[.!?][\"')\]*_]*\s+")
+_NEWLINE = re.compile(r"\n")
 PATH_SEPARATOR = " > "
 _MARKUP_LEADS = frozenset("`~#=-")  # first characters of fences, ATX headings, setext underlines
 
@@ -78,6 +79,13 @@ class _Unit:
     block_first: bool  # a block starts here (a good place to cut before)
     glue: bool = False  # keep with the next unit when they fit together
     heading_depth: int = 0  # > 0: this unit starts a heading of that depth
+
+
+def embed_hash(embed_text: str) -> str:
+    """A chunk's hash: SHA-256 of its ``embed_text``, what its vector depends on besides the
+    model. The chunker's version is not in it: a new chunker re-embeds only the chunks whose
+    text it changed."""
+    return hashlib.sha256(embed_text.encode("utf-8")).hexdigest()
 
 
 # -- 1. scanning ------------------------------------------------------------------------
@@ -214,24 +222,20 @@ class _Doc:
         return self.cut(start, end, bounds[:-1])
 
 
-def _block_units(doc: _Doc, block: _Block, span: tuple[int, int], tokens: int, budget: int,
-                 glue: bool) -> list[_Unit]:
-    start, end = span
-    depth = block.depth if block.kind == "heading" else 0
-    if tokens <= budget:
-        return [_Unit(start, end, tokens, True, glue, depth)]
-    if block.kind == "text":
-        block_text = doc.text[start:end]
-        ranges = doc.cut(start, end, [start + m.start() for m in _SEGMENT_START.finditer(block_text)])
+def _pieces(doc: _Doc, kind: str, start: int, end: int, budget: int) -> list[tuple[int, int, int]]:
+    """``[start, end)`` as (start, end, tokens) pieces of at most ``budget`` tokens: text at
+    list items and table rows, then at sentence ends; code at lines; then at word starts."""
+    if kind == "text":
+        bounds = [m.start() for m in _SEGMENT_START.finditer(doc.text, start, end)]
     else:  # code (and over-long setext headings): by lines
-        ranges = doc.cut(start, end, [doc.line_starts[k + doc.offset] for k in range(block.first + 1, block.last + 1)])
-    counts = doc.counts(ranges)
+        bounds = [m.end() for m in _NEWLINE.finditer(doc.text, start, end)]
+    ranges = doc.cut(start, end, bounds)
     fine: list[tuple[int, int, int]] = []
-    for (a, b), n in zip(ranges, counts):
+    for (a, b), n in zip(ranges, doc.counts(ranges)):
         if n <= budget:
             fine.append((a, b, n))
             continue
-        sentences = [m.end() for m in _SENTENCE_END.finditer(doc.text, a, b)] if block.kind == "text" else []
+        sentences = [m.end() for m in _SENTENCE_END.finditer(doc.text, a, b)] if kind == "text" else []
         parts = doc.cut(a, b, sentences)
         for (pa, pb), pn in zip(parts, doc.counts(parts)):
             if pn <= budget:
@@ -239,6 +243,23 @@ def _block_units(doc: _Doc, block: _Block, span: tuple[int, int], tokens: int, b
             else:
                 pieces = doc.by_tokens(pa, pb, budget)
                 fine.extend((x, y, c) for (x, y), c in zip(pieces, doc.counts(pieces)))
+    return fine
+
+
+def _block_units(doc: _Doc, block: _Block, span: tuple[int, int], tokens: int, budget: int,
+                 glue: bool, lead: int = 0) -> list[_Unit]:
+    """The units of one block. ``lead``: the tokens of the heading (or ``...:`` line) glued
+    before it; the block's first unit is made small enough to share a chunk with it, so a
+    heading never ends up as a chunk of its own when its body does not fit beside it whole."""
+    start, end = span
+    depth = block.depth if block.kind == "heading" else 0
+    first_budget = budget - lead if 0 < lead <= budget // 2 else budget
+    if tokens <= first_budget:
+        return [_Unit(start, end, tokens, True, glue, depth)]
+    kind = "text" if block.kind == "text" else "code"
+    fine = _pieces(doc, kind, start, end, budget) if tokens > budget else [(start, end, tokens)]
+    if fine[0][2] > first_budget:
+        fine[:1] = _pieces(doc, kind, fine[0][0], fine[0][1], first_budget)
     last = len(fine) - 1
     return [_Unit(a, b, n, k == 0, glue and k == last, depth if k == 0 else 0) for k, (a, b, n) in enumerate(fine)]
 
@@ -387,7 +408,12 @@ def chunk_markdown(text: str, counter: TokenCounter, *, target_tokens: int = 200
         for k, block in enumerate(section.blocks):
             glue = k + 1 < len(section.blocks) and (
                 block.kind == "heading" or doc.lines[block.last].rstrip().endswith(":"))
-            units.extend(_block_units(doc, block, next(spans_iter), next(block_tokens), budget, glue))
+            lead = 0  # the tokens glued in front of this block
+            for unit in reversed(units):
+                if not unit.glue:
+                    break
+                lead += unit.tokens
+            units.extend(_block_units(doc, block, next(spans_iter), next(block_tokens), budget, glue, lead))
         packed = _pack(units, budget, target)
         groups.extend(_Group(p, [section.path], len(packed) == 1) for p in packed if p)
     merged: list[_Group] = []
@@ -404,7 +430,7 @@ def chunk_markdown(text: str, counter: TokenCounter, *, target_tokens: int = 200
     chunks: list[Chunk] = []
     for group, (body, embed), n in zip(merged, rendered, counts):
         for part, body, embed, tokens in _fit(doc, ctx, group, max_tokens, body, embed, n):
-            digest = hashlib.sha256(f"{CHUNKER_VERSION}\0{embed}".encode("utf-8")).hexdigest()
+            digest = embed_hash(embed)
             chunks.append(Chunk(len(chunks), body, embed, part.path, doc.line_of(part.units[0].start),
                                 doc.line_of(part.units[-1].end - 1), tokens, digest))
     return chunks

@@ -137,7 +137,8 @@ class DocumentSync:
         return int(self.embedder.max_tokens)
 
     def prepare(self) -> bool:
-        """Install the embedding fingerprint; True when every vector must be rebuilt.
+        """Install the embedding fingerprint; True when every document must be re-chunked
+        (a new model also re-embeds everything; a new chunker only the chunks it changed).
 
         When the stored fingerprint already names this model, prefixes and chunker, the
         model is not loaded (a no-change reindex stays fast).
@@ -151,7 +152,7 @@ class DocumentSync:
             return False
         fp = fingerprint(self.embedder, chunking.CHUNKER_VERSION)
         with store.write(conn):
-            changed = store.install_fingerprint(conn, fp)
+            changed = store.install_fingerprint(conn, fp, rehash=chunking.embed_hash)
         return changed
 
     # -- reconcile ----------------------------------------------------------------------

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from indexer import chunking
 from indexer.config import load_config
 from indexer.embedding import HashEmbedder, from_blob
 from indexer.storage import driver
@@ -217,6 +218,37 @@ def test_model_change_marks_everything_stale_and_rebuilds(db_path: Path, root: P
     (blob,) = rows(db_path, "SELECT embedding_blob FROM document_index LIMIT 1")[0]
     assert from_blob(blob).shape == (48,)
     assert rows(db_path, "SELECT embedding_model FROM document_index GROUP BY embedding_model") == [("another-model",)]
+    assert_consistent(db_path)
+
+
+def test_a_new_chunker_keeps_the_vectors_of_the_chunks_it_did_not_change(
+        db_path: Path, root: Path, embedder: HashEmbedder) -> None:
+    with make_sync(db_path, root, embedder) as sync:
+        sync.run()
+    before = rows(db_path, "SELECT id, chunk_hash FROM document_chunks ORDER BY id")
+    vectors = dict(rows(db_path, "SELECT rowid, embedding FROM chunk_vectors"))
+    # the database as an older chunker left it: another hash formula, and one chunk whose text
+    # the new chunker makes differently
+    conn = driver.connect(db_path)
+    conn.execute("UPDATE document_chunks SET chunk_hash = 'md-2:' || id")
+    changed_id = before[1][0]
+    conn.execute("UPDATE document_chunks SET embed_text = embed_text || ' (old cut)' WHERE id = ?", (changed_id,))
+    conn.execute("UPDATE embedding_settings SET value = json_set(value, '$.chunker', 'md-2') WHERE key = 'fingerprint'")
+    conn.commit()
+    conn.close()
+    calls = embedder.texts_embedded
+    with make_sync(db_path, root, embedder) as sync:
+        report = sync.run()
+    assert report.fingerprint_changed and report.modified == 2  # every document re-chunked
+    assert embedder.texts_embedded - calls == 1 and report.chunks_embedded == 1  # only the changed chunk
+    after = rows(db_path, "SELECT id, chunk_hash FROM document_chunks ORDER BY id")
+    assert {h for _, h in after} == {h for _, h in before}
+    kept = [chunk_id for chunk_id, _ in after if chunk_id in vectors]
+    assert len(kept) == len(before) - 1 and changed_id not in kept
+    assert all(dict(rows(db_path, "SELECT rowid, embedding FROM chunk_vectors"))[k] == vectors[k] for k in kept)
+    assert set(statuses(db_path).values()) == {"synced"}
+    assert rows(db_path, "SELECT json_extract(value, '$.chunker') FROM embedding_settings WHERE key = 'fingerprint'") \
+        == [(chunking.CHUNKER_VERSION,)]
     assert_consistent(db_path)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -66,15 +66,29 @@ def vector_table_exists(conn: Any) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (VEC_TABLE,)).fetchone() is not None
 
 
-def install_fingerprint(conn: Any, fp: Fingerprint) -> bool:
-    """Make the stored vectors match ``fp``. Returns True when everything must be re-embedded.
+def install_fingerprint(conn: Any, fp: Fingerprint, rehash: Callable[[str], str] | None = None) -> bool:
+    """Make the stored vectors match ``fp``. Returns True when every document must be
+    re-chunked (a full reconcile); call inside :func:`write`.
 
-    A different fingerprint drops and recreates the vector table, clears every chunk's
-    embedded mark and marks every synced document stale. Call inside :func:`write`.
+    When only the chunker version changed and ``rehash`` (embed_text -> chunk hash) is given,
+    the vectors stay: every stored chunk's hash is recomputed from its ``embed_text`` and the
+    re-chunking keeps the vector of every chunk whose text the new chunker did not change.
+    Any other difference (model, dimension, prefixes) drops and recreates the vector table,
+    clears every chunk's embedded mark and marks every synced document stale.
     """
     current = get_fingerprint(conn)
-    if current == fp.as_dict() and vector_table_exists(conn):
+    wanted = fp.as_dict()
+    has_vectors = vector_table_exists(conn)
+    if current == wanted and has_vectors:
         return False
+    only_chunker = current is not None and {k: v for k, v in current.items() if k != "chunker"} == {
+        k: v for k, v in wanted.items() if k != "chunker"}
+    if only_chunker and has_vectors and rehash is not None:
+        rows = conn.execute("SELECT id, embed_text FROM document_chunks").fetchall()
+        conn.executemany("UPDATE document_chunks SET chunk_hash = ? WHERE id = ?",
+                         [(rehash(text), chunk_id) for chunk_id, text in rows])
+        _store_fingerprint(conn, wanted)
+        return True
     conn.execute(f"DROP TRIGGER IF EXISTS {VEC_TABLE}_delete")
     conn.execute(f"DROP TABLE IF EXISTS {VEC_TABLE}")
     conn.execute(
@@ -90,12 +104,16 @@ def install_fingerprint(conn: Any, fp: Fingerprint) -> bool:
         "WHERE sync_status = 'synced'",
         (now_ts(),),
     )
+    _store_fingerprint(conn, wanted)
+    return current is not None
+
+
+def _store_fingerprint(conn: Any, fingerprint: dict[str, Any]) -> None:
     conn.execute(
         "INSERT INTO embedding_settings (key, value) VALUES ('fingerprint', ?) "
         "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        (json.dumps(fp.as_dict(), sort_keys=True),),
+        (json.dumps(fingerprint, sort_keys=True),),
     )
-    return current is not None
 
 
 # --- document rows ---------------------------------------------------------------------
