@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,19 @@ def test_one_set_of_exception_types() -> None:
     assert issubclass(driver.IntegrityError, driver.Error)
     assert issubclass(driver.OperationalError, driver.Error)
     assert driver.Error.__module__.split(".")[0] == driver.BINDING_NAME.split(".")[0]
+
+
+def test_location_hint_names_a_directory_sqlite_cannot_write_in(tmp_path: Path) -> None:
+    assert driver.location_hint(tmp_path / "ok.db") == ""
+    assert driver.location_hint(":memory:") == ""
+    assert "does not exist" in driver.location_hint(tmp_path / "missing" / "x.db")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):  # root writes anywhere: only a read-only mount stops it
+            pytest.skip("running as root: covered by the read-only tmpfs test of test_reliability")
+        hint = driver.location_hint(locked / "x.db")
+        assert "not writable" in hint and str(locked) in hint
+    finally:
+        locked.chmod(0o700)

@@ -426,6 +426,8 @@ def test_a_read_only_data_directory_gives_a_clear_error_and_keeps_rows(tmp_path:
             out = cli(env, *args, timeout=60)
             assert out.returncode != 0 and "Traceback" not in out.stderr, (args, out.stderr)
             assert re.search("read-only|readonly|unable to open", out.stderr, re.I), (args, out.stderr)
+            if args[0] != "daemon":  # (the daemon stops earlier, at its lock file: "Read-only file system")
+                assert "is not writable" in out.stderr and str(home) in out.stderr, (args, out.stderr)
         assert subprocess.run(["mount", "-o", "remount,rw", str(mount)], capture_output=True).returncode == 0
         out = cli(env, "memory", "get", "user:a", "k", "--json")
         assert out.returncode == 0 and json.loads(out.stdout)["value"] == "kept"

@@ -72,9 +72,18 @@ class IndexerGroup(click.Group):
             # driver (and its binding) is not imported here, so `search` via the daemon stays light
             driver = sys.modules.get("indexer.storage.driver")
             if driver is not None and isinstance(exc, driver.Error):
-                click.echo(f"error: database: {exc}", err=True)
+                click.echo(f"error: database: {exc}{_storage_hint(ctx, exc, driver)}", err=True)
                 sys.exit(1)
             raise
+
+
+def _storage_hint(ctx: click.Context, exc: Exception, driver: Any) -> str:
+    """Why SQLite could not open or write the file, when its words do not say it."""
+    text = str(exc).lower()
+    app = ctx.find_object(AppContext)
+    if app is None or not any(word in text for word in ("readonly", "read-only", "unable to open", "disk i/o")):
+        return ""
+    return next((hint for config in app._cache.values() if (hint := driver.location_hint(config.db))), "")
 
 
 @click.group(cls=IndexerGroup, context_settings={"help_option_names": ["-h", "--help"]})

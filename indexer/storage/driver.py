@@ -10,6 +10,7 @@ Callers see one set of exception classes: the chosen binding's, re-exported here
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable
@@ -122,6 +123,22 @@ def connect(path: str | Path, *, readonly: bool = False, load_vec: bool = True,
         conn.close()
         raise
     return conn
+
+
+def location_hint(path: str | Path) -> str:
+    """Why a database file could not be opened or written, when SQLite's words ("unable to
+    open database file", "attempt to write a readonly database") do not say it: its directory
+    is read-only (a read-only mount, a sandbox) or missing. SQLite needs to write beside the
+    file (the -wal and -shm files), even to read it. "" when the directory looks fine."""
+    if str(path) == ":memory:":
+        return ""
+    folder = Path(path).absolute().parent
+    if not folder.is_dir():
+        return f" (the data directory {folder} does not exist)"
+    if not os.access(folder, os.W_OK):
+        return (f" (the data directory {folder} is not writable: SQLite writes its -wal/-shm files beside "
+                "the database, even to read it; check the mount and permissions)")
+    return ""
 
 
 def connect_async(path: str | Path, *, readonly: bool = False) -> "aiosqlite.Connection":

@@ -138,7 +138,7 @@ def read_state(path: Path) -> DbState:
     try:
         conn = driver.connect(path, readonly=True, load_vec=False)
     except driver.DatabaseError as exc:
-        raise SchemaError(f"cannot open {path}: {exc}") from None
+        raise SchemaError(f"cannot open {path}: {exc}{driver.location_hint(path)}") from None
     try:
         return inspect_state(conn)
     finally:
