@@ -14,7 +14,9 @@ Figures (all through the async services, one ``await`` at a time, a commit per w
   ``await`` per statement (INSERT, then commit; events read, extended and written back) on
   ``:memory:``, no audit row. Median of --repeat rounds, the kinds interleaved;
 * the same write transactions in a plain loop without asyncio (``sql_floor_*``): the ceiling
-  the database file allows on this machine;
+  the database file allows on this machine; beside it the WAL frames a create writes and the
+  create floor in memory, on the file with no checkpoint, and with ``synchronous=OFF``
+  (``ceiling_*``: settings the spec does not allow, to show where the time goes);
 * ``append_event`` latency on a session that already holds --big-events events;
 * ``list_memories`` page latency (50 per page, first and deep pages, with and without a
   memory_type filter) with --list-memories memories;
@@ -193,6 +195,45 @@ def sql_floor(path: Path, ops: int, round_no: int, open_ids: list[str]) -> dict[
     return {"sql_floor_create_memory_per_s": created, "sql_floor_append_event_per_s": appended}
 
 
+def write_ceilings(path: Path, ops: int, round_no: int) -> dict[str, float]:
+    """What bounds a create on this machine, the services aside: the WAL frames one create
+    writes (fixed by the schema's 13 indexes on memory_entries + audit), and the SQL floor of
+    creates in memory, on the file without any checkpoint, and on the file with
+    ``synchronous=OFF`` (neither allowed by the spec: shown as ceilings, not as options)."""
+    from indexer import memory
+    from indexer.timeutil import now_ts
+
+    def creates(conn: Any, tag: str) -> float:
+        start = time.perf_counter()
+        for i in range(ops):
+            args = (f"user:{tag}{round_no}-{i % 100}", f"k{i}", '{"i":1}', "semantic", "{}", "bench", now_ts())
+            database._run_sync(conn, memory._create, args, True)
+        return ops / (time.perf_counter() - start)
+
+    result: dict[str, float] = {}
+    conn = driver.connect(path)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        result["ceiling_no_checkpoint_create_memory_per_s"] = creates(conn, "nockpt")
+        result["wal_frames_per_create"] = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1] / ops
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        conn.execute("PRAGMA wal_autocheckpoint=1000")
+        conn.execute("PRAGMA synchronous=OFF")
+        result["ceiling_sync_off_create_memory_per_s"] = creates(conn, "syncoff")
+    finally:
+        conn.close()
+    mem = driver.connect(":memory:")
+    try:
+        for migration in migrations.load_migrations():
+            for statement in migrations.split_statements(migration.sql):
+                mem.execute(statement)
+        result["ceiling_in_memory_sql_create_memory_per_s"] = creates(mem, "inmem")
+    finally:
+        mem.close()
+    return result
+
+
 async def in_memory_writes(ops: int) -> dict[str, float]:
     async with Database(":memory:") as db:
         mem, ses = MemoryService(db), SessionService(db)
@@ -245,6 +286,7 @@ async def bench_writes(path: Path, sessions: int, ops: int, repeat: int) -> dict
         figures: dict[str, float] = {}
         figures.update(await file_writes(path, ops, round_no, open_ids))
         figures.update(sql_floor(path, ops, round_no, open_ids))
+        figures.update(write_ceilings(path, ops, round_no))
         figures.update(await in_memory_writes(ops))
         figures.update(await reference_style(ops))
         rounds.append(figures)
