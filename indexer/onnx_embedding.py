@@ -106,18 +106,32 @@ def export(model_dir: Path, folder: Path, backend: str) -> Path:
 
 def ensure_exported(model_dir: Path, folder: Path, backend: str) -> Path:
     """The model file of ``backend``, exported first if missing, in a child process: torch
-    (~500 MB once imported) never enters the process that will embed."""
+    (~500 MB once imported) never enters the process that will embed. One export at a time
+    per folder (a lock file): the daemon's two embedders, or two processes, wait for the
+    first rather than export twice."""
     target = folder / ONNX_FILES[backend]
     if target.is_file():
         return target
+    import fcntl
+    import logging
     import subprocess
     import sys
+    import time
 
-    done = subprocess.run([sys.executable, "-m", "indexer.onnx_embedding", str(model_dir), str(folder), backend],
-                          capture_output=True, text=True, timeout=900)
-    if done.returncode != 0 or not target.is_file():
-        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
-        raise IndexerError(lines[-1].removeprefix("error: ") if lines else f"cannot export {model_dir} to ONNX")
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".export.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if target.is_file():  # exported while we waited
+            return target
+        log = logging.getLogger(__name__)
+        log.info("exporting %s to ONNX (%s), once: about 10 s", model_dir, backend)
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "indexer.onnx_embedding", str(model_dir), str(folder), backend],
+                              capture_output=True, text=True, timeout=900)
+        if done.returncode != 0 or not target.is_file():
+            lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+            raise IndexerError(lines[-1].removeprefix("error: ") if lines else f"cannot export {model_dir} to ONNX")
+        log.info("exported %s in %.1f s", target, time.perf_counter() - started)
     return target
 
 

@@ -138,3 +138,34 @@ def test_cli_with_backend_onnx_indexes_searches_and_switches_to_torch_without_re
     assert again["chunks_embedded"] == 0 and not again.get("fingerprint_changed")
     top = indexer("search", "--direct", "check whether a host is reachable", backend="torch")["results"][0]
     assert Path(top["path"]).name == "ping.md"
+
+
+def test_concurrent_loads_export_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time
+
+    calls = []
+
+    def fake_export(argv: list[str], **_: object) -> subprocess.CompletedProcess:
+        calls.append(argv)
+        time.sleep(0.3)  # long enough for the other thread to arrive and wait
+        (Path(argv[4]) / onnx_embedding.ONNX_FILES[argv[5]]).write_bytes(b"model")
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    monkeypatch.setattr(subprocess, "run", fake_export)
+    found: list[Path] = []
+    threads = [threading.Thread(target=lambda: found.append(
+        onnx_embedding.ensure_exported(default_model_path(), tmp_path / "models", "onnx"))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(found) == 3 and len(set(found)) == 1 and found[0].read_bytes() == b"model"
+
+
+def test_a_failed_export_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(subprocess, "run", lambda argv, **_: subprocess.CompletedProcess(
+        argv, 1, "", "Traceback...\nerror: cannot export /m to ONNX: boom; use backend = \"torch\"\n"))
+    with pytest.raises(IndexerError, match=r'^cannot export /m to ONNX: boom; use backend = "torch"$'):
+        onnx_embedding.ensure_exported(default_model_path(), tmp_path / "models", "onnx")
+    assert not list((tmp_path / "models").glob("*.onnx"))

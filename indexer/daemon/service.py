@@ -143,8 +143,8 @@ class Daemon(ControlRequests):
         self._lower_priority()
         self.watcher = Watcher(self.config.roots, self.queue, poll=self.poll, poll_interval_s=self.config.poll_interval_s)
         self.watcher.start()  # before the first reconcile: nothing changed during it is missed
-        log.info("indexer %s: database %s, socket %s, pid %d", __version__, self.config.db, self.control.path,
-                 os.getpid())
+        log.info("indexer %s: database %s, socket %s, pid %d, model %s (backend %s)", __version__, self.config.db,
+                 self.control.path, os.getpid(), self.config.model, self.config.backend)
 
     def _lower_priority(self) -> None:
         """Linux nice values are per thread: lower only this (the worker's) thread."""
