@@ -123,6 +123,8 @@ def ensure_exported(model_dir: Path, folder: Path, backend: str) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if target.is_file():  # exported while we waited
             return target
+        for stale in folder.glob(".*.partial"):  # left by an export that was killed; we hold the lock
+            stale.unlink(missing_ok=True)
         log = logging.getLogger(__name__)
         log.info("exporting %s to ONNX (%s), once: about 10 s", model_dir, backend)
         started = time.perf_counter()

@@ -153,6 +153,9 @@ def test_concurrent_loads_export_once(tmp_path: Path, monkeypatch: pytest.Monkey
         return subprocess.CompletedProcess(argv, 0, "", "")
 
     monkeypatch.setattr(subprocess, "run", fake_export)
+    (tmp_path / "models").mkdir()
+    killed = tmp_path / "models" / ".model_fp32.onnx.99999.partial"  # an export killed earlier
+    killed.write_bytes(b"half")
     found: list[Path] = []
     threads = [threading.Thread(target=lambda: found.append(
         onnx_embedding.ensure_exported(default_model_path(), tmp_path / "models", "onnx"))) for _ in range(3)]
@@ -161,6 +164,7 @@ def test_concurrent_loads_export_once(tmp_path: Path, monkeypatch: pytest.Monkey
     for t in threads:
         t.join()
     assert len(calls) == 1 and len(found) == 3 and len(set(found)) == 1 and found[0].read_bytes() == b"model"
+    assert not killed.exists()
 
 
 def test_a_failed_export_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
