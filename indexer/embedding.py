@@ -271,6 +271,11 @@ def make_embedder(model: str, *, query_prefix: str = "", document_prefix: str = 
     return SentenceTransformerEmbedder(model, **options)
 
 
+# The config keys an embedder depends on (besides ``db``, which never changes on reload): a
+# daemon reload that changes any of them makes new embedders.
+EMBEDDER_CONFIG_KEYS = ("model", "backend", "query_prefix", "document_prefix", "embed_threads", "embed_batch")
+
+
 def embedder_for(config: Any) -> Embedder:
     """The embedder of a :class:`~indexer.config.Config` (the exported ONNX model, if any,
     lives in ``models/`` beside the database)."""

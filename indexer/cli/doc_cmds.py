@@ -153,6 +153,7 @@ def status(app: AppContext, as_json: bool, direct: bool) -> None:
         info = collect_status(config.db)
         pid = running_pid(config.db)
         info["daemon"] = None if pid is None else {"pid": pid, "state": "not answering on its socket"}
+        info["backend"] = config.backend  # what this process would embed with
     if as_json:
         emit_json(info)
         return
@@ -163,7 +164,7 @@ def status(app: AppContext, as_json: bool, direct: bool) -> None:
     click.echo(f"database: {info['database']} ({info['size_bytes'] / 1e6:.1f} MB)")
     click.echo(f"documents: {c['total']} total, {c['synced']} synced, {c['pending']} pending, {c['stale']} stale, {c['failed']} failed")
     click.echo(f"chunks: {info['chunks']['chunks']} ({info['chunks']['embedded']} embedded); coverage {info['coverage']:.1%}")
-    click.echo(f"model: {info['model'] or '-'}")
+    click.echo(f"model: {info['model'] or '-'}" + (f" (backend {info['backend']})" if info.get("backend") else ""))
     daemon = info.get("daemon")
     if daemon:
         progress = daemon.get("progress") or {}

@@ -55,6 +55,7 @@ class ControlRequests:
 
             info = collect_status(self.config.db)
             info["daemon"] = self.describe()
+            info["backend"] = self.config.backend
             return info
         if op == "search":
             return self._search(request)

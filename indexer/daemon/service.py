@@ -346,8 +346,9 @@ class Daemon(ControlRequests):
         old = self.config
         self.config = new
         assert self.sync is not None and self.watcher is not None
-        embedding_keys = ("model", "query_prefix", "document_prefix", "embed_threads", "embed_batch")
-        if any(getattr(old, k) != getattr(new, k) for k in embedding_keys):
+        from indexer.embedding import EMBEDDER_CONFIG_KEYS
+
+        if any(getattr(old, k) != getattr(new, k) for k in EMBEDDER_CONFIG_KEYS):
             self.sync.use_embedder(self.factory(new))
             if self.searcher is not None:
                 self.searcher.close()
