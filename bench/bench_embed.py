@@ -88,7 +88,7 @@ def main() -> None:
                                   str(args.queries)], capture_output=True, text=True,
                                  env={**os.environ, "PYTHONWARNINGS": "ignore"})
             if out.returncode != 0:
-                raise SystemExit(f"{backend}: {out.stderr.strip().splitlines()[-1]}")
+                raise SystemExit(f"{backend}: exit {out.returncode}: {(out.stderr.strip().splitlines() or [''])[-1]}")
             result[backend] = json.loads(out.stdout.strip().splitlines()[-1])
             vectors[backend] = np.load(tmp / f"{backend}.npy")
         for backend in BACKENDS[1:]:

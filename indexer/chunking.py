@@ -283,10 +283,15 @@ def _pack(units: list[_Unit], budget: int, target: int) -> list[list[_Unit]]:
     goal = total / math.ceil(total / max(min(target, budget), 1))
     sums = [0, *accumulate(u.tokens for u in units)]
     n = len(units)
+    chain = [0] * (n + 1)  # chain[j]: where the run of gluing units ending at unit j-1 starts
+    for j in range(1, n + 1):
+        chain[j] = chain[j - 1] if units[j - 1].glue and j > 1 and units[j - 2].glue else j - 1
     best = [0.0] + [math.inf] * n
     back = [0] * (n + 1)
     for j in range(1, n + 1):
         penalty = _cut_penalty(units[j - 1], units[j], goal) if j < n else 0.0
+        if j < n and units[j - 1].glue and sums[j + 1] - sums[chain[j]] <= budget:
+            penalty = goal * 1e6  # an intro that fits with the start of what it introduces stays with it
         for i in range(j - 1, -1, -1):
             size = sums[j] - sums[i]
             if size > budget and i < j - 1:

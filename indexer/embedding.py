@@ -181,6 +181,7 @@ class OnnxEmbedder(_ModelEmbedder):
 
         with self._lock:
             if self._model is None:
+                os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # embed_threads is the budget
                 model_dir = self.model_dir
                 if model_dir is None:
                     raise IndexerError(f"backend {self.backend!r} needs a local model directory; "

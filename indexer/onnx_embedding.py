@@ -39,13 +39,14 @@ _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def model_key(model_dir: Path) -> str:
-    """Names an export: the model's config, its weights' sizes, and the recipe's version."""
+    """Names an export: the model's config files, its weights' sizes and times, the recipe's version."""
     digest = hashlib.sha256(EXPORT_VERSION.encode())
     for name in ("config.json", "modules.json", "tokenizer.json", "1_Pooling/config.json"):
         path = model_dir / name
         digest.update(name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b"-"))
     for weights in sorted(model_dir.glob("*.safetensors")) + sorted(model_dir.glob("pytorch_model*.bin")):
-        digest.update(f"{weights.name}:{weights.stat().st_size}".encode())
+        stat = weights.stat()  # size and mtime: weights retrained in place get a new export
+        digest.update(f"{weights.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     return f"{model_dir.name}-{digest.hexdigest()[:16]}"
 
 
@@ -79,8 +80,6 @@ def export(model_dir: Path, folder: Path, backend: str) -> Path:
     import logging
     import warnings
 
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
     folder.mkdir(parents=True, exist_ok=True)
     fp32 = folder / ONNX_FILES["onnx"]
     partial = folder / f".{target.name}.{os.getpid()}.partial"
@@ -92,6 +91,8 @@ def export(model_dir: Path, folder: Path, backend: str) -> Path:
                 _export_fp32(model_dir, partial)
                 os.replace(partial, fp32)
             if backend == "onnx-int8":
+                from onnxruntime.quantization import QuantType, quantize_dynamic
+
                 quantize_dynamic(str(fp32), str(partial), weight_type=QuantType.QInt8, per_channel=True)
                 os.replace(partial, target)
     except IndexerError:
@@ -128,8 +129,11 @@ def ensure_exported(model_dir: Path, folder: Path, backend: str) -> Path:
         log = logging.getLogger(__name__)
         log.info("exporting %s to ONNX (%s), once: about 10 s", model_dir, backend)
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "indexer.onnx_embedding", str(model_dir), str(folder), backend],
-                              capture_output=True, text=True, timeout=900)
+        try:
+            done = subprocess.run([sys.executable, "-m", "indexer.onnx_embedding", str(model_dir), str(folder),
+                                   backend], capture_output=True, text=True, timeout=900)
+        except subprocess.TimeoutExpired:
+            raise IndexerError(f"exporting {model_dir} to ONNX took over 15 minutes; use backend = \"torch\"") from None
         if done.returncode != 0 or not target.is_file():
             lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
             raise IndexerError(lines[-1].removeprefix("error: ") if lines else f"cannot export {model_dir} to ONNX")

@@ -574,6 +574,17 @@ def test_a_code_block_after_an_introducing_line_is_cut_to_fit_beside_it() -> Non
     assert "Run it like this:\n\n```\ncommand --flag 0" in chunks[0].text
 
 
+
+def test_an_introducing_line_is_not_cut_off_when_it_fits_with_what_follows() -> None:
+    # defaults (254 / 200): intro (91) + code (142) fit one chunk, + the tail (19) does not;
+    # cutting after the intro gives the most even sizes, and must still not be chosen
+    intro = " ".join(f"w{i}" for i in range(89)) + " like this:"
+    code = "```\n" + "\n".join(" ".join(f"c{i}x{j}" for j in range(10)) for i in range(14)) + "\n```"
+    doc = "# Doc\n\n" + intro + "\n\n" + code + "\n\n" + " ".join(f"t{i}" for i in range(19)) + "\n"
+    chunks = chunk_markdown(doc, WS)
+    check(doc, chunks, WS.count, 254)
+    assert len(chunks) == 2 and chunks[0].text.endswith("c13x9\n```")
+
 def _only_headings(text: str) -> bool:
     lines = [line for line in text.split("\n") if line.strip()]
     return bool(lines) and all(ATX_HEADING.match(line) for line in lines)

@@ -252,6 +252,27 @@ def test_a_new_chunker_keeps_the_vectors_of_the_chunks_it_did_not_change(
     assert_consistent(db_path)
 
 
+def test_a_chunker_upgrade_re_chunks_every_document_even_if_the_first_run_is_limited(
+        db_path: Path, root: Path, embedder: HashEmbedder) -> None:
+    with make_sync(db_path, root, embedder) as sync:
+        sync.run()
+    conn = driver.connect(db_path)
+    conn.execute("UPDATE document_chunks SET embed_text = embed_text || ' (old cut)'")  # what md-2 made
+    conn.execute("UPDATE embedding_settings SET value = json_set(value, '$.chunker', 'md-2') WHERE key = 'fingerprint'")
+    conn.commit()
+    conn.close()
+    with make_sync(db_path, root, embedder) as sync:
+        first = sync.run(paths=[root / "guide.md"])  # e.g. `indexer reindex guide.md`, or a stopped run
+        assert first.fingerprint_changed and first.modified == 1
+        later = sync.run()
+    assert not later.fingerprint_changed and later.modified == 1  # other.md, still owed its re-chunk
+    assert rows(db_path, "SELECT count(*) FROM document_chunks WHERE embed_text LIKE '%(old cut)'") == [(0,)]
+    assert set(statuses(db_path).values()) == {"synced"}
+    with make_sync(db_path, root, embedder) as sync:
+        assert sync.run().modified == 0  # and then nothing more
+    assert_consistent(db_path)
+
+
 def test_explicit_paths_restrict_the_run(db_path: Path, root: Path, embedder: HashEmbedder) -> None:
     with make_sync(db_path, root, embedder) as sync:
         sync.run()

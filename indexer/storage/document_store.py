@@ -84,9 +84,12 @@ def install_fingerprint(conn: Any, fp: Fingerprint, rehash: Callable[[str], str]
     only_chunker = current is not None and {k: v for k, v in current.items() if k != "chunker"} == {
         k: v for k, v in wanted.items() if k != "chunker"}
     if only_chunker and has_vectors and rehash is not None:
-        rows = conn.execute("SELECT id, embed_text FROM document_chunks").fetchall()
-        conn.executemany("UPDATE document_chunks SET chunk_hash = ? WHERE id = ?",
-                         [(rehash(text), chunk_id) for chunk_id, text in rows])
+        conn.create_function("indexer_rehash", 1, rehash, deterministic=True)
+        conn.execute("UPDATE document_chunks SET chunk_hash = indexer_rehash(embed_text)")
+        # every document must be re-chunked, even if this run is stopped or limited to some
+        # paths: a hash and mtime that match nothing make the planner list each as modified
+        conn.execute("UPDATE document_index SET content_hash = '', "
+                     "metadata = json_remove(metadata, '$.mtime_ns') WHERE sync_status != 'failed'")
         _store_fingerprint(conn, wanted)
         return True
     conn.execute(f"DROP TRIGGER IF EXISTS {VEC_TABLE}_delete")

@@ -132,7 +132,7 @@ def location_hint(path: str | Path) -> str:
     file (the -wal and -shm files), even to read it. "" when the directory looks fine."""
     if str(path) == ":memory:":
         return ""
-    folder = Path(path).absolute().parent
+    folder = Path(path).resolve().parent  # a symlinked file: SQLite writes beside its target
     if not folder.is_dir():
         return f" (the data directory {folder} does not exist)"
     if not os.access(folder, os.W_OK):
