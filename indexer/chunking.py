@@ -2,7 +2,8 @@
 
 1. The body (front matter skipped, its lines still counted) is scanned into sections (one
    per heading, heading path kept) of blocks: headings, fenced code (opaque), and text runs
-   (paragraphs, lists, tables). A heading with no body joins its first subsection.
+   (paragraphs, lists, tables). A heading with no body joins its first subsection
+   (:mod:`indexer.markdown_sections`).
 2. A block that fits the section's budget is one unit, kept whole (code fences included).
    A longer code block is cut into lines; a longer text block at list items and table rows,
    then at sentence ends; anything still too long at word starts by the tokenizer.
@@ -30,19 +31,18 @@ import os
 import re
 from bisect import bisect_right
 from itertools import accumulate
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
-from indexer.markdown_meta import ATX_HEADING, FENCE, SETEXT_UNDERLINE, split_front_matter
+from indexer.markdown_meta import split_front_matter
+from indexer.markdown_sections import Block, parse_sections
 from indexer.tokenizer import TokenCounter
 
 CHUNKER_VERSION = "md-3"  # md-3: a heading is never cut off from the start of its body
-_NOT_SETEXT = re.compile(r"^ {0,3}(?:[-+*>]|\d{1,9}[.)])(?:[ \t]|$)")
 _SEGMENT_START = re.compile(r"^[ \t]*(?:[-+*][ \t]|\d{1,9}[.)][ \t]|\|)", re.M)
 _SENTENCE_END = re.compile(r"(?<!\be\.g)(?<!\bi\.e)(?<!\betc)(?<!\bvs)(?<!\bcf)[.!?][\"')\]*_]*\s+")
 _NEWLINE = re.compile(r"\n")
 PATH_SEPARATOR = " > "
-_MARKUP_LEADS = frozenset("`~#=-")  # first characters of fences, ATX headings, setext underlines
 
 
 @dataclass(frozen=True)
@@ -55,20 +55,6 @@ class Chunk:
     end_line: int
     token_count: int  # of embed_text, specials excluded
     chunk_hash: str
-
-
-@dataclass(frozen=True)
-class _Block:
-    kind: str  # heading | code | text
-    first: int  # body line index
-    last: int  # inclusive
-    depth: int = 0  # headings: length of the heading path they open
-
-
-@dataclass
-class _Section:
-    path: tuple[str, ...]
-    blocks: list[_Block] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -86,94 +72,6 @@ def embed_hash(embed_text: str) -> str:
     model. The chunker's version is not in it: a new chunker re-embeds only the chunks whose
     text it changed."""
     return hashlib.sha256(embed_text.encode("utf-8")).hexdigest()
-
-
-# -- 1. scanning ------------------------------------------------------------------------
-def _fence_end(lines: Sequence[str], i: int, marker: str, indent: int) -> int | None:
-    for j in range(i + 1, len(lines)):
-        stripped = lines[j].strip()
-        leading = len(lines[j]) - len(lines[j].lstrip(" "))
-        if leading <= 3 and stripped.startswith(marker) and not stripped.strip(marker[0]):
-            return j  # CommonMark: a closing fence is indented 3 spaces at most
-    return None if indent > 3 else len(lines) - 1  # CommonMark: unclosed runs to the end
-
-
-def _parse_sections(lines: Sequence[str]) -> list[_Section]:
-    """Sections of blocks; line indexes are into ``lines`` (the body, ``\\r`` stripped)."""
-    sections = [_Section(())]
-    stack: list[str] = []
-    para_start: int | None = None
-
-    def flush(end: int) -> None:
-        nonlocal para_start
-        if para_start is not None:
-            sections[-1].blocks.append(_Block("text", para_start, end))
-            para_start = None
-
-    def heading(level_title: tuple[int, str], first: int, last: int) -> None:
-        level, title = level_title
-        del stack[level - 1:]
-        stack.extend([""] * (level - 1 - len(stack)))  # a skipped level keeps no empty name
-        stack.append(title)
-        path = tuple(t for t in stack if t)
-        sections.append(_Section(path, [_Block("heading", first, last, len(path))]))
-
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        lead = line.lstrip()[:1]
-        if lead not in _MARKUP_LEADS:  # fast path: plain text or blank
-            if not lead:
-                flush(i - 1)
-            elif para_start is None:
-                para_start = i
-            i += 1
-            continue
-        opened = FENCE.match(line) or (FENCE.match(line.lstrip()) if line[:1] in " \t" else None)
-        if opened and not (opened.group(2)[0] == "`" and "`" in opened.group(3)):
-            indent = len(line) - len(line.lstrip())
-            end = _fence_end(lines, i, opened.group(2), indent)
-            if end is not None:
-                flush(i - 1)
-                sections[-1].blocks.append(_Block("code", i, end))
-                i = end + 1
-                continue
-        atx = ATX_HEADING.match(line)
-        if atx:
-            flush(i - 1)
-            heading((len(atx.group(1)), (atx.group(2) or "").strip() or "#"), i, i)
-            i += 1
-            continue
-        underline = SETEXT_UNDERLINE.match(line)
-        if underline and para_start is not None and not _NOT_SETEXT.match(lines[para_start]):
-            title = " ".join(lines[k].strip() for k in range(para_start, i))
-            first, para_start = para_start, None
-            heading((1 if underline.group(1)[0] == "=" else 2, title), first, i)
-            i += 1
-            continue
-        if not line.strip():
-            flush(i - 1)
-        elif para_start is None:
-            para_start = i
-        i += 1
-    flush(len(lines) - 1)
-    return _merge_bare_headings([s for s in sections if s.blocks])
-
-
-def _merge_bare_headings(sections: list[_Section]) -> list[_Section]:
-    """A heading with no body of its own goes with its first subsection (no heading-only chunk)."""
-    merged: list[_Section] = []
-    carry: list[_Block] = []
-    for index, section in enumerate(sections):
-        blocks = carry + section.blocks
-        carry = []
-        nxt = sections[index + 1] if index + 1 < len(sections) else None
-        bare = all(b.kind == "heading" for b in section.blocks)
-        if bare and section.path and nxt is not None and nxt.path[: len(section.path)] == section.path:
-            carry = blocks
-            continue
-        merged.append(_Section(section.path, blocks))
-    return merged
 
 
 # -- 2. units ---------------------------------------------------------------------------
@@ -246,7 +144,7 @@ def _pieces(doc: _Doc, kind: str, start: int, end: int, budget: int) -> list[tup
     return fine
 
 
-def _block_units(doc: _Doc, block: _Block, span: tuple[int, int], tokens: int, budget: int,
+def _block_units(doc: _Doc, block: Block, span: tuple[int, int], tokens: int, budget: int,
                  glue: bool, lead: int = 0) -> list[_Unit]:
     """The units of one block. ``lead``: the tokens of the heading (or ``...:`` line) glued
     before it; the block's first unit is made small enough to share a chunk with it, so a
@@ -402,7 +300,7 @@ def chunk_markdown(text: str, counter: TokenCounter, *, target_tokens: int = 200
     ctx = _Context(counter, title, max_tokens // 4)
     target = max(min(target_tokens, max_tokens), 1)
     groups: list[_Group] = []
-    sections = _parse_sections(doc.lines)
+    sections = parse_sections(doc.lines)
     spans = [doc.trimmed(*doc.span(b.first, b.last)) for section in sections for b in section.blocks]
     block_tokens = iter(doc.counts(spans))  # one batch for the whole document
     spans_iter = iter(spans)
