@@ -172,19 +172,36 @@ async def file_writes(path: Path, ops: int, round_no: int, open_ids: list[str]) 
     return {"create_memory_per_s": created, "update_memory_per_s": updated, "append_event_per_s": appended}
 
 
+def schema_in_memory(conn: Any) -> Any:
+    """``conn`` (a ``:memory:`` connection) with every migration's statements applied."""
+    for migration in migrations.load_migrations():
+        for statement in migrations.split_statements(migration.sql):
+            conn.execute(statement)
+    return conn
+
+
+def sql_creates(conn: Any, ops: int, namespace: str) -> float:
+    """create_memory's transaction (same SQL, audit row, commit) ``ops`` times in a plain loop
+    on one thread: no asyncio, no thread hop, no validation. Creates per second."""
+    from indexer import memory
+    from indexer.timeutil import now_ts
+
+    start = time.perf_counter()
+    for i in range(ops):
+        args = (f"user:{namespace}-{i % 100}", f"k{i}", '{"i":1}', "semantic", "{}", "bench", now_ts())
+        database._run_sync(conn, memory._create, args, True)
+    return ops / (time.perf_counter() - start)
+
+
 def sql_floor(path: Path, ops: int, round_no: int, open_ids: list[str]) -> dict[str, float]:
     """The same transactions (same SQL, audit row, commit) in a plain loop on one thread:
     no asyncio, no thread hop, no validation. What the database file itself allows."""
-    from indexer import memory, sessions
+    from indexer import sessions
     from indexer.timeutil import now_ts
 
     conn = driver.connect(path)
     try:
-        start = time.perf_counter()
-        for i in range(ops):
-            database._run_sync(conn, memory._create, (f"user:floor{round_no}-{i % 100}", f"k{i}", '{"i":1}',
-                                                                 "semantic", "{}", "bench", now_ts()), True)
-        created = ops / (time.perf_counter() - start)
+        created = sql_creates(conn, ops, f"floor{round_no}")
         start = time.perf_counter()
         for i in range(ops):
             event = json.dumps({"type": "message", "author": "agent", "text": f"floor {i}", "id": str(i), "timestamp": TS})
@@ -200,15 +217,8 @@ def write_ceilings(path: Path, ops: int, round_no: int) -> dict[str, float]:
     writes (fixed by the schema's 13 indexes on memory_entries + audit), and the SQL floor of
     creates in memory, on the file without any checkpoint, and on the file with
     ``synchronous=OFF`` (neither allowed by the spec: shown as ceilings, not as options)."""
-    from indexer import memory
-    from indexer.timeutil import now_ts
-
     def creates(conn: Any, tag: str) -> float:
-        start = time.perf_counter()
-        for i in range(ops):
-            args = (f"user:{tag}{round_no}-{i % 100}", f"k{i}", '{"i":1}', "semantic", "{}", "bench", now_ts())
-            database._run_sync(conn, memory._create, args, True)
-        return ops / (time.perf_counter() - start)
+        return sql_creates(conn, ops, f"{tag}{round_no}")
 
     result: dict[str, float] = {}
     conn = driver.connect(path)
@@ -223,11 +233,8 @@ def write_ceilings(path: Path, ops: int, round_no: int) -> dict[str, float]:
         result["ceiling_sync_off_create_memory_per_s"] = creates(conn, "syncoff")
     finally:
         conn.close()
-    mem = driver.connect(":memory:")
+    mem = schema_in_memory(driver.connect(":memory:"))
     try:
-        for migration in migrations.load_migrations():
-            for statement in migrations.split_statements(migration.sql):
-                mem.execute(statement)
         result["ceiling_in_memory_sql_create_memory_per_s"] = creates(mem, "inmem")
     finally:
         mem.close()

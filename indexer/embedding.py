@@ -7,6 +7,7 @@ product is the cosine similarity.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -79,8 +80,6 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
 class _ModelEmbedder:
     """What both backends share: the model by name or directory, its prefixes, its limit."""
 
-    backend = "torch"
-
     def __init__(self, model: str = DEFAULT_MODEL, *, query_prefix: str = "", document_prefix: str = "",
                  threads: int = 1, batch_size: int = 32) -> None:
         self.model = model
@@ -92,9 +91,9 @@ class _ModelEmbedder:
         self._model: Any = None
         self._lock = threading.Lock()
 
-    @property
+    @functools.cached_property
     def max_tokens(self) -> int:
-        """Word pieces the model reads, [CLS] and [SEP] excluded (read from the model's
+        """Word pieces the model reads, [CLS] and [SEP] excluded (read once, from the model's
         directory when it has ``sentence_bert_config.json``, so chunking needs no model)."""
         model_dir = self.model_dir
         if model_dir is not None:

@@ -81,8 +81,7 @@ def install_fingerprint(conn: Any, fp: Fingerprint, rehash: Callable[[str], str]
     has_vectors = vector_table_exists(conn)
     if current == wanted and has_vectors:
         return False
-    only_chunker = current is not None and {k: v for k, v in current.items() if k != "chunker"} == {
-        k: v for k, v in wanted.items() if k != "chunker"}
+    only_chunker = current is not None and {**current, "chunker": None} == {**wanted, "chunker": None}
     if only_chunker and has_vectors and rehash is not None:
         conn.create_function("indexer_rehash", 1, rehash, deterministic=True)
         conn.execute("UPDATE document_chunks SET chunk_hash = indexer_rehash(embed_text)")
