@@ -23,6 +23,7 @@ COMMAND_MODULES = {
     "search": "indexer.cli.search_cmds",
     "memory": "indexer.cli.memory_cmds", "session": "indexer.cli.session_cmds",
     "daemon": "indexer.cli.daemon_cmds", "service": "indexer.cli.daemon_cmds",
+    "mcp": "indexer.cli.mcp_cmds",
 }
 
 

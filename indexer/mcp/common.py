@@ -1,0 +1,120 @@
+"""What every tool module shares: the server's state (config, the lazily opened database,
+the direct-search embedder), errors as MCP tool errors, results with compact text, and the
+output budget."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import BaseModel
+
+from indexer.config import Config
+from indexer.errors import IndexerError, NotFoundError
+
+# Clients cap tool output (Claude Code: 25k tokens by default); every result stays under this.
+MAX_OUTPUT_CHARS = 40_000
+
+READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
+IDEMPOTENT_WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True,
+                                   open_world_hint=False)
+DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False)
+
+
+class ServerState:
+    """One per server: the config, who writes (``by``), the database opened on first use
+    (never migrated here; created only by a write when no file exists yet, as the CLI does)
+    and, for searches without a daemon, one embedder kept for the process's life."""
+
+    def __init__(self, config: Config, *, by: str = "mcp") -> None:
+        self.config = config
+        self.by = by
+        self._db: Any = None
+        self._db_lock: asyncio.Lock | None = None
+        self._embedder: Any = None
+        self._embed_lock = threading.Lock()
+
+    async def database(self, *, create: bool = False) -> Any:
+        from indexer.storage.database import Database
+
+        if self._db_lock is None:
+            self._db_lock = asyncio.Lock()
+        async with self._db_lock:
+            if self._db is None:
+                path = Path(self.config.db)
+                if not path.exists() and not create:
+                    raise NotFoundError(f"no database at {path} (nothing stored yet)")
+                # an existing file is used as it is (a pending migration is an error naming
+                # `indexer migrate`); a missing one is created, as `indexer memory add` does
+                db = Database(path, migrate=not path.exists())
+                await db.initialize()
+                self._db = db
+            return self._db
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    def embed_query(self, text: str) -> Any:
+        """The query vector, from an embedder loaded on first use (a tool call, never the
+        handshake) and kept; calls from worker threads are serialised."""
+        with self._embed_lock:
+            if self._embedder is None:
+                from indexer.embedding import embedder_for
+
+                self._embedder = embedder_for(self.config)
+            return self._embedder.embed_query(text)
+
+
+@contextmanager
+def tool_errors() -> Iterator[None]:
+    """A failure as an MCP tool error (``is_error``) carrying the one-line message the CLI
+    prints after ``error:``; anything else is left to the SDK (a crash, logged)."""
+    try:
+        yield
+    except ToolError:
+        raise
+    except IndexerError as exc:
+        raise ToolError(str(exc)) from None
+    except OSError as exc:
+        raise ToolError(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
+    except Exception as exc:
+        driver = sys.modules.get("indexer.storage.driver")
+        if driver is not None and isinstance(exc, driver.Error):
+            raise ToolError(f"database: {exc}") from None
+        raise
+
+
+def compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def respond(data: BaseModel, text: str | None = None) -> CallToolResult:
+    """The full object as ``structured_content``; for the model, ``text`` or compact JSON
+    (the SDK's default is indented JSON, a third longer)."""
+    structured = data.model_dump(mode="json")
+    return CallToolResult(content=[TextContent(type="text", text=compact(structured) if text is None else text)],
+                          structured_content=structured)
+
+
+def size(value: Any) -> int:
+    return len(compact(value))
+
+
+def fit(items: list[Any], budget: int = MAX_OUTPUT_CHARS) -> int:
+    """How many of ``items`` (in order, at least one) fit in ``budget`` characters of JSON."""
+    used = 0
+    for count, item in enumerate(items):
+        used += size(item) + 1
+        if used > budget and count > 0:
+            return count
+    return len(items)

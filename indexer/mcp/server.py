@@ -1,0 +1,66 @@
+"""Building and running the MCP server (the official SDK, ``mcp`` 2.x).
+
+Start-up loads no model and opens no database: the handshake is answered as soon as the
+SDK is imported. The database is opened by the first memory or session call, the model by
+the first semantic search made without a daemon.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import AsyncIterator, Iterable
+
+from mcp.server.mcpserver import MCPServer
+
+from indexer import __version__
+from indexer.config import Config
+from indexer.mcp import docs, memory_tools, session_tools
+from indexer.mcp.catalog import GROUPS, select_tools
+from indexer.mcp.common import ServerState
+
+LOOPBACK = "127.0.0.1"
+DEFAULT_PORT = 8765
+
+INSTRUCTIONS = """\
+indexer keeps an index of the user's markdown notes and docs, searchable by meaning and
+keywords, plus a versioned long-term memory and session logs for agents.
+- Documents: `search` first, then `read_document` with a hit's path (and start_line) to read it.
+- Memory: (namespace, key) -> any JSON value, versioned. Namespaces are ':'-separated and start
+  with project, app, user, session or temp (e.g. user:alice:prefs). `memory_write` creates or
+  updates; `memory_delete` is undone by `memory_restore`, which also rolls back to a version.
+- Sessions: `session_create`, then `session_append` events; `session_update` changes state or
+  status (created -> active <-> paused -> terminated -> archived).
+Lists are paginated: pass next_cursor back as cursor."""
+
+
+def build_server(config: Config, *, groups: Iterable[str] = GROUPS, read_only: bool = False,
+                 by: str = "mcp") -> MCPServer:
+    """The server with the tools of ``groups`` (docs, memory, sessions), without the write
+    tools when ``read_only``; ``by`` is recorded as the author of memory writes."""
+    state = ServerState(config, by=by)
+
+    @asynccontextmanager
+    async def lifespan(_server: MCPServer) -> AsyncIterator[ServerState]:
+        try:
+            yield state
+        finally:
+            await state.close()
+
+    server = MCPServer(name="indexer", title="indexer: markdown search, memory and sessions",
+                       instructions=INSTRUCTIONS, version=__version__, lifespan=lifespan,
+                       log_level="WARNING")
+    names = {t.name for t in select_tools(groups, read_only=read_only)}
+    docs.register(server, state, names)
+    memory_tools.register(server, state, names)
+    session_tools.register(server, state, names)
+    return server
+
+
+def run_stdio(server: MCPServer) -> None:
+    """Serve on stdin/stdout until stdin closes."""
+    server.run()
+
+
+def run_http(server: MCPServer, port: int = DEFAULT_PORT) -> None:
+    """Streamable HTTP, stateless, JSON responses, on loopback only (``/mcp``)."""
+    server.run(transport="streamable-http", host=LOOPBACK, port=port, stateless_http=True, json_response=True)

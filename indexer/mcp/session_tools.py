@@ -1,0 +1,164 @@
+"""The session tools: session_create, session_get, session_list, session_append, session_update.
+
+They use :class:`~indexer.sessions.SessionService` on the database directly. Lifecycle:
+created → active ⇄ paused; created/active/paused → terminated → archived; any other change is
+a tool error naming both states. State keys: ``app:``, ``user:``, ``session:`` or no prefix;
+``temp:`` keys are never stored; a null value removes a key.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from mcp.server.mcpserver import MCPServer
+from mcp.types import CallToolResult
+from pydantic import BaseModel, Field
+
+from indexer.mcp.common import MAX_OUTPUT_CHARS, READ, WRITE, ServerState, fit, respond, size, tool_errors
+
+SessionId = Annotated[str, Field(min_length=1, max_length=200, description="the session's id")]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+JsonObject = dict[str, Any]
+
+
+class Session(BaseModel):
+    id: str
+    app_name: str
+    user_id: str
+    project_id: str | None
+    status: str
+    state: dict[str, Any]
+    metadata: dict[str, Any]
+    created_at: str
+    last_update_time: str
+    terminated_at: str | None
+    archived_at: str | None
+    event_count: int
+
+
+class SessionWithEvents(Session):
+    events: list[dict[str, Any]] = Field(description="the last events asked for, oldest first")
+    events_truncated: bool = Field(description="true when older events were left out (count or size)")
+
+
+class SessionPage(BaseModel):
+    items: list[Session]
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null: this was the last")
+
+
+class Appended(BaseModel):
+    event: dict[str, Any]
+    event_count: int
+    state: dict[str, Any]
+
+
+def _session(s: Any) -> Session:
+    data = s.as_dict()
+    data.pop("events", None)
+    return Session(**data)
+
+
+def register(server: MCPServer, app: ServerState, names: set[str]) -> None:
+    from indexer.sessions import SessionService
+
+    async def service(create: bool = False) -> SessionService:
+        return SessionService(await app.database(create=create))
+
+    if "session_create" in names:
+        @server.tool(annotations=WRITE)
+        async def session_create(
+            app_name: Name, user_id: Name,
+            project_id: Annotated[str | None, Field(min_length=1, max_length=200)] = None,
+            session_id: Annotated[str | None, Field(min_length=1, max_length=200,
+                                                    description="use this id (default: a new uuid4)")] = None,
+            state: Annotated[JsonObject | None, Field(description="initial state, a JSON object (same key rules as state_delta)")] = None,
+            metadata: Annotated[JsonObject | None, Field(description="a JSON object")] = None,
+        ) -> Annotated[CallToolResult, Session]:
+            """Start a session (status created) for an app and a user; returns it with its id.
+            Record what happens with session_append; move it on with session_update."""
+            with tool_errors():
+                created = await (await service(create=True)).create_session(
+                    app_name, user_id, project_id, session_id, state, metadata=metadata)
+                return respond(_session(created))
+
+    if "session_get" in names:
+        @server.tool(annotations=READ)
+        async def session_get(
+            session_id: SessionId,
+            events: Annotated[int, Field(ge=0, le=200, description="how many of the last events to return")] = 20,
+        ) -> Annotated[CallToolResult, SessionWithEvents]:
+            """A session: status, state, times, how many events it has, and its last events
+            (at most `events`, and fewer if they would not fit in 40,000 characters)."""
+            with tool_errors():
+                s = await (await service()).get_session(session_id)
+                base = _session(s)
+                last = (s.events or [])[-events:] if events else []
+                budget = MAX_OUTPUT_CHARS - size(base.model_dump(mode="json"))
+                keep = fit(list(reversed(last)), max(budget, 1)) if last else 0
+                shown = last[len(last) - keep:] if keep else []
+                result = SessionWithEvents(**base.model_dump(), events=shown,
+                                           events_truncated=len(shown) < min(events, s.event_count))
+                return respond(result)
+
+    if "session_list" in names:
+        @server.tool(annotations=READ)
+        async def session_list(
+            app_name: Annotated[str | None, Field(min_length=1, max_length=200)] = None,
+            user_id: Annotated[str | None, Field(min_length=1, max_length=200)] = None,
+            project_id: Annotated[str | None, Field(min_length=1, max_length=200)] = None,
+            status: Literal["created", "active", "paused", "terminated", "archived"] | None = None,
+            limit: Annotated[int, Field(ge=1, le=100, description="page size")] = 20,
+            cursor: Annotated[str | None, Field(max_length=4096, description="next_cursor of the previous page")] = None,
+        ) -> Annotated[CallToolResult, SessionPage]:
+            """List sessions matching every filter given, newest first, without their events
+            (event_count says how many), one page at a time."""
+            from indexer.memory import encode_cursor
+
+            with tool_errors():
+                page = await (await service()).list_sessions(app_name, user_id, project_id, status, limit, cursor)
+                items = [_session(s) for s in page.items]
+                keep = fit([i.model_dump(mode="json") for i in items])
+                next_cursor = page.next_cursor
+                if keep < len(items):  # over the output budget: a shorter page, continued after its last item
+                    items = items[:keep]
+                    next_cursor = encode_cursor([items[-1].created_at, items[-1].id])
+                return respond(SessionPage(items=items, next_cursor=next_cursor))
+
+    if "session_append" in names:
+        @server.tool(annotations=WRITE)
+        async def session_append(
+            session_id: SessionId,
+            event: Annotated[JsonObject, Field(description="a JSON object; given an id and a timestamp when it has none")],
+            state_delta: Annotated[JsonObject | None, Field(description="state changes applied with the event; null removes a key")] = None,
+        ) -> Annotated[CallToolResult, Appended]:
+            """Append an event to a session's log (atomically with an optional state delta).
+            Only created, active or paused sessions take events."""
+            with tool_errors():
+                svc = await service()
+                stored = await svc.append_event(session_id, event, state_delta)
+                s = await svc.get_session(session_id)
+                return respond(Appended(event=stored, event_count=s.event_count, state=s.state))
+
+    if "session_update" in names:
+        @server.tool(annotations=WRITE)
+        async def session_update(
+            session_id: SessionId,
+            state_delta: Annotated[JsonObject | None, Field(description="merged into the state; null removes a key")] = None,
+            status: Annotated[Literal["active", "paused", "terminated", "archived"] | None,
+                              Field(description="move the session on: created→active⇄paused, →terminated→archived")] = None,
+        ) -> Annotated[CallToolResult, Session]:
+            """Change a session: merge a state delta and/or move it along its lifecycle
+            (the delta is applied first). An illegal transition is an error naming both states."""
+            from indexer.errors import ValidationError
+
+            with tool_errors():
+                if state_delta is None and status is None:
+                    raise ValidationError("give state_delta, status, or both")
+                svc = await service()
+                if state_delta is not None:
+                    await svc.update_state(session_id, state_delta)
+                if status is not None:
+                    s = await svc.set_status(session_id, status)
+                else:
+                    s = await svc.get_session(session_id)
+                return respond(_session(s))
