@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from indexer.errors import NotFoundError, ValidationError
-from indexer.sync import within
 
 
 @dataclass(frozen=True)
@@ -41,6 +40,8 @@ def resolve_indexed(raw: str, roots: Sequence[Path], is_indexed: Callable[[str],
     if not roots:
         raise ValidationError("no roots are configured (set `roots` in the config, start the daemon with --root, "
                               "or give `indexer mcp --root DIR`)")
+    from indexer.sync import within  # chunker and numpy: not at start-up
+
     inside = within([str(r) for r in roots])
     outside: Path | None = None
     for candidate in candidates(raw, roots):

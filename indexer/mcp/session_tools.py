@@ -38,7 +38,7 @@ class Session(BaseModel):
 
 class SessionWithEvents(Session):
     events: list[dict[str, Any]] = Field(description="the last events asked for, oldest first")
-    events_truncated: bool = Field(description="true when older events were left out (count or size)")
+    events_truncated: bool = Field(description="true when older events exist than those returned (ask for more, up to 200)")
 
 
 class SessionPage(BaseModel):
@@ -97,7 +97,7 @@ def register(server: MCPServer, app: ServerState, names: set[str]) -> None:
                 keep = fit(list(reversed(last)), max(budget, 1)) if last else 0
                 shown = last[len(last) - keep:] if keep else []
                 result = SessionWithEvents(**base.model_dump(), events=shown,
-                                           events_truncated=len(shown) < min(events, s.event_count))
+                                           events_truncated=len(shown) < s.event_count)
                 return respond(result)
 
     if "session_list" in names:
