@@ -31,7 +31,7 @@ DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idemp
 
 class ServerState:
     """One per server: the config, who writes (``by``), the database opened on first use
-    (never migrated here; created only by a write when no file exists yet, as the CLI does)
+    (created only by a write when no file exists yet, as the CLI does)
     and, for searches without a daemon, one embedder kept for the process's life."""
 
     def __init__(self, config: Config, *, by: str = "mcp") -> None:
@@ -52,9 +52,9 @@ class ServerState:
                 path = Path(self.config.db)
                 if not path.exists() and not create:
                     raise NotFoundError(f"no database at {path} (nothing stored yet)")
-                # an existing file is used as it is (a pending migration is an error naming
-                # `indexer migrate`); a missing one is created, as `indexer memory add` does
-                db = Database(path, migrate=not path.exists())
+                # as the CLI's memory and session commands do: pending migrations are applied
+                # (safe with several processes at once: each is re-checked under the write lock)
+                db = Database(path)
                 await db.initialize()
                 self._db = db
             return self._db
