@@ -160,7 +160,7 @@ def register(server: MCPServer, state: ServerState, names: set[str]) -> None:
             k: Annotated[int, Field(ge=1, le=25, description="number of documents")] = 8,
             document_type: Annotated[str | None, Field(max_length=200, description="only this document_type")] = None,
             path: Annotated[str | None, Field(max_length=4096,
-                                              description="only paths under this directory, or matching this glob (*, ?, [)")] = None,
+                                              description="only paths under this absolute directory, or matching this glob (*, ?, [)")] = None,
             since: Annotated[str | None, Field(max_length=64,
                                                description="only documents changed since: ISO date/time, or 7d, 12h, 30m")] = None,
         ) -> Annotated[CallToolResult, SearchResult]:
