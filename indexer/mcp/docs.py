@@ -208,7 +208,7 @@ def register(server: MCPServer, state: ServerState, names: set[str]) -> None:
         @server.tool(annotations=IDEMPOTENT_WRITE)
         def reindex(
             paths: Annotated[list[Annotated[str, Field(min_length=1, max_length=4096)]] | None,
-                             Field(max_length=100, description="only these files or directories (under the roots)")] = None,
+                             Field(max_length=100, description="only these files or directories: absolute paths under the roots")] = None,
             full: Annotated[bool, Field(description="re-read and re-hash every file, ignoring mtime and size")] = False,
             wait: Annotated[bool, Field(description="wait for the sync to finish (daemon only; without one it always waits)")] = True,
         ) -> Annotated[CallToolResult, ReindexResult]:
