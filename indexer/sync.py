@@ -9,6 +9,7 @@ each batch written in one transaction.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -18,6 +19,7 @@ from typing import Any, Callable, Sequence
 from indexer import chunking, discovery, markdown_meta, planning
 from indexer.config import Config
 from indexer.embedding import Embedder, fingerprint, embedder_for
+from indexer.errors import ConfigError
 from indexer.storage import document_store as store
 from indexer.storage import driver, migrations
 from indexer.timeutil import format_ts, parse_ts
@@ -38,6 +40,7 @@ class SyncReport:
     modified: int = 0
     moved: int = 0
     deleted: int = 0
+    kept: int = 0  # not found, but not proven missing (unreadable place, path outside the roots): untouched
     touched: int = 0
     unchanged: int = 0
     failed: int = 0
@@ -48,6 +51,7 @@ class SyncReport:
     seconds: float = 0.0
     embed_seconds: float = 0.0
     failures: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[dict[str, str]] = field(default_factory=list)  # what was not looked at, and why
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -169,10 +173,11 @@ class DocumentSync:
         missing = [r for r in roots if not Path(r).is_dir()]
         if missing:  # unmounted or removed: keep its rows rather than delete them all
             report.skipped += len(missing)
-            report.failures.extend({"path": str(r), "reason": "root is not a readable directory; its documents were kept"}
+            report.warnings.extend({"path": str(r), "reason": "root is not a readable directory; its documents were kept"}
                                    for r in missing)
             roots = tuple(r for r in roots if r not in missing)
         if paths:  # only what was named: the watcher's bursts never walk whole roots
+            paths = [Path(place(p)) for p in paths]
             scan = discovery.scan_paths(paths, roots, include=self.config.include, exclude=self.config.exclude)
         else:
             scan = discovery.scan(roots, include=self.config.include, exclude=self.config.exclude)
@@ -186,8 +191,10 @@ class DocumentSync:
         retry_now = self.due_retries() if any(d.sync_status == "failed" for d in docs) else set()
         db_docs = [planning.DbDoc(Path(d.path), d.mtime_ns if d.path not in retry_now else None,
                                   d.size, d.content_hash) for d in docs]
-        changes = planning.plan_changes(disk, db_docs, planning.sha256_file, full=full)
+        changes = planning.plan_changes(disk, db_docs, planning.sha256_file, full=full, coverage=scan.coverage)
         report.unchanged += changes.unchanged_count
+        report.kept += len(changes.kept)
+        report.warnings.extend(_unproven(scan, changes.kept))
         self.progress("plan", changes=changes)
         with store.write(conn):
             for old, new in changes.moved:
@@ -308,6 +315,59 @@ class DocumentSync:
         report = self.reconcile(roots, paths=paths, full=full)
         self.embed_pending(report=report)
         return report
+
+
+def _unproven(scan: discovery.ScanResult, kept: Sequence[planning.DbDoc]) -> list[dict[str, str]]:
+    """Warnings for what the scan could not look at: each unreadable place or path outside
+    the roots, with how many stored documents were kept because of it."""
+    blind = set(scan.coverage.unreadable)
+    out = []
+    for item in scan.skipped:
+        outside = item.reason == "not under any root of this run"
+        if not outside and item.path not in blind:
+            continue  # a symlink not followed: not a warning
+        below = within([item.path])
+        count = sum(1 for d in kept if below(str(d.path)))
+        what = "nothing there was indexed or deleted" if outside else "nothing below it was deleted"
+        out.append({"path": item.path, "reason": f"{item.reason}; {what}"
+                    + (f" ({count} stored document{'s' if count != 1 else ''} kept)" if count else "")})
+    return out
+
+
+def place(path: Path | str) -> str:
+    """An absolute path with its directories resolved (symlinks, ``..``, a trailing slash) but
+    not its last part: a deleted file, or a symlink the scan must not follow, keeps its name."""
+    absolute = os.path.abspath(os.path.expanduser(path))
+    parent, name = os.path.split(absolute)
+    return os.path.join(os.path.realpath(parent), name) if name else absolute
+
+
+def normal_path(raw: Path | str) -> Path:
+    """What a user means by a path: absolute, symlinks resolved when it exists (the target's
+    own path), else its directory resolved and its name kept (a deleted file)."""
+    path = Path(raw).expanduser().absolute()
+    return path.resolve() if path.exists() else Path(place(path))
+
+
+def split_targets(paths: Sequence[Path | str], roots: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    """``reindex PATH...`` semantics: (extra roots for this run, paths to restrict it to).
+    A path at or below a root is looked at with that root's rules; an existing directory
+    outside every root becomes a root for this run; anything else is a :class:`ConfigError`."""
+    under_roots = within(roots)
+    extra_roots: list[Path] = []
+    targets: list[Path] = []
+    for raw in paths:
+        path = normal_path(raw)
+        exists = path.exists() or path.is_symlink()
+        if not under_roots(str(path)):
+            if not exists:
+                raise ConfigError(f"no such file or directory: {raw}")
+            if not path.is_dir():
+                raise ConfigError(f"{raw} is outside the configured roots; give its directory to index it as a root")
+            if path not in extra_roots:
+                extra_roots.append(path)
+        targets.append(path)
+    return extra_roots, targets
 
 
 def within(bases: Sequence[Path | str]) -> Callable[[str], bool]:
