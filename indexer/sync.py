@@ -203,7 +203,10 @@ class DocumentSync:
             for f in changes.touched:
                 store.touch_document(conn, str(f.path), f.mtime_ns, f.size)
             report.touched += len(changes.touched)
-        work = [(f, "added") for f in changes.added] + [(f, "modified") for f in changes.modified]
+        # a moved file is re-read too: its title and type may come from its name (no heading,
+        # no front matter), and so the context of its chunks; unchanged chunks keep their vectors
+        work = ([(f, "added") for f in changes.added] + [(f, "modified") for f in changes.modified]
+                + [(m.new, "moved") for m in changes.moved])
         stopped = False
         for start in range(0, len(work), APPLY_BATCH):
             if should_stop():
@@ -267,7 +270,7 @@ class DocumentSync:
         report.chunks_written += len(rows)
         if kind == "added":
             report.added += 1
-        else:
+        elif kind == "modified":
             report.modified += 1
 
     # -- embedding ----------------------------------------------------------------------
