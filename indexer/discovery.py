@@ -207,9 +207,11 @@ class _Acc:
         self.covered: list[str] = []
         self.blind: list[str] = []
 
-    def unreadable(self, path: str, why: Skipped) -> None:
+    def unreadable(self, path: str, why: Skipped, exc: OSError | None = None) -> None:
+        """Record ``path`` as not looked at; one that vanished mid-scan is simply gone."""
         self.skipped.append(why)
-        self.blind.append(path)
+        if not isinstance(exc, FileNotFoundError):
+            self.blind.append(path)
 
     def result(self) -> ScanResult:
         self.files.sort(key=lambda f: str(f.path))
@@ -238,7 +240,9 @@ def _walk(root: str, rules: Rules, acc: _Acc, *, rel_dir: str = "", ignores: Ign
             with os.scandir(directory) as it:
                 entries = list(it)
         except OSError as exc:
-            acc.unreadable(directory, Skipped(directory, f"cannot list directory: {exc.strerror or exc}"))
+            # a subdirectory gone mid-walk is gone; the walk's own start proves nothing
+            acc.unreadable(directory, Skipped(directory, f"cannot list directory: {exc.strerror or exc}"),
+                           exc if directory != root else None)
             continue
         for entry in entries:
             name = entry.name
@@ -259,7 +263,7 @@ def _walk(root: str, rules: Rules, acc: _Acc, *, rel_dir: str = "", ignores: Ign
                     continue
                 st = entry.stat(follow_symlinks=False)
             except OSError as exc:
-                acc.unreadable(entry.path, Skipped(entry.path, f"cannot stat: {exc.strerror or exc}"))
+                acc.unreadable(entry.path, Skipped(entry.path, f"cannot stat: {exc.strerror or exc}"), exc)
                 continue
             if not _stat.S_ISREG(st.st_mode) or entry.path in seen:
                 continue  # a FIFO or socket named *.md; or a file of an enclosing root

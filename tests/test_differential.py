@@ -85,7 +85,7 @@ def first_subdir(root: Path, pick: int) -> Path:
 
 
 @pytest.mark.slow
-@settings(max_examples=25 * EXAMPLES_SCALE, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40 * EXAMPLES_SCALE, suppress_health_check=[HealthCheck.too_slow])
 @given(tree=st.tuples(scaffold, initial), edits=ops, pick=st.integers(0, 20))
 def test_every_entry_point_equals_a_fresh_index(tree, edits, pick) -> None:
     with tempfile.TemporaryDirectory(prefix="ixdiff-") as tmp:
@@ -132,7 +132,7 @@ def test_every_entry_point_equals_a_fresh_index(tree, edits, pick) -> None:
 
 @pytest.mark.slow
 @pytest.mark.process
-@settings(max_examples=4 * EXAMPLES_SCALE, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=6 * EXAMPLES_SCALE, suppress_health_check=[HealthCheck.too_slow])
 @given(tree=st.tuples(scaffold, initial), edits=ops)
 def test_the_daemon_once_idle_equals_a_fresh_index(tree, edits) -> None:
     from daemon_harness import DaemonProcess, wait_until
