@@ -17,7 +17,8 @@ from indexer.embedding import Embedder, from_blob, to_blob
 from indexer.errors import NotFoundError, ValidationError
 from indexer.storage import document_store as store
 from indexer.storage import search_store
-from indexer.sync import DocumentSync, SyncReport, split_targets
+from indexer.sync import DocumentSync, SyncReport
+from indexer.targets import split_targets
 from indexer.tokenizer import TokenCounter
 
 

@@ -9,7 +9,6 @@ each batch written in one transaction.
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -19,7 +18,10 @@ from typing import Any, Callable, Sequence
 from indexer import chunking, discovery, markdown_meta, planning
 from indexer.config import Config
 from indexer.embedding import Embedder, fingerprint, embedder_for
-from indexer.errors import ConfigError
+from indexer.targets import normal_path, place, split_targets, within
+
+__all__ = ["DocumentSync", "FileProblem", "SyncReport", "normal_path", "place", "read_markdown", "split_targets",
+           "within"]
 from indexer.storage import document_store as store
 from indexer.storage import driver, migrations
 from indexer.timeutil import format_ts, parse_ts
@@ -335,52 +337,6 @@ def _unproven(scan: discovery.ScanResult, kept: Sequence[planning.DbDoc]) -> lis
         out.append({"path": item.path, "reason": f"{item.reason}; {what}"
                     + (f" ({count} stored document{'s' if count != 1 else ''} kept)" if count else "")})
     return out
-
-
-def place(path: Path | str) -> str:
-    """An absolute path with its directories resolved (symlinks, ``..``, a trailing slash) but
-    not its last part: a deleted file, or a symlink the scan must not follow, keeps its name."""
-    absolute = os.path.abspath(os.path.expanduser(path))
-    parent, name = os.path.split(absolute)
-    return os.path.join(os.path.realpath(parent), name) if name else absolute
-
-
-def normal_path(raw: Path | str) -> Path:
-    """What a user means by a path: absolute, symlinks resolved when it exists (the target's
-    own path), else its directory resolved and its name kept (a deleted file)."""
-    path = Path(raw).expanduser().absolute()
-    return path.resolve() if path.exists() else Path(place(path))
-
-
-def split_targets(paths: Sequence[Path | str], roots: Sequence[Path]) -> tuple[list[Path], list[Path]]:
-    """``reindex PATH...`` semantics: (extra roots for this run, paths to restrict it to).
-    A path at or below a root is looked at with that root's rules; an existing directory
-    outside every root becomes a root for this run; anything else is a :class:`ConfigError`."""
-    under_roots = within(roots)
-    extra_roots: list[Path] = []
-    targets: list[Path] = []
-    for raw in paths:
-        path = normal_path(raw)
-        exists = path.exists() or path.is_symlink()
-        if not under_roots(str(path)):
-            if not exists:
-                raise ConfigError(f"no such file or directory: {raw}")
-            if not path.is_dir():
-                raise ConfigError(f"{raw} is outside the configured roots; give its directory to index it as a root")
-            if path not in extra_roots:
-                extra_roots.append(path)
-        targets.append(path)
-    return extra_roots, targets
-
-
-def within(bases: Sequence[Path | str]) -> Callable[[str], bool]:
-    """A test for "this path is one of ``bases`` or below one of them" (absolute paths)."""
-    prefixes = [str(b) for b in bases]
-
-    def inside(candidate: str) -> bool:
-        return any(candidate == b or candidate.startswith(b.rstrip("/") + "/") for b in prefixes)
-
-    return inside
 
 
 def _scope(roots: Sequence[Path], paths: Sequence[Path] | None) -> Callable[[str], bool]:

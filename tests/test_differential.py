@@ -16,7 +16,6 @@ failure prints the operations applied and the blob that replays it.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import tempfile
 from pathlib import Path

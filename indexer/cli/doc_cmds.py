@@ -53,7 +53,8 @@ def _reindex_by_daemon(config: Any, paths: tuple[str, ...], full: bool) -> tuple
     Returns (its report, the PATHs outside its roots, left for this process), or None when
     no daemon answers."""
     from indexer.cli.daemon_client import ask
-    from indexer.sync import SyncReport, normal_path, within
+    from indexer.sync import SyncReport
+    from indexer.targets import normal_path, within
 
     pong = ask(config, {"op": "ping"}, timeout=10)
     if pong is None:

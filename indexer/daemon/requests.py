@@ -90,7 +90,7 @@ class ControlRequests:
         paths = request.get("paths") or []
         if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
             raise ValidationError("reindex: \"paths\" is a list of strings")
-        from indexer.sync import normal_path, within
+        from indexer.targets import normal_path, within
 
         under_roots = within(self.config.roots)
         for raw in paths:
