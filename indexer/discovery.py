@@ -36,6 +36,7 @@ import os
 import re
 import stat as _stat
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -59,8 +60,15 @@ class Skipped:
     reason: str
 
 
-def _inside(path: str, scopes: Iterable[str]) -> bool:
-    return any(path == s or path.startswith(s.rstrip(os.sep) + os.sep) for s in scopes)
+def _inside(path: str, scopes: frozenset[str]) -> bool:
+    """``path`` is one of ``scopes`` or below one (one set look-up per ancestor)."""
+    while True:
+        if path in scopes:
+            return True
+        parent = os.path.dirname(path)
+        if parent == path:
+            return False
+        path = parent
 
 
 @dataclass(frozen=True)
@@ -71,13 +79,17 @@ class Coverage:
     covered: tuple[str, ...] = ()
     unreadable: tuple[str, ...] = ()
 
+    @cached_property
+    def _sets(self) -> tuple[frozenset[str], frozenset[str]]:
+        norm = lambda paths: frozenset(os.path.normpath(p) for p in paths)  # noqa: E731
+        return norm(self.covered), norm(self.unreadable)
+
     def proves_missing(self, path: str) -> bool:
         """True when a file at ``path`` that the scan did not return is really not there (or
         not indexable): its place was covered and nothing on the way failed to read."""
-        return _inside(path, self.covered) and not _inside(path, self.unreadable)
-
-    def __or__(self, other: "Coverage") -> "Coverage":
-        return Coverage(self.covered + other.covered, self.unreadable + other.unreadable)
+        covered, unreadable = self._sets
+        path = os.path.normpath(path)
+        return _inside(path, covered) and not _inside(path, unreadable)
 
 
 @dataclass(frozen=True)
