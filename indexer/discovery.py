@@ -21,6 +21,12 @@ One set of rules, shared by the one-shot :func:`scan` and the watcher's single-p
 Paths in the result are absolute, under the resolved root, without symlinks; files that
 cannot be listed or stat'ed (permissions, vanished mid-scan) are listed in ``skipped`` with
 the reason, never raised.
+
+A scan also says what it *proved*: ``coverage`` holds the scopes it looked at completely
+(a directory walked to the end, a path stat'ed) and the places it could not read (a
+directory it could not list, an entry it could not stat, a root that is not readable).
+A stored document not found by the scan may be deleted only when the coverage proves it
+missing (:meth:`Coverage.proves_missing`); a path outside every root is not covered at all.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import os
 import re
 import stat as _stat
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -53,10 +60,43 @@ class Skipped:
     reason: str
 
 
+def _inside(path: str, scopes: frozenset[str]) -> bool:
+    """``path`` is one of ``scopes`` or below one (one set look-up per ancestor)."""
+    while True:
+        if path in scopes:
+            return True
+        parent = os.path.dirname(path)
+        if parent == path:
+            return False
+        path = parent
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """What a scan proved: ``covered`` scopes (a path and everything below it) were looked
+    at completely, except what lies at or below an ``unreadable`` path."""
+
+    covered: tuple[str, ...] = ()
+    unreadable: tuple[str, ...] = ()
+
+    @cached_property
+    def _sets(self) -> tuple[frozenset[str], frozenset[str]]:
+        norm = lambda paths: frozenset(os.path.normpath(p) for p in paths)  # noqa: E731
+        return norm(self.covered), norm(self.unreadable)
+
+    def proves_missing(self, path: str) -> bool:
+        """True when a file at ``path`` that the scan did not return is really not there (or
+        not indexable): its place was covered and nothing on the way failed to read."""
+        covered, unreadable = self._sets
+        path = os.path.normpath(path)
+        return _inside(path, covered) and not _inside(path, unreadable)
+
+
 @dataclass(frozen=True)
 class ScanResult:
     files: tuple[DiskFile, ...]
     skipped: tuple[Skipped, ...] = ()
+    coverage: Coverage = Coverage()
 
 
 def _spec(lines: Iterable[str]) -> pathspec.GitIgnoreSpec | None:
@@ -150,25 +190,44 @@ def scan(roots: Sequence[Path], *, include: Sequence[str] = DEFAULT_INCLUDE,
          exclude: Sequence[str] = ()) -> ScanResult:
     """Every indexable file under ``roots``, sorted by path."""
     rules = Rules(include, exclude)
-    files: list[DiskFile] = []
-    skipped: list[Skipped] = []
-    seen: set[str] = set()
+    acc = _Acc()
     for root in roots:
         root_s = os.path.realpath(root)
         try:
             st = os.stat(root_s)
         except OSError as exc:
-            skipped.append(Skipped(str(root), f"root cannot be read: {exc.strerror or exc}"))
+            acc.unreadable(root_s, Skipped(str(root), f"root cannot be read: {exc.strerror or exc}"))
             continue
+        acc.covered.append(root_s)
         if not _stat.S_ISDIR(st.st_mode):
             name = os.path.basename(root_s)
-            if _stat.S_ISREG(st.st_mode) and rules.included(name, name) and root_s not in seen:
-                seen.add(root_s)
-                files.append(DiskFile(Path(root_s), st.st_mtime_ns, st.st_size))
+            if _stat.S_ISREG(st.st_mode) and rules.included(name, name) and root_s not in acc.seen:
+                acc.seen.add(root_s)
+                acc.files.append(DiskFile(Path(root_s), st.st_mtime_ns, st.st_size))
             continue
-        _walk(root_s, rules, files, skipped, seen)
-    files.sort(key=lambda f: str(f.path))
-    return ScanResult(tuple(files), tuple(skipped))
+        _walk(root_s, rules, acc)
+    return acc.result()
+
+
+class _Acc:
+    """What a scan gathers: files, skipped entries, and what it proved (coverage)."""
+
+    def __init__(self) -> None:
+        self.files: list[DiskFile] = []
+        self.skipped: list[Skipped] = []
+        self.seen: set[str] = set()
+        self.covered: list[str] = []
+        self.blind: list[str] = []
+
+    def unreadable(self, path: str, why: Skipped, exc: OSError | None = None) -> None:
+        """Record ``path`` as not looked at; one that vanished mid-scan is simply gone."""
+        self.skipped.append(why)
+        if not isinstance(exc, FileNotFoundError):
+            self.blind.append(path)
+
+    def result(self) -> ScanResult:
+        self.files.sort(key=lambda f: str(f.path))
+        return ScanResult(tuple(self.files), tuple(self.skipped), Coverage(tuple(self.covered), tuple(self.blind)))
 
 
 def _child(parent: Path, name: str) -> Path:
@@ -177,10 +236,11 @@ def _child(parent: Path, name: str) -> Path:
     return make(name) if make is not None and os.sep not in name else parent / name
 
 
-def _walk(root: str, rules: Rules, files: list[DiskFile], skipped: list[Skipped], seen: set[str], *,
-          rel_dir: str = "", ignores: Ignores | None = None) -> None:
+def _walk(root: str, rules: Rules, acc: _Acc, *, rel_dir: str = "", ignores: Ignores | None = None) -> None:
     """Walk ``root`` (the root itself, or a directory ``rel_dir`` below it whose ``ignores``
-    are already known, own .gitignore included)."""
+    are already known, own .gitignore included). A directory that cannot be listed and an
+    entry that cannot be stat'ed are recorded as unreadable (nothing below them is proven)."""
+    files, seen = acc.files, acc.seen
     stack: list[tuple[str, str, Ignores, bool]] = [(root, rel_dir, ignores or (), ignores is not None)]
     while stack:
         directory, rel_dir, ignores, known = stack.pop()
@@ -192,7 +252,9 @@ def _walk(root: str, rules: Rules, files: list[DiskFile], skipped: list[Skipped]
             with os.scandir(directory) as it:
                 entries = list(it)
         except OSError as exc:
-            skipped.append(Skipped(directory, f"cannot list directory: {exc.strerror or exc}"))
+            # a subdirectory gone mid-walk is gone; the walk's own start proves nothing
+            acc.unreadable(directory, Skipped(directory, f"cannot list directory: {exc.strerror or exc}"),
+                           exc if directory != root else None)
             continue
         for entry in entries:
             name = entry.name
@@ -202,7 +264,7 @@ def _walk(root: str, rules: Rules, files: list[DiskFile], skipped: list[Skipped]
             try:
                 if entry.is_symlink():
                     if rules.included(name, rel) or entry.is_dir():
-                        skipped.append(Skipped(entry.path, "symlink (not followed)"))
+                        acc.skipped.append(Skipped(entry.path, "symlink (not followed)"))
                     continue
                 if entry.is_dir(follow_symlinks=False):
                     rel += "/"
@@ -213,7 +275,7 @@ def _walk(root: str, rules: Rules, files: list[DiskFile], skipped: list[Skipped]
                     continue
                 st = entry.stat(follow_symlinks=False)
             except OSError as exc:
-                skipped.append(Skipped(entry.path, f"cannot stat: {exc.strerror or exc}"))
+                acc.unreadable(entry.path, Skipped(entry.path, f"cannot stat: {exc.strerror or exc}"), exc)
                 continue
             if not _stat.S_ISREG(st.st_mode) or entry.path in seen:
                 continue  # a FIFO or socket named *.md; or a file of an enclosing root
@@ -223,15 +285,22 @@ def _walk(root: str, rules: Rules, files: list[DiskFile], skipped: list[Skipped]
             files.append(DiskFile(_child(dir_path, name), st.st_mtime_ns, st.st_size))
 
 
-def _root_of(path: str, roots: Sequence[Path]) -> tuple[str, str] | None:
-    """(resolved root, path relative to it) for the first root holding ``path``; the root
-    may be given as configured (a symlink) or resolved."""
+def _roots_of(path: str, roots: Sequence[Path]) -> list[tuple[str, str]]:
+    """(resolved root, path relative to it: "" for the root itself) for every root that is
+    ``path`` or holds it (nested roots: each one); a root may be given as configured (a
+    symlink) or resolved, ``path`` absolute, with or without a trailing separator."""
+    path = path.rstrip(os.sep) or os.sep
+    found: list[tuple[str, str]] = []
     for root in roots:
         for form in dict.fromkeys((os.path.abspath(root), os.path.realpath(root))):
             base = form.rstrip(os.sep) + os.sep
+            if path == form or path + os.sep == base:
+                found.append((os.path.realpath(root), ""))
+                break
             if path.startswith(base):
-                return os.path.realpath(root), path[len(base):]
-    return None
+                found.append((os.path.realpath(root), path[len(base):]))
+                break
+    return found
 
 
 def _chain(root: str, parts: Sequence[str], rules: Rules) -> Ignores | None:
@@ -260,14 +329,14 @@ def is_indexable(path: Path | str, roots: Sequence[Path], *, include: Sequence[s
     A path that does not exist (a deleted file) is judged by its name, place and the ignore
     files; one that exists must be a regular file reached without a symlink. Pass ``rules``
     (a :class:`Rules`) to skip compiling the patterns on every call."""
-    located = _root_of(os.path.abspath(path), roots)
-    if located is None:
-        return False
-    root, rel = located
+    rules = rules or Rules(include, exclude)
+    return any(_indexable_in(root, rel, rules) for root, rel in _roots_of(os.path.abspath(path), roots))
+
+
+def _indexable_in(root: str, rel: str, rules: Rules) -> bool:
     parts = rel.split(os.sep)
     if not rel or any(_skip_name(p) for p in parts):
         return False
-    rules = rules or Rules(include, exclude)
     rel_posix = "/".join(parts)
     if not rules.included(parts[-1], rel_posix) or rules.excluded(rel_posix):
         return False
@@ -286,31 +355,44 @@ def is_indexable(path: Path | str, roots: Sequence[Path], *, include: Sequence[s
 
 def scan_paths(paths: Sequence[Path | str], roots: Sequence[Path], *, include: Sequence[str] = DEFAULT_INCLUDE,
                exclude: Sequence[str] = ()) -> ScanResult:
-    """:func:`scan` restricted to ``paths`` (files or directories under the roots): what the
-    watcher's worker reads after a burst of events, without walking whole roots. Missing
-    paths yield nothing (their rows are the planner's deletions); the rules are the scan's."""
+    """:func:`scan` restricted to ``paths`` (files or directories at or under the roots, a
+    root itself included): what the watcher's worker reads after a burst of events, and what
+    ``reindex PATH`` reads, without walking whole roots. The rules are the scan's.
+
+    Coverage: a path that does not exist proves everything at or below it missing; a
+    directory walked proves what it holds (minus what could not be read); a path whose
+    place is hidden, excluded or ignored proves nothing below it indexable. A path outside
+    every root is listed in ``skipped`` and covers nothing (its stored rows are kept)."""
     rules = Rules(include, exclude)
-    files: list[DiskFile] = []
-    skipped: list[Skipped] = []
-    seen: set[str] = set()
+    acc = _Acc()
     for raw in paths:
-        located = _root_of(os.path.abspath(raw), roots)
-        if located is None:
-            continue
-        root, rel = located
-        parts = [p for p in rel.split(os.sep) if p]
-        full = os.path.join(root, *parts)
-        try:
-            st = os.lstat(full)
-        except OSError:
-            continue
-        if _stat.S_ISDIR(st.st_mode):
-            ignores = _chain(root, parts, rules)
-            if ignores is not None:
-                rel_dir = "".join(p + "/" for p in parts)
-                _walk(full, rules, files, skipped, seen, rel_dir=rel_dir, ignores=ignores)
-        elif _stat.S_ISREG(st.st_mode) and full not in seen and is_indexable(full, roots, rules=rules):
-            seen.add(full)
-            files.append(DiskFile(Path(full), st.st_mtime_ns, st.st_size))
-    files.sort(key=lambda f: str(f.path))
-    return ScanResult(tuple(files), tuple(skipped))
+        located = _roots_of(os.path.abspath(raw), roots)
+        if not located:
+            acc.skipped.append(Skipped(str(raw), "not under any root of this run"))
+        for root, rel in located:
+            _scan_one(root, [p for p in rel.split(os.sep) if p], rules, acc)
+    return acc.result()
+
+
+def _scan_one(root: str, parts: list[str], rules: Rules, acc: _Acc) -> None:
+    full = os.path.join(root, *parts)
+    try:
+        st = os.lstat(full)
+    except FileNotFoundError:
+        if not os.path.isdir(root):  # an unmounted or removed root proves nothing
+            acc.unreadable(full, Skipped(root, "root is not a readable directory"))
+        else:
+            acc.covered.append(full)  # gone: so is everything that was below it
+        return
+    except OSError as exc:
+        acc.unreadable(full, Skipped(full, f"cannot stat: {exc.strerror or exc}"))
+        return
+    acc.covered.append(full)
+    if _stat.S_ISDIR(st.st_mode):
+        ignores = _chain(root, parts, rules)
+        if ignores is not None:
+            rel_dir = "".join(p + "/" for p in parts)
+            _walk(full, rules, acc, rel_dir=rel_dir, ignores=ignores)
+    elif _stat.S_ISREG(st.st_mode) and full not in acc.seen and _indexable_in(root, os.sep.join(parts), rules):
+        acc.seen.add(full)
+        acc.files.append(DiskFile(Path(full), st.st_mtime_ns, st.st_size))

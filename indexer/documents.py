@@ -18,6 +18,7 @@ from indexer.errors import NotFoundError, ValidationError
 from indexer.storage import document_store as store
 from indexer.storage import search_store
 from indexer.sync import DocumentSync, SyncReport
+from indexer.targets import split_targets
 from indexer.tokenizer import TokenCounter
 
 
@@ -104,9 +105,17 @@ class DocumentIndexService:
             return []
         return search_store.nearest_documents(conn, vector, limit)
 
-    async def sync(self, roots: Sequence[Path] | None = None, *, full: bool = False) -> SyncReport:
-        """A whole reconcile + embed of the configured (or given) roots."""
-        return await self._run(self._sync.run, roots, full=full)
+    async def sync(self, roots: Sequence[Path] | None = None, *, paths: Sequence[str | Path] | None = None,
+                   full: bool = False) -> SyncReport:
+        """A reconcile + embed of the configured (or given) roots; with ``paths``, of those only,
+        as ``indexer reindex PATH...`` does (a root, a file or directory below one, or a
+        directory outside every root, synced as a root for this call)."""
+        run_roots = tuple(roots if roots is not None else self.config.roots)
+        targets = None
+        if paths:
+            extra, targets = split_targets(paths, run_roots)
+            run_roots += tuple(extra)
+        return await self._run(self._sync.run, run_roots, paths=targets, full=full)
 
 
 def _as_vector(value: Any) -> np.ndarray:

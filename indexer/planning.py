@@ -4,7 +4,11 @@
   called);
 - a changed stat (or no stored stat) → hashed: the same hash is a *touch* (refresh the
   stored stat, nothing else), a different one (or an unreadable file) a *modification*;
-- a path only in the database → *deleted*; a path only on disk → *added*;
+- a path only in the database → *deleted*, but only when the scan's ``coverage`` proves it
+  missing (its place was walked completely, or it was stat'ed and is gone); otherwise it is
+  *kept* untouched and reported (a directory that could not be read, a path outside the
+  scan). Without ``coverage`` the caller vouches that the scan covered every stored row;
+- a path only on disk → *added*;
 - an added file whose hash equals a deleted document's stored hash → a *move* (the row and
   its vectors move, nothing is re-embedded), taken out of added and deleted. With several
   candidates of one hash, the pairs are made deterministically: same file name first, then
@@ -29,9 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, NamedTuple
 
-from indexer.discovery import DiskFile
+from indexer.discovery import Coverage, DiskFile
 
-__all__ = ["ChangeSet", "DbDoc", "DiskFile", "HashFn", "Move", "plan_changes", "sha256_file"]
+__all__ = ["ChangeSet", "Coverage", "DbDoc", "DiskFile", "HashFn", "Move", "plan_changes", "sha256_file"]
 
 HashFn = Callable[[Path], "str | None"]
 
@@ -67,6 +71,7 @@ class ChangeSet:
     moved: tuple[Move, ...] = ()
     touched: tuple[DiskFile, ...] = ()  # same content, new stat: refresh the stat only
     unchanged_count: int = 0
+    kept: tuple[DbDoc, ...] = ()  # not found, but not proven missing: left as they are
 
     @property
     def is_empty(self) -> bool:
@@ -103,8 +108,9 @@ def _pair_moves(deleted: list[DbDoc], added: list[tuple[DiskFile, str | None]]) 
 
 
 def plan_changes(disk: Iterable[DiskFile], db: Iterable[DbDoc], hash_file: HashFn, *,
-                 full: bool = False, verify: bool = False) -> ChangeSet:
-    """What to do to bring the database (``db``) in line with the disk (``disk``)."""
+                 full: bool = False, verify: bool = False, coverage: Coverage | None = None) -> ChangeSet:
+    """What to do to bring the database (``db``) in line with the disk (``disk``). Deleted
+    (and moved-from) rows are always among those ``coverage`` proves missing."""
     stored = {str(d.path): d for d in db}  # keyed by str: a Path's hash is recomputed on every call
     on_disk = {str(f.path): f for f in disk}
     added: list[DiskFile] = []
@@ -131,7 +137,9 @@ def plan_changes(disk: Iterable[DiskFile], db: Iterable[DbDoc], hash_file: HashF
             unchanged += 1
         else:
             touched.append(f)
-    deleted = [stored[key] for key in sorted(stored) if key not in on_disk]
+    gone = [stored[key] for key in sorted(stored) if key not in on_disk]
+    deleted = [d for d in gone if coverage is None or coverage.proves_missing(str(d.path))]
+    kept = tuple(d for d in gone if coverage is not None and not coverage.proves_missing(str(d.path)))
     moved: list[Move] = []
     if deleted and added and any(d.content_hash for d in deleted):
         moved = _pair_moves(deleted, [(f, hash_file(f.path)) for f in added])
@@ -139,7 +147,7 @@ def plan_changes(disk: Iterable[DiskFile], db: Iterable[DbDoc], hash_file: HashF
         moved_to = {m.new.path for m in moved}
         added = [f for f in added if f.path not in moved_to]
         deleted = [d for d in deleted if d.path not in moved_from]
-    return ChangeSet(tuple(added), tuple(modified), tuple(deleted), tuple(moved), tuple(touched), unchanged)
+    return ChangeSet(tuple(added), tuple(modified), tuple(deleted), tuple(moved), tuple(touched), unchanged, kept)
 
 
 def sha256_file(path: Path | str, max_bytes: int | None = None, *, block: int = 1 << 20) -> str | None:

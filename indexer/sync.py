@@ -18,6 +18,10 @@ from typing import Any, Callable, Sequence
 from indexer import chunking, discovery, markdown_meta, planning
 from indexer.config import Config
 from indexer.embedding import Embedder, fingerprint, embedder_for
+from indexer.targets import normal_path, place, split_targets, within
+
+__all__ = ["DocumentSync", "FileProblem", "SyncReport", "normal_path", "place", "read_markdown", "split_targets",
+           "within"]
 from indexer.storage import document_store as store
 from indexer.storage import driver, migrations
 from indexer.timeutil import format_ts, parse_ts
@@ -38,6 +42,7 @@ class SyncReport:
     modified: int = 0
     moved: int = 0
     deleted: int = 0
+    kept: int = 0  # not found, but not proven missing (unreadable place, path outside the roots): untouched
     touched: int = 0
     unchanged: int = 0
     failed: int = 0
@@ -48,6 +53,7 @@ class SyncReport:
     seconds: float = 0.0
     embed_seconds: float = 0.0
     failures: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[dict[str, str]] = field(default_factory=list)  # what was not looked at, and why
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -169,10 +175,11 @@ class DocumentSync:
         missing = [r for r in roots if not Path(r).is_dir()]
         if missing:  # unmounted or removed: keep its rows rather than delete them all
             report.skipped += len(missing)
-            report.failures.extend({"path": str(r), "reason": "root is not a readable directory; its documents were kept"}
+            report.warnings.extend({"path": str(r), "reason": "root is not a readable directory; its documents were kept"}
                                    for r in missing)
             roots = tuple(r for r in roots if r not in missing)
         if paths:  # only what was named: the watcher's bursts never walk whole roots
+            paths = [Path(place(p)) for p in paths]
             scan = discovery.scan_paths(paths, roots, include=self.config.include, exclude=self.config.exclude)
         else:
             scan = discovery.scan(roots, include=self.config.include, exclude=self.config.exclude)
@@ -186,8 +193,10 @@ class DocumentSync:
         retry_now = self.due_retries() if any(d.sync_status == "failed" for d in docs) else set()
         db_docs = [planning.DbDoc(Path(d.path), d.mtime_ns if d.path not in retry_now else None,
                                   d.size, d.content_hash) for d in docs]
-        changes = planning.plan_changes(disk, db_docs, planning.sha256_file, full=full)
+        changes = planning.plan_changes(disk, db_docs, planning.sha256_file, full=full, coverage=scan.coverage)
         report.unchanged += changes.unchanged_count
+        report.kept += len(changes.kept)
+        report.warnings.extend(_unproven(scan, changes.kept))
         self.progress("plan", changes=changes)
         with store.write(conn):
             for old, new in changes.moved:
@@ -196,7 +205,10 @@ class DocumentSync:
             for f in changes.touched:
                 store.touch_document(conn, str(f.path), f.mtime_ns, f.size)
             report.touched += len(changes.touched)
-        work = [(f, "added") for f in changes.added] + [(f, "modified") for f in changes.modified]
+        # a moved file is re-read too: its title and type may come from its name (no heading,
+        # no front matter), and so the context of its chunks; unchanged chunks keep their vectors
+        work = ([(f, "added") for f in changes.added] + [(f, "modified") for f in changes.modified]
+                + [(m.new, "moved") for m in changes.moved])
         stopped = False
         for start in range(0, len(work), APPLY_BATCH):
             if should_stop():
@@ -260,7 +272,7 @@ class DocumentSync:
         report.chunks_written += len(rows)
         if kind == "added":
             report.added += 1
-        else:
+        elif kind == "modified":
             report.modified += 1
 
     # -- embedding ----------------------------------------------------------------------
@@ -310,14 +322,21 @@ class DocumentSync:
         return report
 
 
-def within(bases: Sequence[Path | str]) -> Callable[[str], bool]:
-    """A test for "this path is one of ``bases`` or below one of them" (absolute paths)."""
-    prefixes = [str(b) for b in bases]
-
-    def inside(candidate: str) -> bool:
-        return any(candidate == b or candidate.startswith(b.rstrip("/") + "/") for b in prefixes)
-
-    return inside
+def _unproven(scan: discovery.ScanResult, kept: Sequence[planning.DbDoc]) -> list[dict[str, str]]:
+    """Warnings for what the scan could not look at: each unreadable place or path outside
+    the roots, with how many stored documents were kept because of it."""
+    blind = set(scan.coverage.unreadable)
+    out = []
+    for item in scan.skipped:
+        outside = item.reason == "not under any root of this run"
+        if not outside and item.path not in blind:
+            continue  # a symlink not followed: not a warning
+        below = within([item.path])
+        count = sum(1 for d in kept if below(str(d.path)))
+        what = "nothing there was indexed or deleted" if outside else "nothing below it was deleted"
+        out.append({"path": item.path, "reason": f"{item.reason}; {what}"
+                    + (f" ({count} stored document{'s' if count != 1 else ''} kept)" if count else "")})
+    return out
 
 
 def _scope(roots: Sequence[Path], paths: Sequence[Path] | None) -> Callable[[str], bool]:

@@ -11,11 +11,27 @@ import sys
 from typing import Any, AsyncIterator
 
 import pytest
+from hypothesis import settings
 
 from indexer.storage import driver
 from indexer.storage.database import Database
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Property tests: by default (make test, CI) the examples are derived from each test's name
+# (derandomize: the same examples on every run and machine, no example database); a failure
+# prints the @reproduce_failure blob that replays it. HYPOTHESIS_PROFILE=explore draws new
+# random examples each run (the seed is printed in pytest's header and on failure), 5x as many.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True, deadline=None)
+settings.register_profile("explore", print_blob=True, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+EXAMPLES_SCALE = 5 if os.environ.get("HYPOTHESIS_PROFILE") == "explore" else 1
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    seed = config.getoption("hypothesis_seed", None)
+    return (f"hypothesis profile {settings._current_profile!r}"
+            + (f", seed {seed}" if seed is not None else " (derandomized)" if settings.default.derandomize else ""))
 TLDR_PAGES = REPO_ROOT.parent / "shared" / "corpora" / "tldr" / "pages" / "common"
 
 

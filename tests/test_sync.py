@@ -154,6 +154,29 @@ def test_move_keeps_vectors_and_embeds_nothing(db_path: Path, root: Path, embedd
     assert_consistent(db_path)
 
 
+def test_a_moved_file_titled_by_its_name_is_rechunked_like_a_fresh_index(tmp_path: Path, root: Path,
+                                                                          embedder: HashEmbedder) -> None:
+    """No heading, no front matter: the title is the file name, and it is part of the chunks'
+    context. A move keeps the row and vectors, but the chunks must follow the new name (on
+    c4e58b8 they kept the old one; found by the differential tests)."""
+    text = "No heading: the title is the name.\n\n## Section\n\nBody of the section.\n"
+    (root / "old name.md").write_text(text)
+    db = tmp_path / "moved.db"
+    with make_sync(db, root, embedder) as sync:
+        sync.run()
+        (root / "old name.md").rename(root / "sub" / "new name.md")
+        report = sync.run()
+    assert (report.moved, report.added, report.deleted) == (1, 0, 0)
+    fresh = tmp_path / "fresh.db"
+    with make_sync(fresh, root, HashEmbedder(dim=32)) as sync:
+        sync.run()
+    sql = ("SELECT d.title, c.chunk_hash FROM document_chunks c JOIN document_index d ON d.id = c.document_id "
+           "WHERE d.file_path LIKE '%new name.md' ORDER BY c.chunk_index")
+    assert rows(db, sql) == rows(fresh, sql) and rows(db, sql)[0][0] == "new name"
+    assert statuses(db)["new name.md"] == "synced"
+    assert_consistent(db)
+
+
 def test_move_plus_edit_reuses_unchanged_chunk_vectors(db_path: Path, root: Path, embedder: HashEmbedder) -> None:
     with make_sync(db_path, root, embedder) as sync:
         sync.run()

@@ -13,29 +13,6 @@ from indexer.cli.output import emit_json
 from indexer.errors import ConfigError
 
 
-def _split_targets(paths: tuple[str, ...], roots: tuple[Path, ...]) -> tuple[list[Path], list[Path]]:
-    """Given PATH arguments: (extra roots for this run, paths to restrict the run to)."""
-    from indexer.sync import within
-
-    under_roots = within(roots)
-    extra_roots: list[Path] = []
-    targets: list[Path] = []
-    for raw in paths:
-        path = Path(raw).expanduser().absolute()
-        if not path.exists() and not path.is_symlink():
-            # a deleted file under a root is still a valid target: its row must go
-            if not under_roots(str(path)):
-                raise ConfigError(f"no such file or directory: {raw}")
-        else:
-            path = path.resolve()
-        if not under_roots(str(path)):
-            if not path.is_dir():
-                raise ConfigError(f"{raw} is outside the configured roots; give its directory to index it as a root")
-            extra_roots.append(path)
-        targets.append(path)
-    return extra_roots, targets
-
-
 class _Bar:
     """A rich progress display: files, then chunks with rate and ETA (stderr, TTY only)."""
 
@@ -71,26 +48,37 @@ class _Bar:
         self._progress.update(task, completed=info["done"], total=info.get("total"), rate=rate)
 
 
-def _reindex_by_daemon(config: Any, targets: list[Path], full: bool) -> Any:
-    """When the daemon runs it is the only writer of the document tables: ask it, and wait."""
+def _reindex_by_daemon(config: Any, paths: tuple[str, ...], full: bool) -> tuple[Any, tuple[str, ...]] | None:
+    """When the daemon runs it is the only writer of its roots' documents: ask it, and wait.
+    Returns (its report, the PATHs outside its roots, left for this process), or None when
+    no daemon answers."""
     from indexer.cli.daemon_client import ask
     from indexer.sync import SyncReport
+    from indexer.targets import normal_path, within
 
-    answer = ask(config, {"op": "reindex", "paths": [str(t) for t in targets], "full": full, "wait": True},
-                 timeout=None)
+    pong = ask(config, {"op": "ping"}, timeout=10)
+    if pong is None:
+        return None
+    daemon_roots = [Path(r) for r in pong.get("roots", [str(r) for r in config.roots])]
+    ours = within(daemon_roots)
+    mine = [str(normal_path(p)) for p in paths if ours(str(normal_path(p)))]
+    rest = tuple(p for p in paths if not ours(str(normal_path(p))))
+    if paths and not mine:
+        return SyncReport(), rest
+    answer = ask(config, {"op": "reindex", "paths": mine, "full": full, "wait": True}, timeout=None)
     if answer is None:
         return None
     click.echo(f"reindexed by the running daemon (pid {answer['daemon']['pid']})", err=True)
     report = SyncReport()
     for key, value in answer["report"].items():
         setattr(report, key, value)
-    return report
+    return report, rest
 
 
 def _reindex_here(config: Any, paths: tuple[str, ...], full: bool, as_json: bool) -> Any:
-    from indexer.sync import DocumentSync
+    from indexer.sync import DocumentSync, split_targets
 
-    extra_roots, targets = _split_targets(paths, config.roots)
+    extra_roots, targets = split_targets(paths, config.roots)
     run_roots = tuple(config.roots) + tuple(extra_roots)
     if not run_roots:
         raise ConfigError("no roots to index: give --root DIR, a PATH, or set `roots` in the config")
@@ -102,6 +90,17 @@ def _reindex_here(config: Any, paths: tuple[str, ...], full: bool, as_json: bool
         return sync.run(run_roots, paths=targets or None, full=full)
 
 
+def _add(report: Any, other: Any) -> Any:
+    for key, value in other.as_dict().items():
+        if isinstance(value, list):
+            setattr(report, key, getattr(report, key) + value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            setattr(report, key, getattr(report, key) + value)
+        else:
+            setattr(report, key, getattr(report, key) or value)
+    return report
+
+
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--root", "roots", multiple=True, type=click.Path(file_okay=False), help="A root to index (repeatable; replaces the configured roots).")
@@ -111,14 +110,20 @@ def _reindex_here(config: Any, paths: tuple[str, ...], full: bool, as_json: bool
 def reindex(app: AppContext, paths: tuple[str, ...], roots: tuple[str, ...], full: bool, as_json: bool) -> None:
     """One-shot sync of the configured roots, or of the given PATHs, then embed what is pending.
 
-    A directory outside the configured roots is synced as a root for this run. When the daemon
-    runs (and no --root is given) it does the work, and this command waits for it.
+    A PATH may be a root, a file or directory below one (looked at with that root's rules), or
+    a directory outside every root (synced as a root for this run). A run deletes the row of a
+    file only when it proved the file missing; what it could not read is kept, with a warning.
+    When the daemon runs (and no --root is given) it does the work for the PATHs under its
+    roots, and this command waits for it.
     """
     config = app.config(roots=list(roots) or None)
     report = None
-    if not roots:  # the daemon (when it runs) owns the document tables: it does the work
-        absolute = [Path(p).expanduser().absolute() for p in paths]
-        report = _reindex_by_daemon(config, [p.resolve() if p.exists() else p for p in absolute], full)
+    if not roots:  # the daemon (when it runs) owns its roots' documents: it does that work
+        by_daemon = _reindex_by_daemon(config, paths, full)
+        if by_daemon is not None:
+            report, rest = by_daemon
+            if rest:  # directories outside the daemon's roots: this process, as a root each
+                _add(report, _reindex_here(config, rest, full, as_json))
     if report is None:
         report = _reindex_here(config, paths, full, as_json)
     if as_json:
@@ -129,8 +134,11 @@ def reindex(app: AppContext, paths: tuple[str, ...], roots: tuple[str, ...], ful
     click.echo(
         f"scanned {report.scanned} files: {report.added} added, {report.modified} modified, {report.moved} moved, "
         f"{report.deleted} deleted, {report.unchanged + report.touched} unchanged, {report.failed} failed"
+        + (f", {report.kept} kept unverified" if report.kept else "")
     )
     click.echo(f"embedded {report.chunks_embedded} chunks ({rate:.1f}/s) in {total:.2f} s")
+    for item in report.warnings[:20]:
+        click.echo(f"warning: {item['path']}: {item['reason']}", err=True)
     for item in report.failures[:20]:
         click.echo(f"failed: {item['path']}: {item['reason']}", err=True)
 

@@ -49,7 +49,8 @@ class ControlRequests:
     def handle(self, request: dict[str, Any]) -> Any:
         op = request["op"]
         if op == "ping":
-            return {"pong": True, "pid": os.getpid(), "version": __version__, "state": self.state}
+            return {"pong": True, "pid": os.getpid(), "version": __version__, "state": self.state,
+                    "roots": [str(r) for r in self.config.roots]}
         if op == "status":
             from indexer.status import collect_status
 
@@ -89,9 +90,13 @@ class ControlRequests:
         paths = request.get("paths") or []
         if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
             raise ValidationError("reindex: \"paths\" is a list of strings")
-        from indexer.sync import within
+        from indexer.targets import normal_path, within
 
         under_roots = within(self.config.roots)
+        for raw in paths:
+            if not os.path.isabs(raw):
+                raise ValidationError(f"reindex: {raw!r} is not an absolute path (the daemon's working directory is not yours)")
+        paths = [str(normal_path(raw)) for raw in paths]  # a root itself, a trailing slash, a symlink
         for raw in paths:
             if not under_roots(raw):
                 raise ValidationError(f"{raw} is outside the daemon's roots ({', '.join(map(str, self.config.roots))})")

@@ -256,6 +256,8 @@ class Daemon(ControlRequests):
                      report.deleted, report.failed, self._pending)
         for failure in report.failures[:20]:
             log.warning("cannot index %s: %s", failure["path"], failure["reason"])
+        for warning in report.warnings[:20]:
+            log.warning("%s: %s", warning["path"], warning["reason"])
 
     def _embed(self) -> None:
         assert self.sync is not None
@@ -287,6 +289,7 @@ class Daemon(ControlRequests):
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 setattr(self._report, key, getattr(self._report, key) + value)
         self._report.failures = (self._report.failures + report.failures)[-50:]
+        self._report.warnings = (self._report.warnings + report.warnings)[-50:]
 
     def _schedule_retry(self) -> None:
         from indexer.storage import document_store as store
