@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from indexer.storage import driver, hot_queries, introspect, migrations
+from indexer.storage import driver, hot_queries, introspect, migrations, transactions
 
 REQUIRED_TABLES = (
     "sessions", "memory_entries", "document_index", "tasks", "agents",
@@ -97,14 +97,12 @@ def _schema_checks(conn: Any) -> list[Check]:
 def _json_checks(conn: Any) -> list[Check]:
     checks = []
     for name, sql in JSON_PROBES:
-        conn.execute("BEGIN")
-        try:
-            conn.execute(sql)
-            observed, ok = "accepted invalid JSON", False
-        except driver.IntegrityError as exc:
-            observed, ok = f"rejected ({exc})", "CHECK" in str(exc)
-        finally:
-            conn.execute("ROLLBACK")
+        with transactions.transaction(conn, immediate=False, keep=False):  # a probe: never kept
+            try:
+                conn.execute(sql)
+                observed, ok = "accepted invalid JSON", False
+            except driver.IntegrityError as exc:
+                observed, ok = f"rejected ({exc})", "CHECK" in str(exc)
         checks.append(Check(name, ok, observed, "rejected by CHECK"))
     return checks
 

@@ -9,13 +9,14 @@ document (ON DELETE CASCADE), so no orphan vector or FTS row can remain.
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, ContextManager, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from indexer.embedding import Fingerprint, from_blob, mean_vector, to_blob
+from indexer.storage import transactions
+from indexer.storage.driver import Connection
 from indexer.timeutil import now_ts
 
 VEC_TABLE = "chunk_vectors"
@@ -43,16 +44,10 @@ class ChunkRow:
     embed_text: str
 
 
-@contextmanager
-def write(conn: Any) -> Iterator[Any]:
-    """One write transaction (``BEGIN IMMEDIATE``), rolled back on any error."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+def write(conn: Connection) -> ContextManager[Connection]:
+    """One write transaction (``BEGIN IMMEDIATE``, retried while another process writes),
+    rolled back on any error: :func:`indexer.storage.transactions.transaction`."""
+    return transactions.transaction(conn)
 
 
 # --- embedding settings and the vector table -------------------------------------------
