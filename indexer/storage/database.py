@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, TypeVar
+from typing import Any, TypeVar
 
 from indexer.errors import IndexerError
 from indexer.storage import driver, hot_queries, migrations, transactions
@@ -34,7 +35,7 @@ class Database:
         self._migrate = migrate
         self._backup = backup
         self._worker: ConnectionThread | None = None
-        self._closer: weakref.finalize | None = None
+        self._closer: weakref.finalize[[], Database] | None = None
         self._lock = asyncio.Lock()
         self.migration_report: migrations.MigrationReport | None = None
 
@@ -42,7 +43,7 @@ class Database:
     def in_memory(self) -> bool:
         return str(self.path) == ":memory:"
 
-    async def initialize(self) -> "Database":
+    async def initialize(self) -> Database:
         if self._worker is not None:
             return self
         if not self.in_memory:
@@ -77,7 +78,7 @@ class Database:
                 self._closer.detach()
             await worker.close()
 
-    async def __aenter__(self) -> "Database":
+    async def __aenter__(self) -> Database:
         return await self.initialize()
 
     async def __aexit__(self, *exc: object) -> None:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from indexer.errors import DriverError, IndexerError
 
@@ -74,7 +75,13 @@ BINDING_NAME: str = sqlite.__name__
 # takes. The binding is chosen at run time; sqlean.py and pysqlite3 mirror the stdlib module's
 # API, so the type checker sees the stdlib's classes.
 if TYPE_CHECKING:
-    from sqlite3 import Connection, Cursor, DatabaseError, Error, IntegrityError, OperationalError, Row
+    from sqlite3 import Connection as Connection
+    from sqlite3 import Cursor as Cursor
+    from sqlite3 import DatabaseError as DatabaseError
+    from sqlite3 import Error as Error
+    from sqlite3 import IntegrityError as IntegrityError
+    from sqlite3 import OperationalError as OperationalError
+    from sqlite3 import Row as Row
 else:
     Error = sqlite.Error
     DatabaseError = sqlite.DatabaseError
@@ -84,6 +91,18 @@ else:
     Connection = sqlite.Connection
     Cursor = sqlite.Cursor
 complete_statement: Callable[[str], bool] = sqlite.complete_statement
+
+
+# What SQLite stores and hands back: the values of a row, of a parameter, of a SQL function.
+SqlValue = str | bytes | int | float | None
+
+
+def inserted_rowid(cursor: Cursor) -> int:
+    """The rowid of the row the INSERT run by ``cursor`` wrote."""
+    rowid = cursor.lastrowid
+    if rowid is None:  # pragma: no cover - only a cursor that ran no INSERT has none
+        raise DriverError("the statement inserted no row")
+    return rowid
 
 
 def _load_vec(conn: Connection) -> None:
@@ -110,6 +129,7 @@ def connect(path: str | Path, *, readonly: bool = False, load_vec: bool = True,
     byte-identical.
     """
     target = str(path)
+    conn: Connection
     if readonly:
         if target == ":memory:":
             raise DriverError("a read-only connection needs a database file")
@@ -147,7 +167,7 @@ def location_hint(path: str | Path) -> str:
     return ""
 
 
-def connect_async(path: str | Path, *, readonly: bool = False) -> "aiosqlite.Connection":
+def connect_async(path: str | Path, *, readonly: bool = False) -> aiosqlite.Connection:
     """The same connection, driven by aiosqlite's thread (``await`` it or ``async with``)."""
     import aiosqlite
 

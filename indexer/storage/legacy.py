@@ -11,12 +11,13 @@ are kept as they are and reported.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, cast
 
 from indexer.errors import MigrationError
 from indexer.storage import driver, transactions
-from indexer.storage.driver import Connection
+from indexer.storage.driver import Connection, SqlValue
 from indexer.timeutil import is_canonical, to_rfc3339
 
 LEGACY_CORE = ("tasks", "agents", "state", "audit", "metrics", "checkpoints")
@@ -50,8 +51,8 @@ class _TimestampConverter:
         self.converted = 0
         self.unparseable = 0
 
-    def __call__(self, value: object) -> object:
-        result = to_rfc3339(value)
+    def __call__(self, value: SqlValue) -> SqlValue:
+        result = cast(SqlValue, to_rfc3339(value))  # a value unchanged, or text
         if value is not None and result != value:
             self.converted += 1
         if result is not None and not is_canonical(result):
@@ -130,7 +131,8 @@ def adopt(path: Path, todo: Sequence[Any], apply_one: Callable[..., None]) -> di
     return report
 
 
-def _adopt_in_transaction(conn: Connection, todo: Sequence[Any], apply_one: Callable[..., None], convert: _TimestampConverter) -> dict[str, Any]:
+def _adopt_in_transaction(conn: Connection, todo: Sequence[Any], apply_one: Callable[..., None],
+                          convert: _TimestampConverter) -> dict[str, Any]:
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall()}
     if "schema_migrations" in tables:
         raise MigrationError("another process adopted this database meanwhile; run migrate again")
@@ -140,9 +142,9 @@ def _adopt_in_transaction(conn: Connection, todo: Sequence[Any], apply_one: Call
     sequences: dict[str, int] = {}
     if "sqlite_sequence" in tables:
         sequences = {r[0]: r[1] for r in conn.execute("SELECT name, seq FROM sqlite_sequence").fetchall()}
+    marks = ",".join("?" * len(present))
     indexes = conn.execute(
-        "SELECT name FROM sqlite_master WHERE type='index' AND sql IS NOT NULL AND tbl_name IN (%s)"
-        % ",".join("?" * len(present)),
+        f"SELECT name FROM sqlite_master WHERE type='index' AND sql IS NOT NULL AND tbl_name IN ({marks})",
         present,
     ).fetchall()
     for (name,) in indexes:

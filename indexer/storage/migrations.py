@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib.resources
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 from indexer.errors import MigrationError, SchemaError
 from indexer.storage import driver, legacy, transactions

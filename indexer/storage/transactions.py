@@ -16,8 +16,9 @@ callers under normal contention. Busy errors are told apart by SQLite's error co
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator, TypeVar
+from typing import TypeVar
 
 from indexer.storage import driver
 from indexer.storage.driver import Connection
@@ -120,6 +121,13 @@ def transaction(conn: Connection, *, immediate: bool = True, wait: bool = True,
 
 def run_in_transaction(conn: Connection, fn: Callable[..., T], args: tuple[object, ...] = (), *,
                        immediate: bool = True, wait: bool = True) -> T:
-    """``fn(conn, *args)`` as one :func:`transaction`; its result."""
-    with transaction(conn, immediate=immediate, wait=wait):
-        return fn(conn, *args)
+    """``fn(conn, *args)`` as one :func:`transaction`; its result. (The same steps without the
+    generator: this is every service operation's path, where 3 µs are a tenth of the call.)"""
+    begin(conn, immediate=immediate, wait=wait)
+    try:
+        result = fn(conn, *args)
+    except BaseException:
+        rollback(conn)
+        raise
+    commit(conn)
+    return result

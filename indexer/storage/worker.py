@@ -15,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from queue import SimpleQueue
-from typing import Any, Callable, Iterable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from indexer.errors import IndexerError
 from indexer.storage.driver import Connection, Row
@@ -27,7 +28,7 @@ EXIT_JOIN_SECONDS = 10.0
 _Job = tuple["asyncio.Future[Any] | None", Callable[[], Any]]
 
 
-def _deliver(future: "asyncio.Future[Any]", result: Any, error: BaseException | None) -> None:
+def _deliver(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
     if future.done():  # the awaiting task was cancelled meanwhile
         return
     if error is not None:
@@ -78,7 +79,7 @@ class ConnectionThread:
                 except RuntimeError:  # the event loop is closed: nobody waits for it any more
                     pass
 
-    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> "asyncio.Future[T]":
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> asyncio.Future[T]:
         """``fn(*args, **kwargs)`` on the thread; await the returned future for its result."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._submitted += 1
