@@ -51,11 +51,15 @@ class Database:
         path = self.path
         worker = ConnectionThread(lambda: driver.connect(path))
         conn = await worker.start()
+        try:
+            if self.in_memory:
+                await worker.call(migrations.apply_all, conn, migrations.load_migrations())
+        except BaseException:
+            await worker.close()
+            raise
         # a script that raises before close() still closes (and checkpoints) at exit
         self._closer = weakref.finalize(self, worker.shutdown)
         self._worker = worker
-        if self.in_memory:
-            await worker.call(migrations.apply_all, conn, migrations.load_migrations())
         return self
 
     async def _bring_up_to_date(self) -> None:
