@@ -47,4 +47,4 @@ bench: $(STAMP)
 	$(PY) bench/bench_embed.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
