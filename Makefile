@@ -12,7 +12,7 @@ TORCH  ?= torch==2.13.0
 INSTALL_SYSTEMD = (if [ "$$(id -u)" = 0 ]; then S=; else S="sudo -n"; fi; \
 	$$S apt-get update -qq && $$S env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null)
 
-.PHONY: install test test-fast run bench clean
+.PHONY: install test test-fast lint run bench clean
 
 install: $(STAMP)
 
@@ -31,6 +31,11 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
+# ruff (rules and per-path exceptions in pyproject.toml) and mypy (strict in indexer/storage).
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
 # The main job: the daemon in the foreground, watching ROOT (Ctrl-C stops it).
 run: $(STAMP)
 	$(VENV)/bin/indexer daemon --root "$(ROOT)"
@@ -43,4 +48,4 @@ bench: $(STAMP)
 	$(PY) bench/bench_mcp.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -189,7 +189,7 @@ def sql_creates(conn: Any, ops: int, namespace: str) -> float:
     start = time.perf_counter()
     for i in range(ops):
         args = (f"user:{namespace}-{i % 100}", f"k{i}", '{"i":1}', "semantic", "{}", "bench", now_ts())
-        database._run_sync(conn, memory._create, args, True)
+        database.run_sync(conn, memory._create, args, True)
     return ops / (time.perf_counter() - start)
 
 
@@ -205,7 +205,7 @@ def sql_floor(path: Path, ops: int, round_no: int, open_ids: list[str]) -> dict[
         start = time.perf_counter()
         for i in range(ops):
             event = json.dumps({"type": "message", "author": "agent", "text": f"floor {i}", "id": str(i), "timestamp": TS})
-            database._run_sync(conn, sessions._append, (open_ids[i % len(open_ids)], event, [], now_ts()), True)
+            database.run_sync(conn, sessions._append, (open_ids[i % len(open_ids)], event, [], now_ts()), True)
         appended = ops / (time.perf_counter() - start)
     finally:
         conn.close()

@@ -187,7 +187,7 @@ class DocumentSync:
         report.skipped += len(scan.skipped)
         in_scope = _scope(roots, paths)
         if paths:
-            disk = [f for f in disk if in_scope(str(f.path))]
+            disk = tuple(f for f in disk if in_scope(str(f.path)))
         report.scanned += len(disk)
         docs = [d for d in store.load_docs(conn) if in_scope(d.path)]
         retry_now = self.due_retries() if any(d.sync_status == "failed" for d in docs) else set()

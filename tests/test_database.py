@@ -149,3 +149,83 @@ async def test_inline_operations_never_block_the_event_loop_on_another_writer(db
         assert ticks >= 20  # the loop ran throughout the wait
         rows = await db.run(lambda conn: conn.execute("PRAGMA busy_timeout").fetchone()[0], write=False)
         assert rows == 5000  # the zero timeout of the fast path is never left behind
+
+
+UNCLOSED_SCRIPT = """
+import asyncio, sys
+from indexer import Database, MemoryService
+
+async def main(path):
+    db = Database(path)
+    await db.initialize()
+    await MemoryService(db).create_memory("user:exit", "kept", {"v": 1}, "semantic")
+    globals()["still_referenced"] = db  # not even garbage: only the exit can close it
+    raise RuntimeError("the script fails before closing its Database")
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+@pytest.mark.process
+def test_a_script_that_raises_before_closing_exits_and_closes_cleanly(db_path: Path) -> None:
+    """The connection's thread never keeps the interpreter alive; at exit the connection is
+    closed, so SQLite checkpoints the WAL into the file and removes it."""
+    import subprocess
+    import sys
+
+    from indexer.storage.migrations import migrate
+
+    migrate(db_path)
+    done = subprocess.run([sys.executable, "-c", UNCLOSED_SCRIPT, str(db_path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "fails before closing" in done.stderr, done.stderr
+    assert not Path(f"{db_path}-wal").exists()  # closed by the last connection: checkpointed
+    conn = driver.connect(db_path, readonly=True)
+    try:
+        assert conn.execute("SELECT value FROM memory_entries WHERE key = 'kept'").fetchone()[0] == '{"v":1}'
+    finally:
+        conn.close()
+
+
+async def test_transaction_connection_returns_rows_and_counts(db_path: Path) -> None:
+    async with Database(db_path) as db:
+        async with db.transaction() as conn:
+            inserted = await conn.execute(
+                "INSERT INTO metrics (timestamp, metric_name, metric_value) VALUES ('t', 'm', 1)")
+            await conn.executemany("INSERT INTO metrics (timestamp, metric_name, metric_value) VALUES (?, ?, ?)",
+                                   [("t", "n", 2), ("t", "n", 3)])
+        async with db.read() as conn:
+            cursor = await conn.execute("SELECT sum(metric_value) FROM metrics")
+            total = (await cursor.fetchone())[0]
+    assert inserted.rowcount == 1 and inserted.lastrowid == 1
+    assert total == 6
+
+
+async def test_a_cancelled_operation_does_not_let_the_next_one_run_beside_it(db_path: Path) -> None:
+    """A task cancelled while its operation runs on the connection's thread: the next inline
+    operation must not use the connection from the loop's thread meanwhile."""
+    import asyncio
+    import threading
+
+    started, release = threading.Event(), threading.Event()
+
+    def slow(conn: driver.Connection) -> int:
+        started.set()
+        release.wait(5)
+        return int(conn.execute("SELECT count(*) FROM metrics").fetchone()[0])
+
+    def count(conn: driver.Connection) -> tuple[str, int]:
+        return threading.current_thread().name, int(conn.execute("SELECT count(*) FROM metrics").fetchone()[0])
+
+    async with Database(db_path) as db:
+        task = asyncio.create_task(db.run(slow, write=False))
+        await asyncio.to_thread(started.wait, 5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        follower = asyncio.create_task(db.run(count, write=False, inline=True))
+        await asyncio.sleep(0.05)
+        assert not follower.done()  # queued behind the cancelled caller's job
+        release.set()
+        thread_name, rows = await asyncio.wait_for(follower, 5)
+    assert thread_name == "indexer-db" and rows == 0

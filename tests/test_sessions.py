@@ -370,7 +370,7 @@ async def test_write_waits_for_a_lock_held_elsewhere_then_succeeds(svc: SessionS
     try:
         task = asyncio.create_task(svc.append_event(s.id, {"type": "late"}))
         await asyncio.sleep(0.2)
-        assert not task.done()  # waiting on aiosqlite's thread, not failing, loop still free
+        assert not task.done()  # waiting on the connection's thread, not failing, loop still free
     finally:
         other.execute("COMMIT")
         other.close()

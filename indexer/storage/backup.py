@@ -36,19 +36,7 @@ class CopyReport:
 
 def _copy(source: Path, target: Path) -> tuple[str, ...]:
     """Snapshot ``source`` into ``target`` (a new file), checked; returns its migrations."""
-    src = driver.connect(source, readonly=True, load_vec=False)
-    try:
-        dst = driver.connect(target, load_vec=False, defer_wal=True)
-        try:
-            src.backup(dst)  # one step: one read transaction, one consistent snapshot
-            dst.execute("PRAGMA journal_mode=DELETE").fetchall()  # a self-contained single file
-            result = dst.execute("PRAGMA integrity_check").fetchone()[0]
-            if result != "ok":
-                raise IndexerError(f"the copy failed its integrity check: {result}")
-        finally:
-            dst.close()
-    finally:
-        src.close()
+    driver.copy_database(source, target, check=True)
     return tuple(sorted(migrations.read_state(target).applied))
 
 

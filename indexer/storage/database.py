@@ -3,91 +3,39 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import weakref
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, TypeVar
-
-import aiosqlite
+from typing import Any, TypeVar
 
 from indexer.errors import IndexerError
-from indexer.storage import driver, hot_queries, migrations
+from indexer.storage import driver, hot_queries, migrations, transactions
+from indexer.storage.driver import Connection
+from indexer.storage.worker import AsyncConnection, ConnectionThread
 
-LOCK_RETRY_SECONDS = 30.0
 T = TypeVar("T")
 
 
-def is_busy(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return isinstance(exc, driver.OperationalError) and ("locked" in text or "busy" in text)
-
-
-def _begin_immediate(raw: Any) -> None:
-    """``BEGIN IMMEDIATE``, retried with back-off for up to 30 s while another process writes."""
-    deadline = time.monotonic() + LOCK_RETRY_SECONDS
-    delay = 0.01
-    while True:
-        try:
-            raw.execute("BEGIN IMMEDIATE")
-            return
-        except driver.OperationalError as exc:
-            if not is_busy(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 0.5)
-
-
-def _finish(raw: Any, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-    """``fn`` inside the transaction just begun, then COMMIT (ROLLBACK on any error)."""
-    try:
-        result = fn(raw, *args)
-        raw.execute("COMMIT")
-    except BaseException:
-        if raw.in_transaction:
-            raw.execute("ROLLBACK")
-        raise
-    return result
-
-
-def _run_sync(raw: Any, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
-    if write:
-        _begin_immediate(raw)
-    else:
-        raw.execute("BEGIN")  # one snapshot for every statement of fn
-    return _finish(raw, fn, args)
-
-
-def _run_inline(raw: Any, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> tuple[bool, T | None]:
-    """(True, result) when the transaction could start at once; (False, None) when the write
-    lock is held elsewhere (nothing was done: the caller takes the patient path)."""
-    if write:
-        raw.execute("PRAGMA busy_timeout=0")
-        try:
-            raw.execute("BEGIN IMMEDIATE")
-        except driver.OperationalError as exc:
-            if is_busy(exc):
-                return False, None
-            raise
-        finally:
-            raw.execute(f"PRAGMA busy_timeout={driver.EXPECTED_PRAGMAS['busy_timeout']}")
-    else:
-        raw.execute("BEGIN")
-    return True, _finish(raw, fn, args)
+def run_sync(conn: Connection, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
+    """``fn(conn, *args)`` as one transaction: what :meth:`Database.run` does on the thread."""
+    return transactions.run_in_transaction(conn, fn, args, immediate=write)
 
 
 class Database:
-    """One database file (or ``":memory:"``), one serialised aiosqlite connection.
+    """One database file (or ``":memory:"``), one connection on its own thread.
 
     ``await initialize()`` applies pending migrations (adopting a legacy file, after a
     backup) and opens the connection; use ``async with Database(path) as db:`` to do both
-    and close at the end. Writes go through ``async with db.transaction() as conn``.
+    and close at the end. Writes go through :meth:`run` or ``async with db.transaction() as conn``.
     """
 
     def __init__(self, path: str | Path, *, migrate: bool = True, backup: bool = True) -> None:
         self.path = Path(path) if str(path) != ":memory:" else Path(":memory:")
         self._migrate = migrate
         self._backup = backup
-        self._conn: aiosqlite.Connection | None = None
+        self._worker: ConnectionThread | None = None
+        self._closer: weakref.finalize[[], Database] | None = None
         self._lock = asyncio.Lock()
         self.migration_report: migrations.MigrationReport | None = None
 
@@ -95,92 +43,80 @@ class Database:
     def in_memory(self) -> bool:
         return str(self.path) == ":memory:"
 
-    async def initialize(self) -> "Database":
-        if self._conn is not None:
+    async def initialize(self) -> Database:
+        if self._worker is not None:
             return self
-        if self.in_memory:
-            self._conn = await driver.connect_async(":memory:")
-            await self._apply_fresh_in_memory()
-            return self
+        if not self.in_memory:
+            await self._bring_up_to_date()
+        path = self.path
+        worker = ConnectionThread(lambda: driver.connect(path))
+        conn = await worker.start()
+        try:
+            if self.in_memory:
+                await worker.call(migrations.apply_all, conn, migrations.load_migrations())
+        except BaseException:
+            await worker.close()
+            raise
+        # a script that raises before close() still closes (and checkpoints) at exit
+        self._closer = weakref.finalize(self, worker.shutdown)
+        self._worker = worker
+        return self
+
+    async def _bring_up_to_date(self) -> None:
         if self._migrate:
             self.migration_report = await asyncio.to_thread(
                 migrations.migrate, self.path, backup=self._backup
             )
-        else:
-            state = await asyncio.to_thread(migrations.read_state, self.path)
-            pending = migrations.pending_migrations(state, migrations.load_migrations())
-            if state.kind == "missing" or pending:
-                raise IndexerError(
-                    f"database {self.path} is not up to date ({len(pending)} pending); run: indexer migrate"
-                )
-        self._conn = await driver.connect_async(self.path)
-        return self
-
-    async def _apply_fresh_in_memory(self) -> None:
-        assert self._conn is not None
-        await self._conn.execute("BEGIN")
-        await self._conn.execute(migrations.VERSION_DDL)
-        for migration in migrations.load_migrations():
-            for statement in migrations.split_statements(migration.sql):
-                await self._conn.execute(statement)
-            await self._conn.execute(
-                f"INSERT INTO {migrations.VERSION_TABLE} (name, checksum, applied_at) "
-                "VALUES (?, ?, strftime('%Y-%m-%dT%H:%M:%fZ','now'))",
-                (migration.name, migration.checksum),
+            return
+        state = await asyncio.to_thread(migrations.read_state, self.path)
+        pending = migrations.pending_migrations(state, migrations.load_migrations())
+        if state.kind == "missing" or pending:
+            raise IndexerError(
+                f"database {self.path} is not up to date ({len(pending)} pending); run: indexer migrate"
             )
-        await self._conn.execute("COMMIT")
 
     async def close(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+        if self._worker is not None:
+            worker, self._worker = self._worker, None
+            if self._closer is not None:
+                self._closer.detach()
+            await worker.close()
 
-    async def __aenter__(self) -> "Database":
+    async def __aenter__(self) -> Database:
         return await self.initialize()
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def _require(self) -> aiosqlite.Connection:
-        if self._conn is None:
+    def _require(self) -> ConnectionThread:
+        if self._worker is None:
             raise IndexerError("Database is not initialised: await db.initialize() first")
-        return self._conn
+        return self._worker
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def read(self) -> AsyncIterator[AsyncConnection]:
         """The connection, for reads; serialised with writes of this process."""
-        conn = self._require()
+        worker = self._require()
         async with self._lock:
-            yield conn
+            yield AsyncConnection(worker)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on any error).
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on any error), statement by statement.
 
-        Taking the write lock first means no read-then-write race with other processes;
-        a lock held elsewhere longer than ``busy_timeout`` is retried with back-off for up
-        to 30 s, so "database is locked" does not reach callers under normal contention.
+        :func:`indexer.storage.transactions.transaction` on the connection's thread: the write
+        lock first, retried with back-off for up to 30 s while another process holds it.
         """
-        conn = self._require()
+        worker = self._require()
         async with self._lock:
-            deadline = time.monotonic() + LOCK_RETRY_SECONDS
-            delay = 0.01
-            while True:
-                try:
-                    await conn.execute("BEGIN IMMEDIATE")
-                    break
-                except driver.OperationalError as exc:
-                    if not is_busy(exc) or time.monotonic() > deadline:
-                        raise
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 0.5)
+            scope = transactions.transaction(worker.conn)
+            await worker.call(scope.__enter__)
             try:
-                yield conn
-            except BaseException:
-                await conn.execute("ROLLBACK")
+                yield AsyncConnection(worker)
+            except BaseException as exc:
+                await worker.call(scope.__exit__, type(exc), exc, exc.__traceback__)
                 raise
-            else:
-                await conn.execute("COMMIT")
+            await worker.call(scope.__exit__, None, None, None)
 
     async def run(self, fn: Callable[..., T], *args: Any, write: bool = True, inline: bool = False) -> T:
         """``fn(sqlite_connection, *args)`` as one transaction on the connection's own thread.
@@ -196,17 +132,17 @@ class Database:
         the event loop's thread without the hop, then yields to other tasks; when another
         process holds the lock, it takes the thread path and its patient retries.
         """
-        conn = self._require()
-        raw = getattr(conn, "_conn", None)
-        if raw is None or not hasattr(conn, "_execute"):  # pragma: no cover - aiosqlite internals moved
-            raise IndexerError("this aiosqlite version lacks Connection._conn / _execute")
-        async with self._lock:  # every use of the connection holds it: its thread is idle now
-            if inline:
-                done, result = _run_inline(raw, fn, args, write)
-                if done:
+        worker = self._require()
+        async with self._lock:  # every use of the connection holds it
+            if inline and worker.idle:  # idle: no job of a cancelled caller still running there
+                try:
+                    result = transactions.run_in_transaction(worker.conn, fn, args, immediate=write, wait=False)
+                except transactions.LockBusy:
+                    pass
+                else:
                     await asyncio.sleep(0)  # let other tasks in between operations
-                    return result  # type: ignore[return-value]
-            return await conn._execute(_run_sync, raw, fn, args, write)  # type: ignore[no-any-return]
+                    return result
+            return await worker.call(run_sync, worker.conn, fn, args, write)
 
     async def validate_foreign_keys(self) -> list[dict[str, Any]]:
         """Rows of ``PRAGMA foreign_key_check``: table, rowid, parent, fk index."""

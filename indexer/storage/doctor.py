@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from indexer.storage import driver, hot_queries, introspect, migrations
+from indexer.storage import driver, hot_queries, introspect, migrations, transactions
+from indexer.storage.driver import Connection
 
 REQUIRED_TABLES = (
     "sessions", "memory_entries", "document_index", "tasks", "agents",
@@ -78,7 +79,7 @@ def _index_columns(info: dict[str, Any]) -> tuple[str, ...]:
     return tuple(c if order == "ASC" else f"{c} DESC" for c, order in info["columns"])
 
 
-def _schema_checks(conn: Any) -> list[Check]:
+def _schema_checks(conn: Connection) -> list[Check]:
     checks: list[Check] = []
     tables = migrations.user_tables(conn)
     missing = [t for t in REQUIRED_TABLES if t not in tables]
@@ -94,17 +95,15 @@ def _schema_checks(conn: Any) -> list[Check]:
     return checks
 
 
-def _json_checks(conn: Any) -> list[Check]:
+def _json_checks(conn: Connection) -> list[Check]:
     checks = []
     for name, sql in JSON_PROBES:
-        conn.execute("BEGIN")
-        try:
-            conn.execute(sql)
-            observed, ok = "accepted invalid JSON", False
-        except driver.IntegrityError as exc:
-            observed, ok = f"rejected ({exc})", "CHECK" in str(exc)
-        finally:
-            conn.execute("ROLLBACK")
+        with transactions.transaction(conn, immediate=False, keep=False):  # a probe: never kept
+            try:
+                conn.execute(sql)
+                observed, ok = "accepted invalid JSON", False
+            except driver.IntegrityError as exc:
+                observed, ok = f"rejected ({exc})", "CHECK" in str(exc)
         checks.append(Check(name, ok, observed, "rejected by CHECK"))
     return checks
 
@@ -141,11 +140,13 @@ def run_doctor(path: Path) -> list[Check]:
             if live is not None and not [c for c in checks if c.name == "tables" and not c.ok]:
                 checks.extend(_json_checks(live))
             else:
-                checks.append(Check("json_check", False, "skipped: database not migrated (not in WAL mode or tables missing)", "rejected by CHECK"))
+                checks.append(Check("json_check", False, "skipped: database not migrated (not in WAL mode or tables missing)",
+                                    "rejected by CHECK"))
             for query in hot_queries.HOT_QUERIES:
                 try:
                     verdict = hot_queries.plan_verdict(hot_queries.explain(ro, query.sql, query.params))
-                    checks.append(Check(f"plan.{query.name}", verdict["uses_index"], "; ".join(verdict["plan"]), "SEARCH using an index"))
+                    checks.append(Check(f"plan.{query.name}", verdict["uses_index"], "; ".join(verdict["plan"]),
+                                        "SEARCH using an index"))
                 except driver.Error as exc:
                     checks.append(Check(f"plan.{query.name}", False, str(exc), "SEARCH using an index"))
         finally:

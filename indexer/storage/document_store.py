@@ -9,13 +9,16 @@ document (ON DELETE CASCADE), so no orphan vector or FTS row can remain.
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
 from indexer.embedding import Fingerprint, from_blob, mean_vector, to_blob
+from indexer.storage import driver, transactions
+from indexer.storage.driver import Connection
 from indexer.timeutil import now_ts
 
 VEC_TABLE = "chunk_vectors"
@@ -43,30 +46,24 @@ class ChunkRow:
     embed_text: str
 
 
-@contextmanager
-def write(conn: Any) -> Iterator[Any]:
-    """One write transaction (``BEGIN IMMEDIATE``), rolled back on any error."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+def write(conn: Connection) -> AbstractContextManager[Connection]:
+    """One write transaction (``BEGIN IMMEDIATE``, retried while another process writes),
+    rolled back on any error: :func:`indexer.storage.transactions.transaction`."""
+    return transactions.transaction(conn)
 
 
 # --- embedding settings and the vector table -------------------------------------------
 
-def get_fingerprint(conn: Any) -> dict[str, Any] | None:
+def get_fingerprint(conn: Connection) -> dict[str, Any] | None:
     row = conn.execute("SELECT value FROM embedding_settings WHERE key = 'fingerprint'").fetchone()
     return json.loads(row[0]) if row else None
 
 
-def vector_table_exists(conn: Any) -> bool:
+def vector_table_exists(conn: Connection) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (VEC_TABLE,)).fetchone() is not None
 
 
-def install_fingerprint(conn: Any, fp: Fingerprint, rehash: Callable[[str], str] | None = None) -> bool:
+def install_fingerprint(conn: Connection, fp: Fingerprint, rehash: Callable[[str], str] | None = None) -> bool:
     """Make the stored vectors match ``fp``. Returns True when every document must be
     re-chunked (a full reconcile); call inside :func:`write`.
 
@@ -110,7 +107,7 @@ def install_fingerprint(conn: Any, fp: Fingerprint, rehash: Callable[[str], str]
     return current is not None
 
 
-def _store_fingerprint(conn: Any, fingerprint: dict[str, Any]) -> None:
+def _store_fingerprint(conn: Connection, fingerprint: dict[str, Any]) -> None:
     conn.execute(
         "INSERT INTO embedding_settings (key, value) VALUES ('fingerprint', ?) "
         "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -120,7 +117,7 @@ def _store_fingerprint(conn: Any, fingerprint: dict[str, Any]) -> None:
 
 # --- document rows ---------------------------------------------------------------------
 
-def load_docs(conn: Any) -> list[StoredDoc]:
+def load_docs(conn: Connection) -> list[StoredDoc]:
     rows = conn.execute(
         "SELECT id, file_path, json_extract(metadata, '$.mtime_ns'), json_extract(metadata, '$.size'), "
         "content_hash, sync_status FROM document_index"
@@ -128,7 +125,7 @@ def load_docs(conn: Any) -> list[StoredDoc]:
     return [StoredDoc(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
 
 
-def get_doc(conn: Any, path: str) -> StoredDoc | None:
+def get_doc(conn: Connection, path: str) -> StoredDoc | None:
     row = conn.execute(
         "SELECT id, file_path, json_extract(metadata, '$.mtime_ns'), json_extract(metadata, '$.size'), "
         "content_hash, sync_status FROM document_index WHERE file_path = ?",
@@ -137,13 +134,13 @@ def get_doc(conn: Any, path: str) -> StoredDoc | None:
     return StoredDoc(row[0], row[1], row[2], row[3], row[4], row[5]) if row else None
 
 
-def _metadata(conn: Any, doc_id: int) -> dict[str, Any]:
+def _metadata(conn: Connection, doc_id: int) -> dict[str, Any]:
     row = conn.execute("SELECT metadata FROM document_index WHERE id = ?", (doc_id,)).fetchone()
     return json.loads(row[0] or "{}") if row else {}
 
 
 def upsert_document(
-    conn: Any,
+    conn: Connection,
     *,
     path: str,
     title: str,
@@ -169,7 +166,7 @@ def upsert_document(
             "VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
             (path, title, document_type, content_hash, len(chunks), model, meta_json, now, now),
         )
-        doc_id, status = int(cur.lastrowid), "pending"
+        doc_id, status = driver.inserted_rowid(cur), "pending"
     else:
         doc_id = existing.id
         status = "stale" if existing.sync_status in ("synced", "stale") else "pending"
@@ -191,7 +188,7 @@ def upsert_document(
     return doc_id, status
 
 
-def _replace_chunks(conn: Any, doc_id: int, chunks: Sequence[ChunkRow], now: str) -> None:
+def _replace_chunks(conn: Connection, doc_id: int, chunks: Sequence[ChunkRow], now: str) -> None:
     old = conn.execute(
         "SELECT id, chunk_hash FROM document_chunks WHERE document_id = ? ORDER BY chunk_index", (doc_id,)
     ).fetchall()
@@ -221,14 +218,14 @@ def _replace_chunks(conn: Any, doc_id: int, chunks: Sequence[ChunkRow], now: str
             (doc_id, values[0], chunk.chunk_hash, *values[1:], chunk.embed_text),
         )
         if has_vectors:
-            _copy_vector_by_hash(conn, int(cur.lastrowid), chunk.chunk_hash, now)
+            _copy_vector_by_hash(conn, driver.inserted_rowid(cur), chunk.chunk_hash, now)
     stale = [chunk_id for chunk_id, _ in old if chunk_id not in kept]
     for start in range(0, len(stale), 500):
         part = stale[start:start + 500]
         conn.execute(f"DELETE FROM document_chunks WHERE id IN ({','.join('?' * len(part))})", part)
 
 
-def _copy_vector_by_hash(conn: Any, chunk_id: int, chunk_hash: str, now: str) -> None:
+def _copy_vector_by_hash(conn: Connection, chunk_id: int, chunk_hash: str, now: str) -> None:
     source = conn.execute(
         "SELECT id FROM document_chunks WHERE chunk_hash = ? AND embedded_at IS NOT NULL AND id != ? LIMIT 1",
         (chunk_hash, chunk_id),
@@ -242,7 +239,7 @@ def _copy_vector_by_hash(conn: Any, chunk_id: int, chunk_hash: str, now: str) ->
     conn.execute("UPDATE document_chunks SET embedded_at = ? WHERE id = ?", (now, chunk_id))
 
 
-def record_failure(conn: Any, *, path: str, reason: str, metadata: dict[str, Any], retry_after: str,
+def record_failure(conn: Connection, *, path: str, reason: str, metadata: dict[str, Any], retry_after: str,
                    content_hash: str = "") -> None:
     """Mark a document ``failed`` with the reason, attempts and next retry time in metadata."""
     now = now_ts()
@@ -268,12 +265,12 @@ def record_failure(conn: Any, *, path: str, reason: str, metadata: dict[str, Any
         conn.execute("DELETE FROM document_chunks WHERE document_id = ?", (existing.id,))
 
 
-def failure_attempts(conn: Any, path: str) -> int:
+def failure_attempts(conn: Connection, path: str) -> int:
     doc = get_doc(conn, path)
     return int(_metadata(conn, doc.id).get("attempts", 0)) if doc else 0
 
 
-def touch_document(conn: Any, path: str, mtime_ns: int, size: int) -> None:
+def touch_document(conn: Connection, path: str, mtime_ns: int, size: int) -> None:
     conn.execute(
         "UPDATE document_index SET metadata = json_set(json_set(coalesce(metadata, '{}'), '$.mtime_ns', ?), "
         "'$.size', ?) WHERE file_path = ?",
@@ -281,7 +278,7 @@ def touch_document(conn: Any, path: str, mtime_ns: int, size: int) -> None:
     )
 
 
-def move_document(conn: Any, old_path: str, new_path: str, mtime_ns: int, size: int) -> None:
+def move_document(conn: Connection, old_path: str, new_path: str, mtime_ns: int, size: int) -> None:
     """A rename: the row, its chunks and vectors move; nothing is re-embedded."""
     conn.execute("DELETE FROM document_index WHERE file_path = ?", (new_path,))
     conn.execute(
@@ -291,7 +288,7 @@ def move_document(conn: Any, old_path: str, new_path: str, mtime_ns: int, size: 
     )
 
 
-def delete_documents(conn: Any, paths: Iterable[str]) -> int:
+def delete_documents(conn: Connection, paths: Iterable[str]) -> int:
     count = 0
     for path in paths:
         count += conn.execute("DELETE FROM document_index WHERE file_path = ?", (path,)).rowcount
@@ -300,7 +297,7 @@ def delete_documents(conn: Any, paths: Iterable[str]) -> int:
 
 # --- the embedding queue ---------------------------------------------------------------
 
-def unembedded_chunks(conn: Any, limit: int) -> list[tuple[int, int, str]]:
+def unembedded_chunks(conn: Connection, limit: int) -> list[tuple[int, int, str]]:
     """(chunk id, document id, embed text) of chunks waiting for a vector, document by document,
     the most recently changed documents first: an edit made during a long backlog (the first
     index of a large tree) is searchable by meaning after one round, not after the backlog."""
@@ -315,11 +312,11 @@ def unembedded_chunks(conn: Any, limit: int) -> list[tuple[int, int, str]]:
     ]
 
 
-def count_unembedded(conn: Any) -> int:
+def count_unembedded(conn: Connection) -> int:
     return int(conn.execute("SELECT count(*) FROM document_chunks WHERE embedded_at IS NULL").fetchone()[0])
 
 
-def store_vectors(conn: Any, chunk_ids: Sequence[int], vectors: np.ndarray) -> None:
+def store_vectors(conn: Connection, chunk_ids: Sequence[int], vectors: np.ndarray) -> None:
     now = now_ts()
     conn.executemany(f"DELETE FROM {VEC_TABLE} WHERE rowid = ?", [(c,) for c in chunk_ids])
     conn.executemany(
@@ -329,7 +326,7 @@ def store_vectors(conn: Any, chunk_ids: Sequence[int], vectors: np.ndarray) -> N
     conn.executemany("UPDATE document_chunks SET embedded_at = ? WHERE id = ?", [(now, c) for c in chunk_ids])
 
 
-def finish_documents(conn: Any, doc_ids: Iterable[int], model: str) -> list[int]:
+def finish_documents(conn: Connection, doc_ids: Iterable[int], model: str) -> list[int]:
     """Mark ``synced`` each document whose chunks all have vectors; store its mean vector."""
     done = []
     now = now_ts()
@@ -361,14 +358,14 @@ def finish_documents(conn: Any, doc_ids: Iterable[int], model: str) -> list[int]
 
 # --- status ----------------------------------------------------------------------------
 
-def status_counts(conn: Any) -> dict[str, int]:
+def status_counts(conn: Connection) -> dict[str, int]:
     counts = {s: 0 for s in ("pending", "synced", "stale", "failed")}
     for status, count in conn.execute("SELECT sync_status, count(*) FROM document_index GROUP BY sync_status"):
         counts[str(status)] = int(count)
     return counts
 
 
-def failed_documents(conn: Any, limit: int = 50) -> list[dict[str, Any]]:
+def failed_documents(conn: Connection, limit: int = 50) -> list[dict[str, Any]]:
     """Failed documents with reason, attempts and retry time; ``limit=-1`` for all of them."""
     rows = conn.execute(
         "SELECT file_path, json_extract(metadata, '$.last_error'), json_extract(metadata, '$.attempts'), "
@@ -379,7 +376,7 @@ def failed_documents(conn: Any, limit: int = 50) -> list[dict[str, Any]]:
     return [{"path": r[0], "reason": r[1], "attempts": r[2], "retry_after": r[3]} for r in rows]
 
 
-def next_retry_after(conn: Any) -> str | None:
+def next_retry_after(conn: Connection) -> str | None:
     """The earliest ``retry_after`` among failed documents (the daemon's next retry)."""
     row = conn.execute(
         "SELECT min(json_extract(metadata, '$.retry_after')) FROM document_index WHERE sync_status = 'failed'"
@@ -387,7 +384,7 @@ def next_retry_after(conn: Any) -> str | None:
     return row[0] if row else None
 
 
-def chunk_totals(conn: Any) -> dict[str, int]:
+def chunk_totals(conn: Connection) -> dict[str, int]:
     row = conn.execute(
         "SELECT count(*), count(embedded_at) FROM document_chunks"
     ).fetchone()
@@ -396,7 +393,7 @@ def chunk_totals(conn: Any) -> dict[str, int]:
 
 # --- the report's API helpers ----------------------------------------------------------
 
-def document_row(conn: Any, path: str) -> dict[str, Any] | None:
+def document_row(conn: Connection, path: str) -> dict[str, Any] | None:
     row = conn.execute(
         "SELECT id, file_path, title, document_type, content_hash, chunk_count, embedding_model, "
         "embedding_blob IS NOT NULL, metadata, last_synced_at, sync_status, created_at, updated_at "
@@ -413,7 +410,7 @@ def document_row(conn: Any, path: str) -> dict[str, Any] | None:
     return result
 
 
-def override_labels(conn: Any, path: str, title: str | None, document_type: str | None) -> None:
+def override_labels(conn: Connection, path: str, title: str | None, document_type: str | None) -> None:
     """Caller-given title/type win over the file's own (kept in metadata so a resync keeps them)."""
     if title is not None:
         conn.execute(
@@ -425,7 +422,7 @@ def override_labels(conn: Any, path: str, title: str | None, document_type: str 
             "'$.type_override', ?) WHERE file_path = ?", (document_type, document_type, path))
 
 
-def set_document_vector(conn: Any, path: str, blob: bytes) -> None:
+def set_document_vector(conn: Connection, path: str, blob: bytes) -> None:
     conn.execute(
         "UPDATE document_index SET embedding_blob = ?, updated_at = ? WHERE file_path = ?", (blob, now_ts(), path)
     )

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
-from indexer.errors import DriverError
+from indexer.errors import DriverError, IndexerError
 
 if TYPE_CHECKING:
     import aiosqlite
@@ -70,17 +71,41 @@ def _choose_binding() -> ModuleType:
 sqlite: ModuleType = _choose_binding()
 BINDING_NAME: str = sqlite.__name__
 
-# The one set of exception types callers catch.
-Error = sqlite.Error
-DatabaseError = sqlite.DatabaseError
-IntegrityError = sqlite.IntegrityError
-OperationalError = sqlite.OperationalError
-Row = sqlite.Row
-Connection = sqlite.Connection
+# The one set of exception types callers catch, and the connection type every storage function
+# takes. The binding is chosen at run time; sqlean.py and pysqlite3 mirror the stdlib module's
+# API, so the type checker sees the stdlib's classes.
+if TYPE_CHECKING:
+    from sqlite3 import Connection as Connection
+    from sqlite3 import Cursor as Cursor
+    from sqlite3 import DatabaseError as DatabaseError
+    from sqlite3 import Error as Error
+    from sqlite3 import IntegrityError as IntegrityError
+    from sqlite3 import OperationalError as OperationalError
+    from sqlite3 import Row as Row
+else:
+    Error = sqlite.Error
+    DatabaseError = sqlite.DatabaseError
+    IntegrityError = sqlite.IntegrityError
+    OperationalError = sqlite.OperationalError
+    Row = sqlite.Row
+    Connection = sqlite.Connection
+    Cursor = sqlite.Cursor
 complete_statement: Callable[[str], bool] = sqlite.complete_statement
 
 
-def _load_vec(conn: Any) -> None:
+# What SQLite stores and hands back: the values of a row, of a parameter, of a SQL function.
+SqlValue = str | bytes | int | float | None
+
+
+def inserted_rowid(cursor: Cursor) -> int:
+    """The rowid of the row the INSERT run by ``cursor`` wrote."""
+    rowid = cursor.lastrowid
+    if rowid is None:  # pragma: no cover - only a cursor that ran no INSERT has none
+        raise DriverError("the statement inserted no row")
+    return rowid
+
+
+def _load_vec(conn: Connection) -> None:
     try:
         import sqlite_vec
     except ImportError as exc:  # pragma: no cover - dependency of the package
@@ -93,7 +118,7 @@ def _load_vec(conn: Any) -> None:
 
 
 def connect(path: str | Path, *, readonly: bool = False, load_vec: bool = True,
-            defer_wal: bool = False) -> Any:
+            defer_wal: bool = False) -> Connection:
     """Open a configured connection in autocommit mode (transactions are explicit).
 
     Read-write connections get every PRAGMA of :data:`PRAGMAS`. Read-only connections
@@ -104,6 +129,7 @@ def connect(path: str | Path, *, readonly: bool = False, load_vec: bool = True,
     byte-identical.
     """
     target = str(path)
+    conn: Connection
     if readonly:
         if target == ":memory:":
             raise DriverError("a read-only connection needs a database file")
@@ -141,17 +167,38 @@ def location_hint(path: str | Path) -> str:
     return ""
 
 
-def connect_async(path: str | Path, *, readonly: bool = False) -> "aiosqlite.Connection":
+def connect_async(path: str | Path, *, readonly: bool = False) -> aiosqlite.Connection:
     """The same connection, driven by aiosqlite's thread (``await`` it or ``async with``)."""
     import aiosqlite
 
     return aiosqlite.Connection(lambda: connect(path, readonly=readonly), 64)
 
 
-def read_pragmas(conn: Any) -> dict[str, Any]:
+def read_pragmas(conn: Connection) -> dict[str, Any]:
     """The PRAGMA values a connection actually has."""
     return {name: conn.execute(f"PRAGMA {name}").fetchone()[0] for name in EXPECTED_PRAGMAS}
 
 
-def vec_version(conn: Any) -> str:
+def vec_version(conn: Connection) -> str:
     return str(conn.execute("SELECT vec_version()").fetchone()[0])
+
+
+def copy_database(source: str | Path, target: str | Path, *, check: bool = True) -> None:
+    """Copy ``source`` into the new file ``target`` through SQLite's backup API, in one step:
+    one read transaction, one consistent snapshot while other connections go on writing. The
+    copy is a self-contained file (rollback journal, no -wal); ``check`` runs its
+    ``integrity_check`` and raises when the copy is not sound."""
+    src = connect(source, readonly=True, load_vec=False)
+    try:
+        dst = connect(target, load_vec=False, defer_wal=True)
+        try:
+            src.backup(dst)
+            dst.execute("PRAGMA journal_mode=DELETE").fetchall()
+            if check:
+                result = dst.execute("PRAGMA integrity_check").fetchone()[0]
+                if result != "ok":
+                    raise IndexerError(f"the copy failed its integrity check: {result}")
+        finally:
+            dst.close()
+    finally:
+        src.close()

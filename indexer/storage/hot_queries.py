@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from indexer.storage.driver import Connection
+
 SESSION_BY_ID = "SELECT * FROM sessions WHERE id = ?"
 SESSIONS_BY_STATUS = (
     "SELECT * FROM sessions WHERE status = ? ORDER BY created_at DESC, id DESC LIMIT ?"
@@ -148,7 +150,7 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
 _USING = re.compile(r"USING (?:COVERING )?INDEX (\w+)|USING (INTEGER PRIMARY KEY)")
 
 
-def explain(conn: Any, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[str]:
+def explain(conn: Connection, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[str]:
     """EXPLAIN QUERY PLAN as its detail lines."""
     return [str(row[3]) for row in conn.execute("EXPLAIN QUERY PLAN " + sql, tuple(params)).fetchall()]
 

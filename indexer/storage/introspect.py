@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from indexer.storage.driver import Connection
+
 _WS = re.compile(r"\s+")
 
 
@@ -16,7 +18,7 @@ def normalise_sql(sql: str | None) -> str | None:
     return text
 
 
-def schema_snapshot(conn: Any) -> dict[str, Any]:
+def schema_snapshot(conn: Connection) -> dict[str, Any]:
     """Tables, columns, foreign keys and indexes, normalised for comparison."""
     master = conn.execute(
         "SELECT type, name, tbl_name, sql FROM sqlite_master "
@@ -40,7 +42,7 @@ def schema_snapshot(conn: Any) -> dict[str, Any]:
     return snapshot
 
 
-def named_indexes(conn: Any) -> dict[str, dict[str, Any]]:
+def named_indexes(conn: Connection) -> dict[str, dict[str, Any]]:
     """Explicit (named, not automatic) indexes: table, key columns with order, partial WHERE."""
     rows = conn.execute(
         "SELECT name, tbl_name, sql FROM sqlite_master WHERE type='index' AND sql IS NOT NULL ORDER BY name"

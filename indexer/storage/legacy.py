@@ -11,10 +11,13 @@ are kept as they are and reported.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, cast
 
 from indexer.errors import MigrationError
-from indexer.storage import driver
+from indexer.storage import driver, transactions
+from indexer.storage.driver import Connection, SqlValue
 from indexer.timeutil import is_canonical, to_rfc3339
 
 LEGACY_CORE = ("tasks", "agents", "state", "audit", "metrics", "checkpoints")
@@ -37,7 +40,7 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _columns(conn: Any, table: str) -> list[str]:
+def _columns(conn: Connection, table: str) -> list[str]:
     return [row[1] for row in conn.execute(f"PRAGMA table_info({_q(table)})").fetchall()]
 
 
@@ -48,8 +51,8 @@ class _TimestampConverter:
         self.converted = 0
         self.unparseable = 0
 
-    def __call__(self, value: object) -> object:
-        result = to_rfc3339(value)
+    def __call__(self, value: SqlValue) -> SqlValue:
+        result = cast(SqlValue, to_rfc3339(value))  # a value unchanged, or text
         if value is not None and result != value:
             self.converted += 1
         if result is not None and not is_canonical(result):
@@ -99,7 +102,7 @@ def _unknown_columns(table: str, source: list[str], target: list[str]) -> list[s
     return extra
 
 
-def adopt(path: Any, todo: Sequence[Any], apply_one: Callable[..., None]) -> dict[str, Any]:
+def adopt(path: Path, todo: Sequence[Any], apply_one: Callable[..., None]) -> dict[str, Any]:
     """Adopt the legacy database at ``path``; ``todo`` are all migrations, first one first."""
     conn = driver.connect(path, defer_wal=True)
     convert = _TimestampConverter()
@@ -108,13 +111,8 @@ def adopt(path: Any, todo: Sequence[Any], apply_one: Callable[..., None]) -> dic
     conn.execute("PRAGMA legacy_alter_table=ON")
     conn.execute("PRAGMA cache_size=-262144")  # 256 MiB for this one big transaction
     try:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transactions.transaction(conn):
             report = _adopt_in_transaction(conn, todo, apply_one, convert)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
     except driver.Error as exc:
         conn.close()
         raise MigrationError(f"adopting the legacy database failed and was rolled back; the file is unchanged: {exc}") from exc
@@ -133,7 +131,8 @@ def adopt(path: Any, todo: Sequence[Any], apply_one: Callable[..., None]) -> dic
     return report
 
 
-def _adopt_in_transaction(conn: Any, todo: Sequence[Any], apply_one: Callable[..., None], convert: _TimestampConverter) -> dict[str, Any]:
+def _adopt_in_transaction(conn: Connection, todo: Sequence[Any], apply_one: Callable[..., None],
+                          convert: _TimestampConverter) -> dict[str, Any]:
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall()}
     if "schema_migrations" in tables:
         raise MigrationError("another process adopted this database meanwhile; run migrate again")
@@ -143,9 +142,9 @@ def _adopt_in_transaction(conn: Any, todo: Sequence[Any], apply_one: Callable[..
     sequences: dict[str, int] = {}
     if "sqlite_sequence" in tables:
         sequences = {r[0]: r[1] for r in conn.execute("SELECT name, seq FROM sqlite_sequence").fetchall()}
+    marks = ",".join("?" * len(present))
     indexes = conn.execute(
-        "SELECT name FROM sqlite_master WHERE type='index' AND sql IS NOT NULL AND tbl_name IN (%s)"
-        % ",".join("?" * len(present)),
+        f"SELECT name FROM sqlite_master WHERE type='index' AND sql IS NOT NULL AND tbl_name IN ({marks})",
         present,
     ).fetchall()
     for (name,) in indexes:

@@ -2,7 +2,7 @@
 
 The functions are synchronous and take the SQLite connection itself; the service runs a whole
 operation (its statements, its audit row, the commit) as one call through
-:meth:`indexer.storage.database.Database.run`, on aiosqlite's thread: one thread hop per
+:meth:`indexer.storage.database.Database.run`, on the connection's thread: one thread hop per
 operation (~0.1-0.3 ms on a 2-core VM, as much as the SQL of a write) instead of one per
 statement.
 
@@ -18,9 +18,11 @@ version is ``max(version) + 1``). The latest live version is therefore also the 
 from __future__ import annotations
 
 import json
-from typing import Any, Sequence, TypeVar
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
-from indexer.storage import hot_queries
+from indexer.storage import driver, hot_queries
+from indexer.storage.driver import Connection
 
 T = TypeVar("T")
 
@@ -67,38 +69,38 @@ INSERT_AUDIT = (
 AUDIT_FOR_NAMESPACE = "SELECT * FROM audit WHERE memory_namespace = ? ORDER BY timestamp, id"
 
 
-def by_id(conn: Any, entry_id: int) -> Any | None:
+def by_id(conn: Connection, entry_id: int) -> Any | None:
     return conn.execute(BY_ID, (entry_id,)).fetchone()
 
 
-def latest_live(conn: Any, namespace: str, key: str) -> Any | None:
+def latest_live(conn: Connection, namespace: str, key: str) -> Any | None:
     return conn.execute(hot_queries.MEMORY_LATEST, (namespace, key)).fetchone()
 
 
-def newest(conn: Any, namespace: str, key: str) -> Any | None:
+def newest(conn: Connection, namespace: str, key: str) -> Any | None:
     """The highest version, live or deleted (None: the key never existed)."""
     return conn.execute(MEMORY_NEWEST, (namespace, key)).fetchone()
 
 
-def version(conn: Any, namespace: str, key: str, number: int) -> Any | None:
+def version(conn: Connection, namespace: str, key: str, number: int) -> Any | None:
     return conn.execute(hot_queries.MEMORY_VERSION, (namespace, key, number)).fetchone()
 
 
-def history(conn: Any, namespace: str, key: str) -> list[Any]:
+def history(conn: Connection, namespace: str, key: str) -> list[Any]:
     return conn.execute(hot_queries.MEMORY_HISTORY, (namespace, key)).fetchall()
 
 
-def insert_first(conn: Any, namespace: str, key: str, value_json: str, memory_type: str,
+def insert_first(conn: Connection, namespace: str, key: str, value_json: str, memory_type: str,
                  metadata_json: str, created_by: str | None, now: str) -> Any | None:
     """Insert version max+1 of a key that has no live version; None if one is live."""
     cursor = conn.execute(INSERT_FIRST, (
         namespace, key, value_json, memory_type, namespace, key, metadata_json, created_by, created_by, now, now,
         namespace, key,
     ))
-    return by_id(conn, cursor.lastrowid) if cursor.rowcount == 1 else None
+    return by_id(conn, driver.inserted_rowid(cursor)) if cursor.rowcount == 1 else None
 
 
-def insert_next(conn: Any, namespace: str, key: str, *, value_json: str | None,
+def insert_next(conn: Connection, namespace: str, key: str, *, value_json: str | None,
                 metadata_json: str | None, updated_by: str | None, now: str,
                 source_version: int | None = None) -> Any | None:
     """Insert version max+1 of a live key; None if the key has no live version.
@@ -109,10 +111,10 @@ def insert_next(conn: Any, namespace: str, key: str, *, value_json: str | None,
     cursor = conn.execute(INSERT_NEXT, (
         value_json, source_version, metadata_json, updated_by, now, namespace, key,
     ))
-    return by_id(conn, cursor.lastrowid) if cursor.rowcount == 1 else None
+    return by_id(conn, driver.inserted_rowid(cursor)) if cursor.rowcount == 1 else None
 
 
-def set_deleted(conn: Any, namespace: str, key: str, deleted: bool) -> int:
+def set_deleted(conn: Connection, namespace: str, key: str, deleted: bool) -> int:
     """Mark every version of a key deleted (or live); the number of rows changed."""
     cursor = conn.execute(SET_DELETED, (1 if deleted else 0, namespace, key, 0 if deleted else 1))
     return int(cursor.rowcount)
@@ -122,23 +124,23 @@ def _audit_params(ts: str, action: str, op: str, ns: str, entry: int | None, dat
     return (ts, action, op, ns, entry, json.dumps(data, ensure_ascii=False, separators=(",", ":")))
 
 
-def insert_audit(conn: Any, *, timestamp: str, action_type: str, operation: str,
+def insert_audit(conn: Connection, *, timestamp: str, action_type: str, operation: str,
                  namespace: str, entry_id: int | None, data: dict[str, Any]) -> None:
     conn.execute(INSERT_AUDIT, _audit_params(timestamp, action_type, operation, namespace, entry_id, data))
 
 
-def insert_audits(conn: Any, rows: Sequence[tuple[str, str, str, str, int | None, dict[str, Any]]]) -> None:
+def insert_audits(conn: Connection, rows: Sequence[tuple[str, str, str, str, int | None, dict[str, Any]]]) -> None:
     """Several audit rows: (timestamp, action_type, operation, namespace, entry_id, data)."""
     conn.executemany(INSERT_AUDIT, [_audit_params(*row) for row in rows])
 
 
-def audit_rows(conn: Any, namespace: str) -> list[dict[str, Any]]:
+def audit_rows(conn: Connection, namespace: str) -> list[dict[str, Any]]:
     """The audit rows of a namespace, oldest first (for tests and diagnostics)."""
     rows = conn.execute(AUDIT_FOR_NAMESPACE, (namespace,)).fetchall()
     return [dict(zip(r.keys(), tuple(r))) for r in rows]
 
 
-def prefix_page(conn: Any, prefix: str, after: tuple[str, str] | None, limit: int,
+def prefix_page(conn: Connection, prefix: str, after: tuple[str, str] | None, limit: int,
                 memory_type: str | None = None) -> list[Any]:
     """The latest live version of each key in ``prefix`` or below it (whole segments), in
     (namespace, key) order after ``after``."""
@@ -149,11 +151,11 @@ def prefix_page(conn: Any, prefix: str, after: tuple[str, str] | None, limit: in
                         hot_queries.memory_prefix_type_params(prefix, memory_type, after, limit)).fetchall()
 
 
-def expired_episodic(conn: Any, cutoff: str) -> list[Any]:
+def expired_episodic(conn: Connection, cutoff: str) -> list[Any]:
     """(id, namespace, key, version, updated_at) of the latest live version of each episodic
     key last updated before ``cutoff``."""
     return conn.execute(hot_queries.MEMORY_EPISODIC_EXPIRED, (cutoff,)).fetchall()
 
 
-def delete_keys(conn: Any, keys: Sequence[tuple[str, str]]) -> None:
+def delete_keys(conn: Connection, keys: Sequence[tuple[str, str]]) -> None:
     conn.executemany(SET_DELETED, [(1, ns, key, 0) for ns, key in keys])

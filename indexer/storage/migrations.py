@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import importlib.resources
-import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from indexer.errors import MigrationError, SchemaError
-from indexer.storage import driver, legacy
+from indexer.storage import driver, legacy, transactions
+from indexer.storage.driver import Connection
 from indexer.timeutil import now_ts
 
 VERSION_TABLE = "schema_migrations"
@@ -87,14 +88,14 @@ def split_statements(sql: str) -> Iterator[str]:
         raise SchemaError(f"incomplete SQL statement at end of migration: {buffer.strip()[:80]!r}")
 
 
-def user_tables(conn: Any) -> frozenset[str]:
+def user_tables(conn: Connection) -> frozenset[str]:
     rows = conn.execute(
         "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
     ).fetchall()
     return frozenset(r[0] for r in rows)
 
 
-def inspect_state(conn: Any) -> DbState:
+def inspect_state(conn: Connection) -> DbState:
     try:
         tables = user_tables(conn)
     except driver.DatabaseError as exc:
@@ -145,7 +146,10 @@ def read_state(path: Path) -> DbState:
         conn.close()
 
 
-def _apply_one(conn: Any, migration: Migration, *, with_version_table: bool) -> None:
+def apply_one(conn: Connection, migration: Migration, *, with_version_table: bool) -> None:
+    """The one way a migration is applied: its statements, then its record (name, checksum,
+    applied_at), inside the caller's transaction; ``with_version_table`` creates the table
+    of records first (the first migration of a new or adopted file)."""
     if with_version_table:
         conn.execute(VERSION_DDL)
     for statement in split_statements(migration.sql):
@@ -156,31 +160,37 @@ def _apply_one(conn: Any, migration: Migration, *, with_version_table: bool) -> 
     )
 
 
-def apply_migration(conn: Any, migration: Migration) -> bool:
+def apply_all(conn: Connection, migrations: Sequence[Migration]) -> None:
+    """Every migration of a new, empty database (``:memory:``), in one transaction."""
+    with transactions.transaction(conn):
+        for number, migration in enumerate(migrations):
+            apply_one(conn, migration, with_version_table=number == 0)
+
+
+def _apply_if_new(conn: Connection, migration: Migration) -> bool:
+    tables = user_tables(conn)
+    if VERSION_TABLE in tables and conn.execute(
+        f"SELECT 1 FROM {VERSION_TABLE} WHERE name = ?", (migration.name,)
+    ).fetchone():
+        return False
+    apply_one(conn, migration, with_version_table=VERSION_TABLE not in tables)
+    return True
+
+
+def apply_migration(conn: Connection, migration: Migration) -> bool:
     """Apply one migration and its record in one transaction; roll back on any error.
 
     The state is read again under the write lock, so two processes starting at once do
     not both apply it. Returns False when another process already had.
     """
-    conn.execute("BEGIN IMMEDIATE")
     try:
-        tables = user_tables(conn)
-        if VERSION_TABLE in tables and conn.execute(
-            f"SELECT 1 FROM {VERSION_TABLE} WHERE name = ?", (migration.name,)
-        ).fetchone():
-            conn.execute("COMMIT")
-            return False
-        _apply_one(conn, migration, with_version_table=VERSION_TABLE not in tables)
-        conn.execute("COMMIT")
-        return True
-    except BaseException as exc:
-        conn.execute("ROLLBACK")
-        if isinstance(exc, driver.Error):
-            raise MigrationError(f"migration {migration.name} failed and was rolled back: {exc}") from exc
-        raise
+        with transactions.transaction(conn):
+            return _apply_if_new(conn, migration)
+    except driver.Error as exc:
+        raise MigrationError(f"migration {migration.name} failed and was rolled back: {exc}") from exc
 
 
-def _connect_for_writing(path: Path, *, retry_seconds: float = 30.0) -> Any:
+def _connect_for_writing(path: Path, *, retry_seconds: float = 30.0) -> Connection:
     """``driver.connect`` for the runner, retried while another process holds the lock.
 
     ``PRAGMA journal_mode=WAL`` on a file another connection holds a lock on fails with
@@ -188,32 +198,14 @@ def _connect_for_writing(path: Path, *, retry_seconds: float = 30.0) -> Any:
     ``busy_timeout`` is. Two processes creating the same new file meet exactly there; the
     loser retries until the lock is released, then sees the winner's records.
     """
-    deadline = time.monotonic() + retry_seconds
-    delay = 0.01
-    while True:
-        try:
-            return driver.connect(path)
-        except driver.OperationalError as exc:
-            text = str(exc).lower()
-            if ("locked" not in text and "busy" not in text) or time.monotonic() > deadline:
-                raise
-        time.sleep(delay)
-        delay = min(delay * 2, 0.25)
+    return transactions.retry_busy(lambda: driver.connect(path), seconds=retry_seconds, max_delay=0.25)
 
 
 def backup_copy(path: Path) -> Path:
     """An online, consistent copy beside the database, written before it is touched."""
     stamp = now_ts().replace(":", "").replace("-", "").replace(".", "")
     target = path.with_name(f"{path.name}.pre-migrate-{stamp}.bak")
-    source = driver.connect(path, readonly=True, load_vec=False)
-    try:
-        dest = driver.sqlite.connect(str(target))
-        try:
-            source.backup(dest)
-        finally:
-            dest.close()
-    finally:
-        source.close()
+    driver.copy_database(path, target, check=False)
     return target
 
 
@@ -235,7 +227,7 @@ def migrate(
     if state.kind == "legacy":
         if backup:
             report.backup = str(backup_copy(path))
-        report.legacy = legacy.adopt(path, todo, _apply_one)
+        report.legacy = legacy.adopt(path, todo, apply_one)
         report.applied = [m.name for m in todo]
         return report
     conn = _connect_for_writing(path)

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from indexer.embedding import to_blob
-from indexer.storage.document_store import VEC_TABLE, vector_table_exists
+from indexer.storage.document_store import VEC_TABLE
+from indexer.storage.document_store import vector_table_exists as vector_table_exists  # the searcher asks here
+from indexer.storage.driver import Connection
 
 EXACT_LIMIT = 20_000  # filtered candidate sets up to this size are scored exactly
 MAX_K = 4096
@@ -79,7 +82,7 @@ def fts_query(text: str) -> str | None:
 KEYWORD_ROW_BUDGET = 6000
 
 
-def bounded_fts_query(conn: Any, text: str, budget: int = KEYWORD_ROW_BUDGET) -> str | None:
+def bounded_fts_query(conn: Connection, text: str, budget: int = KEYWORD_ROW_BUDGET) -> str | None:
     terms = fts_terms(text)
     if len(terms) <= 1:
         return terms[0] if terms else None
@@ -95,7 +98,7 @@ def bounded_fts_query(conn: Any, text: str, budget: int = KEYWORD_ROW_BUDGET) ->
     return " OR ".join(t for t in terms if t in kept)
 
 
-def keyword_hits(conn: Any, text: str, limit: int, filters: Filters) -> list[tuple[int, float]]:
+def keyword_hits(conn: Connection, text: str, limit: int, filters: Filters) -> list[tuple[int, float]]:
     """(chunk id, bm25 score; higher is better), best first."""
     query = bounded_fts_query(conn, text)
     if query is None:
@@ -116,7 +119,7 @@ def keyword_hits(conn: Any, text: str, limit: int, filters: Filters) -> list[tup
     return [(int(r[0]), float(r[1])) for r in rows]
 
 
-def _filtered_chunk_ids(conn: Any, filters: Filters, cap: int) -> list[int] | None:
+def _filtered_chunk_ids(conn: Connection, filters: Filters, cap: int) -> list[int] | None:
     where, params = filters.sql()
     rows = conn.execute(
         "SELECT c.id FROM document_chunks AS c JOIN document_index AS d ON d.id = c.document_id "
@@ -150,7 +153,7 @@ class VectorMatrix:
         self.matrix = np.zeros((0, 0), dtype=np.float32)
         self.bits = np.zeros((0, 0), dtype=np.uint64)  # (words, vectors), when prefiltering
 
-    def refresh(self, conn: Any) -> None:
+    def refresh(self, conn: Connection) -> None:
         version = int(conn.execute("PRAGMA data_version").fetchone()[0])
         if version == self._version:
             return
@@ -174,7 +177,7 @@ class VectorMatrix:
 
     def _hamming(self, vector: np.ndarray) -> np.ndarray:
         query = self._sign_bits(vector[None, :])[:, 0]
-        distance = np.bitwise_count(self.bits[0] ^ query[0]).astype(np.uint16)
+        distance: np.ndarray = np.bitwise_count(self.bits[0] ^ query[0]).astype(np.uint16)
         for word in range(1, len(query)):
             distance += np.bitwise_count(self.bits[word] ^ query[word])
         return distance
@@ -197,7 +200,7 @@ class VectorMatrix:
         return [(int(self.ids[i]), float(s)) for i, s in zip(index, scores[top])]
 
 
-def vector_hits(conn: Any, vector: np.ndarray, limit: int, filters: Filters,
+def vector_hits(conn: Connection, vector: np.ndarray, limit: int, filters: Filters,
                 matrix: VectorMatrix | None = None) -> list[tuple[int, float]]:
     """(chunk id, cosine similarity), best first; filters honoured exactly."""
     if not vector_table_exists(conn):
@@ -237,7 +240,7 @@ def vector_hits(conn: Any, vector: np.ndarray, limit: int, filters: Filters,
         k = min(k * 4, MAX_K)
 
 
-def chunk_documents(conn: Any, chunk_ids: Sequence[int]) -> dict[int, int]:
+def chunk_documents(conn: Connection, chunk_ids: Sequence[int]) -> dict[int, int]:
     """chunk id -> document id (what fusion needs for every candidate; details come later,
     for the chunks shown)."""
     owners: dict[int, int] = {}
@@ -248,7 +251,7 @@ def chunk_documents(conn: Any, chunk_ids: Sequence[int]) -> dict[int, int]:
     return owners
 
 
-def chunk_details(conn: Any, chunk_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+def chunk_details(conn: Connection, chunk_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
     details: dict[int, dict[str, Any]] = {}
     for start in range(0, len(chunk_ids), 900):
         part = list(chunk_ids[start:start + 900])
@@ -266,7 +269,7 @@ def chunk_details(conn: Any, chunk_ids: Sequence[int]) -> dict[int, dict[str, An
     return details
 
 
-def index_progress(conn: Any) -> dict[str, int]:
+def index_progress(conn: Connection) -> dict[str, int]:
     # every count is answered from an index (no scan of the wide rows: searches call this)
     documents = int(conn.execute("SELECT count(*) FROM document_index").fetchone()[0])
     synced = int(conn.execute("SELECT count(*) FROM document_index WHERE sync_status = 'synced'").fetchone()[0])
@@ -275,7 +278,7 @@ def index_progress(conn: Any) -> dict[str, int]:
     return {"documents": documents, "synced": synced, "chunks": chunks, "embedded": chunks - waiting}
 
 
-def nearest_documents(conn: Any, vector: np.ndarray, limit: int) -> list[dict[str, Any]]:
+def nearest_documents(conn: Connection, vector: np.ndarray, limit: int) -> list[dict[str, Any]]:
     """One hit per document (its nearest chunk), widening the KNN until ``limit`` documents."""
     depth = max(limit * 5, 50)
     while True:

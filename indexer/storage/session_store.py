@@ -8,9 +8,11 @@ modified in Python and written back: appends from several processes cannot lose 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from indexer.storage import hot_queries
+from indexer.storage.driver import Connection
 
 OPEN_STATUSES = ("created", "active", "paused")  # events and state may change
 
@@ -30,7 +32,8 @@ def state_path(key: str) -> str:
 
 def state_expr(ops: Sequence[tuple[str, str | None]], column: str = "state") -> tuple[str, list[Any]]:
     """SQL applying (key, JSON text or None = remove) to a JSON object column, and its params."""
-    expr, params = column, []
+    expr = column
+    params: list[Any] = []
     removes = [key for key, value in ops if value is None]
     sets = [(key, value) for key, value in ops if value is not None]
     if removes:
@@ -43,26 +46,26 @@ def state_expr(ops: Sequence[tuple[str, str | None]], column: str = "state") -> 
     return expr, params
 
 
-def exists(conn: Any, session_id: str) -> bool:
+def exists(conn: Connection, session_id: str) -> bool:
     return conn.execute(EXISTS, (session_id,)).fetchone() is not None
 
 
-def status(conn: Any, session_id: str) -> str | None:
+def status(conn: Connection, session_id: str) -> str | None:
     row = conn.execute(STATUS, (session_id,)).fetchone()
     return None if row is None else str(row[0])
 
 
-def insert(conn: Any, session_id: str, app_name: str, user_id: str, project_id: str | None,
+def insert(conn: Connection, session_id: str, app_name: str, user_id: str, project_id: str | None,
            state_json: str, metadata_json: str, now: str) -> Any:
     conn.execute(INSERT, (session_id, app_name, user_id, project_id, state_json, metadata_json, now, now))
     return get(conn, session_id)
 
 
-def get(conn: Any, session_id: str) -> Any | None:
+def get(conn: Connection, session_id: str) -> Any | None:
     return conn.execute(hot_queries.SESSION_BY_ID, (session_id,)).fetchone()
 
 
-def append_event(conn: Any, session_id: str, event_json: str, ops: Sequence[tuple[str, str | None]], now: str) -> int:
+def append_event(conn: Connection, session_id: str, event_json: str, ops: Sequence[tuple[str, str | None]], now: str) -> int:
     """Append to ``events`` (and apply the state ops) in one statement if the session is
     open; the number of rows changed (0: unknown or closed session)."""
     expr, params = state_expr(ops)
@@ -75,7 +78,7 @@ def append_event(conn: Any, session_id: str, event_json: str, ops: Sequence[tupl
     return int(cursor.rowcount)
 
 
-def update_state(conn: Any, session_id: str, ops: Sequence[tuple[str, str | None]], now: str) -> str | None:
+def update_state(conn: Connection, session_id: str, ops: Sequence[tuple[str, str | None]], now: str) -> str | None:
     """Apply the ops to ``state`` if the session is open; the new state's JSON text, or None."""
     expr, params = state_expr(ops)
     row = conn.execute(
@@ -85,7 +88,7 @@ def update_state(conn: Any, session_id: str, ops: Sequence[tuple[str, str | None
     return None if row is None else str(row[0])
 
 
-def set_status(conn: Any, session_id: str, old: str, new: str, now: str) -> Any | None:
+def set_status(conn: Connection, session_id: str, old: str, new: str, now: str) -> Any | None:
     """Change the status if it is still ``old``; stamps terminated_at / archived_at. The
     updated row (without events), or None if the session is gone or its status changed."""
     stamp = {"terminated": ", terminated_at = ?", "archived": ", archived_at = ?"}.get(new, "")
@@ -97,7 +100,7 @@ def set_status(conn: Any, session_id: str, old: str, new: str, now: str) -> Any 
     ).fetchone()
 
 
-def page(conn: Any, filters: dict[str, str], after: tuple[str, str] | None, limit: int) -> list[Any]:
+def page(conn: Connection, filters: dict[str, str], after: tuple[str, str] | None, limit: int) -> list[Any]:
     """Sessions newest first (created_at DESC, id DESC) matching ``filters`` (columns of
     :data:`hot_queries.SESSION_FILTERS`), after the cursor position, without their events."""
     names = [name for name in hot_queries.SESSION_FILTERS if name in filters]
