@@ -25,6 +25,7 @@ from indexer.tokenizer import TokenCounter, token_counter_for
 
 APPLY_BATCH = 200  # documents per write transaction
 EMBED_FETCH = 256  # chunks per embedding round (the model batches within it)
+FIRST_TIMED_ROUND = 4  # chunks of the first time-bounded round, before its pace is known
 RETRY_BASE_S = 30
 RETRY_MAX_S = 3600
 
@@ -51,6 +52,14 @@ class SyncReport:
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+def round_size(target_s: float, elapsed_s: float, chunks: int, most: int) -> int:
+    """Chunks for the next time-bounded embedding round, from the pace of the last one. Pure."""
+    per_chunk = elapsed_s / max(chunks, 1)
+    if per_chunk <= 0:
+        return most
+    return max(1, min(most, int(target_s / per_chunk)))
 
 
 class FileProblem(Exception):
@@ -265,21 +274,28 @@ class DocumentSync:
 
     # -- embedding ----------------------------------------------------------------------
     def embed_pending(self, *, report: SyncReport | None = None,
-                      should_stop: Callable[[], bool] = lambda: False, fetch: int = EMBED_FETCH) -> SyncReport:
-        """Embed every chunk without a vector, ``fetch`` chunks a round, each round one
-        transaction; ``should_stop`` is asked before each round (the daemon's signals and
-        new events), so stopping never leaves a half-written round."""
+                      should_stop: Callable[[], bool] = lambda: False, fetch: int = EMBED_FETCH,
+                      round_s: float = 0.0) -> SyncReport:
+        """Embed every chunk without a vector, each round one transaction; ``should_stop`` is
+        asked before each round (the daemon's signals and new events), so stopping never leaves
+        a half-written round. A round is ``fetch`` chunks, or, with ``round_s``, as many (up
+        to ``fetch``) as the last round's pace says fit in ``round_s`` seconds: whoever waits
+        for ``should_stop`` (a save during a long backlog) waits about that long, not a batch."""
         report = report or SyncReport()
         conn = self.open()
         started = time.perf_counter()
         total = store.count_unembedded(conn)
         done = 0
+        size = min(fetch, FIRST_TIMED_ROUND) if round_s > 0 else fetch
         self.progress("embed", done=0, total=total)
         while not should_stop():
-            batch = store.unembedded_chunks(conn, fetch)
+            batch = store.unembedded_chunks(conn, size)
             if not batch:
                 break
+            t0 = time.perf_counter()
             vectors = self.embedder.embed_documents([text for _, _, text in batch])
+            if round_s > 0:
+                size = round_size(round_s, time.perf_counter() - t0, len(batch), fetch)
             with store.write(conn):
                 store.store_vectors(conn, [c for c, _, _ in batch], vectors)
                 store.finish_documents(conn, sorted({d for _, d, _ in batch}), self.embedder.name)

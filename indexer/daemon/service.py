@@ -33,7 +33,7 @@ from indexer.sync import DocumentSync, SyncReport
 from indexer.timeutil import format_ts, parse_ts
 
 log = logging.getLogger("indexer.daemon")
-EMBED_ROUND = 32          # chunks per embedding transaction (~2 s with the default model here)
+EMBED_ROUND = 32          # chunks per embedding round at most (or exactly, with embed_round_ms = 0)
 ERROR_BACKOFF_S = (1, 5, 30, 120)
 STATUS_EVERY_S = 1.0
 
@@ -260,7 +260,8 @@ class Daemon(ControlRequests):
     def _embed(self) -> None:
         assert self.sync is not None
         self.state = "embedding"
-        report = self.sync.embed_pending(should_stop=self._stop_or_due, fetch=EMBED_ROUND)
+        report = self.sync.embed_pending(should_stop=self._stop_or_due, fetch=EMBED_ROUND,
+                                         round_s=self.config.embed_round_ms / 1000)
         self._merge(report)
         self.progress = {}
         self._pending = self.sync.pending_chunks()
