@@ -145,19 +145,20 @@ class DocumentSync:
 
     def prepare(self) -> bool:
         """Install the embedding fingerprint; True when every document must be re-chunked
-        (a new model also re-embeds everything; a new chunker only the chunks it changed).
+        (a new model also re-embeds everything; a new chunker or ``chunk_tokens`` only the
+        chunks it changed).
 
         When the stored fingerprint already names this model, prefixes and chunker, the
         model is not loaded (a no-change reindex stays fast).
         """
         conn = self.open()
         stored = store.get_fingerprint(conn)
+        chunker = chunking.chunker_id(self.config.chunk_tokens)
         wanted = {"model": self.embedder.name, "query_prefix": getattr(self.embedder, "query_prefix", ""),
-                  "document_prefix": getattr(self.embedder, "document_prefix", ""),
-                  "chunker": chunking.CHUNKER_VERSION}
+                  "document_prefix": getattr(self.embedder, "document_prefix", ""), "chunker": chunker}
         if stored and all(stored.get(k) == v for k, v in wanted.items()) and store.vector_table_exists(conn):
             return False
-        fp = fingerprint(self.embedder, chunking.CHUNKER_VERSION)
+        fp = fingerprint(self.embedder, chunker)
         with store.write(conn):
             changed = store.install_fingerprint(conn, fp, rehash=chunking.embed_hash)
         return changed
