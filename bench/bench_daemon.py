@@ -8,6 +8,13 @@
    keyword search through the socket, (b) the document synced with every chunk embedded.
 4. `indexer search` wall time through the daemon, next to `python -c pass` and to
    `indexer search --direct` (no daemon: model load included) in the same run.
+5. Edits during a backlog: a fresh daemon over --backlog-files pages (several thousand
+   chunks); right after READY, while it embeds the backlog, --backlog-edits one-file edits,
+   each timed to keyword-searchable and to fully embedded. Run twice in the same run: with
+   fixed rounds of 32 chunks (`embed_round_ms = 0`, the behaviour before time-bounded rounds)
+   and with the configured default (`--round-ms` overrides it).
+
+    .venv/bin/python bench/bench_daemon.py --only-backlog --backlog-files 3000 --json out.json
 """
 
 from __future__ import annotations
@@ -72,6 +79,87 @@ def wait(predicate, timeout: float, interval: float = 0.005) -> float:
             return time.perf_counter() - start
         time.sleep(interval)
     raise TimeoutError("condition not reached")
+
+
+def backlog_pages(count: int) -> list[Path]:
+    pages = sorted(p for p in (CORPORA / "tldr" / "pages").glob("*/*.md") if not p.name.startswith("."))
+    return pages[:count]
+
+
+def backlog_run(args: argparse.Namespace, round_ms: int | None) -> dict:
+    """One daemon over a fresh backlog; edits made while it embeds, timed."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench-backlog-"))
+    root = tmp / "notes"
+    pages = backlog_pages(args.backlog_files)
+    for f in pages:
+        (root / f.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, root / f.parent.name / f.name)
+    home = tmp / "home"
+    env = {**os.environ, "INDEXER_HOME": str(home)}
+    env.pop("NOTIFY_SOCKET", None)
+    if round_ms is not None:
+        env["INDEXER_EMBED_ROUND_MS"] = str(round_ms)
+    sock = socket_path(home / "run", home / "indexer.db")
+    db = home / "indexer.db"
+    log = (tmp / "daemon.log").open("wb")
+    daemon = subprocess.Popen([str(VENV_BIN / "indexer"), "daemon", "--root", str(root)], env=env, stdout=log,
+                              stderr=subprocess.STDOUT)
+    result: dict = {"embed_round_ms": "default" if round_ms is None else round_ms, "files": len(pages)}
+    try:
+        t0 = time.perf_counter()
+        state = wait_status(daemon, sock, tmp, lambda s: s["daemon"]["state"] in ("ready", "embedding", "idle"), 600)
+        result["ready_s"] = round(time.perf_counter() - t0, 1)
+        result["chunks"] = state["chunks"]["chunks"]
+        result["backlog_at_first_edit"] = state["daemon"]["chunks_to_embed"]
+        files = sorted(root.rglob("*.md"))
+        step = max(1, len(files) // max(args.backlog_edits, 1))
+        keyword_s, synced_s = [], []
+        for i, target in enumerate(files[::step][: args.backlog_edits]):
+            word = f"zqxbacklog{i}marker"
+            text = target.read_text(encoding="utf-8") + f"\n- A note added in edit {i}: {word}\n"
+            digest = hashlib.sha256(text.encode()).hexdigest()
+            start = time.perf_counter()
+            target.write_text(text, encoding="utf-8")
+            keyword_s.append(wait(lambda: bool(call(sock, {"op": "search", "query": word, "mode": "keyword",
+                                                           "k": 1})["results"]), 60))
+            synced_s.append(time.perf_counter() - start if doc_synced(db, target, digest)
+                            else keyword_s[-1] + wait(lambda: doc_synced(db, target, digest), 120))
+            time.sleep(args.backlog_gap)
+        status = call(sock, {"op": "status"}, timeout=30)
+        result["backlog_after_last_edit"] = status["daemon"]["chunks_to_embed"]
+        result["edit_to_keyword_searchable_s"] = summary(keyword_s)
+        result["edit_to_fully_embedded_s"] = summary(synced_s)
+    except BaseException:
+        log.flush()
+        print((tmp / "daemon.log").read_text(errors="replace")[-3000:], file=sys.stderr)
+        raise
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        t0 = time.perf_counter()
+        result["exit_code"] = daemon.wait(120)
+        result["stop_s"] = round(time.perf_counter() - t0, 2)
+        log.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return result
+
+
+def wait_status(daemon: subprocess.Popen, sock: Path, tmp: Path, predicate, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if daemon.poll() is not None:
+            raise RuntimeError(f"daemon exited: {(tmp / 'daemon.log').read_text()}")
+        try:
+            state = call(sock, {"op": "status"}, timeout=30)
+            if predicate(state):
+                return state
+        except Exception:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError("the daemon did not get ready")
+
+
+def run_backlog(args: argparse.Namespace) -> dict:
+    return {"before_fixed_rounds": backlog_run(args, 0), "after_timed_rounds": backlog_run(args, args.round_ms)}
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -178,9 +266,16 @@ def main() -> None:
     parser.add_argument("--edits", type=int, default=20)
     parser.add_argument("--searches", type=int, default=20)
     parser.add_argument("--idle-seconds", type=float, default=10.0)
+    parser.add_argument("--backlog-files", type=int, default=3000, help="pages of the backlog (0: skip part 5)")
+    parser.add_argument("--backlog-edits", type=int, default=20)
+    parser.add_argument("--backlog-gap", type=float, default=0.5, help="seconds between two backlog edits")
+    parser.add_argument("--round-ms", type=int, default=None, help="embed_round_ms of the 'after' run (default: the config's)")
+    parser.add_argument("--only-backlog", action="store_true", help="run part 5 only")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    results = run(args)
+    results = {} if args.only_backlog else run(args)
+    if args.backlog_files:
+        results["edits_during_backlog"] = run_backlog(args)
     for key, value in results.items():
         print(f"{key:32} {value}")
     if args.json:
