@@ -114,6 +114,7 @@ def backlog_run(args: argparse.Namespace, round_ms: int | None) -> dict:
         files = sorted(root.rglob("*.md"))
         step = max(1, len(files) // max(args.backlog_edits, 1))
         keyword_s, synced_s = [], []
+        edits_started = time.perf_counter()
         for i, target in enumerate(files[::step][: args.backlog_edits]):
             word = f"zqxbacklog{i}marker"
             text = target.read_text(encoding="utf-8") + f"\n- A note added in edit {i}: {word}\n"
@@ -127,6 +128,9 @@ def backlog_run(args: argparse.Namespace, round_ms: int | None) -> dict:
             time.sleep(args.backlog_gap)
         status = call(sock, {"op": "status"}, timeout=30)
         result["backlog_after_last_edit"] = status["daemon"]["chunks_to_embed"]
+        # the pace of the backlog meanwhile (edits re-embedded included): what shorter rounds cost
+        result["backlog_chunks_per_s"] = round((result["backlog_at_first_edit"] - result["backlog_after_last_edit"])
+                                               / (time.perf_counter() - edits_started), 2)
         result["edit_to_keyword_searchable_s"] = summary(keyword_s)
         result["edit_to_fully_embedded_s"] = summary(synced_s)
     except BaseException:
