@@ -107,6 +107,7 @@ class DocumentSync:
         self._counter = counter
         self.progress = progress or (lambda *a, **k: None)
         self._conn: Any = None
+        self._timed_round = 0  # the last time-bounded round's size: the next call starts from it
 
     # -- connection and fingerprint -----------------------------------------------------
     def open(self) -> Any:
@@ -132,6 +133,7 @@ class DocumentSync:
         next reconcile sees the fingerprint change and re-embeds."""
         self.embedder = embedder
         self._counter = None
+        self._timed_round = 0
 
     @property
     def counter(self) -> TokenCounter:
@@ -287,7 +289,7 @@ class DocumentSync:
         started = time.perf_counter()
         total = store.count_unembedded(conn)
         done = 0
-        size = min(fetch, FIRST_TIMED_ROUND) if round_s > 0 else fetch
+        size = min(fetch, self._timed_round or FIRST_TIMED_ROUND) if round_s > 0 else fetch
         self.progress("embed", done=0, total=total)
         while not should_stop():
             batch = store.unembedded_chunks(conn, size)
@@ -296,7 +298,7 @@ class DocumentSync:
             t0 = time.perf_counter()
             vectors = self.embedder.embed_documents([text for _, _, text in batch])
             if round_s > 0:
-                size = round_size(round_s, time.perf_counter() - t0, len(batch), fetch)
+                size = self._timed_round = round_size(round_s, time.perf_counter() - t0, len(batch), fetch)
             with store.write(conn):
                 store.store_vectors(conn, [c for c, _, _ in batch], vectors)
                 store.finish_documents(conn, sorted({d for _, d, _ in batch}), self.embedder.name)
