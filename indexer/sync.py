@@ -53,6 +53,14 @@ class SyncReport:
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
+    def add(self, other: "SyncReport") -> None:
+        """Add another run's counts (and its last failures) into this report."""
+        for key, value in other.as_dict().items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                setattr(self, key, getattr(self, key) + value)
+        self.fingerprint_changed = self.fingerprint_changed or other.fingerprint_changed
+        self.failures = (self.failures + other.failures)[-50:]
+
 
 def round_size(target_s: float, elapsed_s: float, chunks: int, most: int) -> int:
     """Chunks for the next time-bounded embedding round, from the pace of the last one. Pure."""
