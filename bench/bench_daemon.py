@@ -8,6 +8,13 @@
    keyword search through the socket, (b) the document synced with every chunk embedded.
 4. `indexer search` wall time through the daemon, next to `python -c pass` and to
    `indexer search --direct` (no daemon: model load included) in the same run.
+5. Edits during a backlog: a fresh daemon over --backlog-files pages (several thousand
+   chunks): --reconcile-edits edits while its start-up reconcile runs, then, right after
+   READY, while it embeds the backlog, --backlog-edits one-file edits, each timed to
+   keyword-searchable and to fully embedded. Run twice in the same run: the code of git
+   revision --before (default c4e58b8, before time-bounded rounds), then this tree.
+
+    .venv/bin/python bench/bench_daemon.py --only-backlog --backlog-files 3000 --json out.json
 """
 
 from __future__ import annotations
@@ -72,6 +79,142 @@ def wait(predicate, timeout: float, interval: float = 0.005) -> float:
             return time.perf_counter() - start
         time.sleep(interval)
     raise TimeoutError("condition not reached")
+
+
+def backlog_pages(count: int) -> list[Path]:
+    pages = sorted(p for p in (CORPORA / "tldr" / "pages").glob("*/*.md") if not p.name.startswith("."))
+    return pages[:count]
+
+
+def timed_edit(root_file: Path, word: str, sock: Path, db: Path, synced: bool = True) -> tuple[float, float]:
+    """Append a unique word to a file; seconds until a keyword search finds it, and (unless
+    ``synced`` is False) until the document is synced with every chunk embedded."""
+    text = root_file.read_text(encoding="utf-8") + f"\n- A note added by the benchmark: {word}\n"
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    start = time.perf_counter()
+    root_file.write_text(text, encoding="utf-8")
+    keyword = wait(lambda: bool(call(sock, {"op": "search", "query": word, "mode": "keyword", "k": 1})["results"]), 120)
+    if not synced:
+        return keyword, float("nan")
+    done = (time.perf_counter() - start if doc_synced(db, root_file, digest)
+            else keyword + wait(lambda: doc_synced(db, root_file, digest), 300))
+    return keyword, done
+
+
+def source_tree(rev: str, into: Path) -> Path:
+    """The indexer package as it was at ``rev`` (git archive), to run the code before a change."""
+    repo = Path(__file__).resolve().parents[1]
+    archive = subprocess.run(["git", "-C", str(repo), "archive", rev], capture_output=True, check=True).stdout
+    into.mkdir(parents=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    (into / "indexer" / "schema").symlink_to(into / "schema")  # as the wheel ships it (indexer.schema)
+    (into / "indexer" / "systemd").symlink_to(into / "systemd")
+    return into
+
+
+def backlog_run(args: argparse.Namespace, source: Path | None) -> dict:
+    """One daemon over a fresh tree of --backlog-files pages: edits while it reconciles at
+    start-up, then while it embeds the backlog, each timed. ``source``: run that source tree
+    (the code before the change) instead of this one."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench-backlog-"))
+    root = tmp / "notes"
+    pages = backlog_pages(args.backlog_files)
+    for f in pages:
+        (root / f.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, root / f.parent.name / f.name)
+    home = tmp / "home"
+    env = {**os.environ, "INDEXER_HOME": str(home)}
+    env.pop("NOTIFY_SOCKET", None)
+    code = source or Path(__file__).resolve().parents[1]
+    env["PYTHONPATH"] = str(code) + os.pathsep + env.get("PYTHONPATH", "")
+    if args.round_ms is not None and source is None:
+        env["INDEXER_EMBED_ROUND_MS"] = str(args.round_ms)
+    sock = socket_path(home / "run", home / "indexer.db")
+    db = home / "indexer.db"
+    log = (tmp / "daemon.log").open("wb")
+    t0 = time.perf_counter()
+    daemon = subprocess.Popen([sys.executable, "-m", "indexer", "daemon", "--root", str(root)], env=env, stdout=log,
+                              stderr=subprocess.STDOUT, cwd=str(tmp))
+    result: dict = {"code": args.before if source else "this tree", "files": len(pages)}
+    files = sorted(root.rglob("*.md"))
+    try:
+        # 1. while the start-up reconcile reads and chunks the tree (before READY)
+        wait_status(daemon, sock, tmp, lambda s: s["documents"]["total"] > 0 or s["daemon"]["state"] not in
+                    ("starting", "reconciling"), 600)
+        during, keyword_s = 0, []
+        for i in range(args.reconcile_edits):
+            if call(sock, {"op": "status"}, timeout=30)["daemon"]["state"] != "reconciling":
+                break
+            indexed = sorted(indexed_paths(db))
+            keyword_s.append(timed_edit(Path(indexed[(i * 37) % len(indexed)]), f"zqxreconcile{i}marker", sock, db, synced=False)[0])
+            during += call(sock, {"op": "status"}, timeout=30)["daemon"]["state"] == "reconciling"
+            time.sleep(args.backlog_gap)
+        result["start_up_reconcile_edits"] = {"edits": len(keyword_s), "reconcile_still_running_after": during,
+                                              "edit_to_keyword_searchable_s": summary(keyword_s) if keyword_s else None}
+        # 2. while the backlog is embedded (after READY)
+        state = wait_status(daemon, sock, tmp, lambda s: s["daemon"]["state"] in ("ready", "embedding", "idle"), 600)
+        result["ready_s"] = round(time.perf_counter() - t0, 1)
+        result["chunks"] = state["chunks"]["chunks"]
+        result["backlog_at_first_edit"] = state["daemon"]["chunks_to_embed"]
+        step = max(1, len(files) // max(args.backlog_edits, 1))
+        keyword_s, synced_s = [], []
+        edits_started = time.perf_counter()
+        for i, target in enumerate(files[::step][: args.backlog_edits]):
+            keyword, synced = timed_edit(target, f"zqxbacklog{i}marker", sock, db)
+            keyword_s.append(keyword)
+            synced_s.append(synced)
+            time.sleep(args.backlog_gap)
+        status = call(sock, {"op": "status"}, timeout=30)
+        result["backlog_after_last_edit"] = status["daemon"]["chunks_to_embed"]
+        # the pace of the backlog meanwhile (edits re-embedded included): what shorter rounds cost
+        result["backlog_chunks_per_s"] = round((result["backlog_at_first_edit"] - result["backlog_after_last_edit"])
+                                               / (time.perf_counter() - edits_started), 2)
+        result["edit_to_keyword_searchable_s"] = summary(keyword_s)
+        result["edit_to_fully_embedded_s"] = summary(synced_s)
+    except BaseException:
+        log.flush()
+        print((tmp / "daemon.log").read_text(errors="replace")[-3000:], file=sys.stderr)
+        raise
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        t1 = time.perf_counter()
+        result["exit_code"] = daemon.wait(120)
+        result["stop_s"] = round(time.perf_counter() - t1, 2)
+        log.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return result
+
+
+def indexed_paths(db: Path) -> list[str]:
+    conn = driver.connect(db, readonly=True)
+    try:
+        return [r[0] for r in conn.execute("SELECT file_path FROM document_index").fetchall()]
+    finally:
+        conn.close()
+
+
+def wait_status(daemon: subprocess.Popen, sock: Path, tmp: Path, predicate, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if daemon.poll() is not None:
+            raise RuntimeError(f"daemon exited: {(tmp / 'daemon.log').read_text()}")
+        try:
+            state = call(sock, {"op": "status"}, timeout=30)
+            if predicate(state):
+                return state
+        except Exception:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError("the daemon did not get ready")
+
+
+def run_backlog(args: argparse.Namespace) -> dict:
+    results = {}
+    if args.before != "none":
+        with tempfile.TemporaryDirectory(prefix="bench-before-") as src:
+            results["before"] = backlog_run(args, source_tree(args.before, Path(src) / "tree"))
+    results["after"] = backlog_run(args, None)
+    return results
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -178,9 +321,18 @@ def main() -> None:
     parser.add_argument("--edits", type=int, default=20)
     parser.add_argument("--searches", type=int, default=20)
     parser.add_argument("--idle-seconds", type=float, default=10.0)
+    parser.add_argument("--backlog-files", type=int, default=3000, help="pages of the backlog (0: skip part 5)")
+    parser.add_argument("--backlog-edits", type=int, default=20)
+    parser.add_argument("--backlog-gap", type=float, default=0.5, help="seconds between two backlog edits")
+    parser.add_argument("--round-ms", type=int, default=None, help="embed_round_ms of the 'after' run (default: the config's)")
+    parser.add_argument("--reconcile-edits", type=int, default=5, help="edits while the start-up reconcile runs")
+    parser.add_argument("--before", default="c4e58b8", help="git revision of the 'before' run ('none': skip it)")
+    parser.add_argument("--only-backlog", action="store_true", help="run part 5 only")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    results = run(args)
+    results = {} if args.only_backlog else run(args)
+    if args.backlog_files:
+        results["edits_during_backlog"] = run_backlog(args)
     for key, value in results.items():
         print(f"{key:32} {value}")
     if args.json:

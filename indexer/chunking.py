@@ -39,6 +39,7 @@ from indexer.markdown_sections import Block, parse_sections
 from indexer.tokenizer import TokenCounter
 
 CHUNKER_VERSION = "md-3"  # md-3: a heading is never cut off from the start of its body
+DEFAULT_TARGET_TOKENS = 200  # the config's default chunk_tokens
 _SEGMENT_START = re.compile(r"^[ \t]*(?:[-+*][ \t]|\d{1,9}[.)][ \t]|\|)", re.M)
 _SENTENCE_END = re.compile(r"(?<!\be\.g)(?<!\bi\.e)(?<!\betc)(?<!\bvs)(?<!\bcf)[.!?][\"')\]*_]*\s+")
 _NEWLINE = re.compile(r"\n")
@@ -287,7 +288,17 @@ def _fit(doc: _Doc, ctx: _Context, group: _Group, max_tokens: int, text: str, em
     return out
 
 
-def chunk_markdown(text: str, counter: TokenCounter, *, target_tokens: int = 200, max_tokens: int = 254,
+def chunker_id(target_tokens: int) -> str:
+    """The chunker's entry in the embedding fingerprint: its version and the chunk size it packs
+    to (``chunk_tokens``; the default size keeps the bare version, as databases made before the
+    size was part of it store). A changed size is then a changed chunker: the next run re-chunks
+    every document and keeps the vectors of the chunks whose text did not change. Pure."""
+    if target_tokens == DEFAULT_TARGET_TOKENS:
+        return CHUNKER_VERSION
+    return f"{CHUNKER_VERSION}/{target_tokens}"
+
+
+def chunk_markdown(text: str, counter: TokenCounter, *, target_tokens: int = DEFAULT_TARGET_TOKENS, max_tokens: int = 254,
                    title: str | None = None) -> list[Chunk]:
     """Chunks of a markdown document (front matter skipped, its lines counted).
 

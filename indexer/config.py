@@ -37,6 +37,7 @@ class Config:
     max_file_bytes: int = 5 * 1024 * 1024
     embed_threads: int = 1
     embed_batch: int = 32
+    embed_round_ms: int = 250
     nice: int = 10
     log_level: str = "info"
     sources: dict[str, str] = field(default_factory=dict, compare=False)
@@ -110,6 +111,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "max_file_bytes": _int(1, 1 << 34),
     "embed_threads": _int(1, 256),
     "embed_batch": _int(1, 4096),
+    "embed_round_ms": _int(0, 600_000),
     "nice": _int(0, 19),
     "log_level": _choice("debug", "info", "warning", "error"),
 }

@@ -29,6 +29,7 @@ from indexer.tokenizer import TokenCounter, token_counter_for
 
 APPLY_BATCH = 200  # documents per write transaction
 EMBED_FETCH = 256  # chunks per embedding round (the model batches within it)
+FIRST_TIMED_ROUND = 4  # chunks of the first time-bounded round, before its pace is known
 RETRY_BASE_S = 30
 RETRY_MAX_S = 3600
 
@@ -57,6 +58,23 @@ class SyncReport:
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+    def add(self, other: "SyncReport") -> None:
+        """Add another run's counts (and its last failures) into this report."""
+        for key, value in other.as_dict().items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                setattr(self, key, getattr(self, key) + value)
+        self.fingerprint_changed = self.fingerprint_changed or other.fingerprint_changed
+        self.failures = (self.failures + other.failures)[-50:]
+        self.warnings = (self.warnings + other.warnings)[-50:]
+
+
+def round_size(target_s: float, elapsed_s: float, chunks: int, most: int) -> int:
+    """Chunks for the next time-bounded embedding round, from the pace of the last one. Pure."""
+    per_chunk = elapsed_s / max(chunks, 1)
+    if per_chunk <= 0:
+        return most
+    return max(1, min(most, int(target_s / per_chunk)))
 
 
 class FileProblem(Exception):
@@ -104,6 +122,7 @@ class DocumentSync:
         self._counter = counter
         self.progress = progress or (lambda *a, **k: None)
         self._conn: Any = None
+        self._timed_round = 0  # the last time-bounded round's size: the next call starts from it
 
     # -- connection and fingerprint -----------------------------------------------------
     def open(self) -> Any:
@@ -129,6 +148,7 @@ class DocumentSync:
         next reconcile sees the fingerprint change and re-embeds."""
         self.embedder = embedder
         self._counter = None
+        self._timed_round = 0
 
     @property
     def counter(self) -> TokenCounter:
@@ -142,19 +162,20 @@ class DocumentSync:
 
     def prepare(self) -> bool:
         """Install the embedding fingerprint; True when every document must be re-chunked
-        (a new model also re-embeds everything; a new chunker only the chunks it changed).
+        (a new model also re-embeds everything; a new chunker or ``chunk_tokens`` only the
+        chunks it changed).
 
         When the stored fingerprint already names this model, prefixes and chunker, the
         model is not loaded (a no-change reindex stays fast).
         """
         conn = self.open()
         stored = store.get_fingerprint(conn)
+        chunker = chunking.chunker_id(self.config.chunk_tokens)
         wanted = {"model": self.embedder.name, "query_prefix": getattr(self.embedder, "query_prefix", ""),
-                  "document_prefix": getattr(self.embedder, "document_prefix", ""),
-                  "chunker": chunking.CHUNKER_VERSION}
+                  "document_prefix": getattr(self.embedder, "document_prefix", ""), "chunker": chunker}
         if stored and all(stored.get(k) == v for k, v in wanted.items()) and store.vector_table_exists(conn):
             return False
-        fp = fingerprint(self.embedder, chunking.CHUNKER_VERSION)
+        fp = fingerprint(self.embedder, chunker)
         with store.write(conn):
             changed = store.install_fingerprint(conn, fp, rehash=chunking.embed_hash)
         return changed
@@ -277,21 +298,28 @@ class DocumentSync:
 
     # -- embedding ----------------------------------------------------------------------
     def embed_pending(self, *, report: SyncReport | None = None,
-                      should_stop: Callable[[], bool] = lambda: False, fetch: int = EMBED_FETCH) -> SyncReport:
-        """Embed every chunk without a vector, ``fetch`` chunks a round, each round one
-        transaction; ``should_stop`` is asked before each round (the daemon's signals and
-        new events), so stopping never leaves a half-written round."""
+                      should_stop: Callable[[], bool] = lambda: False, fetch: int = EMBED_FETCH,
+                      round_s: float = 0.0) -> SyncReport:
+        """Embed every chunk without a vector, each round one transaction; ``should_stop`` is
+        asked before each round (the daemon's signals and new events), so stopping never leaves
+        a half-written round. A round is ``fetch`` chunks, or, with ``round_s``, as many (up
+        to ``fetch``) as the last round's pace says fit in ``round_s`` seconds: whoever waits
+        for ``should_stop`` (a save during a long backlog) waits about that long, not a batch."""
         report = report or SyncReport()
         conn = self.open()
         started = time.perf_counter()
         total = store.count_unembedded(conn)
         done = 0
+        size = min(fetch, self._timed_round or FIRST_TIMED_ROUND) if round_s > 0 else fetch
         self.progress("embed", done=0, total=total)
         while not should_stop():
-            batch = store.unembedded_chunks(conn, fetch)
+            batch = store.unembedded_chunks(conn, size)
             if not batch:
                 break
+            t0 = time.perf_counter()
             vectors = self.embedder.embed_documents([text for _, _, text in batch])
+            if round_s > 0:
+                size = self._timed_round = round_size(round_s, time.perf_counter() - t0, len(batch), fetch)
             with store.write(conn):
                 store.store_vectors(conn, [c for c, _, _ in batch], vectors)
                 store.finish_documents(conn, sorted({d for _, d, _ in batch}), self.embedder.name)

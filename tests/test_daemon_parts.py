@@ -66,17 +66,70 @@ def test_relevant_paths(event: str, is_dir: bool, src: str, dest: str, expected:
     assert relevant_paths(event, is_dir, src, dest) == expected
 
 
-def test_an_inotify_overflow_asks_for_a_full_reconcile(tmp_path: Path) -> None:
-    queue = ChangeQueue()
+def full_reasons(queue: ChangeQueue, timeout: float) -> list[str]:
+    """Reasons of the full reconciles the queue was asked for within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    reasons: list[str] = []
+    while time.monotonic() < deadline and not reasons:
+        queue.wait(0.2)
+        batch = queue.take()
+        if batch.full:
+            reasons.extend(batch.reasons)
+    return reasons
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
+@pytest.mark.timeout(120)
+def test_a_real_inotify_overflow_asks_for_a_full_reconcile(tmp_path: Path) -> None:
+    """The kernel's own IN_Q_OVERFLOW, read by watchdog's own thread: while that thread is held
+    (its lock taken), more events than fs.inotify.max_queued_events are made. Logging is set
+    as a daemon with log_level = "error" sets it: the recovery must not depend on a log line."""
+    from indexer.daemon import logs
+
+    limit = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+    if limit > 100_000:
+        pytest.skip(f"fs.inotify.max_queued_events is {limit}: too many files to make")
+    saved = {name: logging.getLogger(name).level for name in ("", "watchdog")}
+    saved_handlers = logging.getLogger().handlers[:]
+    logs.setup("error")
+    queue = ChangeQueue(quiet_s=0.01)
     watcher = Watcher([tmp_path], queue)
     watcher.start()
     try:
+        observer = watcher._observer
+        fd = getattr(observer, "inotify_fd", None) or observer._inotify_fd  # watchdog's reader of the kernel queue
+        with fd._lock:  # its reader thread stops at its next read: the kernel queue fills up
+            time.sleep(0.2)
+            for i in range(limit // 2 + 2_000):  # created + closed: two events each
+                (tmp_path / f"f{i}.md").write_bytes(b"")
+        assert "inotify event queue overflowed" in full_reasons(queue, 30)
         assert watcher.healthy()
-        logging.getLogger("watchdog.observers.inotify_c").warning("Inotify queue overflowed; filesystem events were lost")
-        assert queue.take().full
     finally:
         watcher.stop()
+        root = logging.getLogger()
+        root.handlers[:] = saved_handlers
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
     assert not watcher.healthy()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
+def test_an_overflow_event_through_watchdogs_dispatch_asks_for_a_full_reconcile(tmp_path: Path) -> None:
+    """The same path without filling the kernel queue: watchdog's InotifyFD handles an
+    IN_Q_OVERFLOW event (wd -1, as the kernel sends it) and dispatches it to the callbacks."""
+    from watchdog.observers.inotify_c import InotifyConstants, InotifyEvent
+
+    queue = ChangeQueue(quiet_s=0.01)
+    watcher = Watcher([tmp_path], queue)
+    watcher.start()
+    try:
+        time.sleep(0.2)  # the emitter registers its watch on its own thread
+        observer = watcher._observer
+        fd = getattr(observer, "inotify_fd", None) or observer._inotify_fd
+        fd.handle_event(InotifyEvent(-1, InotifyConstants.IN_Q_OVERFLOW, 0, b""))
+        assert full_reasons(queue, 5) == ["inotify event queue overflowed"]
+    finally:
+        watcher.stop()
 
 
 def test_notifier_speaks_the_protocol(tmp_path: Path) -> None:

@@ -271,7 +271,7 @@ def test_a_new_chunker_keeps_the_vectors_of_the_chunks_it_did_not_change(
     assert all(dict(rows(db_path, "SELECT rowid, embedding FROM chunk_vectors"))[k] == vectors[k] for k in kept)
     assert set(statuses(db_path).values()) == {"synced"}
     assert rows(db_path, "SELECT json_extract(value, '$.chunker') FROM embedding_settings WHERE key = 'fingerprint'") \
-        == [(chunking.CHUNKER_VERSION,)]
+        == [(chunking.chunker_id(60),)]
     assert_consistent(db_path)
 
 
@@ -335,3 +335,32 @@ def test_a_backlog_embeds_the_most_recently_changed_document_first(db_path: Path
                              "WHERE c.embedded_at IS NOT NULL")
     assert first == (str(edited),)
     sync.close()
+
+
+def test_a_new_chunk_tokens_re_chunks_on_the_next_run_and_keeps_unchanged_vectors(
+        db_path: Path, root: Path, embedder: HashEmbedder) -> None:
+    with make_sync(db_path, root, embedder) as sync:  # chunk_tokens 60
+        sync.run()
+    before = dict(rows(db_path, "SELECT chunk_hash, embedding FROM document_chunks JOIN chunk_vectors "
+                                "ON chunk_vectors.rowid = document_chunks.id"))
+    sizes = rows(db_path, "SELECT max(token_count) FROM document_chunks")[0][0]
+    calls = embedder.texts_embedded
+    with make_sync(db_path, root, embedder, chunk_tokens=200) as sync:  # the config changed; no --full
+        report = sync.run()
+    assert report.fingerprint_changed and report.modified == 2  # every document re-chunked
+    after = dict(rows(db_path, "SELECT chunk_hash, embedding FROM document_chunks JOIN chunk_vectors "
+                               "ON chunk_vectors.rowid = document_chunks.id"))
+    assert rows(db_path, "SELECT max(token_count) FROM document_chunks")[0][0] > sizes  # bigger chunks now
+    kept = set(after) & set(before)
+    assert kept and all(after[h] == before[h] for h in kept)  # other.md's one chunk is the same text
+    assert embedder.texts_embedded - calls == report.chunks_embedded == len(set(after) - set(before))
+    assert set(statuses(db_path).values()) == {"synced"}
+    with make_sync(db_path, root, embedder, chunk_tokens=200) as sync:
+        assert sync.run().modified == 0  # and then nothing more
+    assert_consistent(db_path)
+
+
+def test_chunker_id_names_the_chunk_size_unless_it_is_the_default() -> None:
+    assert chunking.chunker_id(chunking.DEFAULT_TARGET_TOKENS) == chunking.CHUNKER_VERSION
+    assert load_config({}).chunk_tokens == chunking.DEFAULT_TARGET_TOKENS
+    assert len({chunking.chunker_id(n) for n in (60, 120, 200, 254)}) == 4

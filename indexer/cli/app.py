@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,8 @@ class IndexerGroup(click.Group):
         except IndexerError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except BrokenPipeError:
+            quiet_broken_pipe()
         except OSError as exc:
             click.echo(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
             sys.exit(1)
@@ -97,5 +100,29 @@ def cli(ctx: click.Context, db: str | None, config_file: str | None) -> None:
     ctx.obj = AppContext(db=db, config_file=config_file)
 
 
+SIGPIPE_EXIT = 128 + 13  # the status of a Unix tool killed by SIGPIPE
+
+
+def quiet_broken_pipe() -> None:
+    """The reader of our stdout went away (``indexer search … | head -1``): exit at once and
+    quietly, as Unix tools do. stdout is pointed at /dev/null first, so the interpreter's own
+    flush at exit finds no broken pipe to complain about."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    sys.exit(SIGPIPE_EXIT)
+
+
 def main(argv: list[str] | None = None) -> None:
-    cli.main(args=argv, prog_name="indexer")
+    try:
+        cli.main(args=argv, prog_name="indexer")
+    finally:
+        try:
+            sys.stdout.flush()  # output still buffered meets the closed pipe here, not in the interpreter's exit
+        except BrokenPipeError:
+            quiet_broken_pipe()
+        except (OSError, ValueError):
+            pass

@@ -12,6 +12,7 @@ import select
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,12 @@ class ChangeQueue:
             return seconds_until_due(self._first, self._last, time.monotonic() if now is None else now,
                                      self.quiet_s, self.max_wait_s)
 
+    def changes_due(self) -> bool:
+        """Watched paths (and no full reconcile) are due: what a long reconcile yields to."""
+        with self._lock:
+            return bool(self._paths) and not self._full and seconds_until_due(
+                self._first, self._last, time.monotonic(), self.quiet_s, self.max_wait_s) == 0
+
     def take(self) -> Batch:
         with self._lock:
             batch = Batch(tuple(self._paths), self._full, tuple(self._reasons), tuple(self._tickets), self._rehash)
@@ -130,3 +137,23 @@ class ChangeQueue:
                 os.close(fd)
             except OSError:
                 pass
+
+
+class YieldToChanges:
+    """``should_stop`` of a long full reconcile: stop when ``stopped()`` says so, or, once at
+    least one write batch is done (so every pass makes progress), when watched changes are
+    due; ``yielded`` then says the reconcile is unfinished and should go on after them."""
+
+    def __init__(self, queue: ChangeQueue, stopped: Callable[[], bool]) -> None:
+        self.queue = queue
+        self.stopped = stopped
+        self.asked = 0
+        self.yielded = False
+
+    def __call__(self) -> bool:
+        if self.stopped():
+            return True
+        self.asked += 1
+        if self.asked > 1 and self.queue.changes_due():
+            self.yielded = True
+        return self.yielded

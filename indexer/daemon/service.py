@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from indexer import __version__
 from indexer.config import Config
-from indexer.daemon.changes import Batch, ChangeQueue
+from indexer.daemon.changes import Batch, ChangeQueue, YieldToChanges
 from indexer.daemon.control import ControlServer, socket_path
 from indexer.daemon.lock import InstanceLock
 from indexer.daemon.notify import Notifier
@@ -33,7 +33,7 @@ from indexer.sync import DocumentSync, SyncReport
 from indexer.timeutil import format_ts, parse_ts
 
 log = logging.getLogger("indexer.daemon")
-EMBED_ROUND = 32          # chunks per embedding transaction (~2 s with the default model here)
+EMBED_ROUND = 32          # chunks per embedding round at most (or exactly, with embed_round_ms = 0)
 ERROR_BACKOFF_S = (1, 5, 30, 120)
 STATUS_EVERY_S = 1.0
 
@@ -238,9 +238,21 @@ class Daemon(ControlRequests):
         self.state = "reconciling"
         started = time.perf_counter()
         paths = None if batch.full else [Path(p) for p in batch.paths]
-        report = self.sync.reconcile(self.config.roots, paths=paths, full=batch.rehash, report=SyncReport(),
-                                     should_stop=lambda: self._stop)
-        self._merge(report)
+        report = SyncReport()
+        while True:
+            # a long full reconcile (the first index of a large tree) yields to changes saved
+            # meanwhile: they are reconciled first, then it goes on (what it wrote is unchanged
+            # now, so it is not done twice). Not a --full one: that would re-read everything again.
+            stopper = YieldToChanges(self.queue, lambda: self._stop) if batch.full and not batch.rehash else None
+            part = self.sync.reconcile(self.config.roots, paths=paths, full=batch.rehash, report=SyncReport(),
+                                       should_stop=stopper or (lambda: self._stop))
+            self._merge(part)
+            report.add(part)
+            if stopper is None or not stopper.yielded or self._stop:
+                break
+            log.info("a full reconcile yields to changes saved meanwhile, then goes on")
+            self._reconcile(self.queue.take())
+            self.state = "reconciling"
         self.progress = {}
         self._pending = self.sync.pending_chunks()
         self._schedule_retry()
@@ -262,7 +274,8 @@ class Daemon(ControlRequests):
     def _embed(self) -> None:
         assert self.sync is not None
         self.state = "embedding"
-        report = self.sync.embed_pending(should_stop=self._stop_or_due, fetch=EMBED_ROUND)
+        report = self.sync.embed_pending(should_stop=self._stop_or_due, fetch=EMBED_ROUND,
+                                         round_s=self.config.embed_round_ms / 1000)
         self._merge(report)
         self.progress = {}
         self._pending = self.sync.pending_chunks()
@@ -285,11 +298,7 @@ class Daemon(ControlRequests):
                 self._done.notify_all()
 
     def _merge(self, report: SyncReport) -> None:
-        for key, value in report.as_dict().items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                setattr(self._report, key, getattr(self._report, key) + value)
-        self._report.failures = (self._report.failures + report.failures)[-50:]
-        self._report.warnings = (self._report.warnings + report.warnings)[-50:]
+        self._report.add(report)
 
     def _schedule_retry(self) -> None:
         from indexer.storage import document_store as store

@@ -51,17 +51,73 @@ class _Handler(FileSystemEventHandler):
             self.queue.add(*paths)
 
 
-class _OverflowListener(logging.Handler):
-    """watchdog rebuilds its watches after an inotify overflow and says so in a warning; the
-    lost events are recovered by a full reconcile."""
+class _OverflowCallback:
+    """A watchdog ``WatchCallback`` on a root's inotify watch whose only job is
+    ``on_queue_overflow``: watchdog 7 calls it (after rebuilding its own watches) when the
+    kernel reports ``IN_Q_OVERFLOW``; the lost events are recovered by a full reconcile."""
 
     def __init__(self, queue: ChangeQueue) -> None:
-        super().__init__(logging.WARNING)
         self.queue = queue
 
-    def emit(self, record: logging.LogRecord) -> None:
-        if "overflow" in record.getMessage().lower():
-            self.queue.request_full("inotify event queue overflowed")
+    def on_event(self, event: Any) -> None:
+        pass  # the emitter of the same watch turns events into paths
+
+    def on_watch_deleted(self, wd: Any) -> None:
+        pass  # a removed root: the observer's health check restarts the watcher
+
+    def on_queue_overflow(self) -> None:
+        log.warning("the inotify event queue overflowed; reconciling everything")
+        self.queue.request_full("inotify event queue overflowed")
+
+
+def overflow_aware_observer(queue: ChangeQueue) -> Any:
+    """watchdog's inotify observer with an overflow callback on each root's watch (Linux); the
+    platform's default observer elsewhere (no inotify queue to overflow)."""
+    try:
+        from watchdog.observers.api import DEFAULT_OBSERVER_TIMEOUT, BaseObserver
+        from watchdog.observers.inotify import InotifyEmitter, InotifyWatchGroup
+        from watchdog.observers.inotify_c import CallbackId, InotifyFD
+    except ImportError:  # not Linux
+        from watchdog.observers import Observer
+
+        return Observer()
+
+    class Emitter(InotifyEmitter):
+        def __init__(self, *args: Any, inotify_fd: Any, **kwargs: Any) -> None:
+            super().__init__(*args, inotify_fd=inotify_fd, **kwargs)
+            self._fd = inotify_fd
+            self._callback = _OverflowCallback(queue)
+            self._wd: Any = None
+
+        def on_thread_start(self) -> None:
+            super().on_thread_start()
+            # the same mask as the emitter's own watch: inotify_add_watch replaces a watch's mask
+            mask = InotifyWatchGroup.build_event_mask(self.get_event_mask_from_filter(),
+                                                      follow_symlink=self.watch.follow_symlink)
+            self._wd = self._fd.add_callback(os.fsencode(self.watch.path), mask, self._callback,
+                                             CallbackId(id(self._callback)))
+
+        def on_thread_stop(self) -> None:
+            if self._wd is not None:
+                try:
+                    self._fd.remove_callbacks([(self._wd, CallbackId(id(self._callback)))])
+                except (OSError, KeyError):
+                    pass  # the watch went with its directory
+                self._wd = None
+            super().on_thread_stop()
+
+    class Observer(BaseObserver):
+        def __init__(self) -> None:
+            self.inotify_fd = InotifyFD()
+            self.inotify_fd.start()
+            super().__init__(Emitter, timeout=DEFAULT_OBSERVER_TIMEOUT, inotify_fd=self.inotify_fd)
+
+        def on_thread_stop(self) -> None:
+            super().on_thread_stop()
+            self.inotify_fd.stop()
+            self.inotify_fd.join()
+
+    return Observer()
 
 
 class Watcher:
@@ -72,7 +128,6 @@ class Watcher:
         self.queue = queue
         self.poll = poll
         self._observer: Any = None
-        self._overflow = _OverflowListener(queue)
 
     @property
     def kind(self) -> str:
@@ -84,20 +139,16 @@ class Watcher:
 
             observer: Any = PollingObserver(timeout=self.poll_interval_s)
         else:
-            from watchdog.observers import Observer
-
-            observer = Observer()
+            observer = overflow_aware_observer(self.queue)
         handler = _Handler(self.queue)
         for root in self.roots:
             observer.schedule(handler, str(root), recursive=True, event_filter=list(WATCHED_EVENTS))
         observer.daemon = True
         observer.start()
-        logging.getLogger("watchdog").addHandler(self._overflow)
         self._observer = observer
         log.info("watching %d root(s) with the %s observer", len(self.roots), self.kind)
 
     def stop(self) -> None:
-        logging.getLogger("watchdog").removeHandler(self._overflow)
         if self._observer is not None:
             self._observer.stop()
             self._observer.join(timeout=5)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Callable
+import threading
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -171,7 +172,14 @@ def connect_async(path: str | Path, *, readonly: bool = False) -> aiosqlite.Conn
     """The same connection, driven by aiosqlite's thread (``await`` it or ``async with``)."""
     import aiosqlite
 
-    return aiosqlite.Connection(lambda: connect(path, readonly=readonly), 64)
+    conn = aiosqlite.Connection(lambda: connect(path, readonly=readonly), 64)
+    # aiosqlite's worker thread is not a daemon: a script that raised before close() would hang
+    # forever at interpreter exit, waiting for it. As a daemon thread it ends with the process;
+    # what was committed is on disk (WAL), an open transaction is rolled back by SQLite.
+    worker = conn if isinstance(conn, threading.Thread) else getattr(conn, "_thread", None)
+    if isinstance(worker, threading.Thread):
+        worker.daemon = True
+    return conn
 
 
 def read_pragmas(conn: Connection) -> dict[str, Any]:
