@@ -16,10 +16,9 @@ from conftest import copy_tldr
 from indexer import DocumentIndexService
 from indexer.cli import cli
 from indexer.config import load_config
-from indexer.embedding import HashEmbedder
 from indexer.errors import NotFoundError, ValidationError
 from indexer.storage import driver
-from indexer.tokenizer import WhitespaceTokenCounter
+from indexer.testing import HashEmbedder, WhitespaceTokenCounter
 
 SAMPLE = ("tar", "grep", "ssh", "curl", "git-commit", "rsync", "find", "chmod")
 
