@@ -25,11 +25,15 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# Everything (CI): -rs prints why a test was skipped (e.g. the full corpora are not beside the checkout).
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -rs -p no:cacheprovider
 
+# The contributor's loop: no real model, no subprocess or daemon, nothing that takes minutes.
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	@start=$$(date +%s); \
+	$(PY) -m pytest -q -rs -p no:cacheprovider -m "not model and not process and not slow"; rc=$$?; \
+	echo "make test-fast: $$(( $$(date +%s) - start )) s wall time"; exit $$rc
 
 # The main job: the daemon in the foreground, watching ROOT (Ctrl-C stops it).
 run: $(STAMP)

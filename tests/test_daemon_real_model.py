@@ -17,7 +17,7 @@ from daemon_harness import DaemonProcess, db_check, wait_until
 
 SAMPLE = ("tar", "grep", "ssh", "curl", "rsync", "find", "chmod", "ping")
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.model, pytest.mark.process, pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 @pytest.fixture

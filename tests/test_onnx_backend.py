@@ -78,12 +78,14 @@ def test_unsupported_models_are_refused_with_the_way_out(tmp_path: Path) -> None
         onnx_embedding.check_supported(tmp_path)
 
 
+@pytest.mark.model
 def test_export_is_cached_under_a_key_and_leaves_no_temporary_file(onnx: OnnxEmbedder, models: Path) -> None:
     files = sorted(p.relative_to(models) for p in models.rglob("*") if p.is_file() and p.name != ".export.lock")
     assert files == [Path(onnx_embedding.model_key(default_model_path())) / onnx_embedding.ONNX_FILES["onnx"]]
     assert onnx.dim == 384
 
 
+@pytest.mark.model
 def test_onnx_gives_torchs_vectors_and_int8_ranks_alike(onnx: OnnxEmbedder, models: Path) -> None:
     torch_embedder = SentenceTransformerEmbedder(threads=1)
     int8 = OnnxEmbedder(cache_dir=models, backend="onnx-int8", threads=1)
@@ -106,6 +108,8 @@ def test_onnx_gives_torchs_vectors_and_int8_ranks_alike(onnx: OnnxEmbedder, mode
     assert names == sorted([".export.lock", *onnx_embedding.ONNX_FILES.values()])
 
 
+@pytest.mark.model
+@pytest.mark.process
 def test_a_process_with_the_export_cached_never_imports_torch(onnx: OnnxEmbedder, models: Path) -> None:
     code = (
         "import sys; from pathlib import Path; from indexer.embedding import OnnxEmbedder; "
@@ -119,6 +123,8 @@ def test_a_process_with_the_export_cached_never_imports_torch(onnx: OnnxEmbedder
 
 
 @pytest.mark.slow
+@pytest.mark.model
+@pytest.mark.process
 def test_cli_with_backend_onnx_indexes_searches_and_switches_to_torch_without_re_embedding(tmp_path: Path) -> None:
     pages = copy_tldr(tmp_path / "pages", ("tar", "grep", "ssh", "git-commit", "ping", "chmod"))
     env = {**os.environ, "INDEXER_HOME": str(tmp_path / "home"), "INDEXER_BACKEND": "onnx"}

@@ -24,7 +24,7 @@ from indexer.storage import driver
 
 REPO = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.process, pytest.mark.timeout(600)]  # real processes throughout
 
 
 def fts_ok(db: Path) -> bool:
