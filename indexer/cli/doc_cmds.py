@@ -88,6 +88,7 @@ def _reindex_by_daemon(config: Any, targets: list[Path], full: bool) -> Any:
 
 
 def _reindex_here(config: Any, paths: tuple[str, ...], full: bool, as_json: bool) -> Any:
+    from indexer.embedding import embedder_for, prepare
     from indexer.sync import DocumentSync
 
     extra_roots, targets = _split_targets(paths, config.roots)
@@ -97,8 +98,10 @@ def _reindex_here(config: Any, paths: tuple[str, ...], full: bool, as_json: bool
     for root in run_roots:
         if not root.is_dir():
             raise ConfigError(f"root {root} is not a directory")
+    embedder = embedder_for(config)
+    prepare(embedder)  # the one-time ONNX export happens here, not in the first search
     show_bar = not as_json and sys.stderr.isatty()
-    with _Bar(show_bar) as bar, DocumentSync(config, progress=bar) as sync:
+    with _Bar(show_bar) as bar, DocumentSync(config, embedder=embedder, progress=bar) as sync:
         return sync.run(run_roots, paths=targets or None, full=full)
 
 
