@@ -180,6 +180,8 @@ def main() -> None:
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    if not CORPORA.is_dir():  # the benches measure the whole corpora, beside the checkout
+        sys.exit(f"bench_daemon needs the corpora at {CORPORA} (absent); nothing measured")
     results = run(args)
     for key, value in results.items():
         print(f"{key:32} {value}")

@@ -119,6 +119,8 @@ def main() -> None:
     parser.add_argument("--skip-real", action="store_true")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    if not CORPORA.is_dir():  # the benches measure the whole corpora, beside the checkout
+        sys.exit(f"bench_sync needs the corpora at {CORPORA} (absent); nothing measured")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     result: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
