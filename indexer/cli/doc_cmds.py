@@ -157,6 +157,11 @@ def status(app: AppContext, as_json: bool, direct: bool) -> None:
         pid = running_pid(config.db)
         info["daemon"] = None if pid is None else {"pid": pid, "state": "not answering on its socket"}
         info["backend"] = config.backend  # what this process would embed with
+        from indexer.embedding import embedder_for
+
+        exported = getattr(embedder_for(config), "exported", None)
+        if exported is not None:  # the onnx backends: is the one-time export done?
+            info["onnx_exported"] = exported()
     if as_json:
         emit_json(info)
         return
@@ -167,7 +172,9 @@ def status(app: AppContext, as_json: bool, direct: bool) -> None:
     click.echo(f"database: {info['database']} ({info['size_bytes'] / 1e6:.1f} MB)")
     click.echo(f"documents: {c['total']} total, {c['synced']} synced, {c['pending']} pending, {c['stale']} stale, {c['failed']} failed")
     click.echo(f"chunks: {info['chunks']['chunks']} ({info['chunks']['embedded']} embedded); coverage {info['coverage']:.1%}")
-    click.echo(f"model: {info['model'] or '-'}" + (f" (backend {info['backend']})" if info.get("backend") else ""))
+    click.echo(f"model: {info['model'] or '-'}" + (f" (backend {info['backend']})" if info.get("backend") else "")
+               + (": not exported yet (the next reindex or daemon start exports it, about 10 s)"
+                  if info.get("onnx_exported") is False else ""))
     daemon = info.get("daemon")
     if daemon:
         progress = daemon.get("progress") or {}
