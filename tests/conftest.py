@@ -1,4 +1,7 @@
-"""Shared fixtures: every test gets its own INDEXER_HOME, so no test touches real state."""
+"""Shared fixtures: every test gets its own INDEXER_HOME, so no test touches real state; real
+markdown comes from the vendored sample (``corpus()``), or the whole corpora where a test needs
+them (``full_corpus()``, skipped with the reason when absent). Light imports only: a pure test
+file runs in seconds."""
 
 from __future__ import annotations
 
