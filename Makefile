@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_sync.py
 	$(PY) bench/bench_search.py
 	$(PY) bench/bench_embed.py
+	$(PY) bench/bench_first_search.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
