@@ -330,6 +330,8 @@ def main() -> None:
     parser.add_argument("--only-backlog", action="store_true", help="run part 5 only")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    if not CORPORA.is_dir():  # the benches measure the whole corpora, beside the checkout
+        sys.exit(f"bench_daemon needs the corpora at {CORPORA} (absent); nothing measured")
     results = {} if args.only_backlog else run(args)
     if args.backlog_files:
         results["edits_during_backlog"] = run_backlog(args)

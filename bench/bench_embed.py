@@ -69,6 +69,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    if not CORPORA.is_dir():  # the benches measure the whole corpora, beside the checkout
+        sys.exit(f"bench_embed needs the corpora at {CORPORA} (absent); nothing measured")
     import numpy as np
 
     from indexer.embedding import make_embedder

@@ -170,6 +170,8 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, help="Keep the corpus copy and index here (reused by later runs).")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    if not CORPORA.is_dir():  # the benches measure the whole corpora, beside the checkout
+        sys.exit(f"bench_search needs the corpora at {CORPORA} (absent); nothing measured")
     result: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as scratch:
         tmp = args.workdir or Path(scratch)

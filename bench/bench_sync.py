@@ -24,7 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from indexer.config import load_config  # noqa: E402
-from indexer.embedding import HashEmbedder, SentenceTransformerEmbedder  # noqa: E402
+from indexer.embedding import SentenceTransformerEmbedder  # noqa: E402
+from indexer.testing import HashEmbedder  # noqa: E402
 from indexer.storage import driver  # noqa: E402
 from indexer.sync import DocumentSync  # noqa: E402
 from indexer.tokenizer import default_token_counter  # noqa: E402
@@ -118,6 +119,8 @@ def main() -> None:
     parser.add_argument("--skip-real", action="store_true")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    if not CORPORA.is_dir():  # the benches measure the whole corpora, beside the checkout
+        sys.exit(f"bench_sync needs the corpora at {CORPORA} (absent); nothing measured")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     result: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:

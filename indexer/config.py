@@ -27,7 +27,7 @@ class Config:
     include: tuple[str, ...] = ("*.md", "*.markdown")
     exclude: tuple[str, ...] = ()
     model: str = DEFAULT_MODEL
-    backend: str = "torch"
+    backend: str = "onnx"
     query_prefix: str = ""
     document_prefix: str = ""
     chunk_tokens: int = 200

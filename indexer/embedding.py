@@ -8,11 +8,9 @@ product is the cosine similarity.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, Sequence
@@ -175,19 +173,38 @@ class OnnxEmbedder(_ModelEmbedder):
         self.name = model if backend == "onnx" else f"{model}+onnx-int8"
         self.cache_dir = cache_dir
 
+    def _exported(self) -> tuple[Path, Path]:
+        """(model directory, exported file), exporting first if needed (~10 s, once)."""
+        from indexer import onnx_embedding
+
+        model_dir = self.model_dir
+        if model_dir is None:
+            raise IndexerError(f"backend {self.backend!r} needs a local model directory; {self.model!r} is not one; "
+                               f"{onnx_embedding.FALLBACK}")
+        onnx_embedding.check_supported(model_dir)
+        folder = self.cache_dir / onnx_embedding.model_key(model_dir)
+        return model_dir, onnx_embedding.ensure_exported(model_dir, folder, self.backend)
+
+    def exported(self) -> bool:
+        """Whether the export is already there (nothing is exported or loaded to tell)."""
+        from indexer import onnx_embedding
+
+        model_dir = self.model_dir
+        return model_dir is not None and (self.cache_dir / onnx_embedding.model_key(model_dir)
+                                          / onnx_embedding.ONNX_FILES[self.backend]).is_file()
+
+    def prepare(self) -> None:
+        """Export the model now if it is not yet (without loading it): ``reindex`` calls this,
+        so a search never pays for the export."""
+        self._exported()
+
     def load(self) -> Any:
         from indexer import onnx_embedding
 
         with self._lock:
             if self._model is None:
                 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # embed_threads is the budget
-                model_dir = self.model_dir
-                if model_dir is None:
-                    raise IndexerError(f"backend {self.backend!r} needs a local model directory; "
-                                       f"{self.model!r} is not one")
-                onnx_embedding.check_supported(model_dir)
-                folder = self.cache_dir / onnx_embedding.model_key(model_dir)
-                path = onnx_embedding.ensure_exported(model_dir, folder, self.backend)
+                model_dir, path = self._exported()
                 self._model = onnx_embedding.OnnxModel(model_dir, path, max_seq_length=self.max_tokens + 2,
                                                        threads=self.threads)
         return self._model
@@ -204,64 +221,16 @@ class OnnxEmbedder(_ModelEmbedder):
         return self.load().encode(texts, self.batch_size)
 
 
-class HashEmbedder:
-    """Deterministic stand-in for tests: bag of hashed words, normalised. No model, no torch.
-
-    Texts sharing words get similar vectors, so ranking tests still mean something.
-    """
-
-    def __init__(self, dim: int = 64, name: str = "test-hash-embedder", max_tokens: int = 254,
-                 delay_s: float = 0.0) -> None:
-        self.delay_s = delay_s
-        self.name = name
-        self._dim = dim
-        self._max_tokens = max_tokens
-        self.query_prefix = ""
-        self.document_prefix = ""
-        self.calls = 0
-        self.texts_embedded = 0
-
-    @property
-    def dim(self) -> int:
-        return self._dim
-
-    @property
-    def max_tokens(self) -> int:
-        return self._max_tokens
-
-    def _vector(self, text: str) -> np.ndarray:
-        vec = np.zeros(self._dim, dtype=np.float32)
-        for word in text.lower().split():
-            digest = hashlib.blake2b(word.strip(".,:;!?()[]`\"'").encode(), digest_size=8).digest()
-            vec[int.from_bytes(digest[:4], "little") % self._dim] += 1.0
-        vec[0] += 1e-3  # never the zero vector
-        return vec
-
-    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        self.calls += 1
-        self.texts_embedded += len(texts)
-        if self.delay_s:
-            time.sleep(self.delay_s * len(texts))
-        return _normalise(np.stack([self._vector(t) for t in texts])) if texts else np.zeros((0, self._dim), np.float32)
-
-    def embed_query(self, text: str) -> np.ndarray:
-        return _normalise(self._vector(text)[None, :])[0]
-
-
 def make_embedder(model: str, *, query_prefix: str = "", document_prefix: str = "", threads: int = 1,
                   batch_size: int = 32, backend: str = "torch", cache_dir: Path | None = None) -> Embedder:
     """The embedder a config names. ``hash:DIM[:MS]`` is the deterministic word-hash stand-in
-    (no torch, no meaning beyond shared words; MS milliseconds of sleep per text emulate a
-    slow model): for tests and benchmarks of the plumbing. ``backend`` "onnx" / "onnx-int8"
+    of :mod:`indexer.testing` (no model; MS milliseconds of sleep per text emulate a slow
+    model): for tests and benchmarks of the plumbing only. ``backend`` "onnx" / "onnx-int8"
     runs the model with onnxruntime, exported once under ``cache_dir``."""
     if model.startswith("hash:"):
-        try:
-            parts = [int(p) for p in model.split(":")[1:]]
-            if not 1 <= len(parts) <= 2 or parts[0] < 2 or min(parts) < 0:
-                raise ValueError
-        except ValueError:
-            raise IndexerError(f"model {model!r}: use hash:DIM or hash:DIM:MS_PER_TEXT, e.g. hash:64") from None
-        return HashEmbedder(dim=parts[0], name=model, delay_s=(parts[1] / 1000 if len(parts) > 1 else 0.0))
+        from indexer.testing import hash_embedder
+
+        return hash_embedder(model)
     options: dict[str, Any] = {"query_prefix": query_prefix, "document_prefix": document_prefix,
                                "threads": threads, "batch_size": batch_size}
     if backend in ("onnx", "onnx-int8"):
@@ -282,6 +251,11 @@ def embedder_for(config: Any) -> Embedder:
     return make_embedder(config.model, query_prefix=config.query_prefix, document_prefix=config.document_prefix,
                          threads=config.embed_threads, batch_size=config.embed_batch, backend=config.backend,
                          cache_dir=Path(config.db).parent / "models")
+
+
+def prepare(embedder: Embedder) -> None:
+    """The one-time work of ``embedder`` done now (the ONNX export); nothing for the others."""
+    getattr(embedder, "prepare", lambda: None)()
 
 
 def fingerprint(embedder: Embedder, chunker_version: str) -> Fingerprint:

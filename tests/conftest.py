@@ -1,7 +1,11 @@
-"""Shared fixtures: every test gets its own INDEXER_HOME, so no test touches real state."""
+"""Shared fixtures: every test gets its own INDEXER_HOME, so no test touches real state; real
+markdown comes from the vendored sample (``corpus()``), or the whole corpora where a test needs
+them (``full_corpus()``, skipped with the reason when absent). Light imports only: a pure test
+file runs in seconds."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 import json
 import os
@@ -32,17 +36,83 @@ def pytest_report_header(config: pytest.Config) -> str:
     seed = config.getoption("hypothesis_seed", None)
     return (f"hypothesis profile {settings._current_profile!r}"
             + (f", seed {seed}" if seed is not None else " (derandomized)" if settings.default.derandomize else ""))
-TLDR_PAGES = REPO_ROOT.parent / "shared" / "corpora" / "tldr" / "pages" / "common"
+
+
+SAMPLE_CORPORA = REPO_ROOT / "tests" / "data" / "corpora"
+FULL_CORPORA = Path(os.environ.get("INDEXER_TEST_CORPORA") or REPO_ROOT.parent / "shared" / "corpora")
+
+
+@dataclass(frozen=True)
+class Corpora:
+    """Real markdown in the layout of ../shared/corpora: tldr pages and Rust RFCs (read only)."""
+
+    root: Path
+    full: bool
+
+    @property
+    def tldr(self) -> Path:
+        return self.root / "tldr" / "pages"
+
+    @property
+    def rfcs(self) -> Path:
+        return self.root / "rust-rfcs" / "text"
+
+    def tldr_pages(self, sub: str = "common") -> list[Path]:
+        """The visible pages of one tldr folder, by name (``..md`` is hidden)."""
+        return [p for p in sorted((self.tldr / sub).glob("*.md")) if not p.name.startswith(".")]
+
+    def rfc_files(self) -> list[Path]:
+        return sorted(self.rfcs.glob("*.md"))
+
+
+# One policy for corpus data: tests use the sample vendored in tests/data/corpora (it travels
+# with the repository; see its README.md); the few that need the whole corpora call
+# full_corpus(), which skips, with the reason in the summary (-rs), where they are absent.
+def corpus() -> Corpora:
+    """The vendored sample: ~400 tldr pages and ~25 RFCs (tests/data/make_sample.py)."""
+    if not (SAMPLE_CORPORA / "tldr" / "pages").is_dir() or not (SAMPLE_CORPORA / "rust-rfcs" / "text").is_dir():
+        pytest.fail(f"the vendored corpus sample is missing at {SAMPLE_CORPORA}")
+    return Corpora(SAMPLE_CORPORA, full=False)
+
+
+def full_corpus() -> Corpora:
+    """The whole corpora (7,013 tldr pages, 650 RFCs) at ../shared/corpora beside the checkout
+    or at $INDEXER_TEST_CORPORA; a skip with the reason when they are not there."""
+    if not (FULL_CORPORA / "tldr" / "pages").is_dir() or not (FULL_CORPORA / "rust-rfcs" / "text").is_dir():
+        pytest.skip(f"needs the full corpora at {FULL_CORPORA} (absent; set INDEXER_TEST_CORPORA to "
+                    "their folder); the vendored sample is tested instead")
+    return Corpora(FULL_CORPORA, full=True)
+
+
+@pytest.fixture(params=["sample", pytest.param("full", marks=pytest.mark.slow)])
+def each_corpus(request: pytest.FixtureRequest) -> Corpora:
+    """For tests worth running on both: the sample always, the full corpora where present."""
+    return corpus() if request.param == "sample" else full_corpus()
 
 
 def copy_tldr(dest: Path, names: tuple[str, ...]) -> Path:
-    """A few real tldr pages (read in place from ../shared) copied into ``dest``."""
-    if not TLDR_PAGES.is_dir():
-        pytest.fail(f"the shared corpus is missing at {TLDR_PAGES}")
+    """A few real tldr pages (from the vendored sample) copied into ``dest``."""
+    source = corpus().tldr / "common"
     dest.mkdir(parents=True, exist_ok=True)
     for name in names:
-        shutil.copy(TLDR_PAGES / f"{name}.md", dest / f"{name}.md")
+        shutil.copy(source / f"{name}.md", dest / f"{name}.md")
     return dest
+
+
+def copy_sample(dest: Path, tldr: int, rfcs: int, corpora: Corpora | None = None) -> int:
+    """The first ``tldr`` common pages into ``dest`` and the first ``rfcs`` RFCs into
+    ``dest/rfcs``; fails (never runs on less) when the corpus holds fewer. Returns the count."""
+    corpora = corpora or corpus()
+    pages, texts = corpora.tldr_pages()[:tldr], corpora.rfc_files()[:rfcs]
+    if len(pages) < tldr or len(texts) < rfcs:
+        pytest.fail(f"{corpora.root} has {len(pages)} tldr pages and {len(texts)} RFCs; the test asked for "
+                    f"{tldr} and {rfcs}")
+    (dest / "rfcs").mkdir(parents=True, exist_ok=True)
+    for p in pages:
+        shutil.copy(p, dest / p.name)
+    for p in texts:
+        shutil.copy(p, dest / "rfcs" / p.name)
+    return len(pages) + len(texts)
 
 
 @pytest.fixture(autouse=True)
@@ -50,7 +120,7 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "indexer-home"
     home.mkdir()
     monkeypatch.setenv("INDEXER_HOME", str(home))
-    for var in ("INDEXER_DB", "INDEXER_CONFIG", "INDEXER_ROOTS", "INDEXER_MODEL"):
+    for var in ("INDEXER_DB", "INDEXER_CONFIG", "INDEXER_ROOTS", "INDEXER_MODEL", "INDEXER_BACKEND"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")

@@ -14,15 +14,12 @@ from types import SimpleNamespace
 
 import pytest
 
+from conftest import Corpora, corpus
 from indexer.chunking import Chunk, chunk_markdown
 from indexer.markdown_meta import ATX_HEADING, parse_document, split_front_matter
-from indexer.tokenizer import (HFTokenCounter, TokenCounter, WhitespaceTokenCounter, default_token_counter,
-                               token_counter_for)
+from indexer.testing import WhitespaceTokenCounter
+from indexer.tokenizer import HFTokenCounter, TokenCounter, default_token_counter, token_counter_for
 
-CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
-TLDR = CORPORA / "tldr" / "pages"
-RFCS = CORPORA / "rust-rfcs" / "text"
-needs_corpora = pytest.mark.skipif(not (TLDR.is_dir() and RFCS.is_dir()), reason="shared corpora not present")
 MAX = 254
 WS = WhitespaceTokenCounter()
 
@@ -363,9 +360,10 @@ def sample(files: list[Path], n: int, largest: int) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def corpus() -> list[tuple[Path, str]]:
-    tldr = sample(sorted(TLDR.glob("*/*.md")), 60, 5)
-    rfcs = sample(sorted(RFCS.glob("*.md")), 20, 3)
+def corpus_texts() -> list[tuple[Path, str]]:
+    """Files of the vendored sample: a spread of tldr pages and RFCs, and the largest of each."""
+    tldr = sample(sorted(corpus().tldr.glob("*/*.md")), 60, 5)
+    rfcs = sample(corpus().rfc_files(), 20, 3)
     return [(p, p.read_text(encoding="utf-8")) for p in tldr + rfcs]
 
 
@@ -373,8 +371,9 @@ def chunk_file(path: Path, text: str, counter: TokenCounter) -> list[Chunk]:
     return chunk_markdown(text, counter, title=parse_document(text, path).title)
 
 
-def fences(text: str) -> list[str]:
-    """The source's fenced code blocks (opening fence indented at most 3 spaces, closed)."""
+def fences(text: str) -> list[tuple[int, int, str]]:
+    """The source's fenced code blocks (opening fence indented at most 3 spaces, closed):
+    (first line, last line, text), lines from 1."""
     found, lines, i = [], text.split("\n"), 0
     while i < len(lines):
         m = re.match(r"^ {0,3}(`{3,}|~{3,})([^`]*)$", lines[i])
@@ -383,17 +382,26 @@ def fences(text: str) -> list[str]:
             for j in range(i + 1, len(lines)):
                 s = lines[j].strip()
                 if s.startswith(marker) and not s.strip(marker[0]):
-                    found.append("\n".join(lines[i:j + 1]).strip())
+                    found.append((i + 1, j + 1, "\n".join(lines[i:j + 1]).strip()))
                     i = j
                     break
         i += 1
     return found
 
 
-@needs_corpora
-def test_corpus_invariants_with_the_real_tokenizer(corpus, counter: HFTokenCounter, raw) -> None:
+def assert_fence_kept(path: Path, chunks: list[Chunk], first: int, last: int, fence: str) -> None:
+    """A fence that fits a chunk is whole in one, or (md-3) cut once so that its start stays
+    beside the lines that introduce it: its first part ends the chunk they start, the rest
+    is the next chunk. (Measured on all 650 RFCs: 28 of 3,934 such fences are cut that way.)"""
+    if any(fence in c.text for c in chunks):
+        return
+    holding = [c for c in chunks if c.start_line <= last and c.end_line >= first]
+    assert len(holding) == 2 and holding[0].start_line < first, (path.name, first, fence[:80])
+
+
+def test_corpus_invariants_with_the_real_tokenizer(corpus_texts, counter: HFTokenCounter, raw) -> None:
     total = 0
-    for path, text in corpus:
+    for path, text in corpus_texts:
         chunks = chunk_file(path, text, counter)
         assert chunks, path
         check(text, chunks, raw)
@@ -401,26 +409,24 @@ def test_corpus_invariants_with_the_real_tokenizer(corpus, counter: HFTokenCount
         assert_whole_line_chunks_are_file_slices(text, chunks)
         total += len(chunks)
         budget = MAX - MAX // 4  # the context line never takes more than a quarter
-        for fence in fences(text):
+        for first, last, fence in fences(text):
             if raw(fence) <= budget:
-                assert any(fence in c.text for c in chunks), (path, fence[:80])
-        if path.is_relative_to(TLDR):
+                assert_fence_kept(path, chunks, first, last, fence)
+        if path.is_relative_to(corpus().tldr):
             assert_examples_whole(text, chunks)
-    assert total > len(corpus)
+    assert total > len(corpus_texts)
 
 
-@needs_corpora
-def test_corpus_hashes_stable_across_runs(corpus) -> None:
+def test_corpus_hashes_stable_across_runs(corpus_texts) -> None:
     fresh = HFTokenCounter.from_model_path(default_token_counter_path())
-    first = [chunk_file(p, t, default_token_counter()) for p, t in corpus]
-    again = [chunk_file(p, t, fresh) for p, t in corpus]
+    first = [chunk_file(p, t, default_token_counter()) for p, t in corpus_texts]
+    again = [chunk_file(p, t, fresh) for p, t in corpus_texts]
     assert first == again
 
 
-@needs_corpora
-def test_corpus_edit_changes_only_the_edited_section(corpus, counter: HFTokenCounter) -> None:
+def test_corpus_edit_changes_only_the_edited_section(corpus_texts, counter: HFTokenCounter) -> None:
     checked = 0
-    for path, text in corpus:
+    for path, text in corpus_texts:
         chunks = chunk_file(path, text, counter)
         if len(chunks) < 8:
             continue
@@ -515,9 +521,8 @@ def test_huge_code_block_is_split_by_lines_within_the_limit(counter: HFTokenCoun
         assert c.text == "\n".join(file_lines[c.start_line - 1:c.end_line]).strip()
 
 
-@needs_corpora
 def test_smaller_target_gives_more_smaller_chunks(counter: HFTokenCounter, raw) -> None:
-    rfcs = sorted(RFCS.glob("*.md"), key=lambda p: p.stat().st_size)
+    rfcs = sorted(corpus().rfc_files(), key=lambda p: p.stat().st_size)
     for path in (rfcs[len(rfcs) // 2], rfcs[-len(rfcs) // 4]):
         text = path.read_text(encoding="utf-8")
         title = parse_document(text, path).title
@@ -529,9 +534,8 @@ def test_smaller_target_gives_more_smaller_chunks(counter: HFTokenCounter, raw) 
         assert mean(small) < mean(big)
 
 
-@needs_corpora
 def test_editing_a_paragraph_in_the_middle_of_an_rfc(counter: HFTokenCounter) -> None:
-    rfcs = sorted(RFCS.glob("*.md"), key=lambda p: p.stat().st_size)
+    rfcs = sorted(corpus().rfc_files(), key=lambda p: p.stat().st_size)
     path = rfcs[len(rfcs) * 3 // 4]
     text = path.read_text(encoding="utf-8")
     title = parse_document(text, path).title
@@ -590,12 +594,11 @@ def _only_headings(text: str) -> bool:
     return bool(lines) and all(ATX_HEADING.match(line) for line in lines)
 
 
-@needs_corpora
-def test_no_heading_is_cut_off_from_its_body_in_the_corpora(counter: HFTokenCounter) -> None:
+def test_no_heading_is_cut_off_from_its_body_in_the_corpora(each_corpus: Corpora, counter: HFTokenCounter) -> None:
     """A chunk of headings only is allowed where the headings have no body (empty sections
     at the end of an RFC); never when the next chunk starts with their body."""
     checked = 0
-    for path in sorted(RFCS.glob("*.md")) + sorted(TLDR.rglob("*.md"))[::10]:
+    for path in each_corpus.rfc_files() + sorted(each_corpus.tldr.rglob("*.md"))[::10]:
         text = path.read_text(encoding="utf-8")
         chunks = chunk_markdown(text, counter, title=parse_document(text, path).title)
         for here, after in zip(chunks, chunks[1:]):

@@ -18,7 +18,7 @@ import pytest
 from daemon_harness import DaemonProcess, db_check, db_state, disk_state, wait_until
 from indexer.daemon.control import DaemonError
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.process, pytest.mark.timeout(180)]  # every test runs the daemon
 
 
 def write(path: Path, text: str) -> Path:

@@ -214,6 +214,7 @@ def _verify(path: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed (make install adds it on Debian)")
+@pytest.mark.process
 def test_rendered_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     config = load_config({"roots": [str(tmp_path)]})
     text = unit.render(config, roots=[tmp_path / "my notes"])
@@ -234,6 +235,7 @@ def test_rendered_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     assert "Unknown key" in _verify(broken, tmp_path).stderr  # the check can fail
 
 
+@pytest.mark.process
 def test_service_install_and_uninstall(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
     bin_dir = tmp_path / "bin"
@@ -269,6 +271,7 @@ def test_service_install_without_systemctl_prints_the_commands(tmp_path: Path, m
     assert (tmp_path / "cfg" / "systemd" / "user" / "indexer.service").is_file()
 
 
+@pytest.mark.process
 def test_daemon_refuses_a_missing_root(tmp_path: Path) -> None:
     env = {**os.environ, "INDEXER_MODEL": "hash:8"}
     result = subprocess.run([sys.executable, "-m", "indexer", "daemon", "--root", str(tmp_path / "nope")],

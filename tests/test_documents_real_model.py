@@ -16,10 +16,9 @@ from conftest import copy_tldr
 from indexer import DocumentIndexService
 from indexer.cli import cli
 from indexer.config import load_config
-from indexer.embedding import HashEmbedder
 from indexer.errors import NotFoundError, ValidationError
 from indexer.storage import driver
-from indexer.tokenizer import WhitespaceTokenCounter
+from indexer.testing import HashEmbedder, WhitespaceTokenCounter
 
 SAMPLE = ("tar", "grep", "ssh", "curl", "git-commit", "rsync", "find", "chmod")
 
@@ -30,6 +29,7 @@ def sample(tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.model
 def test_reindex_status_and_search_with_the_real_model(sample: Path, db_path: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(cli, ["--db", str(db_path), "reindex", "--root", str(sample), "--json"])
@@ -101,6 +101,7 @@ async def test_document_index_service_api(sample: Path, db_path: Path) -> None:
             await service.update_embeddings(sample / "grep.md")  # not indexed yet
 
 
+@pytest.mark.process
 def test_cli_help_does_not_import_torch() -> None:
     code = ("import sys; from indexer.cli import main\n"
             "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"

@@ -410,6 +410,7 @@ asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]))
 """
 
 
+@pytest.mark.process
 async def test_concurrent_updates_from_processes_have_no_duplicate_and_no_gap(svc: MemoryService, db_path: Path) -> None:
     await svc.create_memory("user:race", "counter", {"by": "parent"}, "semantic")
     results = run_processes(WORKER, [[str(db_path), "update", "50", f"w{i}"] for i in range(4)])
@@ -423,6 +424,7 @@ async def test_concurrent_updates_from_processes_have_no_duplicate_and_no_gap(sv
     assert (await svc.get_memory("user:race", "counter")).version == 201
 
 
+@pytest.mark.process
 async def test_concurrent_creates_of_one_key_one_wins_others_conflict(svc: MemoryService, db_path: Path) -> None:
     await svc.create_memory("user:race", "warmup", 1, "semantic")
     results = run_processes(WORKER, [[str(db_path), "create", "1", f"w{i}"] for i in range(4)])
@@ -432,6 +434,7 @@ async def test_concurrent_creates_of_one_key_one_wins_others_conflict(svc: Memor
     assert [e.version for e in await svc.get_memory_history("user:race", "once")] == [1]
 
 
+@pytest.mark.process
 async def test_concurrent_create_delete_churn_keeps_a_gapless_sequence(svc: MemoryService, db_path: Path) -> None:
     await svc.create_memory("user:race", "warmup", 1, "semantic")
     results = run_processes(WORKER, [[str(db_path), "churn", "25", f"w{i}"] for i in range(3)])

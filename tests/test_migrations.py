@@ -527,6 +527,7 @@ def test_migrate_waits_for_a_lock_on_a_new_file_instead_of_failing(db_path: Path
     assert report.applied == [f.stem for f in shipped_files()]
 
 
+@pytest.mark.process
 def test_processes_migrating_the_same_new_file_at_once(tmp_path: Path) -> None:
     workers, rounds = 3, 8
     paths = [str(tmp_path / f"race-{i}.db") for i in range(rounds)]
@@ -550,6 +551,7 @@ def test_processes_migrating_the_same_new_file_at_once(tmp_path: Path) -> None:
 # --- packaging -----------------------------------------------------------------------------------
 
 @pytest.mark.slow
+@pytest.mark.process
 def test_an_installed_wheel_finds_the_sql_files(tmp_path: Path) -> None:
     # build from a copy, so that the build leaves no build/ or egg-info in the working tree
     src = tmp_path / "src"

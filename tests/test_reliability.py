@@ -10,7 +10,6 @@ import json
 import os
 import random
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -19,13 +18,13 @@ from pathlib import Path
 
 import pytest
 
+from conftest import copy_sample
 from daemon_harness import DaemonProcess, db_check, db_state, disk_state, run_until_settled, wait_until
 from indexer.storage import driver
 
-CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 REPO = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.process, pytest.mark.timeout(600)]  # real processes throughout
 
 
 def fts_ok(db: Path) -> bool:
@@ -64,22 +63,12 @@ def cli(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.Com
     return subprocess.run([sys.executable, "-m", "indexer", *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def copy_sample(dest: Path, tldr: int, rfcs: int) -> None:
-    dest.mkdir(parents=True, exist_ok=True)
-    pages = [p for p in sorted((CORPORA / "tldr" / "pages" / "common").glob("*.md")) if not p.name.startswith(".")]
-    for p in pages[:tldr]:
-        shutil.copy(p, dest / p.name)
-    (dest / "rfcs").mkdir(exist_ok=True)
-    for p in sorted((CORPORA / "rust-rfcs" / "text").glob("*.md"))[:rfcs]:
-        shutil.copy(p, dest / "rfcs" / p.name)
-
-
 # -- crashes -------------------------------------------------------------------------------
 
 @pytest.mark.slow
 def test_kill_9_at_random_moments_never_corrupts_and_converges(tmp_path: Path) -> None:
     root = tmp_path / "notes"
-    copy_sample(root, tldr=400, rfcs=40)
+    copy_sample(root, tldr=250, rfcs=20)
     home = tmp_path / "home"
     seed = int(os.environ.get("RELIABILITY_SEED", time.time_ns() % 100_000))
     rng = random.Random(seed)
@@ -275,7 +264,7 @@ asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3])))
 @pytest.mark.slow
 def test_readers_and_writers_never_see_database_locked_while_the_daemon_indexes(tmp_path: Path) -> None:
     root = tmp_path / "notes"
-    copy_sample(root, tldr=300, rfcs=30)
+    copy_sample(root, tldr=250, rfcs=20)
     home = tmp_path / "home"
     d = DaemonProcess(home, [root], model="hash:64:15")  # ~10 s of embedding: writes overlap it
     seconds = 8.0
@@ -395,7 +384,7 @@ def test_a_full_disk_loses_no_memory_rows_and_the_index_recovers(tmp_path: Path)
         for i in range(20):
             assert cli(env, "memory", "add", f"user:u{i}", "pref", json.dumps({"i": i})).returncode == 0
         root = tmp_path / "notes"
-        copy_sample(root, tldr=600, rfcs=40)  # far more than 3 MB of index
+        copy_sample(root, tldr=270, rfcs=22)  # far more than 3 MB of index
         d = DaemonProcess(home, [root], model="hash:384")
         try:
             d.ready(120)
@@ -459,7 +448,7 @@ def test_document_tables_can_always_be_rebuilt_with_reindex_full(tmp_path: Path)
 @pytest.mark.slow
 def test_online_backup_while_the_daemon_indexes_and_restore(tmp_path: Path) -> None:
     root = tmp_path / "notes"
-    copy_sample(root, tldr=300, rfcs=20)
+    copy_sample(root, tldr=250, rfcs=20)
     home = tmp_path / "home"
     d = DaemonProcess(home, [root], model="hash:64:2")
     env = {**d.env}

@@ -282,6 +282,7 @@ asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.ar
 """
 
 
+@pytest.mark.process
 async def test_concurrent_appends_from_processes_lose_nothing(svc: SessionService) -> None:
     s = await svc.create_session("app", "alice")
     await svc.set_status(s.id, "active")
@@ -308,6 +309,14 @@ def _populated(db_path: Path) -> Any:
     return conn
 
 
+@pytest.fixture(scope="module")
+def populated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One populated database for the plan tests (they only EXPLAIN): built once per module."""
+    path = tmp_path_factory.mktemp("plans") / "sessions.db"
+    _populated(path).close()
+    return path
+
+
 def _statements() -> list[tuple[str, str, tuple[Any, ...]]]:
     sid = "s1"
     expr, params = store.state_expr([("a", "1"), ("b", None)])
@@ -324,9 +333,9 @@ def _statements() -> list[tuple[str, str, tuple[Any, ...]]]:
 
 
 @pytest.mark.parametrize("name", [s[0] for s in _statements()])
-def test_every_session_statement_searches_an_index(db_path: Path, name: str) -> None:
+def test_every_session_statement_searches_an_index(populated: Path, name: str) -> None:
     _, sql, params = next(s for s in _statements() if s[0] == name)
-    conn = _populated(db_path)
+    conn = driver.connect(populated)
     try:
         plan = hot_queries.explain(conn, sql, params)
     finally:
@@ -343,9 +352,9 @@ def _combos() -> list[Any]:
 
 
 @pytest.mark.parametrize("combo", _combos())
-def test_session_listing_plans_search_an_index(db_path: Path, combo: tuple[str, ...]) -> None:
+def test_session_listing_plans_search_an_index(populated: Path, combo: tuple[str, ...]) -> None:
     values = {"app_name": "app1", "user_id": "u1", "project_id": "p1", "status": "terminated"}
-    conn = _populated(db_path)
+    conn = driver.connect(populated)
     try:
         for with_cursor in (False, True):
             sql = hot_queries.sessions_page_sql(combo, with_cursor)
@@ -433,6 +442,7 @@ async def test_every_illegal_transition_changes_nothing(svc: SessionService, db_
     assert snapshot(db_path) == before
 
 
+@pytest.mark.process
 async def test_concurrent_state_updates_from_processes_lose_no_key(svc: SessionService, db_path: Path) -> None:
     s = await svc.create_session("app", "alice")
     results = run_processes(WORKER, [[str(db_path), "state", s.id, "30", f"w{i}"] for i in range(4)])
@@ -440,6 +450,7 @@ async def test_concurrent_state_updates_from_processes_lose_no_key(svc: SessionS
     assert (await svc.get_session(s.id)).state == {f"w{w}-{i}": i for w in range(4) for i in range(30)}
 
 
+@pytest.mark.process
 async def test_concurrent_transitions_exactly_one_wins(svc: SessionService, db_path: Path) -> None:
     s = await svc.create_session("app", "alice")
     await svc.set_status(s.id, "active")

@@ -10,10 +10,10 @@ import pytest
 
 from indexer import chunking
 from indexer.config import load_config
-from indexer.embedding import HashEmbedder, from_blob
+from indexer.embedding import from_blob
 from indexer.storage import driver
 from indexer.sync import DocumentSync
-from indexer.tokenizer import WhitespaceTokenCounter
+from indexer.testing import HashEmbedder, WhitespaceTokenCounter
 
 GUIDE = """# Guide
 

@@ -76,6 +76,7 @@ def _reindex_by_daemon(config: Any, paths: tuple[str, ...], full: bool) -> tuple
 
 
 def _reindex_here(config: Any, paths: tuple[str, ...], full: bool, as_json: bool) -> Any:
+    from indexer.embedding import embedder_for, prepare
     from indexer.sync import DocumentSync, split_targets
 
     extra_roots, targets = split_targets(paths, config.roots)
@@ -85,8 +86,10 @@ def _reindex_here(config: Any, paths: tuple[str, ...], full: bool, as_json: bool
     for root in run_roots:
         if not root.is_dir():
             raise ConfigError(f"root {root} is not a directory")
+    embedder = embedder_for(config)
+    prepare(embedder)  # the one-time ONNX export happens here, not in the first search
     show_bar = not as_json and sys.stderr.isatty()
-    with _Bar(show_bar) as bar, DocumentSync(config, progress=bar) as sync:
+    with _Bar(show_bar) as bar, DocumentSync(config, embedder=embedder, progress=bar) as sync:
         return sync.run(run_roots, paths=targets or None, full=full)
 
 
@@ -162,6 +165,11 @@ def status(app: AppContext, as_json: bool, direct: bool) -> None:
         pid = running_pid(config.db)
         info["daemon"] = None if pid is None else {"pid": pid, "state": "not answering on its socket"}
         info["backend"] = config.backend  # what this process would embed with
+        from indexer.embedding import embedder_for
+
+        exported = getattr(embedder_for(config), "exported", None)
+        if exported is not None:  # the onnx backends: is the one-time export done?
+            info["onnx_exported"] = exported()
     if as_json:
         emit_json(info)
         return
@@ -172,7 +180,9 @@ def status(app: AppContext, as_json: bool, direct: bool) -> None:
     click.echo(f"database: {info['database']} ({info['size_bytes'] / 1e6:.1f} MB)")
     click.echo(f"documents: {c['total']} total, {c['synced']} synced, {c['pending']} pending, {c['stale']} stale, {c['failed']} failed")
     click.echo(f"chunks: {info['chunks']['chunks']} ({info['chunks']['embedded']} embedded); coverage {info['coverage']:.1%}")
-    click.echo(f"model: {info['model'] or '-'}" + (f" (backend {info['backend']})" if info.get("backend") else ""))
+    click.echo(f"model: {info['model'] or '-'}" + (f" (backend {info['backend']})" if info.get("backend") else "")
+               + (": not exported yet (the next reindex or daemon start exports it, about 10 s)"
+                  if info.get("onnx_exported") is False else ""))
     daemon = info.get("daemon")
     if daemon:
         progress = daemon.get("progress") or {}
