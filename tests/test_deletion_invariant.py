@@ -22,10 +22,10 @@ from indexer import discovery
 from indexer.cli import cli
 from indexer.config import load_config
 from indexer.discovery import Coverage, DiskFile
-from indexer.embedding import HashEmbedder
+from indexer.testing import HashEmbedder
 from indexer.planning import DbDoc, plan_changes
 from indexer.sync import DocumentSync
-from indexer.tokenizer import WhitespaceTokenCounter
+from indexer.testing import WhitespaceTokenCounter
 from conftest import EXAMPLES_SCALE
 from index_state import index_state
 

@@ -30,7 +30,7 @@ from index_state import State, index_state, state_diff
 from indexer.cli import cli
 from indexer.config import load_config
 from indexer.documents import DocumentIndexService
-from indexer.embedding import HashEmbedder
+from indexer.testing import HashEmbedder
 from indexer.sync import DocumentSync
 from tree_ops import apply, every_file, initial, make_outside, make_scaffold, ops, restore_modes, scaffold
 
