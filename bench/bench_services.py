@@ -183,7 +183,7 @@ def schema_in_memory(conn: Any) -> Any:
 def sql_creates(conn: Any, ops: int, namespace: str) -> float:
     """create_memory's transaction (same SQL, audit row, commit) ``ops`` times in a plain loop
     on one thread: no asyncio, no thread hop, no validation. Creates per second."""
-    from indexer import memory
+    from indexer.agent import memory
     from indexer.timeutil import now_ts
 
     start = time.perf_counter()
@@ -196,7 +196,7 @@ def sql_creates(conn: Any, ops: int, namespace: str) -> float:
 def sql_floor(path: Path, ops: int, round_no: int, open_ids: list[str]) -> dict[str, float]:
     """The same transactions (same SQL, audit row, commit) in a plain loop on one thread:
     no asyncio, no thread hop, no validation. What the database file itself allows."""
-    from indexer import sessions
+    from indexer.agent import sessions
     from indexer.timeutil import now_ts
 
     conn = driver.connect(path)

@@ -13,9 +13,9 @@ __all__ = ["Database", "MemoryService", "SessionService", "DocumentIndexService"
 
 _LAZY = {
     "Database": "indexer.storage.database",
-    "MemoryService": "indexer.memory",
-    "SessionService": "indexer.sessions",
-    "DocumentIndexService": "indexer.documents",
+    "MemoryService": "indexer.agent.memory",
+    "SessionService": "indexer.agent.sessions",
+    "DocumentIndexService": "indexer.documents.service",
 }
 
 

@@ -1,7 +1,7 @@
 """Stand-ins for tests and benchmarks of the plumbing: no model, no torch, deterministic.
 
 Nothing in the product uses these unless asked to by name: a config's ``model = "hash:DIM"``
-(or ``hash:DIM:MS``) makes :func:`indexer.embedding.make_embedder` return a
+(or ``hash:DIM:MS``) makes :func:`indexer.documents.embedding.make_embedder` return a
 :class:`HashEmbedder`, and an embedder without a tokenizer of its own (only a fake has none)
 gets the :class:`WhitespaceTokenCounter`. Tests that spawn the daemon or the CLI select the
 fake that way (``INDEXER_MODEL=hash:64``); in-process tests construct them directly.

@@ -15,10 +15,10 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import Corpora, corpus
-from indexer.chunking import Chunk, chunk_markdown
-from indexer.markdown_meta import ATX_HEADING, parse_document, split_front_matter
+from indexer.documents.chunking import Chunk, chunk_markdown
+from indexer.documents.markdown_meta import ATX_HEADING, parse_document, split_front_matter
 from indexer.testing import WhitespaceTokenCounter
-from indexer.tokenizer import HFTokenCounter, TokenCounter, default_token_counter, token_counter_for
+from indexer.documents.tokenizer import HFTokenCounter, TokenCounter, default_token_counter, token_counter_for
 
 MAX = 254
 WS = WhitespaceTokenCounter()
@@ -34,7 +34,7 @@ def raw():
     """The model's tokenizer itself, without the adapter: count = len(ids), no specials."""
     from tokenizers import Tokenizer
 
-    from indexer.embedding import default_model_path
+    from indexer.documents.embedding import default_model_path
 
     tok = Tokenizer.from_file(str(default_model_path() / "tokenizer.json"))
     tok.no_truncation()
@@ -320,7 +320,7 @@ def test_other_tokenizers_are_counted_by_encoding() -> None:
 
 
 def default_token_counter_path() -> Path:
-    from indexer.embedding import default_model_path
+    from indexer.documents.embedding import default_model_path
 
     return default_model_path()
 

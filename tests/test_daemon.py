@@ -57,7 +57,7 @@ def daemon(tmp_path: Path, root: Path):
 def test_start_reconciles_then_ready_and_stops_cleanly(daemon, root: Path) -> None:
     d = daemon()
     d.ready()
-    assert db_state(d.db) == disk_state(root)  # READY=1 comes after the first reconcile
+    assert db_state(d.db) == disk_state(root), d.log()[-3000:]  # READY=1 comes after the first reconcile
     status_lines = [m for m in d.drain() if m.startswith("STATUS=")]
     assert status_lines, d.messages
     assert d.call({"op": "ping"})["pong"] is True

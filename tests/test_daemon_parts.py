@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from indexer import discovery
+from indexer.documents import discovery
 from indexer.cli.app import cli
 from indexer.config import load_config
 from indexer.daemon import unit
 from indexer.daemon.changes import ChangeQueue, seconds_until_due
-from indexer.daemon.lock import AlreadyRunning, InstanceLock, running_pid
+from indexer.lockfile import AlreadyRunning, InstanceLock, running_pid
 from indexer.daemon.logs import JournalFormatter
 from indexer.daemon.notify import Notifier
 from indexer.daemon.watcher import Watcher, relevant_paths

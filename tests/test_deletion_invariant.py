@@ -18,13 +18,13 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from indexer import discovery
+from indexer.documents import discovery
 from indexer.cli import cli
 from indexer.config import load_config
-from indexer.discovery import Coverage, DiskFile
+from indexer.documents.discovery import Coverage, DiskFile
 from indexer.testing import HashEmbedder
-from indexer.planning import DbDoc, plan_changes
-from indexer.sync import DocumentSync
+from indexer.documents.planning import DbDoc, plan_changes
+from indexer.documents.sync import DocumentSync
 from indexer.testing import WhitespaceTokenCounter
 from conftest import EXAMPLES_SCALE
 from index_state import index_state

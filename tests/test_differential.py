@@ -29,9 +29,9 @@ from conftest import EXAMPLES_SCALE
 from index_state import State, index_state, state_diff
 from indexer.cli import cli
 from indexer.config import load_config
-from indexer.documents import DocumentIndexService
+from indexer.documents.service import DocumentIndexService
 from indexer.testing import HashEmbedder
-from indexer.sync import DocumentSync
+from indexer.documents.sync import DocumentSync
 from tree_ops import apply, every_file, initial, make_outside, make_scaffold, ops, restore_modes, scaffold
 
 MODEL = "hash:64"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from conftest import Corpora
-from indexer import discovery
-from indexer.discovery import DiskFile, Rules, is_indexable, scan
+from indexer.documents import discovery
+from indexer.documents.discovery import DiskFile, Rules, is_indexable, scan
 
 
 

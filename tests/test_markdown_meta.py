@@ -8,7 +8,7 @@ from pathlib import PurePath
 import pytest
 
 from conftest import Corpora
-from indexer.markdown_meta import DocMeta, first_h1, guess_type, parse_document, split_front_matter
+from indexer.documents.markdown_meta import DocMeta, first_h1, guess_type, parse_document, split_front_matter
 
 
 

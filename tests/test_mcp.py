@@ -17,7 +17,7 @@ from indexer.config import load_config
 from indexer.errors import ConfigError
 from indexer.mcp.catalog import TOOLS, parse_groups, select_tools
 from indexer.mcp.server import build_server
-from indexer.sync import DocumentSync
+from indexer.documents.sync import DocumentSync
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -277,6 +277,6 @@ def test_server_start_imports_no_model(tmp_path: Path) -> None:
 
     code = ("import sys; from indexer.config import load_config; from indexer.mcp.server import build_server; "
             "build_server(load_config()); print(sorted(m for m in ('torch', 'sentence_transformers', 'onnxruntime', "
-            "'indexer.embedding') if m in sys.modules))")
+            "'indexer.documents.embedding') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ), check=True)
     assert out.stdout.strip() == "[]"

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-import indexer.memory as memory_module
+import indexer.agent.memory as memory_module
 from indexer import Database, MemoryService
 from indexer.errors import ConflictError, NotFoundError, ValidationError
-from indexer.memory import (
+from indexer.agent.memory import (
     MemoryEntry, decode_cursor, encode_cursor, metadata_json, parse_json, to_json, ttl_seconds,
     validate_namespace,
 )

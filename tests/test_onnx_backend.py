@@ -14,9 +14,9 @@ import pytest
 
 from conftest import copy_tldr
 
-from indexer import onnx_embedding
+from indexer.documents import onnx_embedding
 from indexer.config import load_config
-from indexer.embedding import (EMBEDDER_CONFIG_KEYS, OnnxEmbedder, SentenceTransformerEmbedder,
+from indexer.documents.embedding import (EMBEDDER_CONFIG_KEYS, OnnxEmbedder, SentenceTransformerEmbedder,
                                default_model_path, embedder_for)
 from indexer.errors import ConfigError, IndexerError
 
@@ -112,7 +112,7 @@ def test_onnx_gives_torchs_vectors_and_int8_ranks_alike(onnx: OnnxEmbedder, mode
 @pytest.mark.process
 def test_a_process_with_the_export_cached_never_imports_torch(onnx: OnnxEmbedder, models: Path) -> None:
     code = (
-        "import sys; from pathlib import Path; from indexer.embedding import OnnxEmbedder; "
+        "import sys; from pathlib import Path; from indexer.documents.embedding import OnnxEmbedder; "
         f"e = OnnxEmbedder(cache_dir=Path({str(models)!r})); v = e.embed_query('hello'); "
         "print(len(v), 'torch' in sys.modules, 'sentence_transformers' in sys.modules)"
     )

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from indexer.discovery import DiskFile, scan
-from indexer.planning import ChangeSet, DbDoc, Move, plan_changes, sha256_file
+from indexer.documents.discovery import DiskFile, scan
+from indexer.documents.planning import ChangeSet, DbDoc, Move, plan_changes, sha256_file
 
 
 class Hasher:

@@ -13,9 +13,9 @@ from click.testing import CliRunner, Result
 
 from indexer.cli import cli
 from indexer.config import load_config
-from indexer.documents import DocumentIndexService
+from indexer.documents.service import DocumentIndexService
 from indexer.testing import HashEmbedder
-from indexer.sync import DocumentSync
+from indexer.documents.sync import DocumentSync
 from indexer.testing import WhitespaceTokenCounter
 from index_state import index_state, state_diff
 

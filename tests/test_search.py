@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from indexer.cli import cli
 from indexer.config import load_config
 from indexer.errors import ValidationError
-from indexer.search import SearchOptions, fuse, group_by_document, run_search
+from indexer.documents.search import SearchOptions, fuse, group_by_document, run_search
 from indexer.storage import driver
 from indexer.storage.search_store import Filters, bounded_fts_query, fts_query
-from indexer.sync import DocumentSync
+from indexer.documents.sync import DocumentSync
 from indexer.testing import HashEmbedder, WhitespaceTokenCounter
 
 EMBEDDER = HashEmbedder(dim=64)

@@ -12,7 +12,7 @@ import pytest
 
 from indexer import Database, SessionService
 from indexer.errors import ConflictError, NotFoundError, ValidationError
-from indexer.sessions import (
+from indexer.agent.sessions import (
     STATUSES, TRANSITIONS, Session, check_transition, initial_state, prepare_event, state_ops, state_scope,
 )
 from indexer.storage import driver, hot_queries, migrations
@@ -397,7 +397,7 @@ async def test_write_waits_for_a_lock_held_elsewhere_then_succeeds(svc: SessionS
                                      {"project_id": "p"}])
 async def test_pagination_with_identical_timestamps(svc: SessionService, monkeypatch: pytest.MonkeyPatch,
                                                     filters: dict[str, str]) -> None:
-    import indexer.sessions as sessions_module
+    import indexer.agent.sessions as sessions_module
 
     monkeypatch.setattr(sessions_module, "now_ts", lambda: "2025-01-01T00:00:00.000Z")  # 11 sessions, one ms
     created = [await svc.create_session("app", "alice", project_id="p", session_id=f"s{i:02d}") for i in range(11)]

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer import chunking
+from indexer.documents import chunking
 from indexer.config import load_config
-from indexer.embedding import from_blob
+from indexer.storage.vectors import from_blob
 from indexer.storage import driver
-from indexer.sync import DocumentSync
+from indexer.documents.sync import DocumentSync
 from indexer.testing import HashEmbedder, WhitespaceTokenCounter
 
 GUIDE = """# Guide

@@ -53,8 +53,8 @@ def _reindex_by_daemon(config: Any, paths: tuple[str, ...], full: bool) -> tuple
     Returns (its report, the PATHs outside its roots, left for this process), or None when
     no daemon answers."""
     from indexer.cli.daemon_client import ask
-    from indexer.sync import SyncReport
-    from indexer.targets import normal_path, within
+    from indexer.documents.sync import SyncReport
+    from indexer.documents.targets import normal_path, within
 
     pong = ask(config, {"op": "ping"}, timeout=10)
     if pong is None:
@@ -76,8 +76,8 @@ def _reindex_by_daemon(config: Any, paths: tuple[str, ...], full: bool) -> tuple
 
 
 def _reindex_here(config: Any, paths: tuple[str, ...], full: bool, as_json: bool) -> Any:
-    from indexer.embedding import embedder_for, prepare
-    from indexer.sync import DocumentSync, split_targets
+    from indexer.documents.embedding import embedder_for, prepare
+    from indexer.documents.sync import DocumentSync, split_targets
 
     extra_roots, targets = split_targets(paths, config.roots)
     run_roots = tuple(config.roots) + tuple(extra_roots)
@@ -158,14 +158,14 @@ def status(app: AppContext, as_json: bool, direct: bool) -> None:
     config = app.config()
     info = None if direct else ask(config, {"op": "status"}, timeout=5)
     if info is None:
-        from indexer.daemon.lock import running_pid
-        from indexer.status import collect_status
+        from indexer.lockfile import running_pid
+        from indexer.documents.status import collect_status
 
         info = collect_status(config.db)
         pid = running_pid(config.db)
         info["daemon"] = None if pid is None else {"pid": pid, "state": "not answering on its socket"}
         info["backend"] = config.backend  # what this process would embed with
-        from indexer.embedding import embedder_for
+        from indexer.documents.embedding import embedder_for
 
         exported = getattr(embedder_for(config), "exported", None)
         if exported is not None:  # the onnx backends: is the one-time export done?

@@ -9,63 +9,17 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any
 
 import click
 
 from indexer.cli.app import AppContext, cli
+from indexer.cli.common import compact, json_argument, json_object_option, run_with_db
 from indexer.cli.output import emit_json
-from indexer.errors import NotFoundError, ValidationError
+from indexer.errors import ValidationError
 
-T = TypeVar("T")
 _SPAN = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def json_argument(text: str, what: str) -> Any:
-    """A JSON command-line argument; ``-`` reads it from stdin."""
-    from indexer.memory import parse_json
-
-    if text == "-":
-        with click.open_file("-", "r") as stream:
-            text = stream.read()
-    return parse_json(text, what)
-
-
-def json_object_option(text: str | None, what: str) -> dict[str, Any] | None:
-    if text is None:
-        return None
-    value = json_argument(text, what)
-    if not isinstance(value, dict):
-        raise ValidationError(f"{what} must be a JSON object")
-    return value
-
-
-def run_with_db(app: AppContext, action: Callable[[Any], Awaitable[T]], *, create: bool = True) -> T:
-    """Open the configured database (migrating it if needed) and run ``action(db)``.
-
-    With ``create=False`` (every command but those that create a record) a missing database
-    file is an error instead of being created: a failed command leaves no file behind."""
-    from indexer.storage.database import Database
-
-    path = Path(app.config().db)
-    if not create and not path.exists():
-        raise NotFoundError(f"no database at {path} (nothing stored yet)")
-
-    async def main() -> T:
-        async with Database(path) as db:
-            return await action(db)
-
-    import asyncio
-
-    return asyncio.run(main())
-
-
-def compact(value: Any, width: int = 0) -> str:
-    text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
-    text = text.replace("\n", "\\n")
-    return text if not width or len(text) <= width else text[: width - 1] + "…"
 
 
 def parse_span(value: str) -> float:
@@ -106,7 +60,7 @@ def memory() -> None:
 def memory_add(app: AppContext, namespace: str, key: str, value: str, memory_type: str, by: str | None,
                metadata: str | None, as_json: bool) -> None:
     """Create KEY in NAMESPACE (version 1, or the next version of a deleted key)."""
-    from indexer.memory import MemoryService, validate_key, validate_memory_type, validate_namespace
+    from indexer.agent.memory import MemoryService, validate_key, validate_memory_type, validate_namespace
 
     validate_namespace(namespace)  # before the database file is opened (or created)
     validate_key(key)
@@ -128,7 +82,7 @@ def memory_add(app: AppContext, namespace: str, key: str, value: str, memory_typ
 @click.pass_obj
 def memory_get(app: AppContext, namespace: str, key: str, version: int | None, as_json: bool) -> None:
     """Show the latest live version of KEY (or --version N)."""
-    from indexer.memory import MemoryService
+    from indexer.agent.memory import MemoryService
 
     entry = run_with_db(app, lambda db: MemoryService(db).get_memory(namespace, key, version), create=False)
     if as_json:
@@ -151,7 +105,7 @@ def memory_get(app: AppContext, namespace: str, key: str, version: int | None, a
 def memory_update(app: AppContext, namespace: str, key: str, value: str, by: str | None, metadata: str | None,
                   as_json: bool) -> None:
     """Write a new version of KEY holding VALUE (type, metadata, created_by carried over)."""
-    from indexer.memory import MemoryService
+    from indexer.agent.memory import MemoryService
 
     data = json_argument(value, "VALUE")
     meta = json_object_option(metadata, "--metadata")
@@ -170,7 +124,7 @@ def memory_update(app: AppContext, namespace: str, key: str, value: str, by: str
 @click.pass_obj
 def memory_delete(app: AppContext, namespace: str, key: str, by: str | None, as_json: bool) -> None:
     """Soft-delete KEY: every version is hidden (restore undoes it)."""
-    from indexer.memory import MemoryService
+    from indexer.agent.memory import MemoryService
 
     count = run_with_db(app, lambda db: MemoryService(db).delete_memory(namespace, key, by), create=False)
     if as_json:
@@ -187,7 +141,7 @@ def memory_delete(app: AppContext, namespace: str, key: str, by: str | None, as_
 @click.pass_obj
 def memory_restore(app: AppContext, namespace: str, key: str, by: str | None, as_json: bool) -> None:
     """Undo the delete of KEY."""
-    from indexer.memory import MemoryService
+    from indexer.agent.memory import MemoryService
 
     entry = run_with_db(app, lambda db: MemoryService(db).restore_memory(namespace, key, by), create=False)
     if as_json:
@@ -205,7 +159,7 @@ def memory_restore(app: AppContext, namespace: str, key: str, by: str | None, as
 @click.pass_obj
 def memory_rollback(app: AppContext, namespace: str, key: str, version: int, by: str | None, as_json: bool) -> None:
     """Write a new version of KEY holding the value of VERSION."""
-    from indexer.memory import MemoryService
+    from indexer.agent.memory import MemoryService
 
     entry = run_with_db(app, lambda db: MemoryService(db).rollback_memory(namespace, key, version, by), create=False)
     if as_json:
@@ -221,7 +175,7 @@ def memory_rollback(app: AppContext, namespace: str, key: str, version: int, by:
 @click.pass_obj
 def memory_history(app: AppContext, namespace: str, key: str, as_json: bool) -> None:
     """Every version of KEY, oldest first, deleted ones included."""
-    from indexer.memory import MemoryService
+    from indexer.agent.memory import MemoryService
 
     entries = run_with_db(app, lambda db: MemoryService(db).get_memory_history(namespace, key), create=False)
     if as_json:
@@ -244,7 +198,7 @@ def memory_list(app: AppContext, prefix: str, memory_type: str | None, limit: in
                 all_pages: bool, as_json: bool) -> None:
     """The latest live version of each key in PREFIX and below it (whole segments:
     user:al does not match user:alice)."""
-    from indexer.memory import MemoryPage, MemoryService
+    from indexer.agent.memory import MemoryPage, MemoryService
 
     async def pages(db: Any) -> MemoryPage:
         service = MemoryService(db)
@@ -273,7 +227,7 @@ def memory_list(app: AppContext, prefix: str, memory_type: str | None, limit: in
 @click.pass_obj
 def memory_cleanup(app: AppContext, ttl: str, as_json: bool) -> None:
     """Soft-delete episodic memories not updated within --ttl."""
-    from indexer.memory import MemoryService
+    from indexer.agent.memory import MemoryService
 
     seconds = parse_span(ttl)
     count = run_with_db(app, lambda db: MemoryService(db).cleanup_expired(seconds), create=False)

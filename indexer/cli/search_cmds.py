@@ -64,7 +64,7 @@ def search(app: AppContext, query: tuple[str, ...], mode: str, k: int, doc_type:
     response = None if direct else ask(config, {"op": "search", "query": text, "mode": mode, "k": k, "filters": filters},
                                        timeout=30)
     if response is None:
-        from indexer.search import SearchOptions, search_database
+        from indexer.documents.search import SearchOptions, search_database
         from indexer.storage.search_store import Filters
 
         response = search_database(config, text, SearchOptions(mode=mode, k=k, filters=Filters(**filters)))

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from indexer.cli.app import AppContext, cli
-from indexer.cli.memory_cmds import compact, json_argument, json_object_option, run_with_db
+from indexer.cli.common import compact, json_argument, json_object_option, run_with_db
 from indexer.cli.output import emit_json
 from indexer.errors import ValidationError
 
@@ -41,8 +41,8 @@ def session() -> None:
 def session_create(app: AppContext, app_name: str, user_id: str, project_id: str | None, session_id: str | None,
                    state: str | None, metadata: str | None, as_json: bool) -> None:
     """Create a session (status created); prints its id."""
-    from indexer.memory import check_text
-    from indexer.sessions import SessionService, initial_state
+    from indexer.agent.common import check_text
+    from indexer.agent.sessions import SessionService, initial_state
 
     for value, what in ((app_name, "APP_NAME"), (user_id, "USER_ID")):
         check_text(value, what)  # before the database file is opened (or created)
@@ -64,7 +64,7 @@ def session_create(app: AppContext, app_name: str, user_id: str, project_id: str
 @click.pass_obj
 def session_show(app: AppContext, session_id: str, last: int, as_json: bool) -> None:
     """Show a session: status, times, state and its last events."""
-    from indexer.sessions import SessionService
+    from indexer.agent.sessions import SessionService
 
     s = run_with_db(app, lambda db: SessionService(db).get_session(session_id), create=False)
     if as_json:
@@ -102,7 +102,7 @@ def session_show(app: AppContext, session_id: str, last: int, as_json: bool) -> 
 def session_list(app: AppContext, app_name: str | None, user_id: str | None, project_id: str | None,
                  status: str | None, limit: int, cursor: str | None, all_pages: bool, as_json: bool) -> None:
     """Sessions, newest first."""
-    from indexer.sessions import SessionPage, SessionService
+    from indexer.agent.sessions import SessionPage, SessionService
 
     async def pages(db: Any) -> SessionPage:
         service = SessionService(db)
@@ -133,7 +133,7 @@ def session_list(app: AppContext, app_name: str | None, user_id: str | None, pro
 @click.pass_obj
 def session_append(app: AppContext, session_id: str, event: str, state_delta: str | None, as_json: bool) -> None:
     """Append EVENT (a JSON object; '-' reads it from stdin); prints the event id."""
-    from indexer.sessions import SessionService
+    from indexer.agent.sessions import SessionService
 
     data = json_argument(event, "EVENT")
     if not isinstance(data, dict):
@@ -153,7 +153,7 @@ def session_append(app: AppContext, session_id: str, event: str, state_delta: st
 @click.pass_obj
 def session_state(app: AppContext, session_id: str, delta: str | None, as_json: bool) -> None:
     """Show the state, or merge DELTA (a JSON object; null removes a key) and show the result."""
-    from indexer.sessions import SessionService
+    from indexer.agent.sessions import SessionService
 
     if delta is None:
         current = run_with_db(app, lambda db: SessionService(db).get_session(session_id), create=False)
@@ -175,7 +175,7 @@ def session_state(app: AppContext, session_id: str, delta: str | None, as_json: 
 @click.pass_obj
 def session_status(app: AppContext, session_id: str, new_status: str, as_json: bool) -> None:
     """Move a session to STATUS: active, paused, terminated or archived."""
-    from indexer.sessions import SessionService
+    from indexer.agent.sessions import SessionService
 
     s = run_with_db(app, lambda db: SessionService(db).set_status(session_id, new_status), create=False)
     if as_json:

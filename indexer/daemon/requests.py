@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from indexer.config import Config
     from indexer.daemon.changes import ChangeQueue
     from indexer.daemon.searcher import WarmSearcher
-    from indexer.sync import SyncReport
+    from indexer.documents.sync import SyncReport
 
 
 class ControlRequests:
@@ -52,7 +52,7 @@ class ControlRequests:
             return {"pong": True, "pid": os.getpid(), "version": __version__, "state": self.state,
                     "roots": [str(r) for r in self.config.roots]}
         if op == "status":
-            from indexer.status import collect_status
+            from indexer.documents.status import collect_status
 
             info = collect_status(self.config.db)
             info["daemon"] = self.describe()
@@ -65,7 +65,7 @@ class ControlRequests:
         raise ValidationError(f"unknown op {op!r}: use search, status, reindex or ping")
 
     def _search(self, request: dict[str, Any]) -> dict[str, Any]:
-        from indexer.search import SearchOptions
+        from indexer.documents.search import SearchOptions
         from indexer.storage.search_store import Filters
 
         query = request.get("query")
@@ -90,7 +90,7 @@ class ControlRequests:
         paths = request.get("paths") or []
         if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
             raise ValidationError("reindex: \"paths\" is a list of strings")
-        from indexer.targets import normal_path, within
+        from indexer.documents.targets import normal_path, within
 
         under_roots = within(self.config.roots)
         for raw in paths:

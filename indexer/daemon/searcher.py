@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from indexer.config import Config
 
-log = logging.getLogger("indexer.search")
+log = logging.getLogger("indexer.documents.search")
 
 
 class WarmSearcher:
@@ -62,7 +62,7 @@ class WarmSearcher:
         log.info("search model and vectors warm in %.1f s", self.warm_seconds)
 
     def search(self, query: str, options: Any) -> dict[str, Any]:
-        from indexer.search import run_search
+        from indexer.documents.search import run_search
 
         with self._lock:
             return run_search(self._connection(), query, options,

@@ -23,13 +23,13 @@ from indexer import __version__
 from indexer.config import Config
 from indexer.daemon.changes import Batch, ChangeQueue, YieldToChanges
 from indexer.daemon.control import ControlServer, socket_path
-from indexer.daemon.lock import InstanceLock
+from indexer.lockfile import InstanceLock
 from indexer.daemon.notify import Notifier
 from indexer.daemon.requests import ControlRequests
 from indexer.daemon.searcher import WarmSearcher
 from indexer.daemon.watcher import Watcher
 from indexer.errors import ConfigError, IndexerError
-from indexer.sync import DocumentSync, SyncReport
+from indexer.documents.sync import DocumentSync, SyncReport
 from indexer.timeutil import format_ts, parse_ts
 
 log = logging.getLogger("indexer.daemon")
@@ -39,7 +39,7 @@ STATUS_EVERY_S = 1.0
 
 
 def default_embedder(config: Config) -> Any:
-    from indexer.embedding import embedder_for
+    from indexer.documents.embedding import embedder_for
 
     return embedder_for(config)
 
@@ -358,7 +358,7 @@ class Daemon(ControlRequests):
         old = self.config
         self.config = new
         assert self.sync is not None and self.watcher is not None
-        from indexer.embedding import EMBEDDER_CONFIG_KEYS
+        from indexer.documents.embedding import EMBEDDER_CONFIG_KEYS
 
         if any(getattr(old, k) != getattr(new, k) for k in EMBEDDER_CONFIG_KEYS):
             self.sync.use_embedder(self.factory(new))

@@ -78,9 +78,9 @@ def overflow_aware_observer(queue: ChangeQueue) -> Any:
         from watchdog.observers.inotify import InotifyEmitter, InotifyWatchGroup
         from watchdog.observers.inotify_c import CallbackId, InotifyFD
     except ImportError:  # not Linux
-        from watchdog.observers import Observer
+        from watchdog.observers import Observer as PlatformObserver
 
-        return Observer()
+        return PlatformObserver()
 
     class Emitter(InotifyEmitter):
         def __init__(self, *args: Any, inotify_fd: Any, **kwargs: Any) -> None:

@@ -69,7 +69,7 @@ class ServerState:
         handshake) and kept; calls from worker threads are serialised."""
         with self._embed_lock:
             if self._embedder is None:
-                from indexer.embedding import embedder_for
+                from indexer.documents.embedding import embedder_for
 
                 self._embedder = embedder_for(self.config)
             return self._embedder.embed_query(text)

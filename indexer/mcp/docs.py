@@ -243,7 +243,7 @@ def _search(state: ServerState, query: str, mode: str, k: int, document_type: st
     if response is not None:
         served: dict[str, Any] = {"served_by": "daemon", "daemon_pid": (response.get("served_by") or {}).get("daemon_pid")}
     else:
-        from indexer.search import SearchOptions, search_database
+        from indexer.documents.search import SearchOptions, search_database
         from indexer.storage.search_store import Filters
 
         response = search_database(state.config, query, SearchOptions(mode=mode, k=k, filters=Filters(**filters)),
@@ -259,10 +259,10 @@ def _status(state: ServerState) -> IndexStatus:
     from indexer.cli.daemon_client import ask
 
     info = ask(state.config, {"op": "status"}, timeout=5)
-    served = "daemon" if info is not None else "direct"
+    served: Literal["daemon", "direct"] = "daemon" if info is not None else "direct"
     if info is None:
-        from indexer.daemon.lock import running_pid
-        from indexer.status import collect_status
+        from indexer.lockfile import running_pid
+        from indexer.documents.status import collect_status
 
         info = collect_status(state.config.db)
         pid = running_pid(state.config.db)
@@ -299,7 +299,7 @@ def _reindex(state: ServerState, paths: list[str], full: bool, wait: bool) -> Re
         return ReindexResult(served_by="daemon", done=bool(answer.get("done")), ticket=answer.get("ticket"),
                              report=report)
     from indexer.errors import ConfigError, ValidationError
-    from indexer.sync import DocumentSync, within
+    from indexer.documents.sync import DocumentSync, within
 
     roots = tuple(state.config.roots)
     if not roots:

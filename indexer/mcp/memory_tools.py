@@ -1,6 +1,6 @@
 """The memory tools: memory_get, memory_list, memory_write, memory_delete, memory_restore.
 
-They use :class:`~indexer.memory.MemoryService` on the database directly (no daemon needed):
+They use :class:`~indexer.agent.memory.MemoryService` on the database directly (no daemon needed):
 every write is one ``BEGIN IMMEDIATE`` transaction with its audit row, so several agents
 (several servers, the CLI) writing the same key get consecutive versions, none lost.
 """
@@ -85,7 +85,7 @@ async def write_memory(service: Any, namespace: str, key: str, value: Any, memor
 
 
 def register(server: MCPServer, state: ServerState, names: set[str]) -> None:
-    from indexer.memory import MemoryService
+    from indexer.agent.memory import MemoryService
 
     async def service(create: bool = False) -> MemoryService:
         return MemoryService(await state.database(create=create))
@@ -132,7 +132,7 @@ def register(server: MCPServer, state: ServerState, names: set[str]) -> None:
         ) -> Annotated[CallToolResult, MemoryPage]:
             """List memories (latest live version of each key) under a namespace prefix, by
             namespace then key, one page at a time. This is a listing, not a text search."""
-            from indexer.memory import encode_cursor
+            from indexer.agent.common import encode_cursor
 
             with tool_errors():
                 page = await (await service()).list_memories(prefix, memory_type, limit, cursor)

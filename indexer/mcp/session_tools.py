@@ -1,6 +1,6 @@
 """The session tools: session_create, session_get, session_list, session_append, session_update.
 
-They use :class:`~indexer.sessions.SessionService` on the database directly. Lifecycle:
+They use :class:`~indexer.agent.sessions.SessionService` on the database directly. Lifecycle:
 created → active ⇄ paused; created/active/paused → terminated → archived; any other change is
 a tool error naming both states. State keys: ``app:``, ``user:``, ``session:`` or no prefix;
 ``temp:`` keys are never stored; a null value removes a key.
@@ -59,7 +59,7 @@ def _session(s: Any) -> Session:
 
 
 def register(server: MCPServer, app: ServerState, names: set[str]) -> None:
-    from indexer.sessions import SessionService
+    from indexer.agent.sessions import SessionService
 
     async def service(create: bool = False) -> SessionService:
         return SessionService(await app.database(create=create))
@@ -112,7 +112,7 @@ def register(server: MCPServer, app: ServerState, names: set[str]) -> None:
         ) -> Annotated[CallToolResult, SessionPage]:
             """List sessions matching every filter given, newest first, without their events
             (event_count says how many), one page at a time."""
-            from indexer.memory import encode_cursor
+            from indexer.agent.common import encode_cursor
 
             with tool_errors():
                 page = await (await service()).list_sessions(app_name, user_id, project_id, status, limit, cursor)

@@ -64,7 +64,7 @@ def backup(source: Path, target: Path, *, overwrite: bool = False) -> CopyReport
 
 
 def restore(backup_file: Path, db: Path) -> CopyReport:
-    from indexer.daemon.lock import running_pid
+    from indexer.lockfile import running_pid
 
     backup_file = backup_file.expanduser().absolute()
     if not backup_file.is_file():

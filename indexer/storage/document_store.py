@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from indexer.embedding import Fingerprint, from_blob, mean_vector, to_blob
 from indexer.storage import driver, transactions
 from indexer.storage.driver import Connection
+from indexer.storage.vectors import Fingerprint, from_blob, mean_vector, to_blob
 from indexer.timeutil import now_ts
 
 VEC_TABLE = "chunk_vectors"

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any

@@ -1,4 +1,4 @@
-"""SQL of ``memory_entries`` (and its audit rows), for :class:`indexer.memory.MemoryService`.
+"""SQL of ``memory_entries`` (and its audit rows), for :class:`indexer.agent.memory.MemoryService`.
 
 The functions are synchronous and take the SQLite connection itself; the service runs a whole
 operation (its statements, its audit row, the commit) as one call through

@@ -1,4 +1,4 @@
-"""SQL of ``sessions``, for :class:`indexer.sessions.SessionService`.
+"""SQL of ``sessions``, for :class:`indexer.agent.sessions.SessionService`.
 
 Synchronous functions on the SQLite connection, run by the service as one operation per hop
 (:meth:`indexer.storage.database.Database.run`). Events and state are changed

@@ -142,7 +142,7 @@ def ensure_exported(model_dir: Path, folder: Path, backend: str) -> Path:
         announce(f"backend {backend!r}: exporting the model to ONNX into {folder}, once (about 10 s)")
         started = time.perf_counter()
         try:
-            done = subprocess.run([sys.executable, "-m", "indexer.onnx_embedding", str(model_dir), str(folder),
+            done = subprocess.run([sys.executable, "-m", "indexer.documents.onnx_embedding", str(model_dir), str(folder),
                                    backend], capture_output=True, text=True, timeout=900)
         except subprocess.TimeoutExpired:
             raise IndexerError(f"exporting {model_dir} to ONNX took over 15 minutes; {FALLBACK}") from None
@@ -243,7 +243,7 @@ class OnnxModel:
 
 
 def main(argv: Sequence[str]) -> int:
-    """``python -m indexer.onnx_embedding MODEL_DIR FOLDER BACKEND``: the export, on its own."""
+    """``python -m indexer.documents.onnx_embedding MODEL_DIR FOLDER BACKEND``: the export, on its own."""
     try:
         export(Path(argv[0]), Path(argv[1]), argv[2])
     except (IndexerError, IndexError, KeyError) as exc:

@@ -164,7 +164,7 @@ def search_database(config: Any, query: str, options: SearchOptions,
         def embed(text: str) -> np.ndarray:
             nonlocal embedder
             if embedder is None:
-                from indexer.embedding import embedder_for
+                from indexer.documents.embedding import embedder_for
 
                 embedder = embedder_for(config)
             return embedder.embed_query(text)

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from indexer.markdown_meta import ATX_HEADING, FENCE, SETEXT_UNDERLINE
+from indexer.documents.markdown_meta import ATX_HEADING, FENCE, SETEXT_UNDERLINE
 
 _NOT_SETEXT = re.compile(r"^ {0,3}(?:[-+*>]|\d{1,9}[.)])(?:[ \t]|$)")
 _MARKUP_LEADS = frozenset("`~#=-")  # first characters of fences, ATX headings, setext underlines

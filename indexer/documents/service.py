@@ -13,13 +13,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from indexer.config import Config, load_config
-from indexer.embedding import Embedder, from_blob, to_blob
+from indexer.documents.embedding import Embedder
+from indexer.storage.vectors import from_blob, to_blob
 from indexer.errors import NotFoundError, ValidationError
 from indexer.storage import document_store as store
 from indexer.storage import search_store
-from indexer.sync import DocumentSync, SyncReport
-from indexer.targets import split_targets
-from indexer.tokenizer import TokenCounter
+from indexer.documents.sync import DocumentSync, SyncReport
+from indexer.documents.targets import split_targets
+from indexer.documents.tokenizer import TokenCounter
 
 
 class DocumentIndexService:

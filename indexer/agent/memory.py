@@ -12,13 +12,13 @@ The rules (namespaces, memory types, JSON) are pure functions here; the SQL live
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator, NoReturn
 
+from indexer.agent.common import (DEFAULT_LIMIT, check_text, decode_cursor, encode_cursor, to_json, validate_limit)
 from indexer.errors import ConflictError, NotFoundError, ValidationError
 from indexer.storage import memory_store as store
 from indexer.storage.database import Database
@@ -26,8 +26,6 @@ from indexer.timeutil import format_ts, now_ts
 
 MEMORY_TYPES = ("semantic", "episodic", "procedural")
 NAMESPACE_SCOPES = ("project", "app", "user", "session", "temp")
-DEFAULT_LIMIT = 100
-MAX_LIMIT = 1000
 
 
 @dataclass(frozen=True)
@@ -71,15 +69,6 @@ class MemoryPage:
 
 # --- the rules, as pure functions ---------------------------------------------------------
 
-def check_text(value: Any, what: str) -> str:
-    """A non-empty string without control characters (one-line error messages stay one line)."""
-    if not isinstance(value, str) or not value:
-        raise ValidationError(f"{what} must be a non-empty string, got {value!r}")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-        raise ValidationError(f"{what} must not contain control characters: {value!r}")
-    return value
-
-
 def validate_namespace(namespace: Any) -> str:
     """``scope[:segment…]``: ':'-separated non-empty segments, the first one of
     project, app, user, session, temp."""
@@ -110,38 +99,12 @@ def validate_version(version: Any) -> int:
     return version
 
 
-def validate_limit(limit: Any) -> int:
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
-        raise ValidationError(f"limit must be an integer from 1 to {MAX_LIMIT}, got {limit!r}")
-    return limit
-
-
-def to_json(value: Any, what: str = "value") -> str:
-    """JSON text of a Python value; ValidationError for what JSON cannot hold (NaN, sets…)."""
-    try:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise ValidationError(f"{what} is not JSON-serialisable: {exc}") from None
-
-
 def metadata_json(metadata: Any) -> str:
     if metadata is None:
         return "{}"
     if not isinstance(metadata, dict):
         raise ValidationError(f"metadata must be a JSON object, got {type(metadata).__name__}")
     return to_json(metadata, "metadata")
-
-
-def parse_json(text: str, what: str = "value") -> Any:
-    """Decode JSON text given by a user (e.g. a CLI argument): ValidationError, one line."""
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except ValueError as exc:
-        raise ValidationError(f"{what} is not valid JSON: {exc}") from None
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed in JSON")
 
 
 def ttl_seconds(ttl: Any) -> float:
@@ -155,24 +118,6 @@ def ttl_seconds(ttl: Any) -> float:
     if not math.isfinite(seconds) or seconds < 0:
         raise ValidationError(f"ttl must be a finite, non-negative duration, got {ttl!r}")
     return seconds
-
-
-def encode_cursor(position: list[Any]) -> str:
-    raw = json.dumps(position, ensure_ascii=False, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: Any, size: int) -> list[str]:
-    """The position a cursor holds: a list of ``size`` strings; ValidationError otherwise."""
-    try:
-        text = str(cursor)
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        position = json.loads(raw)
-    except (ValueError, TypeError):
-        raise ValidationError(f"invalid cursor {cursor!r}") from None
-    if not isinstance(position, list) or len(position) != size or not all(isinstance(p, str) for p in position):
-        raise ValidationError(f"invalid cursor {cursor!r}")
-    return position
 
 
 def _name(namespace: str, key: str) -> str:

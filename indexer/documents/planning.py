@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, NamedTuple
 
-from indexer.discovery import Coverage, DiskFile
+from indexer.documents.discovery import Coverage, DiskFile
 
 __all__ = ["ChangeSet", "Coverage", "DbDoc", "DiskFile", "HashFn", "Move", "plan_changes", "sha256_file"]
 

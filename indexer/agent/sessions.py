@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Iterator
 
 from indexer.errors import ConflictError, NotFoundError, ValidationError
-from indexer.memory import DEFAULT_LIMIT, check_text, decode_cursor, encode_cursor, to_json, validate_limit
+from indexer.agent.common import DEFAULT_LIMIT, check_text, decode_cursor, encode_cursor, to_json, validate_limit
 from indexer.storage import session_store as store
 from indexer.storage.database import Database
 from indexer.timeutil import now_ts

@@ -15,17 +15,17 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from indexer import chunking, discovery, markdown_meta, planning
+from indexer.documents import chunking, discovery, markdown_meta, planning
 from indexer.config import Config
-from indexer.embedding import Embedder, fingerprint, embedder_for
-from indexer.targets import normal_path, place, split_targets, within
+from indexer.documents.embedding import Embedder, fingerprint, embedder_for
+from indexer.documents.targets import normal_path, place, split_targets, within
 
 __all__ = ["DocumentSync", "FileProblem", "SyncReport", "normal_path", "place", "read_markdown", "split_targets",
            "within"]
 from indexer.storage import document_store as store
 from indexer.storage import driver, migrations
 from indexer.timeutil import format_ts, parse_ts
-from indexer.tokenizer import TokenCounter, token_counter_for
+from indexer.documents.tokenizer import TokenCounter, token_counter_for
 
 APPLY_BATCH = 200  # documents per write transaction
 EMBED_FETCH = 256  # chunks per embedding round (the model batches within it)

@@ -3,7 +3,7 @@
 1. The body (front matter skipped, its lines still counted) is scanned into sections (one
    per heading, heading path kept) of blocks: headings, fenced code (opaque), and text runs
    (paragraphs, lists, tables). A heading with no body joins its first subsection
-   (:mod:`indexer.markdown_sections`).
+   (:mod:`indexer.documents.markdown_sections`).
 2. A block that fits the section's budget is one unit, kept whole (code fences included).
    A longer code block is cut into lines; a longer text block at list items and table rows,
    then at sentence ends; anything still too long at word starts by the tokenizer.
@@ -34,9 +34,9 @@ from itertools import accumulate
 from dataclasses import dataclass
 from typing import Sequence
 
-from indexer.markdown_meta import split_front_matter
-from indexer.markdown_sections import Block, parse_sections
-from indexer.tokenizer import TokenCounter
+from indexer.documents.markdown_meta import split_front_matter
+from indexer.documents.markdown_sections import Block, parse_sections
+from indexer.documents.tokenizer import TokenCounter
 
 CHUNKER_VERSION = "md-3"  # md-3: a heading is never cut off from the start of its body
 DEFAULT_TARGET_TOKENS = 200  # the config's default chunk_tokens

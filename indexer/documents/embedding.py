@@ -11,7 +11,6 @@ import functools
 import json
 import os
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
@@ -19,20 +18,7 @@ import numpy as np
 
 from indexer.config import DEFAULT_MODEL
 from indexer.errors import IndexerError
-
-
-@dataclass(frozen=True)
-class Fingerprint:
-    """What the stored vectors depend on; a change means every vector must be rebuilt."""
-
-    model: str
-    dim: int
-    query_prefix: str
-    document_prefix: str
-    chunker: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+from indexer.storage.vectors import Fingerprint
 
 
 class Embedder(Protocol):
@@ -66,13 +52,6 @@ def resolve_model(name: str) -> str:
         return str(default_model_path())
     candidate = Path(name).expanduser()
     return str(candidate.resolve()) if candidate.exists() else name
-
-
-def _normalise(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    norms[norms == 0] = 1.0
-    return vectors / norms
 
 
 class _ModelEmbedder:
@@ -162,7 +141,7 @@ class SentenceTransformerEmbedder(_ModelEmbedder):
 
 class OnnxEmbedder(_ModelEmbedder):
     """The same model exported once to ONNX and run by onnxruntime: no torch at run time (see
-    :mod:`indexer.onnx_embedding`). ``backend`` "onnx" (float32) gives torch's vectors and
+    :mod:`indexer.documents.onnx_embedding`). ``backend`` "onnx" (float32) gives torch's vectors and
     keeps its name; "onnx-int8" is faster, ranks a little worse, and is named ``+onnx-int8``."""
 
     def __init__(self, model: str = DEFAULT_MODEL, *, cache_dir: Path, backend: str = "onnx", **options: Any) -> None:
@@ -175,7 +154,7 @@ class OnnxEmbedder(_ModelEmbedder):
 
     def _exported(self) -> tuple[Path, Path]:
         """(model directory, exported file), exporting first if needed (~10 s, once)."""
-        from indexer import onnx_embedding
+        from indexer.documents import onnx_embedding
 
         model_dir = self.model_dir
         if model_dir is None:
@@ -187,7 +166,7 @@ class OnnxEmbedder(_ModelEmbedder):
 
     def exported(self) -> bool:
         """Whether the export is already there (nothing is exported or loaded to tell)."""
-        from indexer import onnx_embedding
+        from indexer.documents import onnx_embedding
 
         model_dir = self.model_dir
         return model_dir is not None and (self.cache_dir / onnx_embedding.model_key(model_dir)
@@ -199,7 +178,7 @@ class OnnxEmbedder(_ModelEmbedder):
         self._exported()
 
     def load(self) -> Any:
-        from indexer import onnx_embedding
+        from indexer.documents import onnx_embedding
 
         with self._lock:
             if self._model is None:
@@ -266,17 +245,3 @@ def fingerprint(embedder: Embedder, chunker_version: str) -> Fingerprint:
         document_prefix=getattr(embedder, "document_prefix", ""),
         chunker=chunker_version,
     )
-
-
-def to_blob(vector: np.ndarray) -> bytes:
-    """float32 little-endian bytes: the format of vec0 and of document_index.embedding_blob."""
-    return np.asarray(vector, dtype="<f4").tobytes()
-
-
-def from_blob(blob: bytes) -> np.ndarray:
-    return np.frombuffer(blob, dtype="<f4")
-
-
-def mean_vector(vectors: np.ndarray) -> np.ndarray:
-    """The normalised mean of a document's chunk vectors."""
-    return _normalise(np.asarray(vectors, dtype=np.float32).mean(axis=0)[None, :])[0]

@@ -1,0 +1,1 @@
+"""The agent services: versioned namespaced memories and sessions."""

@@ -1,0 +1,1 @@
+"""The document pipeline: discovery, planning, markdown, chunking, embedding, sync, search."""

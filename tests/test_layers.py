@@ -1,0 +1,103 @@
+"""The import layers, read from the source (ast): a new upward edge fails here.
+
+    core (indexer/*.py)  <-  storage  <-  documents, agent  <-  daemon  <-  cli, mcp
+
+storage imports only core; documents and agent never import each other; the daemon serves the
+documents pipeline; only cli and mcp (the two front doors) may import everything. Nothing outside
+storage imports the SQLite binding.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "indexer"
+
+ALLOWED: dict[str, set[str]] = {
+    "core": {"core"},
+    "storage": {"core", "storage"},
+    "documents": {"core", "storage", "documents"},
+    "agent": {"core", "storage", "agent"},
+    "daemon": {"core", "storage", "documents", "daemon"},
+    "cli": {"core", "storage", "documents", "agent", "daemon", "cli", "mcp"},
+    "mcp": {"core", "storage", "documents", "agent", "daemon", "cli", "mcp"},
+}
+SQLITE_MODULES = {"sqlite3", "sqlean", "aiosqlite", "sqlite_vec"}
+
+
+def layer_of(module: str) -> str:
+    parts = module.split(".")
+    if parts[0] != "indexer":
+        raise ValueError(module)
+    if len(parts) == 1 or parts[1] not in ALLOWED:
+        return "core"
+    return parts[1]
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports_of(path: Path) -> list[tuple[int, str]]:
+    """Every module imported anywhere in the file (lazy imports inside functions included)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.extend((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.lineno, node.module))
+            if node.module == "indexer":  # from indexer import documents -> indexer.documents
+                found.extend((node.lineno, f"indexer.{alias.name}") for alias in node.names)
+    return found
+
+
+def source_files() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py"))
+
+
+def test_layer_of() -> None:
+    assert layer_of("indexer") == "core"
+    assert layer_of("indexer.config") == "core"
+    assert layer_of("indexer.storage.driver") == "storage"
+    assert layer_of("indexer.documents.sync") == "documents"
+
+
+def test_no_upward_or_sideways_imports() -> None:
+    bad = []
+    for path in source_files():
+        if path.name == "__main__.py" and path.parent == PACKAGE:
+            continue
+        here = layer_of(module_name(path)) if module_name(path) != "indexer" else "core"
+        for line, target in imports_of(path):
+            if target.split(".")[0] != "indexer":
+                continue
+            there = layer_of(target)
+            if there not in ALLOWED[here]:
+                bad.append(f"{path.relative_to(PACKAGE.parent)}:{line}: {here} imports {target} ({there})")
+    assert not bad, "upward or sideways imports:\n" + "\n".join(bad)
+
+
+def test_sqlite_binding_only_in_storage() -> None:
+    bad = []
+    for path in source_files():
+        if layer_of(module_name(path) or "indexer") == "storage":
+            continue
+        for line, target in imports_of(path):
+            if target.split(".")[0] in SQLITE_MODULES:
+                bad.append(f"{path.relative_to(PACKAGE.parent)}:{line}: imports {target}")
+    assert not bad, "the SQLite binding outside storage:\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize("layer", sorted(ALLOWED))
+def test_every_layer_has_modules(layer: str) -> None:
+    """The map above describes packages that exist (a renamed package cannot silently pass)."""
+    names = {layer_of(module_name(p)) for p in source_files() if module_name(p)}
+    assert layer in names
