@@ -13,10 +13,8 @@ import pytest
 import indexer.agent.memory as memory_module
 from indexer import Database, MemoryService
 from indexer.errors import ConflictError, NotFoundError, ValidationError
-from indexer.agent.memory import (
-    MemoryEntry, decode_cursor, encode_cursor, metadata_json, parse_json, to_json, ttl_seconds,
-    validate_namespace,
-)
+from indexer.agent.common import decode_cursor, encode_cursor, parse_json, to_json
+from indexer.agent.memory import MemoryEntry, metadata_json, ttl_seconds, validate_namespace
 from indexer.storage import driver, hot_queries, migrations
 from indexer.storage import memory_store as store
 
