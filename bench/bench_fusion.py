@@ -61,6 +61,7 @@ class Corpus:
         matrix = VectorMatrix()
         matrix.refresh(conn)
         self.chunk_ids, self.chunk_matrix = matrix.ids, matrix.matrix
+        self.row_of = {int(c): i for i, c in enumerate(self.chunk_ids)}
         self.doc_of = {int(c): int(d) for c, d in conn.execute("SELECT id, document_id FROM document_chunks")}
         rows = conn.execute("SELECT id, file_path, title, embedding_blob FROM document_index ORDER BY id").fetchall()
         self.doc_ids = np.array([r[0] for r in rows])
@@ -146,7 +147,7 @@ def with_mean(e: Evidence, beta: float) -> dict[int, float]:
 def prf(e: Evidence, gamma: float, n: int = 3) -> dict[int, float]:
     """Rocchio on vectors: the query moved towards its n best chunks, chunks re-scored."""
     best = [c for c, _ in sorted(e.sem.items(), key=lambda i: -i[1])[:n]]
-    rows = CORPUS.chunk_matrix[np.searchsorted(CORPUS.chunk_ids, best)]
+    rows = CORPUS.chunk_matrix[[CORPUS.row_of[c] for c in best]]
     moved = e.qvec + gamma * rows.mean(axis=0)
     moved /= np.linalg.norm(moved)
     return ranking.document_max(CORPUS.top(CORPUS.chunk_matrix, CORPUS.chunk_ids, moved).items(), DOC_OF)
@@ -183,6 +184,17 @@ def variants() -> dict[str, Callable[[Evidence], list[int]]]:
     return v
 
 
+def query_vectors(texts: list[str], embedder, directory: Path) -> dict[str, np.ndarray]:
+    """Query vectors, cached beside the database (keyed by the texts)."""
+    path = directory / f"queries-{hashlib.sha1(chr(0).join(texts).encode()).hexdigest()[:12]}.npy"
+    if path.exists():
+        vectors = np.load(path)
+    else:
+        vectors = np.stack([embedder.embed_query(t) for t in texts])
+        np.save(path, vectors)
+    return dict(zip(texts, vectors))
+
+
 def metrics(ranked_docs: list[int], relevant: set[str]) -> tuple[float, float]:
     paths = [CORPUS.path_of[d] for d in ranked_docs[:10]]
     rank = next((i for i, p in enumerate(paths, 1) if p in relevant), None)
@@ -207,20 +219,22 @@ def main() -> None:
     parser.add_argument("--backend", choices=("torch", "onnx", "onnx-int8"), default="onnx")
     parser.add_argument("--only", help="Run only variants whose name contains this text.")
     parser.add_argument("--show-heldout", action="store_true", help="Also print held-out MRR (after choosing).")
+    parser.add_argument("--queries-only", action="store_true", help="Only embed (and cache) the query vectors.")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     embedder = make_embedder(load_config({}).model, threads=os.cpu_count() or 1, backend=args.backend,
                              cache_dir=args.db.parent / "models")
+    queries = json.loads(QUERIES.read_text())["queries"]
+    cache = query_vectors(sorted({t for q in queries for t in (q["q"], ranking.question_core(q["q"]))}),
+                          embedder, args.db.parent)
+    if args.queries_only:
+        return
     CORPUS = Corpus(args.db, embedder)
     DOC_OF = CORPUS.doc_of
-    cache: dict[str, np.ndarray] = {}
 
     def embed(text: str) -> np.ndarray:
-        if text not in cache:
-            cache[text] = embedder.embed_query(text)
         return cache[text]
 
-    queries = json.loads(QUERIES.read_text())["queries"]
     evidence = [CORPUS.evidence(q, embed) for q in queries]
     results: dict[str, dict[str, dict[str, float]]] = {}
     for name, variant in variants().items():

@@ -140,6 +140,9 @@ def bench_latency(tmp: Path, size: int, embedder, texts: list[str], queries: lis
         cur = conn.execute("INSERT INTO document_index (file_path, title, content_hash, sync_status) VALUES (?, ?, ?, 'synced')",
                            (f"/bench/doc-{d}.md", f"doc {d}", "h"))
         doc_id = cur.lastrowid
+        summary = rng.standard_normal(384).astype(np.float32)
+        conn.execute("INSERT INTO document_summaries (document_id, summary_hash, text, embedding) VALUES (?, ?, ?, ?)",
+                     (doc_id, str(d), texts[d % len(texts)][:200], to_blob(summary / np.linalg.norm(summary))))
         for i in range(d, min(d + per_doc, size)):
             text = texts[i % len(texts)]
             cid = conn.execute(
@@ -200,7 +203,8 @@ def main() -> None:
                 raise SystemExit(f"error: no index at {args.db}")
             result["quality"] = bench_quality(args.db, args.backend, queries)
             print_quality(result["quality"])
-        embedder = make_embedder(load_config({}).model, threads=1, backend=args.backend, cache_dir=Path(scratch) / "models")
+        models = (args.db.parent if args.db else Path(scratch)) / "models"  # the exported ONNX model, reused
+        embedder = make_embedder(load_config({}).model, threads=1, backend=args.backend, cache_dir=models)
         texts = [p.read_text()[:600] for p in sorted((CORPORA / "tldr" / "pages" / "common").glob("*.md"))[:3000]]
         queries_text = [q["q"] for q in json.loads(QUERIES.read_text())["queries"]][:120]
         embedder.embed_query("warm up")
