@@ -16,8 +16,9 @@ CREATE TABLE document_summaries (
 -- summaries waiting for a vector (the embedding worker's second queue)
 CREATE INDEX idx_summaries_unembedded ON document_summaries(document_id) WHERE embedding IS NULL;
 
--- Documents indexed before this migration get their summary on the next sync: an empty
--- content hash and no recorded mtime make the planner re-read each one (as after a chunker
--- upgrade); their chunks keep their vectors (same text, same hash), only summaries are new.
+-- Documents this indexer chunked before this migration get their summary on the next sync:
+-- an empty content hash and no recorded mtime make the planner re-read each one (as after a
+-- chunker upgrade); their chunks keep their vectors (same text, same hash), only summaries
+-- are new. Rows without chunks (adopted from a legacy database) are left as they are.
 UPDATE document_index SET content_hash = '', metadata = json_remove(coalesce(metadata, '{}'), '$.mtime_ns')
-WHERE sync_status != 'failed';
+WHERE sync_status != 'failed' AND id IN (SELECT document_id FROM document_chunks);
