@@ -181,6 +181,13 @@ def variants() -> dict[str, Callable[[Evidence], list[int]]]:
             lambda e, q=q, o=o: score_fusion(e, shape_weight(e, q, o), with_summary(e, 0.35, combine="sum")))
         v[f"RRF by shape q={q} other={o * 5} + summary 0.35"] = (
             lambda e, q=q, o=o: rrf(e, shape_weight(e, q, o * 5), with_summary(e, 0.35, combine="sum")))
+    for b in (0.2, 0.25):
+        for q, o in ((0.05, 1.0), (0.05, 1.5), (0.1, 1.5)):
+            v[f"RRF by shape q={q} other={o} + summary {b}"] = (
+                lambda e, q=q, o=o, b=b: rrf(e, shape_weight(e, q, o), with_summary(e, b, combine="sum")))
+        for q, o in ((0.05, 0.3), (0.1, 0.3)):
+            v[f"score fusion by shape q={q} other={o} + summary {b}"] = (
+                lambda e, q=q, o=o, b=b: score_fusion(e, shape_weight(e, q, o), with_summary(e, b, combine="sum")))
     return v
 
 

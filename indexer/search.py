@@ -29,12 +29,13 @@ SNIPPET_CHARS = 200
 
 @dataclass(frozen=True)
 class Fusion:
-    """How evidence combines (defaults: chosen on the tune half of bench/queries.json)."""
+    """How evidence combines. Defaults chosen on the tune half of bench/queries.json
+    (bench/bench_fusion.py), confirmed on the held-out half (README, "Search quality")."""
 
     method: str = "score"  # "score": semantic + w * BM25/max(BM25); "rrf": weighted reciprocal rank
-    keyword_weight_question: float = 0.05  # BM25's weight for natural-language queries
+    keyword_weight_question: float = 0.1  # BM25's weight for natural-language queries
     keyword_weight_keyword: float = 0.3  # ... for quoted, code-like or short non-question queries
-    summary_weight: float = 0.35  # semantic = (1 - b) * best chunk + b * summary cosine
+    summary_weight: float = 0.2  # semantic = (1 - b) * best chunk + b * summary cosine
     rrf_k: int = 60
 
     def keyword_weight(self, query: str) -> float:
