@@ -34,7 +34,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from indexer.config import load_config  # noqa: E402
 from indexer.embedding import make_embedder, to_blob  # noqa: E402
-from indexer.search import SearchOptions, run_search  # noqa: E402
+from indexer.search import Fusion, SearchOptions, run_search  # noqa: E402
 from indexer.storage.search_store import VectorMatrix  # noqa: E402
 from indexer.storage import driver  # noqa: E402
 from indexer.sync import DocumentSync  # noqa: E402
@@ -153,7 +153,8 @@ def bench_latency(tmp: Path, size: int, embedder, texts: list[str], queries: lis
     conn.execute("COMMIT")
     conn.close()
     conn = driver.connect(db, readonly=True)
-    search_ms, cached_ms, embed_ms, numpy_ms = [], [], [], []
+    search_ms, cached_ms, embed_ms, numpy_ms, plain_ms = [], [], [], [], []
+    plain = SearchOptions(mode="hybrid", k=10, fusion=Fusion(summary_weight=0.0))  # chunks only
     matrix = VectorMatrix()
     try:
         run_search(conn, "warm", SearchOptions(mode="hybrid", k=10), embedder.embed_query, matrix)
@@ -164,6 +165,9 @@ def bench_latency(tmp: Path, size: int, embedder, texts: list[str], queries: lis
             start = time.perf_counter()
             run_search(conn, q, SearchOptions(mode="hybrid", k=10), embedder.embed_query, matrix)
             cached_ms.append((time.perf_counter() - start) * 1e3)
+            start = time.perf_counter()
+            run_search(conn, q, plain, embedder.embed_query, matrix)
+            plain_ms.append((time.perf_counter() - start) * 1e3)
             start = time.perf_counter()
             qv = embedder.embed_query(q)
             embed_ms.append((time.perf_counter() - start) * 1e3)
@@ -176,6 +180,7 @@ def bench_latency(tmp: Path, size: int, embedder, texts: list[str], queries: lis
     return {f"search_p50_ms@{size}": statistics.median(search_ms), f"search_p95_ms@{size}": q95(search_ms),
             f"search_in_memory_vectors_p50_ms@{size}": statistics.median(cached_ms),
             f"search_in_memory_vectors_p95_ms@{size}": q95(cached_ms),
+            f"search_in_memory_no_summaries_p50_ms@{size}": statistics.median(plain_ms),
             f"query_embed_p50_ms@{size}": statistics.median(embed_ms),
             f"numpy_bruteforce_p50_ms@{size}": statistics.median(numpy_ms)}
 
