@@ -1,11 +1,15 @@
 """Search quality and latency.
 
-    .venv/bin/python bench/bench_search.py [--distractors 1200] [--latency-sizes 10000,100000] [--json out.json]
+    .venv/bin/python bench/bench_search.py --db INDEX.db [--backend onnx] [--json out.json]
+    .venv/bin/python bench/bench_search.py --workdir DIR   # builds DIR/index.db first (minutes)
 
-Quality: bench/queries.json (labelled queries over ../shared/corpora). The index holds every
-relevant file plus deterministic distractors, embedded with the real model. Reports MRR@10
-and recall@5 per mode (hybrid, semantic, keyword), per query kind, and a sweep of the
-keyword weight of the fusion.
+Quality: bench/queries.json, labelled queries over all of ../shared/corpora (7,013 tldr pages,
+650 Rust RFCs), split once into a ``tune`` and a ``heldout`` half. The index is the full
+corpora indexed in place: pass ``--db`` to reuse one (built once with
+``indexer reindex --root .../tldr/pages --root .../rust-rfcs/text``), or ``--workdir`` to
+build it there. Searches go through ``indexer.documents.search.run_search`` (what the CLI and daemon
+use). Prints MRR@10 and recall@5 per mode (keyword, semantic, hybrid) and per query kind for
+each half, held-out first: quote the held-out figures; tune ranking only on ``tune``.
 
 Latency: synthetic indexes of N chunks (corpus chunk texts, random unit vectors): in-process
 search p50/p95 (query embedding included) next to the raw query embedding and a numpy
@@ -17,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -32,36 +35,62 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from indexer.config import load_config  # noqa: E402
 from indexer.documents.embedding import make_embedder  # noqa: E402
 from indexer.storage.vectors import to_blob  # noqa: E402
-from indexer.documents.search import SearchOptions, run_search  # noqa: E402
+from indexer.documents.search import Fusion, SearchOptions, run_search  # noqa: E402
 from indexer.storage.search_store import VectorMatrix  # noqa: E402
 from indexer.storage import driver  # noqa: E402
 from indexer.documents.sync import DocumentSync  # noqa: E402
 
 CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 QUERIES = Path(__file__).with_name("queries.json")
+ROOTS = (CORPORA / "tldr" / "pages", CORPORA / "rust-rfcs" / "text")
+MODES = ("keyword", "semantic", "hybrid")
+SPLITS = ("heldout", "tune")
 
 
-def build_quality_corpus(dest: Path, distractors: int) -> dict[str, Path]:
-    """Copy relevant files and distractors; returns corpus-relative name -> copied path."""
-    queries = json.loads(QUERIES.read_text())["queries"]
-    wanted = sorted({r for q in queries for r in q["relevant"]})
-    pool = sorted(str(p.relative_to(CORPORA)) for p in (CORPORA / "tldr" / "pages").glob("*/*.md"))
-    step = max(len(pool) // max(distractors, 1), 1)
-    extra = [p for p in pool[::step] if p not in wanted][:distractors]
-    rfcs = sorted(str(p.relative_to(CORPORA)) for p in (CORPORA / "rust-rfcs" / "text").glob("*.md"))
-    extra += [p for p in rfcs[::25] if p not in wanted]
-    mapping = {}
-    for rel in wanted + extra:
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(CORPORA / rel, target)
-        mapping[rel] = target.resolve()
-    return mapping
+def load_queries(path: Path = QUERIES) -> list[dict]:
+    """The labelled queries; every relevant file must exist (a typo would count as a miss)."""
+    queries = json.loads(path.read_text())["queries"]
+    missing = sorted({r for q in queries for r in q["relevant"] if not (CORPORA / r).is_file()})
+    if missing:
+        raise SystemExit(f"error: {len(missing)} labelled files do not exist under {CORPORA}: {missing[:5]}")
+    bad = [q["q"] for q in queries if q.get("split") not in SPLITS]
+    if bad:
+        raise SystemExit(f"error: queries without a tune/heldout split: {bad[:5]}")
+    return queries
 
 
-def evaluate(conn, embedder, queries, mapping, mode: str, keyword_weight: float = 0.075) -> dict[str, float]:
+def evaluate(conn, embed, queries, mode: str, matrix: VectorMatrix | None = None) -> dict[str, float]:
     rr, recall = [], []
-    by_kind: dict[str, list[float]] = {}
+    by_kind: dict[str, list[tuple[float, float]]] = {}
+    for q in queries:
+        relevant = {str(CORPORA / r) for r in q["relevant"]}
+        paths = [hit["path"] for hit in run_search(conn, q["q"], SearchOptions(mode=mode, k=10), embed, matrix)["results"]]
+        rank = next((i for i, p in enumerate(paths, 1) if p in relevant), None)
+        rr.append(1.0 / rank if rank else 0.0)
+        recall.append(len(relevant & set(paths[:5])) / min(len(relevant), 5))
+        by_kind.setdefault(q["kind"], []).append((rr[-1], recall[-1]))
+    result = {"queries": len(queries), "mrr@10": round(statistics.mean(rr), 4), "recall@5": round(statistics.mean(recall), 4)}
+    for kind, values in sorted(by_kind.items()):
+        result[f"mrr@10[{kind}]"] = round(statistics.mean(v for v, _ in values), 4)
+        result[f"recall@5[{kind}]"] = round(statistics.mean(v for _, v in values), 4)
+        result[f"n[{kind}]"] = len(values)
+    return result
+
+
+def build_index(workdir: Path, backend: str) -> tuple[Path, dict[str, object]]:
+    """Index the full corpora in place into workdir/index.db (unchanged files are skipped)."""
+    db = workdir / "index.db"
+    config = load_config({"db": str(db), "roots": [str(r) for r in ROOTS], "backend": backend,
+                          "embed_threads": os.cpu_count() or 1})
+    start = time.perf_counter()
+    with DocumentSync(config) as sync:
+        report = sync.run()
+    return db, {"files": report.scanned, "chunks_embedded": report.chunks_embedded,
+                "index_s": round(time.perf_counter() - start, 1)}
+
+
+def bench_quality(db: Path, backend: str, queries: list[dict]) -> dict[str, object]:
+    embedder = make_embedder(load_config({}).model, threads=1, backend=backend, cache_dir=db.parent / "models")
     cache: dict[str, np.ndarray] = {}
 
     def embed(text: str) -> np.ndarray:
@@ -69,44 +98,32 @@ def evaluate(conn, embedder, queries, mapping, mode: str, keyword_weight: float 
             cache[text] = embedder.embed_query(text)
         return cache[text]
 
-    for q in queries:
-        relevant = {str(mapping[r]) for r in q["relevant"]}
-        options = SearchOptions(mode=mode, k=10, keyword_weight=keyword_weight)
-        paths = [hit["path"] for hit in run_search(conn, q["q"], options, embed)["results"]]
-        rank = next((i for i, p in enumerate(paths, 1) if p in relevant), None)
-        rr.append(1.0 / rank if rank else 0.0)
-        recall.append(len(relevant & set(paths[:5])) / min(len(relevant), 5))
-        by_kind.setdefault(q["kind"], []).append(rr[-1])
-    result = {"mrr@10": statistics.mean(rr), "recall@5": statistics.mean(recall)}
-    result.update({f"mrr@10[{kind}]": statistics.mean(v) for kind, v in sorted(by_kind.items())})
-    return result
-
-
-def bench_quality(tmp: Path, distractors: int, backend: str) -> dict[str, object]:
-    root = tmp / "corpus"
-    mapping = build_quality_corpus(root, distractors)  # unchanged files are not re-embedded
-    db = tmp / f"quality-{backend}.db"
-    config = load_config({"db": str(db), "roots": [str(root)]})
-    embedder = make_embedder(config.model, threads=os.cpu_count() or 1, backend=backend, cache_dir=tmp / "models")
-    start = time.perf_counter()
-    with DocumentSync(config, embedder=embedder) as sync:
-        report = sync.run()
-    index_s = time.perf_counter() - start
-    queries = json.loads(QUERIES.read_text())["queries"]
     conn = driver.connect(db, readonly=True)
+    matrix = VectorMatrix()  # in memory, as the daemon searches
     try:
-        result: dict[str, object] = {"files": report.scanned, "chunks": report.chunks_embedded,
-                                     "index_s": round(index_s, 1), "queries": len(queries)}
-        for mode in ("keyword", "semantic", "hybrid"):
-            result[mode] = evaluate(conn, embedder, queries, mapping, mode)
-        result["hybrid_keyword_weight_sweep"] = {
-            str(w): {k: round(v, 4) for k, v in evaluate(conn, embedder, queries, mapping, "hybrid", w).items()
-                     if k in ("mrr@10", "recall@5")}
-            for w in (0.05, 0.075, 0.1, 0.25, 0.5)
-        }
+        counts = conn.execute("SELECT (SELECT count(*) FROM document_index), (SELECT count(*) FROM document_chunks)").fetchone()
+        result: dict[str, object] = {"db": str(db), "db_mb": round(db.stat().st_size / 2**20, 1),
+                                     "documents": counts[0], "chunks": counts[1]}
+        for split in SPLITS:
+            subset = [q for q in queries if q["split"] == split]
+            result[split] = {mode: evaluate(conn, embed, subset, mode, matrix) for mode in MODES}
     finally:
         conn.close()
     return result
+
+
+def print_quality(result: dict[str, object]) -> None:
+    print(f"index {result['db']}: {result['documents']} documents, {result['chunks']} chunks, {result['db_mb']} MB")
+    for split in SPLITS:
+        table = result[split]
+        kinds = sorted({k[7:-1] for k in table["hybrid"] if k.startswith("mrr@10[")})
+        sizes = ", ".join(f"{k} {table['hybrid'][f'n[{k}]']}" for k in kinds)
+        print(f"\n{split} half ({table['hybrid']['queries']} queries: {sizes})")
+        print(f"{'mode':10} {'MRR@10':>7} {'R@5':>6} " + " ".join(f"{k:>10}" for k in kinds) + "   (MRR@10 per kind)")
+        for mode in MODES:
+            row = table[mode]
+            print(f"{mode:10} {row['mrr@10']:7.3f} {row['recall@5']:6.3f} "
+                  + " ".join(f"{row[f'mrr@10[{k}]']:10.3f}" for k in kinds))
 
 
 def bench_latency(tmp: Path, size: int, embedder, texts: list[str], queries: list[str]) -> dict[str, float]:
@@ -124,6 +141,9 @@ def bench_latency(tmp: Path, size: int, embedder, texts: list[str], queries: lis
         cur = conn.execute("INSERT INTO document_index (file_path, title, content_hash, sync_status) VALUES (?, ?, ?, 'synced')",
                            (f"/bench/doc-{d}.md", f"doc {d}", "h"))
         doc_id = cur.lastrowid
+        summary = rng.standard_normal(384).astype(np.float32)
+        conn.execute("INSERT INTO document_summaries (document_id, summary_hash, text, embedding) VALUES (?, ?, ?, ?)",
+                     (doc_id, str(d), texts[d % len(texts)][:200], to_blob(summary / np.linalg.norm(summary))))
         for i in range(d, min(d + per_doc, size)):
             text = texts[i % len(texts)]
             cid = conn.execute(
@@ -134,7 +154,8 @@ def bench_latency(tmp: Path, size: int, embedder, texts: list[str], queries: lis
     conn.execute("COMMIT")
     conn.close()
     conn = driver.connect(db, readonly=True)
-    search_ms, cached_ms, embed_ms, numpy_ms = [], [], [], []
+    search_ms, cached_ms, embed_ms, numpy_ms, plain_ms = [], [], [], [], []
+    plain = SearchOptions(mode="hybrid", k=10, fusion=Fusion(summary_weight=0.0))  # chunks only
     matrix = VectorMatrix()
     try:
         run_search(conn, "warm", SearchOptions(mode="hybrid", k=10), embedder.embed_query, matrix)
@@ -145,6 +166,9 @@ def bench_latency(tmp: Path, size: int, embedder, texts: list[str], queries: lis
             start = time.perf_counter()
             run_search(conn, q, SearchOptions(mode="hybrid", k=10), embedder.embed_query, matrix)
             cached_ms.append((time.perf_counter() - start) * 1e3)
+            start = time.perf_counter()
+            run_search(conn, q, plain, embedder.embed_query, matrix)
+            plain_ms.append((time.perf_counter() - start) * 1e3)
             start = time.perf_counter()
             qv = embedder.embed_query(q)
             embed_ms.append((time.perf_counter() - start) * 1e3)
@@ -157,39 +181,47 @@ def bench_latency(tmp: Path, size: int, embedder, texts: list[str], queries: lis
     return {f"search_p50_ms@{size}": statistics.median(search_ms), f"search_p95_ms@{size}": q95(search_ms),
             f"search_in_memory_vectors_p50_ms@{size}": statistics.median(cached_ms),
             f"search_in_memory_vectors_p95_ms@{size}": q95(cached_ms),
+            f"search_in_memory_no_summaries_p50_ms@{size}": statistics.median(plain_ms),
             f"query_embed_p50_ms@{size}": statistics.median(embed_ms),
             f"numpy_bruteforce_p50_ms@{size}": statistics.median(numpy_ms)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--distractors", type=int, default=1200)
+    parser.add_argument("--db", type=Path, help="An existing index of the full corpora (reused; opened read-only).")
+    parser.add_argument("--workdir", type=Path, help="Build (or bring up to date) WORKDIR/index.db and use it.")
     parser.add_argument("--latency-sizes", default="10000,100000")
     parser.add_argument("--skip-quality", action="store_true")
-    parser.add_argument("--backend", choices=("torch", "onnx", "onnx-int8"), default="torch",
-                        help="The embedding backend (onnx: the model exported to ONNX, run by onnxruntime).")
-    parser.add_argument("--workdir", type=Path, help="Keep the corpus copy and index here (reused by later runs).")
+    parser.add_argument("--backend", choices=("torch", "onnx", "onnx-int8"), default="onnx",
+                        help="The embedding backend (the index's vectors should come from the same model).")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if not CORPORA.is_dir():  # the benches measure the whole corpora, beside the checkout
         sys.exit(f"bench_search needs the corpora at {CORPORA} (absent); nothing measured")
     result: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as scratch:
-        tmp = args.workdir or Path(scratch)
-        tmp.mkdir(parents=True, exist_ok=True)
         if not args.skip_quality:
-            result["quality"] = bench_quality(tmp, args.distractors, args.backend)
-            print(json.dumps(result["quality"], indent=2), flush=True)
-        embedder = make_embedder(load_config({}).model, threads=1, backend=args.backend, cache_dir=tmp / "models")
+            queries = load_queries()
+            if args.db is None:
+                workdir = args.workdir or Path(scratch)
+                workdir.mkdir(parents=True, exist_ok=True)
+                args.db, result["build"] = build_index(workdir, args.backend)
+                print(json.dumps(result["build"]), flush=True)
+            elif not args.db.is_file():
+                raise SystemExit(f"error: no index at {args.db}")
+            result["quality"] = bench_quality(args.db, args.backend, queries)
+            print_quality(result["quality"])
+        models = (args.db.parent if args.db else Path(scratch)) / "models"  # the exported ONNX model, reused
+        embedder = make_embedder(load_config({}).model, threads=1, backend=args.backend, cache_dir=models)
         texts = [p.read_text()[:600] for p in sorted((CORPORA / "tldr" / "pages" / "common").glob("*.md"))[:3000]]
-        queries = [q["q"] for q in json.loads(QUERIES.read_text())["queries"]]
+        queries_text = [q["q"] for q in json.loads(QUERIES.read_text())["queries"]][:120]
         embedder.embed_query("warm up")
         latency: dict[str, float] = {}
         for size in (int(s) for s in args.latency_sizes.split(",") if s):
-            latency.update(bench_latency(Path(scratch), size, embedder, texts, queries))
+            latency.update(bench_latency(Path(scratch), size, embedder, texts, queries_text))
         result["latency"] = latency
         for key, value in latency.items():
-            print(f"{key:32} {value:8.2f}", flush=True)
+            print(f"{key:40} {value:8.2f}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
 

@@ -127,7 +127,7 @@ def test_modes_and_one_result_per_document(tmp_path: Path) -> None:
         top = result["results"][0]
         assert {"path", "title", "heading_path", "start_line", "end_line", "snippet", "score", "explain"} <= set(top)
         if mode == "hybrid":
-            assert set(top["explain"]) == {"semantic", "keyword"}
+            assert set(top["explain"]) == {"semantic", "keyword", "summary"}
 
 
 def test_filters_never_return_fewer_than_k_when_more_match(tmp_path: Path) -> None:

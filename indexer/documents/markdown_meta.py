@@ -188,3 +188,42 @@ def parse_document(text: str, path: PurePath) -> DocMeta:
     else:
         document_type = guess_type(path, title)
     return DocMeta(title, document_type, front, error, body_start)
+
+
+_LINK_DEFINITION = re.compile(r"^ {0,3}\[[^\]]+\]:\s")
+_LIST_ITEM = re.compile(r"^\s*(?:[-+*]|\d{1,9}[.)])\s")
+
+
+def document_summary(text: str, title: str, max_words: int = 80) -> str:
+    """What a document is about in a few lines: its title (hyphens and underscores as spaces)
+    and its first prose paragraph (quoted lines count; headings, lists, code, tables, link
+    definitions and "More information" lines do not), cut to ``max_words`` words."""
+    _front, _error, body_start = split_front_matter(text)
+    para: list[str] = []
+    fence: str | None = None
+    for line in text.split("\n")[body_start - 1:]:
+        stripped = line.strip()
+        opened = FENCE.match(line)
+        if fence is not None:
+            if opened and opened.group(2).startswith(fence):
+                fence = None
+            continue
+        if opened:
+            fence = opened.group(2)
+            if para:
+                break
+            continue
+        if stripped.startswith(">"):
+            stripped = stripped.lstrip("> ").strip()
+            if stripped.lower().startswith("more information"):
+                continue
+        elif (not stripped or stripped.startswith(("#", "|", "<")) or _LIST_ITEM.match(line)
+              or _LINK_DEFINITION.match(line)):
+            if para:
+                break
+            continue
+        if stripped:
+            para.append(stripped)
+    words = " ".join(para).split()[:max_words]
+    name = re.sub(r"[-_]+", " ", title).strip()
+    return f"{name}\n{' '.join(words)}" if words else name

@@ -1,5 +1,13 @@
-"""Hybrid search: BM25 and vector rankings fused by weighted reciprocal rank, one result per
-document. Fusion and grouping are pure functions; the SQL is in ``storage.search_store``."""
+"""Hybrid search: BM25 and vector evidence fused per document, one result per document.
+
+A document's semantic score is its best chunk's cosine fused with the cosine of its summary
+vector (title and first paragraph, schema 0003); its keyword score is its best chunk's BM25.
+The two are fused by weighted reciprocal rank or by a weighted sum of normalised scores, with
+BM25's weight chosen by the query's shape: a natural-language question gets little of it,
+quoted text, code, flags and identifiers get much more. The ranking itself is pure
+(:mod:`indexer.documents.ranking`); the SQL is in ``storage.search_store``. The choices and the
+alternatives they beat on held-out queries: README, "Search quality".
+"""
 
 from __future__ import annotations
 
@@ -9,18 +17,30 @@ from typing import Any, Callable
 
 import numpy as np
 
+from indexer.documents import ranking
 from indexer.errors import ValidationError
 from indexer.storage import search_store
 from indexer.storage.search_store import Filters
 
 MODES = ("hybrid", "semantic", "keyword")
-# Weighted RRF, tuned on bench/queries.json (see README): BM25 is weak on intent-style
-# queries: with document-level RRF (k=60) a weight of 0.05-0.1 lifted MRR@10 and recall@5
-# above semantic-only; 0.25 and more lowered recall@5 (README has the sweep).
-SEMANTIC_WEIGHT = 1.0
-KEYWORD_WEIGHT = 0.075
-RRF_K = 60
+FUSIONS = ("score", "rrf")
 SNIPPET_CHARS = 200
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """How evidence combines. Defaults chosen on the tune half of bench/queries.json
+    (bench/bench_fusion.py), confirmed on the held-out half (README, "Search quality")."""
+
+    method: str = "score"  # "score": semantic + w * BM25/max(BM25); "rrf": weighted reciprocal rank
+    keyword_weight_question: float = 0.1  # BM25's weight for natural-language queries
+    keyword_weight_keyword: float = 0.3  # ... for quoted, code-like or short non-question queries
+    summary_weight: float = 0.2  # semantic = (1 - b) * best chunk + b * summary cosine
+    rrf_k: int = 60
+
+    def keyword_weight(self, query: str) -> float:
+        keywordish = ranking.query_shape(query).keywordish
+        return self.keyword_weight_keyword if keywordish else self.keyword_weight_question
 
 
 @dataclass(frozen=True)
@@ -28,31 +48,29 @@ class SearchOptions:
     mode: str = "hybrid"
     k: int = 10
     filters: Filters = field(default_factory=Filters)
-    semantic_weight: float = SEMANTIC_WEIGHT
-    keyword_weight: float = KEYWORD_WEIGHT
-    rrf_k: int = RRF_K
+    fusion: Fusion = field(default_factory=Fusion)
 
     def validate(self) -> None:
         if self.mode not in MODES:
             raise ValidationError(f"unknown mode {self.mode!r}; use one of {', '.join(MODES)}")
         if self.k < 1:
             raise ValidationError("k must be at least 1")
+        if self.fusion.method not in FUSIONS:
+            raise ValidationError(f"unknown fusion {self.fusion.method!r}; use one of {', '.join(FUSIONS)}")
 
 
 Ranking = list[tuple[int, float]]  # (chunk id, score), best first
 
 
 def fuse(rankings: dict[str, Ranking], weights: dict[str, float], rrf_k: int) -> list[tuple[int, float, dict[str, Any]]]:
-    """Weighted reciprocal-rank fusion: sum of weight / (rrf_k + rank) over the rankers."""
-    fused: dict[int, float] = {}
+    """Weighted reciprocal-rank fusion of chunk rankings, with each chunk's rank and score per
+    ranker (orders a document's chunks: the first is the one shown)."""
+    fused = ranking.rrf(rankings, weights, rrf_k)
     explain: dict[int, dict[str, Any]] = {}
-    for name, ranking in rankings.items():
-        weight = weights.get(name, 1.0)
-        for rank, (chunk_id, score) in enumerate(ranking, start=1):
-            fused[chunk_id] = fused.get(chunk_id, 0.0) + weight / (rrf_k + rank)
+    for name, items in rankings.items():
+        for rank, (chunk_id, score) in enumerate(items, start=1):
             explain.setdefault(chunk_id, {})[name] = {"rank": rank, "score": score}
-    ordered = sorted(fused.items(), key=lambda item: (-item[1], item[0]))
-    return [(chunk_id, score, explain[chunk_id]) for chunk_id, score in ordered]
+    return [(chunk_id, score, explain[chunk_id]) for chunk_id, score in ranking.ranked(fused)]
 
 
 def group_by_document(fused: list[tuple[int, float, dict[str, Any]]], doc_of: dict[int, int],
@@ -66,25 +84,39 @@ def group_by_document(fused: list[tuple[int, float, dict[str, Any]]], doc_of: di
     return list(groups.items())[:k]
 
 
-def document_ranking(ranking: Ranking, doc_of: dict[int, int]) -> Ranking:
-    """A chunk ranking as a document ranking: each document at the rank of its best chunk."""
-    seen: dict[int, float] = {}
-    for chunk_id, score in ranking:
-        doc = doc_of.get(chunk_id)
-        if doc is not None and doc not in seen:
-            seen[doc] = score
-    return list(seen.items())
+def semantic_documents(chunk_hits: Ranking, summary_hits: Ranking, doc_of: dict[int, int],
+                       summary_weight: float) -> dict[int, float]:
+    """Each document's semantic score: ``(1 - b) * best chunk + b * summary``; a document
+    missing from one list takes that list's lowest score (it ranked below all of them)."""
+    chunk = ranking.document_max(chunk_hits, doc_of)
+    summary = dict(summary_hits)
+    if not summary or summary_weight <= 0:
+        return chunk
+    if not chunk:
+        return summary
+    floor_c, floor_s = min(chunk.values()), min(summary.values())
+    b = summary_weight
+    return {d: (1 - b) * chunk.get(d, floor_c) + b * summary.get(d, floor_s) for d in chunk.keys() | summary.keys()}
 
 
-def order_groups(groups: list[tuple[int, list[tuple[int, float, dict[str, Any]]]]],
-                 doc_fused: list[tuple[int, float, dict[str, Any]]], k: int) -> list[tuple[int, float, dict[str, Any], list[tuple[int, float, dict[str, Any]]]]]:
-    """Documents in the order of the document-level fusion, each with its chunks (best first).
+def fuse_documents(semantic: dict[int, float], keyword: dict[int, float], fusion: Fusion,
+                   keyword_weight: float) -> dict[int, float]:
+    """Document scores of hybrid search from the two document-level score maps."""
+    if not keyword:
+        return dict(semantic)
+    if not semantic:
+        return dict(keyword)
+    if fusion.method == "rrf":
+        return ranking.rrf({"semantic": ranking.ranked(semantic), "keyword": ranking.ranked(keyword)},
+                           {"semantic": 1.0, "keyword": keyword_weight}, fusion.rrf_k)
+    floor = min(semantic.values())
+    return ranking.weighted_sum({"semantic": {d: semantic.get(d, floor) for d in semantic.keys() | keyword.keys()},
+                                 "keyword": ranking.max_normalised(keyword)},
+                                {"semantic": 1.0, "keyword": keyword_weight})
 
-    Fusing document ranks (a document ranked by its best chunk, per ranker) keeps one
-    document's many chunks from crowding the others out of a ranker's list.
-    """
-    chunks_of = dict(groups)
-    return [(doc, score, explain, chunks_of[doc]) for doc, score, explain in doc_fused if doc in chunks_of][:k]
+
+def _explain(scores: dict[int, float]) -> dict[int, dict[str, float]]:
+    return {doc: {"rank": rank, "score": score} for rank, (doc, score) in enumerate(ranking.ranked(scores), start=1)}
 
 
 def snippet(text: str, query: str, width: int = SNIPPET_CHARS) -> str:
@@ -114,6 +146,11 @@ def run_search(conn: Any, query: str, options: SearchOptions,
         response["notice"] = (f"the index is still syncing: {progress['embedded']} of {progress['chunks']} chunks "
                               f"embedded ({progress['synced']} of {progress['documents']} documents synced)")
     vector = embed_query(query) if options.mode != "keyword" and embed_query is not None else None
+    fusion = options.fusion
+    summaries: Ranking = []
+    if vector is not None and fusion.summary_weight > 0:
+        summaries = search_store.summary_hits(conn, vector, max(options.k * 20, 200), options.filters,
+                                              search_store.summaries_for(matrix))
     depth = max(options.k * 20, 200)
     while True:
         rankings: dict[str, Ranking] = {}
@@ -122,10 +159,19 @@ def run_search(conn: Any, query: str, options: SearchOptions,
         if options.mode in ("hybrid", "semantic") and vector is not None:
             rankings["semantic"] = search_store.vector_hits(conn, vector, depth, options.filters, matrix)
         doc_of = search_store.chunk_documents(conn, sorted({c for r in rankings.values() for c, _ in r}))
-        fused = fuse(rankings, {"semantic": options.semantic_weight, "keyword": options.keyword_weight}, options.rrf_k)
-        doc_fused = fuse({name: document_ranking(r, doc_of) for name, r in rankings.items()},
-                         {"semantic": options.semantic_weight, "keyword": options.keyword_weight}, options.rrf_k)
-        groups = order_groups(group_by_document(fused, doc_of, len(doc_fused)), doc_fused, options.k)
+        keyword_weight = fusion.keyword_weight(query)
+        fused = fuse(rankings, {"semantic": 1.0, "keyword": keyword_weight}, fusion.rrf_k)
+        semantic = (semantic_documents(rankings["semantic"], summaries, doc_of, fusion.summary_weight)
+                    if "semantic" in rankings else {})
+        keyword = ranking.document_max(rankings.get("keyword", []), doc_of)
+        scores = fuse_documents(semantic, keyword, fusion, keyword_weight)
+        groups_of = dict(group_by_document(fused, doc_of, len(doc_of)))
+        explains = {"semantic": _explain(semantic), "keyword": _explain(keyword), "summary": _explain(dict(summaries))}
+        best = [doc for doc, _ in ranking.ranked(scores)[:options.k]]
+        for doc, chunk_id in search_store.first_chunks(conn, [d for d in best if d not in groups_of]).items():
+            groups_of[doc] = [(chunk_id, 0.0, {})]  # found by its summary alone: show its opening
+        groups = [(doc, score, {name: e[doc] for name, e in explains.items() if doc in e}, groups_of[doc])
+                  for doc, score in ranking.ranked(scores) if doc in groups_of][:options.k]
         exhausted = all(len(r) < depth for r in rankings.values())
         if len(groups) >= options.k or exhausted or depth >= search_store.MAX_K:
             break
@@ -133,11 +179,11 @@ def run_search(conn: Any, query: str, options: SearchOptions,
     details = search_store.chunk_details(conn, sorted({c for *_, chunks in groups for c, _, _ in chunks[:6]}))
     for doc_id, doc_score, doc_explain, chunks in groups:
         best_id = chunks[0][0]
-        best = details[best_id]
+        top = details[best_id]
         response["results"].append({
-            "path": best["path"], "title": best["title"], "document_type": best["document_type"],
-            "heading_path": best["heading_path"], "start_line": best["start_line"], "end_line": best["end_line"],
-            "snippet": snippet(best["text"], query), "score": round(doc_score, 6),
+            "path": top["path"], "title": top["title"], "document_type": top["document_type"],
+            "heading_path": top["heading_path"], "start_line": top["start_line"], "end_line": top["end_line"],
+            "snippet": snippet(top["text"], query), "score": round(doc_score, 6),
             "explain": {name: {"rank": v["rank"], "score": round(v["score"], 6)} for name, v in doc_explain.items()},
             "other_chunks": [
                 {"heading_path": details[c]["heading_path"], "start_line": details[c]["start_line"],

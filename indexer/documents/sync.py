@@ -24,6 +24,7 @@ __all__ = ["DocumentSync", "FileProblem", "SyncReport", "normal_path", "place", 
            "within"]
 from indexer.storage import document_store as store
 from indexer.storage import driver, migrations
+from indexer.storage import summary_store as summaries
 from indexer.timeutil import format_ts, parse_ts
 from indexer.documents.tokenizer import TokenCounter, token_counter_for
 
@@ -274,7 +275,7 @@ class DocumentSync:
         metadata = {"front_matter": meta.front_matter, "size": f.size, "mtime_ns": f.mtime_ns}
         if meta.front_matter_error:
             metadata["front_matter_error"] = meta.front_matter_error
-        return "ok", (meta, digest, rows, metadata)
+        return "ok", (meta, digest, rows, metadata, markdown_meta.document_summary(text, meta.title))
 
     def _write_file(self, conn: Any, f: planning.DiskFile, kind: str, result: tuple[str, Any],
                     report: SyncReport) -> None:
@@ -287,9 +288,10 @@ class DocumentSync:
             report.failed += 1
             report.failures.append({"path": path, "reason": payload})
             return
-        meta, digest, rows, metadata = payload
+        meta, digest, rows, metadata, summary = payload
         store.upsert_document(conn, path=path, title=meta.title, document_type=meta.document_type,
-                              content_hash=digest, metadata=metadata, chunks=rows, model=self.embedder.name)
+                              content_hash=digest, metadata=metadata, chunks=rows, model=self.embedder.name,
+                              summary=summary)
         report.chunks_written += len(rows)
         if kind == "added":
             report.added += 1
@@ -326,6 +328,13 @@ class DocumentSync:
             done += len(batch)
             report.chunks_embedded += len(batch)
             self.progress("embed", done=done, total=max(total, done))
+        while not should_stop():  # then the document summaries (schema 0003), one round each
+            pending = summaries.unembedded_summaries(conn, fetch)
+            if not pending:
+                break
+            vectors = self.embedder.embed_documents([text for _, text in pending])
+            with store.write(conn):
+                summaries.store_summary_vectors(conn, [d for d, _ in pending], vectors)
         report.embed_seconds += time.perf_counter() - started
         return report
 

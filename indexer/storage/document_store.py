@@ -18,6 +18,7 @@ import numpy as np
 
 from indexer.storage import driver, transactions
 from indexer.storage.driver import Connection
+from indexer.storage.summary_store import replace_summary
 from indexer.storage.vectors import Fingerprint, from_blob, mean_vector, to_blob
 from indexer.timeutil import now_ts
 
@@ -98,6 +99,7 @@ def install_fingerprint(conn: Connection, fp: Fingerprint, rehash: Callable[[str
         f"DELETE FROM {VEC_TABLE} WHERE rowid = old.id; END"
     )
     conn.execute("UPDATE document_chunks SET embedded_at = NULL WHERE embedded_at IS NOT NULL")
+    conn.execute("UPDATE document_summaries SET embedding = NULL, embedded_at = NULL WHERE embedding IS NOT NULL")
     conn.execute(
         "UPDATE document_index SET sync_status = 'stale', embedding_blob = NULL, updated_at = ? "
         "WHERE sync_status = 'synced'",
@@ -149,6 +151,7 @@ def upsert_document(
     metadata: dict[str, Any],
     chunks: Sequence[ChunkRow],
     model: str,
+    summary: str | None = None,
 ) -> tuple[int, str]:
     """Insert or update a document and its chunks; returns (id, sync_status).
 
@@ -183,6 +186,8 @@ def upsert_document(
             (title, document_type, content_hash, len(chunks), model, meta_json, status, now, doc_id),
         )
     _replace_chunks(conn, doc_id, chunks, now)
+    if summary is not None:
+        replace_summary(conn, doc_id, summary)
     if finish_documents(conn, [doc_id], model):
         status = "synced"
     return doc_id, status

@@ -147,6 +147,8 @@ class VectorMatrix:
     PREFILTER_FRACTION = 20  # 1/20 of the vectors are re-scored
     PREFILTER_FACTOR = 10
 
+    SQL = f"SELECT rowid, embedding FROM {VEC_TABLE}"
+
     def __init__(self) -> None:
         self._version: int | None = None
         self.ids = np.zeros(0, dtype=np.int64)
@@ -157,7 +159,7 @@ class VectorMatrix:
         version = int(conn.execute("PRAGMA data_version").fetchone()[0])
         if version == self._version:
             return
-        rows = conn.execute(f"SELECT rowid, embedding FROM {VEC_TABLE}").fetchall()
+        rows = conn.execute(self.SQL).fetchall()
         self.ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         self.matrix = (np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1)
                        if rows else np.zeros((0, 0), dtype=np.float32))
@@ -238,6 +240,55 @@ def vector_hits(conn: Connection, vector: np.ndarray, limit: int, filters: Filte
         if len(rows) >= limit or k >= min(total, MAX_K) or k >= MAX_K:
             return [(int(r[0]), 1.0 - float(r[1])) for r in rows[:limit]]
         k = min(k * 4, MAX_K)
+
+
+class SummaryMatrix(VectorMatrix):
+    """The document summary vectors (schema 0003) in memory; always scored exactly (one
+    vector a document: far fewer than chunks)."""
+
+    SQL = "SELECT document_id, embedding FROM document_summaries WHERE embedding IS NOT NULL"
+    PREFILTER_ABOVE = 1 << 62
+
+
+def summaries_for(matrix: VectorMatrix | None) -> SummaryMatrix | None:
+    """The summary vectors kept in memory beside a long-lived searcher's chunk vectors."""
+    if matrix is None:
+        return None
+    if getattr(matrix, "summaries", None) is None:
+        matrix.summaries = SummaryMatrix()  # type: ignore[attr-defined]
+    summaries: SummaryMatrix = matrix.summaries  # type: ignore[attr-defined]
+    return summaries
+
+
+def first_chunks(conn: Connection, doc_ids: Sequence[int]) -> dict[int, int]:
+    """document id -> id of its first chunk."""
+    out: dict[int, int] = {}
+    for doc_id in doc_ids:
+        row = conn.execute("SELECT id FROM document_chunks WHERE document_id = ? ORDER BY chunk_index LIMIT 1",
+                           (doc_id,)).fetchone()
+        if row is not None:
+            out[doc_id] = int(row[0])
+    return out
+
+
+def summary_hits(conn: Connection, vector: np.ndarray, limit: int, filters: Filters,
+                 matrix: SummaryMatrix | None = None) -> list[tuple[int, float]]:
+    """(document id, cosine of its summary vector), best first; filters honoured exactly."""
+    if matrix is None or filters.active:
+        where, params = filters.sql()
+        rows = conn.execute(
+            "SELECT s.document_id, s.embedding FROM document_summaries AS s JOIN document_index AS d "
+            f"ON d.id = s.document_id WHERE s.embedding IS NOT NULL AND {where}", params).fetchall()
+        if not rows:
+            return []
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        scores = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1) @ vector
+        limit = min(limit, len(ids))
+        top = np.argpartition(-scores, limit - 1)[:limit]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [(int(ids[i]), float(scores[i])) for i in top]
+    matrix.refresh(conn)
+    return matrix.nearest(vector, limit)
 
 
 def chunk_documents(conn: Connection, chunk_ids: Sequence[int]) -> dict[int, int]:

@@ -1,0 +1,265 @@
+"""Ranking experiments on an existing full-corpora index: every variant on the tune and the
+held-out half of bench/queries.json (MRR@10, recall@5, per kind).
+
+    .venv/bin/python bench/bench_fusion.py --db /path/to/index.db [--json out.json]
+
+The index must hold all of ../shared/corpora (build it once, see bench_search.py --help).
+Per query the script computes, once: the query vector (and the vector of its "how do I"
+core), the cosine of every chunk, BM25 hits (the product's keyword query), and the cosine
+of each document's summary vector (title + first paragraph, embedded here and cached beside
+the database) and mean chunk vector. Each variant is then a pure function of those, built
+from indexer.documents.ranking, so the variants differ only in how they combine the evidence.
+Choose on the tune half; the held-out half is printed to confirm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from indexer.documents import ranking  # noqa: E402
+from indexer.config import load_config  # noqa: E402
+from indexer.documents.embedding import make_embedder  # noqa: E402
+from indexer.storage.vectors import from_blob  # noqa: E402
+from indexer.documents.markdown_meta import document_summary  # noqa: E402
+from indexer.storage import driver  # noqa: E402
+from indexer.storage.search_store import Filters, VectorMatrix, keyword_hits  # noqa: E402
+
+CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+QUERIES = Path(__file__).with_name("queries.json")
+DEPTH = 200  # chunks per ranker, as the product fetches for k=10
+
+
+@dataclass
+class Evidence:
+    query: dict
+    sem: dict[int, float]  # chunk -> cosine (top DEPTH)
+    sem_core: dict[int, float]  # same, for the query's "how do I" core
+    bm25: dict[int, float]  # chunk -> bm25 (top DEPTH)
+    summary: dict[int, float]  # doc -> cosine of the summary vector (top DEPTH docs)
+    summary_core: dict[int, float]
+    mean: dict[int, float]  # doc -> cosine of the mean chunk vector (top DEPTH docs)
+    qvec: np.ndarray
+
+
+class Corpus:
+    def __init__(self, db: Path, embedder) -> None:
+        conn = driver.connect(db, readonly=True)
+        self.conn = conn
+        matrix = VectorMatrix()
+        matrix.refresh(conn)
+        self.chunk_ids, self.chunk_matrix = matrix.ids, matrix.matrix
+        self.row_of = {int(c): i for i, c in enumerate(self.chunk_ids)}
+        self.doc_of = {int(c): int(d) for c, d in conn.execute("SELECT id, document_id FROM document_chunks")}
+        rows = conn.execute("SELECT id, file_path, title, embedding_blob FROM document_index ORDER BY id").fetchall()
+        self.doc_ids = np.array([r[0] for r in rows])
+        self.path_of = {int(r[0]): r[1] for r in rows}
+        self.mean_matrix = np.stack([from_blob(r[3]) if r[3] else np.zeros(self.chunk_matrix.shape[1], "<f4")
+                                     for r in rows])
+        summaries = [document_summary(Path(r[1]).read_text(encoding="utf-8", errors="replace"), r[2]) for r in rows]
+        key = hashlib.sha1("\0".join(summaries).encode()).hexdigest()[:12]
+        cache = db.parent / f"summaries-{key}.npy"
+        if cache.exists():
+            self.summary_matrix = np.load(cache)
+        else:
+            start = time.perf_counter()
+            self.summary_matrix = embedder.embed_documents(summaries).astype(np.float32)
+            np.save(cache, self.summary_matrix)
+            print(f"embedded {len(summaries)} summaries in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+
+    def top(self, matrix: np.ndarray, ids: np.ndarray, vector: np.ndarray, n: int = DEPTH) -> dict[int, float]:
+        scores = matrix @ vector
+        n = min(n, len(scores))
+        best = np.argpartition(-scores, n - 1)[:n]
+        return {int(ids[i]): float(scores[i]) for i in best}
+
+    def evidence(self, q: dict, embed: Callable[[str], np.ndarray]) -> Evidence:
+        text = q["q"]
+        qv, cv = embed(text), embed(ranking.question_core(text))
+        return Evidence(
+            query=q, qvec=qv,
+            sem=self.top(self.chunk_matrix, self.chunk_ids, qv), sem_core=self.top(self.chunk_matrix, self.chunk_ids, cv),
+            bm25=dict(keyword_hits(self.conn, text, DEPTH, Filters())),
+            summary=self.top(self.summary_matrix, self.doc_ids, qv), summary_core=self.top(self.summary_matrix, self.doc_ids, cv),
+            mean=self.top(self.mean_matrix, self.doc_ids, qv))
+
+
+# --- variants: Evidence -> document ranking (ids, best first) -------------------------------
+
+def docs(scores: dict[int, float]) -> list[int]:
+    return [d for d, _ in ranking.ranked(scores)]
+
+
+def semantic(e: Evidence, core: bool = False) -> dict[int, float]:
+    return ranking.document_max((e.sem_core if core else e.sem).items(), DOC_OF)
+
+
+def keyword(e: Evidence) -> dict[int, float]:
+    return ranking.document_max(e.bm25.items(), DOC_OF)
+
+
+def rrf(e: Evidence, weight: float, sem: dict[int, float] | None = None, k: int = 60) -> list[int]:
+    sem = semantic(e) if sem is None else sem
+    return docs(ranking.rrf({"semantic": ranking.ranked(sem), "keyword": ranking.ranked(keyword(e))},
+                            {"semantic": 1.0, "keyword": weight}, k))
+
+
+def shape_weight(e: Evidence, question: float, other: float) -> float:
+    return other if ranking.query_shape(e.query["q"]).keywordish else question
+
+
+def score_fusion(e: Evidence, weight: float, sem: dict[int, float] | None = None) -> list[int]:
+    sem = semantic(e) if sem is None else sem
+    return docs(ranking.weighted_sum({"semantic": sem, "keyword": ranking.max_normalised(keyword(e))},
+                                     {"semantic": 1.0, "keyword": weight}))
+
+
+def with_summary(e: Evidence, beta: float, core: bool = False, combine: str = "max") -> dict[int, float]:
+    """Chunk evidence (max) fused with the summary vector: (1 - beta) * chunk + beta * summary;
+    a document missing from one list takes that list's lowest score."""
+    chunk = semantic(e, core)
+    summ = e.summary_core if core else e.summary
+    floor_c, floor_s = min(chunk.values()), min(summ.values())
+    if combine == "max":
+        return {d: max(chunk.get(d, floor_c), summ.get(d, floor_s) * beta + (1 - beta) * chunk.get(d, floor_c))
+                for d in set(chunk) | set(summ)}
+    return {d: (1 - beta) * chunk.get(d, floor_c) + beta * summ.get(d, floor_s) for d in set(chunk) | set(summ)}
+
+
+def with_mean(e: Evidence, beta: float) -> dict[int, float]:
+    chunk = semantic(e)
+    floor_c, floor_m = min(chunk.values()), min(e.mean.values())
+    return {d: (1 - beta) * chunk.get(d, floor_c) + beta * e.mean.get(d, floor_m) for d in set(chunk) | set(e.mean)}
+
+
+def prf(e: Evidence, gamma: float, n: int = 3) -> dict[int, float]:
+    """Rocchio on vectors: the query moved towards its n best chunks, chunks re-scored."""
+    best = [c for c, _ in sorted(e.sem.items(), key=lambda i: -i[1])[:n]]
+    rows = CORPUS.chunk_matrix[[CORPUS.row_of[c] for c in best]]
+    moved = e.qvec + gamma * rows.mean(axis=0)
+    moved /= np.linalg.norm(moved)
+    return ranking.document_max(CORPUS.top(CORPUS.chunk_matrix, CORPUS.chunk_ids, moved).items(), DOC_OF)
+
+
+def variants() -> dict[str, Callable[[Evidence], list[int]]]:
+    v: dict[str, Callable[[Evidence], list[int]]] = {
+        "keyword": lambda e: docs(keyword(e)),
+        "semantic (chunk max)": lambda e: docs(semantic(e)),
+        "semantic top-2 mean": lambda e: docs(ranking.document_top_mean(e.sem.items(), DOC_OF, 2)),
+        "semantic soft-max t=0.02": lambda e: docs(ranking.document_softmax(e.sem.items(), DOC_OF, 0.02)),
+        "semantic soft-max t=0.05": lambda e: docs(ranking.document_softmax(e.sem.items(), DOC_OF, 0.05)),
+        "semantic, query core": lambda e: docs(semantic(e, core=True)),
+        "semantic + mean vector b=0.3": lambda e: docs(with_mean(e, 0.3)),
+        "summary vector only": lambda e: docs(e.summary),
+        "semantic PRF g=0.3": lambda e: docs(prf(e, 0.3)),
+        "semantic PRF g=0.6": lambda e: docs(prf(e, 0.6)),
+    }
+    for beta in (0.2, 0.35, 0.5):
+        v[f"semantic + summary b={beta}"] = lambda e, b=beta: docs(with_summary(e, b, combine="sum"))
+    v["semantic + summary b=0.35 (core)"] = lambda e: docs(with_summary(e, 0.35, core=True, combine="sum"))
+    for w in (0.075, 0.15, 0.3, 0.6, 1.0):
+        v[f"RRF w={w} (current: 0.075)"] = lambda e, w=w: rrf(e, w)
+    for q, o in ((0.0, 0.5), (0.05, 0.5), (0.05, 1.0), (0.1, 1.0), (0.0, 1.0)):
+        v[f"RRF by shape q={q} other={o}"] = lambda e, q=q, o=o: rrf(e, shape_weight(e, q, o))
+    for w in (0.05, 0.1, 0.2, 0.3):
+        v[f"score fusion w={w}"] = lambda e, w=w: score_fusion(e, w)
+    for q, o in ((0.02, 0.2), (0.05, 0.2), (0.05, 0.3), (0.0, 0.2)):
+        v[f"score fusion by shape q={q} other={o}"] = lambda e, q=q, o=o: score_fusion(e, shape_weight(e, q, o))
+        v[f"score fusion by shape q={q} other={o} + summary 0.35"] = (
+            lambda e, q=q, o=o: score_fusion(e, shape_weight(e, q, o), with_summary(e, 0.35, combine="sum")))
+        v[f"RRF by shape q={q} other={o * 5} + summary 0.35"] = (
+            lambda e, q=q, o=o: rrf(e, shape_weight(e, q, o * 5), with_summary(e, 0.35, combine="sum")))
+    for b in (0.2, 0.25):
+        for q, o in ((0.05, 1.0), (0.05, 1.5), (0.1, 1.5)):
+            v[f"RRF by shape q={q} other={o} + summary {b}"] = (
+                lambda e, q=q, o=o, b=b: rrf(e, shape_weight(e, q, o), with_summary(e, b, combine="sum")))
+        for q, o in ((0.05, 0.3), (0.1, 0.3)):
+            v[f"score fusion by shape q={q} other={o} + summary {b}"] = (
+                lambda e, q=q, o=o, b=b: score_fusion(e, shape_weight(e, q, o), with_summary(e, b, combine="sum")))
+    return v
+
+
+def query_vectors(texts: list[str], embedder, directory: Path) -> dict[str, np.ndarray]:
+    """Query vectors, cached beside the database (keyed by the texts)."""
+    path = directory / f"queries-{hashlib.sha1(chr(0).join(texts).encode()).hexdigest()[:12]}.npy"
+    if path.exists():
+        vectors = np.load(path)
+    else:
+        vectors = np.stack([embedder.embed_query(t) for t in texts])
+        np.save(path, vectors)
+    return dict(zip(texts, vectors))
+
+
+def metrics(ranked_docs: list[int], relevant: set[str]) -> tuple[float, float]:
+    paths = [CORPUS.path_of[d] for d in ranked_docs[:10]]
+    rank = next((i for i, p in enumerate(paths, 1) if p in relevant), None)
+    return (1.0 / rank if rank else 0.0), len(relevant & set(paths[:5])) / min(len(relevant), 5)
+
+
+def summarise(rows: list[tuple[dict, float, float]]) -> dict[str, float]:
+    out = {"mrr@10": statistics.mean(r for _, r, _ in rows), "recall@5": statistics.mean(r for _, _, r in rows)}
+    for kind in sorted({q["kind"] for q, _, _ in rows}):
+        out[f"mrr[{kind}]"] = statistics.mean(r for q, r, _ in rows if q["kind"] == kind)
+    return {k: round(v, 4) for k, v in out.items()}
+
+
+CORPUS: Corpus
+DOC_OF: dict[int, int]
+
+
+def main() -> None:
+    global CORPUS, DOC_OF
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--db", type=Path, required=True)
+    parser.add_argument("--backend", choices=("torch", "onnx", "onnx-int8"), default="onnx")
+    parser.add_argument("--only", help="Run only variants whose name contains this text.")
+    parser.add_argument("--show-heldout", action="store_true", help="Also print held-out MRR (after choosing).")
+    parser.add_argument("--queries-only", action="store_true", help="Only embed (and cache) the query vectors.")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    embedder = make_embedder(load_config({}).model, threads=os.cpu_count() or 1, backend=args.backend,
+                             cache_dir=args.db.parent / "models")
+    queries = json.loads(QUERIES.read_text())["queries"]
+    cache = query_vectors(sorted({t for q in queries for t in (q["q"], ranking.question_core(q["q"]))}),
+                          embedder, args.db.parent)
+    if args.queries_only:
+        return
+    CORPUS = Corpus(args.db, embedder)
+    DOC_OF = CORPUS.doc_of
+
+    def embed(text: str) -> np.ndarray:
+        return cache[text]
+
+    evidence = [CORPUS.evidence(q, embed) for q in queries]
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for name, variant in variants().items():
+        if args.only and args.only not in name:
+            continue
+        rows: dict[str, list] = {"tune": [], "heldout": []}
+        for e in evidence:
+            relevant = {str(CORPORA / r) for r in e.query["relevant"]}
+            rows[e.query["split"]].append((e.query, *metrics(variant(e), relevant)))
+        results[name] = {split: summarise(r) for split, r in rows.items()}
+        t, h = results[name]["tune"], results[name]["heldout"]
+        print(f"{name:58} tune {t['mrr@10']:.3f} r5 {t['recall@5']:.3f} | "
+              + " ".join(f"{k[4:-1][:4]} {v:.3f}" for k, v in t.items() if k.startswith("mrr["))
+              + (f" || heldout {h['mrr@10']:.3f}" if args.show_heldout else ""), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

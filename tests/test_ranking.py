@@ -1,0 +1,88 @@
+"""The pure ranking functions, on hand-made score lists."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from indexer.documents import ranking
+
+DOC_OF = {1: 10, 2: 10, 3: 20, 4: 30, 5: 30, 6: 30}
+
+
+def test_document_max_keeps_each_documents_best_chunk_and_ignores_unknown_chunks():
+    hits = [(1, 0.4), (2, 0.9), (3, 0.5), (99, 1.0)]
+    assert ranking.document_max(hits, DOC_OF) == {10: 0.9, 20: 0.5}
+
+
+def test_document_top_mean_averages_the_n_best_and_fewer_when_a_document_has_fewer():
+    hits = [(4, 0.9), (5, 0.5), (6, 0.7), (3, 0.8)]
+    scores = ranking.document_top_mean(hits, DOC_OF, n=2)
+    assert scores[30] == pytest.approx((0.9 + 0.7) / 2)
+    assert scores[20] == pytest.approx(0.8)
+
+
+def test_document_softmax_lies_between_the_max_and_the_max_plus_t_log_n():
+    hits = [(4, 0.9), (5, 0.85), (6, 0.2)]
+    t = 0.05
+    score = ranking.document_softmax(hits, DOC_OF, t)[30]
+    assert 0.9 < score < 0.9 + t * math.log(3)
+    # a lone chunk scores exactly its own score
+    assert ranking.document_softmax([(3, 0.6)], DOC_OF, t)[20] == pytest.approx(0.6)
+
+
+def test_ranked_orders_best_first_with_ties_broken_by_id():
+    assert ranking.ranked({7: 0.5, 3: 0.9, 5: 0.5}) == [(3, 0.9), (5, 0.5), (7, 0.5)]
+
+
+def test_rrf_sums_weighted_reciprocal_ranks():
+    fused = ranking.rrf({"a": [(1, 9.0), (2, 8.0)], "b": [(2, 0.3)]}, {"a": 1.0, "b": 0.5}, k=10)
+    assert fused[1] == pytest.approx(1 / 11)
+    assert fused[2] == pytest.approx(1 / 12 + 0.5 / 11)
+
+
+def test_max_normalised_puts_the_best_at_one_and_keeps_proportions():
+    scores = ranking.max_normalised({1: 8.0, 2: 2.0, 3: -1.0})
+    assert scores == {1: 1.0, 2: 0.25, 3: 0.0}
+    assert ranking.max_normalised({}) == {}
+    assert ranking.max_normalised({1: -3.0}) == {1: 0.0}
+
+
+def test_weighted_sum_counts_a_missing_item_as_zero_in_that_part():
+    fused = ranking.weighted_sum({"s": {1: 0.6, 2: 0.5}, "k": {2: 1.0, 3: 0.4}}, {"s": 1.0, "k": 0.2})
+    assert fused == pytest.approx({1: 0.6, 2: 0.7, 3: 0.08})
+
+
+@pytest.mark.parametrize("query, keywordish", [
+    ("how do I see which process listens on a port", False),
+    ("why does Rust have the question mark operator", False),
+    ("utility that reports the disk space used by each directory", False),
+    ("tar -xzvf", True),
+    ("#[non_exhaustive]", True),
+    ("std::thread::scope", True),
+    ("RefCell::replace", True),
+    ('find "connection refused"', True),
+    ("MaybeUninit", True),
+    ("hyperfine", True),
+    ("type_alias_impl_trait", True),
+])
+def test_query_shape_tells_questions_from_identifiers(query, keywordish):
+    assert ranking.query_shape(query).keywordish is keywordish
+
+
+def test_query_shape_counts_words_and_questions():
+    shape = ranking.query_shape("What is pointer provenance?")
+    assert shape.words == 4 and shape.question and not shape.quoted and shape.code_tokens == 0
+
+
+@pytest.mark.parametrize("query, core", [
+    ("how do I list open ports", "list open ports"),
+    ("How can I compress a file?", "compress a file"),
+    ("how to undo a commit", "undo a commit"),
+    ("what is the best way to resize images", "resize images"),
+    ("tar -xzvf", "tar -xzvf"),
+    ("how do I", "how do I"),
+])
+def test_question_core_strips_only_the_lead_in(query, core):
+    assert ranking.question_core(query) == core
