@@ -1,7 +1,7 @@
 """Fault injection: what the daemon survives. Real processes, real files, real kill -9.
 
-The figures these tests print (run with -s) are quoted in the README's "What the daemon
-survives" section.
+The figures these tests print (run with -s) are quoted in docs/daemon.md,
+"What the daemon survives" (and, briefly, in the README).
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 keyword and vector evidence fuse, and how much BM25 is trusted for a given query's shape.
 
 Nothing here touches the database or the model: scores in, scores out. The choices (and the
-alternatives measured against them on held-out queries) are in the README, section
-"Search quality"; ``bench/bench_fusion.py`` measures them.
+alternatives measured against them on held-out queries) are in docs/search.md,
+section "Search quality"; ``bench/bench_fusion.py`` measures them.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ The two are fused by weighted reciprocal rank or by a weighted sum of normalised
 BM25's weight chosen by the query's shape: a natural-language question gets little of it,
 quoted text, code, flags and identifiers get much more. The ranking itself is pure
 (:mod:`indexer.documents.ranking`); the SQL is in ``storage.search_store``. The choices and the
-alternatives they beat on held-out queries: README, "Search quality".
+alternatives they beat on held-out queries: docs/search.md, "Search quality".
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ SNIPPET_CHARS = 200
 @dataclass(frozen=True)
 class Fusion:
     """How evidence combines. Defaults chosen on the tune half of bench/queries.json
-    (bench/bench_fusion.py), confirmed on the held-out half (README, "Search quality")."""
+    (bench/bench_fusion.py), confirmed on the held-out half (docs/search.md, "Search quality")."""
 
     method: str = "score"  # "score": semantic + w * BM25/max(BM25); "rrf": weighted reciprocal rank
     keyword_weight_question: float = 0.1  # BM25's weight for natural-language queries

@@ -20,7 +20,8 @@ REQUIRED_TABLES = (
     "state", "audit", "metrics", "checkpoints",
 )
 
-# schema.md section 2: name -> (table, key columns; a trailing " DESC" marks descending).
+# The 32 named indexes of schema/0001_initial.sql (the spec's index list; docs/database.md):
+# name -> (table, key columns; a trailing " DESC" marks descending).
 EXPECTED_INDEXES: dict[str, tuple[str, tuple[str, ...]]] = {
     "idx_sessions_pk": ("sessions", ("id",)),
     "idx_sessions_status_updated": ("sessions", ("status", "last_update_time DESC")),

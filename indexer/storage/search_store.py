@@ -142,7 +142,7 @@ class VectorMatrix:
     # Above this many vectors, candidates are first chosen by the Hamming distance of sign
     # bits (48 bytes a vector instead of 1,536), then re-scored exactly with the floats:
     # the best 5 % (at least 10 per result wanted). On the real-model quality index that
-    # keeps 99.7 % of the exact top 10 and 93 % of the top 50 (README).
+    # keeps 99.7 % of the exact top 10 and 93 % of the top 50 (docs/search.md, "Speed").
     PREFILTER_ABOVE = 20_000
     PREFILTER_FRACTION = 20  # 1/20 of the vectors are re-scored
     PREFILTER_FACTOR = 10
