@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from indexer.cli import cli
 from indexer.config import load_config
 from indexer.errors import ValidationError
-from indexer.documents.search import SearchOptions, fuse, group_by_document, run_search
+from indexer.documents.search import ChunkHit, SearchOptions, fuse, group_by_document, run_search
 from indexer.storage import driver
 from indexer.storage.search_store import Filters, bounded_fts_query, fts_query
 from indexer.documents.sync import DocumentSync
@@ -76,7 +76,7 @@ def test_fuse_weights_and_ranks() -> None:
 
 
 def test_group_by_document_keeps_best_chunk_first() -> None:
-    fused = [(10, 0.5, {}), (11, 0.4, {}), (20, 0.3, {}), (12, 0.2, {})]
+    fused = [ChunkHit(10, 0.5, {}), ChunkHit(11, 0.4, {}), ChunkHit(20, 0.3, {}), ChunkHit(12, 0.2, {})]
     groups = group_by_document(fused, {10: 1, 11: 1, 12: 1, 20: 2}, k=5)
     assert [doc for doc, _ in groups] == [1, 2]
     assert [c for c, _, _ in groups[0][1]] == [10, 11, 12]

@@ -10,6 +10,7 @@ import click
 
 from indexer.cli.app import AppContext, cli
 from indexer.cli.output import emit_json
+from indexer.documents.sync_events import ProgressEvent, Stage
 from indexer.errors import ConfigError
 
 
@@ -19,7 +20,7 @@ class _Bar:
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self._progress: Any = None
-        self._tasks: dict[str, Any] = {}
+        self._tasks: dict[Stage, Any] = {}
 
     def __enter__(self) -> "_Bar":
         if self.enabled:
@@ -36,16 +37,16 @@ class _Bar:
         if self._progress is not None:
             self._progress.stop()
 
-    def __call__(self, event: str, **info: Any) -> None:
-        if self._progress is None or event not in ("files", "embed"):
+    def __call__(self, event: ProgressEvent) -> None:
+        if self._progress is None or event.stage not in (Stage.FILES, Stage.EMBED):
             return
-        label = "documents" if event == "files" else "chunks"
-        if event not in self._tasks:
-            self._tasks[event] = self._progress.add_task(label, total=info.get("total") or 0, rate="")
-        task = self._tasks[event]
+        if event.stage not in self._tasks:
+            label = "documents" if event.stage is Stage.FILES else "chunks"
+            self._tasks[event.stage] = self._progress.add_task(label, total=event.total or 0, rate="")
+        task = self._tasks[event.stage]
         elapsed = self._progress.tasks[task].elapsed or 0
-        rate = f"{info['done'] / elapsed:.1f}/s" if elapsed > 0 and info["done"] else ""
-        self._progress.update(task, completed=info["done"], total=info.get("total"), rate=rate)
+        rate = f"{event.done / elapsed:.1f}/s" if elapsed > 0 and event.done else ""
+        self._progress.update(task, completed=event.done, total=event.total, rate=rate)
 
 
 def _reindex_by_daemon(config: Any, paths: tuple[str, ...], full: bool) -> tuple[Any, tuple[str, ...]] | None:

@@ -29,7 +29,7 @@ from indexer.daemon.requests import ControlRequests
 from indexer.daemon.searcher import WarmSearcher
 from indexer.daemon.watcher import Watcher
 from indexer.errors import ConfigError, IndexerError
-from indexer.documents.sync import DocumentSync, SyncReport
+from indexer.documents.sync import DocumentSync, ProgressEvent, Stage, SyncReport
 from indexer.timeutil import format_ts, parse_ts
 
 log = logging.getLogger("indexer.daemon")
@@ -317,11 +317,11 @@ class Daemon(ControlRequests):
         if due:
             self.queue.request_full("retrying failed files", paths=tuple(due))
 
-    def _on_progress(self, event: str, **info: Any) -> None:
-        if event not in ("files", "embed"):
+    def _on_progress(self, event: ProgressEvent) -> None:
+        if event.stage not in (Stage.FILES, Stage.EMBED):
             return
-        self.progress = {"stage": "reading files" if event == "files" else "embedding",
-                         "done": info.get("done", 0), "total": info.get("total", 0)}
+        self.progress = {"stage": "reading files" if event.stage is Stage.FILES else "embedding",
+                         "done": event.done, "total": event.total}
         self.notifier.watchdog()  # progress is being made
         now = time.monotonic()
         if now - self._last_status >= STATUS_EVERY_S:
