@@ -61,6 +61,13 @@ def test_document_summary_is_the_title_and_the_first_prose_paragraph() -> None:
     assert len(document_summary(long, "T", max_words=10).split("\n")[1].split()) == 10
 
 
+def test_document_summary_follows_the_chunker_fence_rules() -> None:
+    # a line with an info string inside a fence does not close it (CommonMark, as the chunker reads it)
+    assert document_summary("```\n```python\nnot prose\n```\n\nProse after.\n", "x") == "x\nProse after."
+    # a backtick "fence" whose info string holds a backtick is inline code, so prose
+    assert document_summary("```a`b\n", "x") == "x\n```a`b"
+
+
 def test_sync_writes_and_embeds_one_summary_per_document(tmp_path: Path, root: Path) -> None:
     db, embedder = tmp_path / "i.db", HashEmbedder(dim=32)
     with make_sync(db, root, embedder) as sync:
