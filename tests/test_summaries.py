@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from indexer.config import load_config
-from indexer.storage.vectors import from_blob
-from indexer.testing import HashEmbedder, WhitespaceTokenCounter
 from indexer.documents.markdown_meta import document_summary
 from indexer.documents.search import Fusion, SearchOptions, fuse_documents, run_search, semantic_documents
+from indexer.documents.sync import DocumentSync
 from indexer.storage import driver
 from indexer.storage.search_store import Filters, SummaryMatrix, summary_hits
-from indexer.documents.sync import DocumentSync
+from indexer.storage.vectors import from_blob
+from indexer.testing import HashEmbedder, WhitespaceTokenCounter
 
 TAR = "# tar\n\n> Archiving utility.\n> More information: <https://example.org>.\n\n- Create an archive:\n\n`tar cf a.tar b`\n"
 SS = "# ss\n\n> Utility to investigate sockets.\n\n- Show all TCP ports:\n\n`ss -t`\n"

@@ -22,7 +22,7 @@ class _Bar:
         self._progress: Any = None
         self._tasks: dict[Stage, Any] = {}
 
-    def __enter__(self) -> "_Bar":
+    def __enter__(self) -> _Bar:
         if self.enabled:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
@@ -107,7 +107,8 @@ def _add(report: Any, other: Any) -> Any:
 
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option("--root", "roots", multiple=True, type=click.Path(file_okay=False), help="A root to index (repeatable; replaces the configured roots).")
+@click.option("--root", "roots", multiple=True, type=click.Path(file_okay=False),
+              help="A root to index (repeatable; replaces the configured roots).")
 @click.option("--full", is_flag=True, help="Re-read and re-hash every file, ignoring mtime and size.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_obj
@@ -159,8 +160,8 @@ def status(app: AppContext, as_json: bool, direct: bool) -> None:
     config = app.config()
     info = None if direct else ask(config, {"op": "status"}, timeout=5)
     if info is None:
-        from indexer.lockfile import running_pid
         from indexer.documents.status import collect_status
+        from indexer.lockfile import running_pid
 
         info = collect_status(config.db)
         pid = running_pid(config.db)
@@ -179,7 +180,8 @@ def status(app: AppContext, as_json: bool, direct: bool) -> None:
         return
     c = info["documents"]
     click.echo(f"database: {info['database']} ({info['size_bytes'] / 1e6:.1f} MB)")
-    click.echo(f"documents: {c['total']} total, {c['synced']} synced, {c['pending']} pending, {c['stale']} stale, {c['failed']} failed")
+    click.echo(f"documents: {c['total']} total, {c['synced']} synced, {c['pending']} pending, {c['stale']} stale, "
+               f"{c['failed']} failed")
     click.echo(f"chunks: {info['chunks']['chunks']} ({info['chunks']['embedded']} embedded); coverage {info['coverage']:.1%}")
     click.echo(f"model: {info['model'] or '-'}" + (f" (backend {info['backend']})" if info.get("backend") else "")
                + (": not exported yet (the next reindex or daemon start exports it, about 10 s)"

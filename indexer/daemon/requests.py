@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from indexer import __version__
 from indexer.daemon.state import DaemonState
@@ -23,8 +24,8 @@ class ControlRequests:
     """The request handlers. ``config`` and ``searcher`` are asked for on each request: a
     reload (SIGHUP) replaces them."""
 
-    def __init__(self, shared: DaemonState, queue: "ChangeQueue", *, config: Callable[[], "Config"],
-                 searcher: Callable[[], "WarmSearcher | None"], poll: bool) -> None:
+    def __init__(self, shared: DaemonState, queue: ChangeQueue, *, config: Callable[[], Config],
+                 searcher: Callable[[], WarmSearcher | None], poll: bool) -> None:
         self.shared = shared
         self.queue = queue
         self._config = config
@@ -32,7 +33,7 @@ class ControlRequests:
         self.poll = poll
 
     @property
-    def config(self) -> "Config":
+    def config(self) -> Config:
         return self._config()
 
     def describe(self) -> dict[str, Any]:

@@ -14,22 +14,23 @@ import os
 import signal
 import threading
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from indexer import __version__
 from indexer.config import Config
 from indexer.daemon.changes import Batch, ChangeQueue, YieldToChanges
 from indexer.daemon.control import ControlServer, socket_path
-from indexer.lockfile import InstanceLock
 from indexer.daemon.notify import Notifier
 from indexer.daemon.requests import ControlRequests
 from indexer.daemon.searcher import WarmSearcher
 from indexer.daemon.state import DaemonState
 from indexer.daemon.watcher import Watcher
-from indexer.errors import ConfigError, IndexerError
 from indexer.documents.sync import DocumentSync, ProgressEvent, Stage, SyncReport
+from indexer.errors import ConfigError, IndexerError
+from indexer.lockfile import InstanceLock
 from indexer.timeutil import format_ts, parse_ts
 
 log = logging.getLogger("indexer.daemon")
@@ -244,7 +245,7 @@ class Daemon:
         self.shared.progress = {}
         self.shared.pending = self.sync.pending_chunks()
         self._schedule_retry()
-        self.shared.last_reconcile = {"at": format_ts(datetime.now(timezone.utc)), "full": batch.full,
+        self.shared.last_reconcile = {"at": format_ts(datetime.now(UTC)), "full": batch.full,
                                "paths": len(batch.paths), "reasons": list(batch.reasons),
                                "seconds": round(time.perf_counter() - started, 3),
                                **{k: getattr(report, k) for k in ("added", "modified", "moved", "deleted", "failed")}}

@@ -8,8 +8,8 @@ subsection, so no chunk is only a heading. Line indexes are into the body lines 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from indexer.documents import markdown_scan as scan
 

@@ -10,24 +10,25 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
-from indexer.documents import chunking, discovery, markdown_meta, planning
 from indexer.config import Config
-from indexer.documents.embedding import Embedder, fingerprint, embedder_for
+from indexer.documents import chunking, discovery, markdown_meta, planning
+from indexer.documents.embedding import Embedder, embedder_for, fingerprint
 from indexer.documents.targets import normal_path, place, split_targets, within
 
 __all__ = ["DocumentSync", "FileProblem", "PrepareFailed", "Prepared", "Progress", "ProgressEvent", "Stage", "SyncReport",
            "normal_path", "place", "read_markdown", "split_targets", "within"]
+from indexer.documents.sync_events import Progress, ProgressEvent, Stage, SyncReport
+from indexer.documents.tokenizer import TokenCounter, token_counter_for
 from indexer.storage import document_store as store
 from indexer.storage import driver, migrations
 from indexer.storage import summary_store as summaries
 from indexer.timeutil import format_ts, parse_ts
-from indexer.documents.sync_events import Progress, ProgressEvent, Stage, SyncReport
-from indexer.documents.tokenizer import TokenCounter, token_counter_for
 
 APPLY_BATCH = 200  # documents per write transaction
 EMBED_FETCH = 256  # chunks per embedding round (the model batches within it)
@@ -95,7 +96,7 @@ def read_markdown(path: Path, max_bytes: int) -> tuple[str, str]:
 
 def retry_time(attempts: int, now: datetime | None = None) -> str:
     delay = min(RETRY_BASE_S * 2 ** max(attempts - 1, 0), RETRY_MAX_S)
-    return format_ts((now or datetime.now(timezone.utc)) + timedelta(seconds=delay))
+    return format_ts((now or datetime.now(UTC)) + timedelta(seconds=delay))
 
 
 class DocumentSync:
@@ -122,7 +123,7 @@ class DocumentSync:
             self._conn.close()
             self._conn = None
 
-    def __enter__(self) -> "DocumentSync":
+    def __enter__(self) -> DocumentSync:
         self.open()
         return self
 
@@ -237,7 +238,7 @@ class DocumentSync:
         """Failed documents whose back-off has passed (reconcile re-reads them even if
         unchanged; the daemon queues them when the earliest back-off expires)."""
         due: set[str] = set()
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         for item in store.failed_documents(self.open(), limit=-1):
             try:
                 if item["retry_after"] is None or parse_ts(item["retry_after"]) <= now:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Any, Callable
+from enum import StrEnum
+from typing import Any
 
 from indexer.documents.planning import ChangeSet
 
@@ -32,7 +33,7 @@ class SyncReport:
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
-    def add(self, other: "SyncReport") -> None:
+    def add(self, other: SyncReport) -> None:
         """Add another run's counts (and its last failures) into this report."""
         for key, value in other.as_dict().items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -42,7 +43,7 @@ class SyncReport:
         self.warnings = (self.warnings + other.warnings)[-50:]
 
 
-class Stage(str, Enum):
+class Stage(StrEnum):
     """What a sync is doing when it reports progress."""
 
     PLAN = "plan"  # the change set is known (``ProgressEvent.changes``)
