@@ -146,7 +146,8 @@ def backlog_run(args: argparse.Namespace, source: Path | None) -> dict:
             if call(sock, {"op": "status"}, timeout=30)["daemon"]["state"] != "reconciling":
                 break
             indexed = sorted(indexed_paths(db))
-            keyword_s.append(timed_edit(Path(indexed[(i * 37) % len(indexed)]), f"zqxreconcile{i}marker", sock, db, synced=False)[0])
+            target = Path(indexed[(i * 37) % len(indexed)])
+            keyword_s.append(timed_edit(target, f"zqxreconcile{i}marker", sock, db, synced=False)[0])
             during += call(sock, {"op": "status"}, timeout=30)["daemon"]["state"] == "reconciling"
             time.sleep(args.backlog_gap)
         result["start_up_reconcile_edits"] = {"edits": len(keyword_s), "reconcile_still_running_after": during,
@@ -276,7 +277,8 @@ def run(args: argparse.Namespace) -> dict:
             digest = hashlib.sha256(text.encode()).hexdigest()
             t0 = time.perf_counter()
             target.write_text(text, encoding="utf-8")
-            keyword_s.append(wait(lambda: bool(call(sock, {"op": "search", "query": word, "mode": "keyword", "k": 1})["results"]), 30))
+            request = {"op": "search", "query": word, "mode": "keyword", "k": 1}
+            keyword_s.append(wait(lambda: bool(call(sock, request)["results"]), 30))
             synced_s.append(time.perf_counter() - t0 if doc_synced(db, target, digest)
                             else keyword_s[-1] + wait(lambda: doc_synced(db, target, digest), 30))
             time.sleep(0.3)

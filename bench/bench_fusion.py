@@ -21,22 +21,22 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from indexer.documents import ranking  # noqa: E402
 from indexer.config import load_config  # noqa: E402
+from indexer.documents import ranking  # noqa: E402
 from indexer.documents.embedding import make_embedder  # noqa: E402
-from indexer.storage.vectors import from_blob  # noqa: E402
 from indexer.documents.markdown_meta import document_summary  # noqa: E402
 from indexer.storage import driver  # noqa: E402
 from indexer.storage.search_store import Filters, VectorMatrix, keyword_hits  # noqa: E402
+from indexer.storage.vectors import from_blob  # noqa: E402
 
 CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 QUERIES = Path(__file__).with_name("queries.json")

@@ -181,7 +181,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             try:
                 state = call(sock, {"op": "status"}, timeout=30)
                 d, docs = state["daemon"], state["documents"]
-                if d["state"] == "idle" and d["chunks_to_embed"] == 0 and docs["total"] > 0 and docs["pending"] == docs["stale"] == 0:
+                settled = docs["total"] > 0 and docs["pending"] == docs["stale"] == 0
+                if d["state"] == "idle" and d["chunks_to_embed"] == 0 and settled:
                     break
             except Exception as exc:
                 state = {"error": str(exc)}

@@ -34,11 +34,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from indexer.config import load_config  # noqa: E402
 from indexer.documents.embedding import make_embedder  # noqa: E402
-from indexer.storage.vectors import to_blob  # noqa: E402
 from indexer.documents.search import Fusion, SearchOptions, run_search  # noqa: E402
-from indexer.storage.search_store import VectorMatrix  # noqa: E402
-from indexer.storage import driver  # noqa: E402
 from indexer.documents.sync import DocumentSync  # noqa: E402
+from indexer.storage import driver  # noqa: E402
+from indexer.storage.search_store import VectorMatrix  # noqa: E402
+from indexer.storage.vectors import to_blob  # noqa: E402
 
 CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 QUERIES = Path(__file__).with_name("queries.json")

@@ -38,14 +38,18 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from indexer import Database, MemoryService, SessionService  # noqa: E402
-from indexer.storage import database  # noqa: E402
-from indexer.storage import driver, migrations  # noqa: E402
+from indexer.storage import (  # noqa: E402
+    database,  # noqa: E402
+    driver,
+    migrations,
+)
 
 TYPES = ("semantic", "episodic", "procedural")
 TS = "2025-06-01T12:00:00.000Z"

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from indexer.errors import ConfigError
 from indexer.paths import StatePaths, state_paths
@@ -159,7 +160,8 @@ def load_config(
     env_raw = {k[len("INDEXER_"):].lower(): v for k, v in env.items() if k.startswith("INDEXER_")}
     env_raw = {k: v for k, v in env_raw.items() if k in PARSERS}
     _apply(values, sources, env_raw, lambda k: f"environment variable INDEXER_{k.upper()}")
-    _apply(values, sources, {k: v for k, v in (flags or {}).items() if v not in (None, ())}, lambda k: f"option --{k.replace('_', '-')}")
+    given = {k: v for k, v in (flags or {}).items() if v not in (None, ())}
+    _apply(values, sources, given, lambda k: f"option --{k.replace('_', '-')}")
     base = Config(db=paths.default_db, config_file=file_path, runtime_dir=paths.runtime_dir)
     known = {f.name for f in fields(Config)}
     return replace(base, **{k: v for k, v in values.items() if k in known}, sources=sources)

@@ -45,7 +45,7 @@ class InstanceLock:
             os.close(self._fd)  # closing drops the flock; the file stays (unlinking would race)
             self._fd = None
 
-    def __enter__(self) -> "InstanceLock":
+    def __enter__(self) -> InstanceLock:
         self.acquire()
         return self
 

@@ -7,7 +7,7 @@ correctly as text. :func:`to_rfc3339` converts the formats legacy databases hold
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 SQL_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ','now')"
 _CANONICAL = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -16,13 +16,13 @@ _CANONICAL = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 def format_ts(moment: datetime) -> str:
     """A datetime as canonical text (naive values are taken as UTC)."""
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    moment = moment.astimezone(timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def now_ts() -> str:
-    return format_ts(datetime.now(timezone.utc))
+    return format_ts(datetime.now(UTC))
 
 
 def parse_ts(text: str) -> datetime:
@@ -32,7 +32,7 @@ def parse_ts(text: str) -> datetime:
         value = value[:-1] + "+00:00"
     moment = datetime.fromisoformat(value)
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return moment
 
 
@@ -46,7 +46,7 @@ def to_rfc3339(value: object) -> object:
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         try:
-            return format_ts(datetime.fromtimestamp(float(value), tz=timezone.utc))
+            return format_ts(datetime.fromtimestamp(float(value), tz=UTC))
         except (OverflowError, OSError, ValueError):
             return value
     if isinstance(value, str):

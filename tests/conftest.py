@@ -5,14 +5,15 @@ file runs in seconds."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
 import json
 import os
 import shutil
 import subprocess
 import sys
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -156,7 +157,8 @@ def run_processes(code: str, argv: list[list[str]], timeout: float = 240) -> lis
                               stderr=subprocess.PIPE, text=True, env=env) for args in argv]
     try:
         for proc in procs:
-            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready", proc.stderr.read() if proc.stderr else ""
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "ready", proc.stderr.read() if proc.stderr else ""
         for proc in procs:
             assert proc.stdin is not None
             proc.stdin.write("go\n")

@@ -10,8 +10,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from indexer.daemon.control import call, socket_path
 from indexer.storage import driver
@@ -107,7 +108,7 @@ class DaemonProcess:
         while not self._closing:
             try:
                 data = self.notify.recv(4096)
-            except (socket.timeout, BlockingIOError):
+            except (TimeoutError, BlockingIOError):
                 continue
             except OSError:
                 return
@@ -129,7 +130,7 @@ class DaemonProcess:
             return None
         return wait_until(found, timeout, what=f"notify {prefix!r}") - 1
 
-    def ready(self, timeout: float = 60.0) -> "DaemonProcess":
+    def ready(self, timeout: float = 60.0) -> DaemonProcess:
         self.wait_message("READY=1", timeout)
         return self
 
@@ -175,7 +176,7 @@ class DaemonProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-                raise AssertionError(f"daemon did not stop within {timeout} s:\n{self.log()}")
+                raise AssertionError(f"daemon did not stop within {timeout} s:\n{self.log()}") from None
         return self.proc.returncode
 
     def close(self) -> None:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import difflib
 import pprint
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from indexer.storage import driver
 
@@ -136,7 +137,8 @@ LEGACY_INDEXES = {
     "idx_audit_timestamp": "CREATE INDEX idx_audit_timestamp ON audit(timestamp DESC)",
     "idx_metrics_name_timestamp": "CREATE INDEX idx_metrics_name_timestamp ON metrics(metric_name, timestamp DESC)",
     "idx_checkpoints_task": "CREATE INDEX idx_checkpoints_task ON checkpoints(task_id, iteration DESC)",
-    "idx_tasks_running_timeout": "CREATE INDEX idx_tasks_running_timeout ON tasks(status, last_updated_at) WHERE status = 'running'",
+    "idx_tasks_running_timeout": ("CREATE INDEX idx_tasks_running_timeout ON tasks(status, last_updated_at) "
+                                  "WHERE status = 'running'"),
 }
 NEEDS_LAST_UPDATED_AT = {"idx_tasks_running_timeout"}
 
@@ -185,7 +187,7 @@ def _tasks(n: int, variant: str, orphans: bool) -> Iterator[tuple[Any, ...]]:
     for i in range(n):
         head = ((f"task-{i}", f"prompt {i} — ünïcødé ✓ 中文 🙂", "coder" if i % 2 else "general") if standard
                 else (f"task-{i}", f"template-{i} ✓ ñ"))
-        middle = (i % 10, ("pending", "running", "completed", "failed")[i % 4], '{"n": %d, "text": "çava 日本 🚀"}' % i,
+        middle = (i % 10, ("pending", "running", "completed", "failed")[i % 4], f'{{"n": {i}, "text": "çava 日本 🚀"}}',
                   None if i % 2 else '{"ok": true}', "boom ✗ — \"quoted\"" if i % 7 == 0 else None,
                   _maybe(i, 11, i % 3), _maybe(i, 13, 3))
         timeout = (_maybe(i, 9, 600 + i),) if standard else ()
@@ -249,7 +251,7 @@ def build_legacy(
              "claude", _stamp(i, 4), None if i % 2 else _stamp(i, 5), None if i % 3 else '{"cpu": 1.5}')
             for i in range(agents)))
         conn.executemany("INSERT INTO state (task_id, key, value, created_at, updated_at) VALUES (?,?,?,?,?)", (
-            (f"task-{i % tasks}", f"k{i}:ключ", '{"v": %d}' % i, _stamp(i, 6), _stamp(i, 7))
+            (f"task-{i % tasks}", f"k{i}:ключ", f'{{"v": {i}}}', _stamp(i, 6), _stamp(i, 7))
             for i in range(counts["state"])))
         conn.executemany(
             "INSERT INTO audit (timestamp, agent_id, task_id, action_type, action_data, result) VALUES (?,?,?,?,?,?)", (
@@ -261,7 +263,7 @@ def build_legacy(
             (_stamp(i, 9), ("latency", "tokens")[i % 2], i * 0.5, None if i % 2 else '{"a": "b"}')
             for i in range(counts["metrics"])))
         conn.executemany("INSERT INTO checkpoints VALUES (?,?,?,?)", (
-            (f"task-{i % tasks}", i // tasks + 1, '{"it": %d}' % i, _stamp(i, 10))
+            (f"task-{i % tasks}", i // tasks + 1, f'{{"it": {i}}}', _stamp(i, 10))
             for i in range(counts["checkpoints"])))
         # AUTOINCREMENT gaps: some ids missing in the middle, and the high-water mark above max(id)
         for table in AUTOINCREMENT_TABLES:

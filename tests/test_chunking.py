@@ -16,9 +16,10 @@ import pytest
 
 from conftest import Corpora, corpus
 from indexer.documents.chunking import Chunk, chunk_markdown
-from indexer.documents.markdown_meta import ATX_HEADING, parse_document, split_front_matter
-from indexer.testing import WhitespaceTokenCounter
+from indexer.documents.markdown_meta import parse_document, split_front_matter
+from indexer.documents.markdown_scan import ATX_HEADING
 from indexer.documents.tokenizer import HFTokenCounter, TokenCounter, default_token_counter, token_counter_for
+from indexer.testing import WhitespaceTokenCounter
 
 MAX = 254
 WS = WhitespaceTokenCounter()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -101,5 +102,5 @@ def test_explicit_missing_config_file_is_an_error(tmp_path: Path) -> None:
 
 def test_config_is_frozen(isolated_home: Path) -> None:
     cfg = load_config()
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.debounce_ms = 1  # type: ignore[misc]

@@ -15,15 +15,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from indexer.documents import discovery
 from indexer.cli.app import cli
 from indexer.config import load_config
 from indexer.daemon import unit
 from indexer.daemon.changes import ChangeQueue, seconds_until_due
-from indexer.lockfile import AlreadyRunning, InstanceLock, running_pid
 from indexer.daemon.logs import JournalFormatter
 from indexer.daemon.notify import Notifier
 from indexer.daemon.watcher import Watcher, relevant_paths
+from indexer.documents import discovery
+from indexer.lockfile import AlreadyRunning, InstanceLock, running_pid
 
 
 def test_seconds_until_due_waits_for_quiet_but_not_forever() -> None:
@@ -213,7 +213,8 @@ def _verify(path: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     return result
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed (make install adds it on Debian)")
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None,
+                    reason="systemd-analyze not installed (make install adds it on Debian)")
 @pytest.mark.process
 def test_rendered_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     config = load_config({"roots": [str(tmp_path)]})

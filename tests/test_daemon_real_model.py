@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from conftest import copy_tldr
-
 from daemon_harness import DaemonProcess, db_check, wait_until
 
 SAMPLE = ("tar", "grep", "ssh", "curl", "rsync", "find", "chmod", "ping")

@@ -10,24 +10,23 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from indexer.documents import discovery
-from indexer.cli import cli
-from indexer.config import load_config
-from indexer.documents.discovery import Coverage, DiskFile
-from indexer.testing import HashEmbedder
-from indexer.documents.planning import DbDoc, plan_changes
-from indexer.documents.sync import DocumentSync
-from indexer.testing import WhitespaceTokenCounter
 from conftest import EXAMPLES_SCALE
 from index_state import index_state
+from indexer.cli import cli
+from indexer.config import load_config
+from indexer.documents import discovery
+from indexer.documents.discovery import Coverage, DiskFile
+from indexer.documents.planning import DbDoc, plan_changes
+from indexer.documents.sync import DocumentSync
+from indexer.testing import HashEmbedder, WhitespaceTokenCounter
 
 # -- the planner --------------------------------------------------------------------------
 

@@ -30,8 +30,8 @@ from index_state import State, index_state, state_diff
 from indexer.cli import cli
 from indexer.config import load_config
 from indexer.documents.service import DocumentIndexService
-from indexer.testing import HashEmbedder
 from indexer.documents.sync import DocumentSync
+from indexer.testing import HashEmbedder
 from tree_ops import apply, every_file, initial, make_outside, make_scaffold, ops, restore_modes, scaffold
 
 MODEL = "hash:64"

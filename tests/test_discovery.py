@@ -12,7 +12,6 @@ from indexer.documents import discovery
 from indexer.documents.discovery import DiskFile, Rules, is_indexable, scan
 
 
-
 def write(root: Path, *names: str, text: str = "# x\n") -> None:
     for name in names:
         path = root / name

@@ -181,8 +181,8 @@ def test_marker_and_extraction_rules(tmp_path: Path) -> None:
 def test_every_marker_names_a_command_and_a_reason() -> None:
     for page in doc_pages():
         all_found = extract(page)
-        for line, tokens, markers in all_found:
-            for kind, prefix, _code, reason in markers:
+        for line, _tokens, markers in all_found:
+            for kind, _prefix, _code, reason in markers:
                 assert reason, f"{page.name}:{line}: a {kind} marker needs a reason"
         prefixes = {(kind, prefix) for _, _, markers in all_found for kind, prefix, _, _ in markers if prefix}
         texts = [" ".join(tokens) for _, tokens, _ in all_found]

@@ -12,7 +12,6 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import copy_tldr
-
 from indexer import DocumentIndexService
 from indexer.cli import cli
 from indexer.config import load_config

@@ -20,9 +20,21 @@ from indexer.storage import driver, legacy, migrations
 from indexer.storage.doctor import run_doctor
 from indexer.storage.introspect import schema_snapshot
 from legacy_fixtures import (
-    AUTOINCREMENT_TABLES, FK_ORPHANS, LEGACY_INDEXES, LEGACY_TABLES, NEEDS_LAST_UPDATED_AT, ODD_TIMESTAMPS,
-    MEMORY_TABLES, ORPHAN_ROWS, assert_equal, assert_no_pending_content, build_legacy, build_reference_milestone,
-    disk_state, opened, read_database,
+    AUTOINCREMENT_TABLES,
+    FK_ORPHANS,
+    LEGACY_INDEXES,
+    LEGACY_TABLES,
+    MEMORY_TABLES,
+    NEEDS_LAST_UPDATED_AT,
+    ODD_TIMESTAMPS,
+    ORPHAN_ROWS,
+    assert_equal,
+    assert_no_pending_content,
+    build_legacy,
+    build_reference_milestone,
+    disk_state,
+    opened,
+    read_database,
 )
 
 VARIANTS = ("standard", "template_name")

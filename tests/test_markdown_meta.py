@@ -11,7 +11,6 @@ from conftest import Corpora
 from indexer.documents.markdown_meta import DocMeta, first_h1, guess_type, parse_document, split_front_matter
 
 
-
 def meta(text: str, path: str = "/notes/some-file.md") -> DocMeta:
     return parse_document(text, PurePath(path))
 

@@ -14,10 +14,10 @@ from mcp import Client
 
 from indexer.cli import cli
 from indexer.config import load_config
+from indexer.documents.sync import DocumentSync
 from indexer.errors import ConfigError
 from indexer.mcp.catalog import TOOLS, parse_groups, select_tools
 from indexer.mcp.server import build_server
-from indexer.documents.sync import DocumentSync
 
 pytestmark = pytest.mark.timeout(120)
 

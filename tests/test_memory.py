@@ -11,14 +11,13 @@ from typing import Any
 import pytest
 
 import indexer.agent.memory as memory_module
+from conftest import raw_rows, run_processes  # noqa: E402  (shared helpers)
 from indexer import Database, MemoryService
-from indexer.errors import ConflictError, NotFoundError, ValidationError
 from indexer.agent.common import decode_cursor, encode_cursor, parse_json, to_json
 from indexer.agent.memory import MemoryEntry, metadata_json, ttl_seconds, validate_namespace
+from indexer.errors import ConflictError, NotFoundError, ValidationError
 from indexer.storage import driver, hot_queries, migrations
 from indexer.storage import memory_store as store
-
-from conftest import raw_rows, run_processes  # noqa: E402  (shared helpers)
 
 REPO = Path(__file__).resolve().parents[1]
 OLD = "2020-01-01T00:00:00.000Z"

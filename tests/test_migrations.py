@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import sys
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -234,11 +234,11 @@ def test_columns_types_not_null_defaults_and_keys(conn) -> None:
 
 
 def test_default_timestamps_are_rfc3339_utc_milliseconds(conn) -> None:
-    before = datetime.now(timezone.utc) - timedelta(seconds=1)
+    before = datetime.now(UTC) - timedelta(seconds=1)
     insert(conn, "sessions", {"id": "s", "app_name": "a", "user_id": "u"})
     insert(conn, "memory_entries", {"namespace": "user:a", "key": "k", "value": "1", "memory_type": "semantic"})
     insert(conn, "document_index", {"file_path": "/a.md", "title": "t", "content_hash": "h"})
-    after = datetime.now(timezone.utc) + timedelta(seconds=1)
+    after = datetime.now(UTC) + timedelta(seconds=1)
     for table, columns in (("sessions", ("created_at", "last_update_time")),
                            ("memory_entries", ("created_at", "updated_at")),
                            ("document_index", ("created_at", "updated_at"))):
@@ -267,7 +267,8 @@ VIOLATIONS = [
 ]
 
 
-@pytest.mark.parametrize("table, change", VIOLATIONS, ids=[f"{t}-{next(iter(c))}={next(iter(c.values()))}" for t, c in VIOLATIONS])
+@pytest.mark.parametrize("table, change", VIOLATIONS,
+                         ids=[f"{t}-{next(iter(c))}={next(iter(c.values()))}" for t, c in VIOLATIONS])
 def test_check_constraints_reject(conn, table: str, change: dict[str, Any]) -> None:
     conn.execute("BEGIN")
     insert(conn, table, VALID_ROWS[table])  # the control: the unchanged row is accepted
@@ -358,7 +359,7 @@ def test_no_further_redundant_index_on_the_report_tables(conn) -> None:
         for _, name, _, _, partial in conn.execute(f"PRAGMA index_list({table})").fetchall():
             cols = tuple((r[2], r[3]) for r in conn.execute(f"PRAGMA index_xinfo('{name}')") if r[5])
             indexes.append((table, name, cols, partial))
-    for table, name, cols, partial in indexes:
+    for table, name, cols, _partial in indexes:
         if name in SCHEMA_MD_INDEXES or name.startswith("sqlite_autoindex"):
             continue
         covering = [other for t, other, ocols, opartial in indexes
@@ -369,9 +370,9 @@ def test_no_further_redundant_index_on_the_report_tables(conn) -> None:
 # --- the runner ----------------------------------------------------------------------------------
 
 def test_migrations_are_recorded_with_name_checksum_and_time(db_path: Path) -> None:
-    start = datetime.now(timezone.utc) - timedelta(seconds=1)
+    start = datetime.now(UTC) - timedelta(seconds=1)
     report = migrations.migrate(db_path)
-    end = datetime.now(timezone.utc) + timedelta(seconds=1)
+    end = datetime.now(UTC) + timedelta(seconds=1)
     files = shipped_files()
     assert report.kind == "missing" and report.applied == [f.stem for f in files]
     with opened(db_path) as c:

@@ -13,11 +13,15 @@ import numpy as np
 import pytest
 
 from conftest import copy_tldr
-
-from indexer.documents import onnx_embedding
 from indexer.config import load_config
-from indexer.documents.embedding import (EMBEDDER_CONFIG_KEYS, OnnxEmbedder, SentenceTransformerEmbedder,
-                               default_model_path, embedder_for)
+from indexer.documents import onnx_embedding
+from indexer.documents.embedding import (
+    EMBEDDER_CONFIG_KEYS,
+    OnnxEmbedder,
+    SentenceTransformerEmbedder,
+    default_model_path,
+    embedder_for,
+)
 from indexer.errors import ConfigError, IndexerError
 
 TEXTS = [

@@ -11,17 +11,17 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from index_state import index_state, state_diff
 from indexer.cli import cli
 from indexer.config import load_config
 from indexer.documents.service import DocumentIndexService
-from indexer.testing import HashEmbedder
 from indexer.documents.sync import DocumentSync
-from indexer.testing import WhitespaceTokenCounter
-from index_state import index_state, state_diff
+from indexer.testing import HashEmbedder, WhitespaceTokenCounter
 
 PAGES = {
     "tar.md": "# tar\n\n> Archiving utility.\n\n- Create an archive from files:\n\n`tar cf target.tar file1 file2`\n",
-    "grep.md": "# grep\n\n> Find patterns in files using regular expressions.\n\n- Search for a pattern:\n\n`grep pattern file`\n",
+    "grep.md": ("# grep\n\n> Find patterns in files using regular expressions.\n\n"
+                "- Search for a pattern:\n\n`grep pattern file`\n"),
     "sub/ssh.md": "# ssh\n\n> Secure Shell is a protocol used to log in to remote systems.\n",
     "sub/deeper/scp.md": "# scp\n\n> Secure copy.\n\n- Copy a local file to a remote host:\n\n`scp file host:path`\n",
     "drafts/wip.md": "# wip\n\nIgnored by the root's .gitignore.\n",

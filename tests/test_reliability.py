@@ -53,7 +53,8 @@ def index_content(db: Path) -> tuple[dict[str, str], set[tuple[str, int, str]]]:
     try:
         docs = {r[0]: r[1] for r in conn.execute("SELECT file_path, content_hash FROM document_index")}
         chunks = {(r[0], r[1], r[2]) for r in conn.execute(
-            "SELECT d.file_path, c.chunk_index, c.chunk_hash FROM document_chunks c JOIN document_index d ON d.id = c.document_id")}
+            "SELECT d.file_path, c.chunk_index, c.chunk_hash "
+            "FROM document_chunks c JOIN document_index d ON d.id = c.document_id")}
         return docs, chunks
     finally:
         conn.close()
@@ -163,9 +164,9 @@ def test_bad_files_end_in_defined_states_and_the_daemon_keeps_running(tmp_path: 
             "binary.md": bytes(range(256)) * 4,
             "empty.md": b"",
             "big.md": b"# Big\n\n" + b"word " * 2000,
-            "with space.md": "# Spaced\n\nspaced name works\n".encode(),
-            "new\nline.md": "# Newline\n\nnewline name works\n".encode(),
-            "ünïcødé 日本.md": "# Unicode\n\nunicode name works\n".encode(),
+            "with space.md": b"# Spaced\n\nspaced name works\n",
+            "new\nline.md": b"# Newline\n\nnewline name works\n",
+            "ünïcødé 日本.md": b"# Unicode\n\nunicode name works\n",
         }
         for name, data in files.items():
             (root / name).write_bytes(data)

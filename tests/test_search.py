@@ -11,11 +11,11 @@ from click.testing import CliRunner
 
 from indexer.cli import cli
 from indexer.config import load_config
+from indexer.documents.search import ChunkHit, SearchOptions, fuse, group_by_document, run_search
+from indexer.documents.sync import DocumentSync
 from indexer.errors import ValidationError
-from indexer.documents.search import SearchOptions, fuse, group_by_document, run_search
 from indexer.storage import driver
 from indexer.storage.search_store import Filters, bounded_fts_query, fts_query
-from indexer.documents.sync import DocumentSync
 from indexer.testing import HashEmbedder, WhitespaceTokenCounter
 
 EMBEDDER = HashEmbedder(dim=64)
@@ -76,13 +76,14 @@ def test_fuse_weights_and_ranks() -> None:
 
 
 def test_group_by_document_keeps_best_chunk_first() -> None:
-    fused = [(10, 0.5, {}), (11, 0.4, {}), (20, 0.3, {}), (12, 0.2, {})]
+    fused = [ChunkHit(10, 0.5, {}), ChunkHit(11, 0.4, {}), ChunkHit(20, 0.3, {}), ChunkHit(12, 0.2, {})]
     groups = group_by_document(fused, {10: 1, 11: 1, 12: 1, 20: 2}, k=5)
     assert [doc for doc, _ in groups] == [1, 2]
     assert [c for c, _, _ in groups[0][1]] == [10, 11, 12]
 
 
-@pytest.mark.parametrize("text", ['"unbalanced', "a*", "NEAR(x y)", "-foo", "AND", "(a OR", "über ñandú 東京", "col:value", "^x", "a + b"])
+@pytest.mark.parametrize("text", ['"unbalanced', "a*", "NEAR(x y)", "-foo", "AND", "(a OR", "über ñandú 東京", "col:value",
+                                  "^x", "a + b"])
 def test_any_text_is_a_safe_fts_query(tmp_path: Path, text: str) -> None:
     db = build(tmp_path, CORPUS)
     result = search(db, text, mode="keyword")

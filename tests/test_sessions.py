@@ -10,15 +10,21 @@ from typing import Any
 
 import pytest
 
+from conftest import raw_rows, run_processes  # noqa: E402  (shared helpers)
 from indexer import Database, SessionService
-from indexer.errors import ConflictError, NotFoundError, ValidationError
 from indexer.agent.sessions import (
-    STATUSES, TRANSITIONS, Session, check_transition, initial_state, prepare_event, state_ops, state_scope,
+    STATUSES,
+    TRANSITIONS,
+    Session,
+    check_transition,
+    initial_state,
+    prepare_event,
+    state_ops,
+    state_scope,
 )
+from indexer.errors import ConflictError, NotFoundError, ValidationError
 from indexer.storage import driver, hot_queries, migrations
 from indexer.storage import session_store as store
-
-from conftest import raw_rows, run_processes  # noqa: E402  (shared helpers)
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from indexer.config import load_config
-from indexer.storage.vectors import from_blob
-from indexer.testing import HashEmbedder, WhitespaceTokenCounter
 from indexer.documents.markdown_meta import document_summary
 from indexer.documents.search import Fusion, SearchOptions, fuse_documents, run_search, semantic_documents
+from indexer.documents.sync import DocumentSync
 from indexer.storage import driver
 from indexer.storage.search_store import Filters, SummaryMatrix, summary_hits
-from indexer.documents.sync import DocumentSync
+from indexer.storage.vectors import from_blob
+from indexer.testing import HashEmbedder, WhitespaceTokenCounter
 
 TAR = "# tar\n\n> Archiving utility.\n> More information: <https://example.org>.\n\n- Create an archive:\n\n`tar cf a.tar b`\n"
 SS = "# ss\n\n> Utility to investigate sockets.\n\n- Show all TCP ports:\n\n`ss -t`\n"
@@ -59,6 +59,13 @@ def test_document_summary_is_the_title_and_the_first_prose_paragraph() -> None:
     assert document_summary("```\ncode\n```\n\nProse after code.\n", "x") == "x\nProse after code."
     long = "# T\n\n" + " ".join(f"w{i}" for i in range(200)) + "\n"
     assert len(document_summary(long, "T", max_words=10).split("\n")[1].split()) == 10
+
+
+def test_document_summary_follows_the_chunker_fence_rules() -> None:
+    # a line with an info string inside a fence does not close it (CommonMark, as the chunker reads it)
+    assert document_summary("```\n```python\nnot prose\n```\n\nProse after.\n", "x") == "x\nProse after."
+    # a backtick "fence" whose info string holds a backtick is inline code, so prose
+    assert document_summary("```a`b\n", "x") == "x\n```a`b"
 
 
 def test_sync_writes_and_embeds_one_summary_per_document(tmp_path: Path, root: Path) -> None:

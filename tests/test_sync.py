@@ -8,28 +8,33 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.documents import chunking
 from indexer.config import load_config
-from indexer.storage.vectors import from_blob
-from indexer.storage import driver
+from indexer.documents import chunking
 from indexer.documents.sync import DocumentSync
+from indexer.storage import driver
+from indexer.storage.vectors import from_blob
 from indexer.testing import HashEmbedder, WhitespaceTokenCounter
 
-GUIDE = """# Guide
 
-Intro paragraph about the tool. intro0 intro1 intro2 intro3 intro4 intro5 intro6 intro7 intro8 intro9 intro10 intro11 intro12 intro13 intro14 intro15 intro16 intro17 intro18 intro19 intro20 intro21 intro22 intro23 intro24 intro25 intro26 intro27 intro28 intro29
+def _words(stem: str) -> str:
+    return " ".join(f"{stem}{i}" for i in range(30))
+
+
+GUIDE = f"""# Guide
+
+Intro paragraph about the tool. {_words("intro")}
 
 ## Install
 
-Run the installer with care and patience. install0 install1 install2 install3 install4 install5 install6 install7 install8 install9 install10 install11 install12 install13 install14 install15 install16 install17 install18 install19 install20 install21 install22 install23 install24 install25 install26 install27 install28 install29
+Run the installer with care and patience. {_words("install")}
 
 ## Usage
 
-Use the tool every day for great results. usage0 usage1 usage2 usage3 usage4 usage5 usage6 usage7 usage8 usage9 usage10 usage11 usage12 usage13 usage14 usage15 usage16 usage17 usage18 usage19 usage20 usage21 usage22 usage23 usage24 usage25 usage26 usage27 usage28 usage29
+Use the tool every day for great results. {_words("usage")}
 
 ## Troubleshooting
 
-When things break, read the logs first. trouble0 trouble1 trouble2 trouble3 trouble4 trouble5 trouble6 trouble7 trouble8 trouble9 trouble10 trouble11 trouble12 trouble13 trouble14 trouble15 trouble16 trouble17 trouble18 trouble19 trouble20 trouble21 trouble22 trouble23 trouble24 trouble25 trouble26 trouble27 trouble28 trouble29
+When things break, read the logs first. {_words("trouble")}
 """
 
 
@@ -127,7 +132,8 @@ def test_touch_only_refreshes_stat(db_path: Path, root: Path, embedder: HashEmbe
         report = sync.run()
     assert (report.touched, report.modified, report.chunks_embedded) == (1, 0, 0)
     assert statuses(db_path)["guide.md"] == "synced"
-    assert rows(db_path, "SELECT json_extract(metadata, '$.mtime_ns') FROM document_index WHERE file_path LIKE '%guide.md'") == [(1_000_000_000,)]
+    query = "SELECT json_extract(metadata, '$.mtime_ns') FROM document_index WHERE file_path LIKE '%guide.md'"
+    assert rows(db_path, query) == [(1_000_000_000,)]
 
 
 def test_delete_removes_row_chunks_vectors_and_fts(db_path: Path, root: Path, embedder: HashEmbedder) -> None:
@@ -206,7 +212,8 @@ def test_bad_file_fails_with_reason_then_recovers(db_path: Path, root: Path, emb
         (root / "bad.md").write_text("# Fixed\n\nNow it is fine.\n")
         sync.run()
     assert statuses(db_path)["bad.md"] == "synced"
-    assert rows(db_path, "SELECT json_extract(metadata, '$.last_error') FROM document_index WHERE file_path LIKE '%bad.md'") == [(None,)]
+    query = "SELECT json_extract(metadata, '$.last_error') FROM document_index WHERE file_path LIKE '%bad.md'"
+    assert rows(db_path, query) == [(None,)]
 
 
 def test_oversized_file_fails_and_retry_waits_for_back_off(db_path: Path, root: Path, embedder: HashEmbedder) -> None:

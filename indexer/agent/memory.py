@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator, NoReturn
+from datetime import UTC, datetime, timedelta
+from typing import Any, NoReturn
 
-from indexer.agent.common import (DEFAULT_LIMIT, check_text, decode_cursor, encode_cursor, to_json, validate_limit)
+from indexer.agent.common import DEFAULT_LIMIT, check_text, decode_cursor, encode_cursor, to_json, validate_limit
 from indexer.errors import ConflictError, NotFoundError, ValidationError
 from indexer.storage import memory_store as store
 from indexer.storage.database import Database
@@ -349,7 +350,7 @@ class MemoryService:
         """Soft-delete every episodic key whose latest live version was last updated more
         than ``ttl`` (seconds or a timedelta) ago; one audit row per key. Returns the count."""
         seconds = ttl_seconds(ttl)
-        now_dt = datetime.now(timezone.utc)
+        now_dt = datetime.now(UTC)
         try:
             cutoff = format_ts(now_dt - timedelta(seconds=seconds))
         except OverflowError:

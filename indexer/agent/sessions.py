@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Any, Iterator
+from typing import Any
 
-from indexer.errors import ConflictError, NotFoundError, ValidationError
 from indexer.agent.common import DEFAULT_LIMIT, check_text, decode_cursor, encode_cursor, to_json, validate_limit
+from indexer.errors import ConflictError, NotFoundError, ValidationError
 from indexer.storage import session_store as store
 from indexer.storage.database import Database
 from indexer.timeutil import now_ts
@@ -104,7 +105,8 @@ def state_scope(key: Any) -> str:
         return "session"
     scope, name = key.split(":", 1)
     if scope not in STATE_SCOPES:
-        raise ValidationError(f"state key {key!r} has an unknown scope {scope + ':'!r} (use app:, user:, session:, temp: or no prefix)")
+        raise ValidationError(f"state key {key!r} has an unknown scope {scope + ':'!r} "
+                              "(use app:, user:, session:, temp: or no prefix)")
     if not name:
         raise ValidationError(f"state key {key!r} has no name after its scope")
     return scope

@@ -92,7 +92,8 @@ def _storage_hint(ctx: click.Context, exc: Exception, driver: Any) -> str:
 
 @click.group(cls=IndexerGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--db", "db", metavar="PATH", help="Database file (env INDEXER_DB; default under $INDEXER_HOME or XDG data dir).")
-@click.option("--config", "config_file", metavar="FILE", help="Config file (env INDEXER_CONFIG; default config.toml under $INDEXER_HOME or XDG config dir).")
+@click.option("--config", "config_file", metavar="FILE",
+              help="Config file (env INDEXER_CONFIG; default config.toml under $INDEXER_HOME or XDG config dir).")
 @click.version_option(__version__, prog_name="indexer")
 @click.pass_context
 def cli(ctx: click.Context, db: str | None, config_file: str | None) -> None:

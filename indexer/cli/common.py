@@ -4,8 +4,9 @@ database opened (and migrated) for one command, and a compact one-line rendering
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, TypeVar
 
 import click
 

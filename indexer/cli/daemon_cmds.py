@@ -11,7 +11,8 @@ from indexer.cli.output import emit_json
 
 
 @cli.command()
-@click.option("--root", "roots", multiple=True, type=click.Path(file_okay=False), help="A root to watch (repeatable; replaces the configured roots).")
+@click.option("--root", "roots", multiple=True, type=click.Path(file_okay=False),
+              help="A root to watch (repeatable; replaces the configured roots).")
 @click.option("--poll", is_flag=True, help="Poll for changes instead of inotify (network mounts).")
 @click.option("--debounce-ms", type=int, help="Quiet period before a burst of changes is indexed (default 500).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="Log level (default info).")
@@ -45,7 +46,8 @@ def service() -> None:
 
 @service.command("install")
 @click.option("--now", is_flag=True, help="Also start the service now (systemctl --user enable --now).")
-@click.option("--root", "roots", multiple=True, type=click.Path(file_okay=False, exists=True), help="Roots to pass to the daemon (default: the config's).")
+@click.option("--root", "roots", multiple=True, type=click.Path(file_okay=False, exists=True),
+              help="Roots to pass to the daemon (default: the config's).")
 @click.option("--poll", is_flag=True, help="Make the service poll instead of using inotify.")
 @click.option("--print", "print_only", is_flag=True, help="Print the rendered unit and write nothing.")
 @click.option("--json", "as_json", is_flag=True)

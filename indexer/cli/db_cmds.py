@@ -28,7 +28,8 @@ def migrate(app: AppContext, dry_run: bool, no_backup: bool, as_json: bool) -> N
     if not report.pending:
         click.echo(f"{db}: up to date, nothing pending")
         return
-    kind = {"missing": "new database", "empty": "empty database", "legacy": "legacy database (reference implementation)", "current": "database"}[report.kind]
+    kind = {"missing": "new database", "empty": "empty database", "legacy": "legacy database (reference implementation)",
+            "current": "database"}[report.kind]
     if dry_run:
         click.echo(f"{db}: {kind}; would apply {len(report.pending)} migration(s):")
         for name in report.pending:
@@ -42,10 +43,12 @@ def migrate(app: AppContext, dry_run: bool, no_backup: bool, as_json: bool) -> N
         info = report.legacy
         rows = ", ".join(f"{t} {n}" for t, n in sorted(info["rows"].items()))
         click.echo(f"adopted legacy database ({info['variant']} variant): rows kept: {rows}")
-        click.echo(f"timestamps in other formats converted: {info['timestamps_converted_other_formats']}; unparseable kept as-is: {info['timestamps_unparseable_kept']}")
+        click.echo(f"timestamps in other formats converted: {info['timestamps_converted_other_formats']}; "
+                   f"unparseable kept as-is: {info['timestamps_unparseable_kept']}")
         if info["preexisting_fk_violations"]:
             orphans = ", ".join(f"{t} {n}" for t, n in sorted(info["preexisting_fk_violations"].items()))
-            click.echo(f"warning: rows that already broke a foreign key in the legacy file were kept: {orphans} (see: indexer doctor)")
+            click.echo(f"warning: rows that already broke a foreign key in the legacy file were kept: {orphans} "
+                       "(see: indexer doctor)")
     applied = report.applied or []
     click.echo(f"{db}: applied {len(applied)} migration(s): {', '.join(applied) or '-'}")
 

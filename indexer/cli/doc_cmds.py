@@ -10,6 +10,7 @@ import click
 
 from indexer.cli.app import AppContext, cli
 from indexer.cli.output import emit_json
+from indexer.documents.sync_events import ProgressEvent, Stage
 from indexer.errors import ConfigError
 
 
@@ -19,9 +20,9 @@ class _Bar:
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self._progress: Any = None
-        self._tasks: dict[str, Any] = {}
+        self._tasks: dict[Stage, Any] = {}
 
-    def __enter__(self) -> "_Bar":
+    def __enter__(self) -> _Bar:
         if self.enabled:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
@@ -36,16 +37,16 @@ class _Bar:
         if self._progress is not None:
             self._progress.stop()
 
-    def __call__(self, event: str, **info: Any) -> None:
-        if self._progress is None or event not in ("files", "embed"):
+    def __call__(self, event: ProgressEvent) -> None:
+        if self._progress is None or event.stage not in (Stage.FILES, Stage.EMBED):
             return
-        label = "documents" if event == "files" else "chunks"
-        if event not in self._tasks:
-            self._tasks[event] = self._progress.add_task(label, total=info.get("total") or 0, rate="")
-        task = self._tasks[event]
+        if event.stage not in self._tasks:
+            label = "documents" if event.stage is Stage.FILES else "chunks"
+            self._tasks[event.stage] = self._progress.add_task(label, total=event.total or 0, rate="")
+        task = self._tasks[event.stage]
         elapsed = self._progress.tasks[task].elapsed or 0
-        rate = f"{info['done'] / elapsed:.1f}/s" if elapsed > 0 and info["done"] else ""
-        self._progress.update(task, completed=info["done"], total=info.get("total"), rate=rate)
+        rate = f"{event.done / elapsed:.1f}/s" if elapsed > 0 and event.done else ""
+        self._progress.update(task, completed=event.done, total=event.total, rate=rate)
 
 
 def _reindex_by_daemon(config: Any, paths: tuple[str, ...], full: bool) -> tuple[Any, tuple[str, ...]] | None:
@@ -106,7 +107,8 @@ def _add(report: Any, other: Any) -> Any:
 
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option("--root", "roots", multiple=True, type=click.Path(file_okay=False), help="A root to index (repeatable; replaces the configured roots).")
+@click.option("--root", "roots", multiple=True, type=click.Path(file_okay=False),
+              help="A root to index (repeatable; replaces the configured roots).")
 @click.option("--full", is_flag=True, help="Re-read and re-hash every file, ignoring mtime and size.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_obj
@@ -158,8 +160,8 @@ def status(app: AppContext, as_json: bool, direct: bool) -> None:
     config = app.config()
     info = None if direct else ask(config, {"op": "status"}, timeout=5)
     if info is None:
-        from indexer.lockfile import running_pid
         from indexer.documents.status import collect_status
+        from indexer.lockfile import running_pid
 
         info = collect_status(config.db)
         pid = running_pid(config.db)
@@ -178,7 +180,8 @@ def status(app: AppContext, as_json: bool, direct: bool) -> None:
         return
     c = info["documents"]
     click.echo(f"database: {info['database']} ({info['size_bytes'] / 1e6:.1f} MB)")
-    click.echo(f"documents: {c['total']} total, {c['synced']} synced, {c['pending']} pending, {c['stale']} stale, {c['failed']} failed")
+    click.echo(f"documents: {c['total']} total, {c['synced']} synced, {c['pending']} pending, {c['stale']} stale, "
+               f"{c['failed']} failed")
     click.echo(f"chunks: {info['chunks']['chunks']} ({info['chunks']['embedded']} embedded); coverage {info['coverage']:.1%}")
     click.echo(f"model: {info['model'] or '-'}" + (f" (backend {info['backend']})" if info.get("backend") else "")
                + (": not exported yet (the next reindex or daemon start exports it, about 10 s)"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -20,7 +20,7 @@ def parse_since(value: str) -> str:
     match = re.fullmatch(r"(\d+)\s*([dhmw])", value.strip())
     if match:
         unit = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[match.group(2)]
-        return format_ts(datetime.now(timezone.utc) - timedelta(**{unit: int(match.group(1))}))
+        return format_ts(datetime.now(UTC) - timedelta(**{unit: int(match.group(1))}))
     try:
         return format_ts(parse_ts(value))
     except ValueError:

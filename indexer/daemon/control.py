@@ -17,8 +17,9 @@ import stat
 import struct
 import threading
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from indexer.errors import IndexerError
 
@@ -206,7 +207,7 @@ def call(path: Path, request: dict[str, Any], *, timeout: float | None = 60.0) -
         sock.settimeout(timeout)
         sock.sendall(json.dumps(request).encode("utf-8") + b"\n")
         data = sock.makefile("rb").readline()
-    except socket.timeout:
+    except TimeoutError:
         raise DaemonTimeout(f"the daemon did not answer within {timeout:.0f} s") from None
     finally:
         sock.close()

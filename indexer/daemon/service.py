@@ -9,27 +9,28 @@ status) or enqueue (reindex).
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import signal
 import threading
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from indexer import __version__
 from indexer.config import Config
 from indexer.daemon.changes import Batch, ChangeQueue, YieldToChanges
 from indexer.daemon.control import ControlServer, socket_path
-from indexer.lockfile import InstanceLock
 from indexer.daemon.notify import Notifier
 from indexer.daemon.requests import ControlRequests
 from indexer.daemon.searcher import WarmSearcher
+from indexer.daemon.state import DaemonState
 from indexer.daemon.watcher import Watcher
+from indexer.documents.sync import DocumentSync, ProgressEvent, Stage, SyncReport
 from indexer.errors import ConfigError, IndexerError
-from indexer.documents.sync import DocumentSync, SyncReport
+from indexer.lockfile import InstanceLock
 from indexer.timeutil import format_ts, parse_ts
 
 log = logging.getLogger("indexer.daemon")
@@ -52,7 +53,7 @@ def check_roots(config: Config) -> None:
             raise ConfigError(f"root {root} is not a directory")
 
 
-class Daemon(ControlRequests):
+class Daemon:
     def __init__(self, load_config: Callable[[], Config], *, poll: bool = False,
                  embedder_factory: Callable[[Config], Any] = default_embedder,
                  notifier: Notifier | None = None) -> None:
@@ -62,19 +63,10 @@ class Daemon(ControlRequests):
         self.factory = embedder_factory
         self.notifier = notifier or Notifier()
         self.queue = ChangeQueue(self.config.debounce_ms / 1000)
-        self.state = "starting"
-        self.started_at = time.time()
-        self.progress: dict[str, Any] = {}
-        self.last_reconcile: dict[str, Any] | None = None
-        self.errors = 0
-        self._stop = False
+        self.shared = DaemonState()  # the worker writes it, the control socket's threads read it
+        self.requests = ControlRequests(self.shared, self.queue, config=lambda: self.config,
+                                        searcher=lambda: self.searcher, poll=poll)
         self._reload = False
-        self._pending = 0
-        self._tickets = itertools.count(1)
-        self._done_ticket = 0
-        self._inflight: list[int] = []
-        self._report = SyncReport()
-        self._done = threading.Condition()
         self._last_status = 0.0
         self._next_retry: float | None = None
         self.sync: DocumentSync | None = None
@@ -84,7 +76,7 @@ class Daemon(ControlRequests):
 
     # -- signals: set a flag, poke the pipe, nothing else ---------------------------------
     def _on_stop(self, signum: int, _frame: Any) -> None:
-        self._stop = True
+        self.shared.stopping = True
         self.queue.poke()
 
     def _on_reload(self, signum: int, _frame: Any) -> None:
@@ -104,21 +96,21 @@ class Daemon(ControlRequests):
         previous_fd = signal.set_wakeup_fd(self.queue.wakeup_fd, warn_on_full_buffer=False)
         try:
             self._start()
-            if not self._stop:
+            if not self.shared.stopping:
                 try:
                     self._reconcile(Batch((), True, ("start-up",), (), False))
-                    self.state = "ready"
+                    self.shared.state = "ready"
                 except Exception as exc:  # a full disk, a locked file...: serve what is there, retry
                     log.error("first reconcile failed: %s: %s; retrying in the background", type(exc).__name__, exc)
-                    self.errors += 1
-                    self.state = "error"
+                    self.shared.errors += 1
+                    self.shared.state = "error"
                     self.queue.request_full("retry of the first reconcile", immediate=False)
                 line = self._status_line()
                 self.notifier.ready(line)
                 log.info("%s", line)
                 self._loop()
         finally:
-            self.state = "stopping"
+            self.shared.state = "stopping"
             self.notifier.stopping()
             log.info("stopping")
             signal.set_wakeup_fd(previous_fd)  # before the pipe closes
@@ -136,7 +128,7 @@ class Daemon(ControlRequests):
         self.sync = DocumentSync(self.config, embedder=self.factory(self.config), progress=self._on_progress)
         self.sync.open()  # migrates
         self.searcher = WarmSearcher(self.config, self.factory)
-        self.control = ControlServer(socket_path(self.config.runtime_dir, self.config.db), self.handle)
+        self.control = ControlServer(socket_path(self.config.runtime_dir, self.config.db), self.requests.handle)
         self.control.start()
         # threads made before the worker lowers its own priority keep the normal one
         threading.Thread(target=self.searcher.warm, name="search-warm", daemon=True).start()
@@ -162,8 +154,7 @@ class Daemon(ControlRequests):
             self.watcher.stop()
         if self.control is not None:
             self.control.stop()
-        with self._done:
-            self._done.notify_all()
+        self.shared.wake_all()
         if self.searcher is not None:
             self.searcher.close()
         if self.sync is not None:
@@ -176,7 +167,7 @@ class Daemon(ControlRequests):
         interval = self.config.reconcile_interval_s
         next_periodic = time.monotonic() + interval if interval else None
         failures = 0
-        while not self._stop:
+        while not self.shared.stopping:
             try:
                 if self._reload:
                     self._reload = False
@@ -199,7 +190,7 @@ class Daemon(ControlRequests):
                     self.queue.request_full("periodic safety reconcile")
                 elif self._next_retry is not None and time.time() >= self._next_retry:
                     self._queue_retries()
-                elif self._pending > 0:
+                elif self.shared.pending > 0:
                     self._embed()
                 else:
                     self._idle()
@@ -217,25 +208,23 @@ class Daemon(ControlRequests):
                 self._fail(f"{type(exc).__name__}: {exc}", failures)
 
     def _fail(self, message: str, failures: int) -> None:
-        self.errors += 1
+        self.shared.errors += 1
         delay = ERROR_BACKOFF_S[min(failures, len(ERROR_BACKOFF_S)) - 1]
-        self.state = "error"
-        self.progress = {"error": message, "retry_in_s": delay}
+        self.shared.state = "error"
+        self.shared.progress = {"error": message, "retry_in_s": delay}
         self.notifier.status(f"error: {message}; retrying in {delay} s")
         log.error("%s; retrying in %d s", message, delay)
         self.queue.wait(delay)
-        if not self._stop:
+        if not self.shared.stopping:
             self.queue.request_full(f"retry after error: {message}")
 
     def _stop_or_due(self) -> bool:
-        return self._stop or self._reload or self.queue.due_in() == 0
+        return self.shared.stopping or self._reload or self.queue.due_in() == 0
 
     def _reconcile(self, batch: Batch) -> None:
         assert self.sync is not None
-        if batch.tickets and not self._inflight:
-            self._report = SyncReport()  # what a waiting `reindex` gets back
-        self._inflight.extend(batch.tickets)
-        self.state = "reconciling"
+        self.shared.begin(batch.tickets)
+        self.shared.state = "reconciling"
         started = time.perf_counter()
         paths = None if batch.full else [Path(p) for p in batch.paths]
         report = SyncReport()
@@ -243,20 +232,20 @@ class Daemon(ControlRequests):
             # a long full reconcile (the first index of a large tree) yields to changes saved
             # meanwhile: they are reconciled first, then it goes on (what it wrote is unchanged
             # now, so it is not done twice). Not a --full one: that would re-read everything again.
-            stopper = YieldToChanges(self.queue, lambda: self._stop) if batch.full and not batch.rehash else None
+            stopper = YieldToChanges(self.queue, lambda: self.shared.stopping) if batch.full and not batch.rehash else None
             part = self.sync.reconcile(self.config.roots, paths=paths, full=batch.rehash, report=SyncReport(),
-                                       should_stop=stopper or (lambda: self._stop))
-            self._merge(part)
+                                       should_stop=stopper or (lambda: self.shared.stopping))
+            self.shared.merge(part)
             report.add(part)
-            if stopper is None or not stopper.yielded or self._stop:
+            if stopper is None or not stopper.yielded or self.shared.stopping:
                 break
             log.info("a full reconcile yields to changes saved meanwhile, then goes on")
             self._reconcile(self.queue.take())
-            self.state = "reconciling"
-        self.progress = {}
-        self._pending = self.sync.pending_chunks()
+            self.shared.state = "reconciling"
+        self.shared.progress = {}
+        self.shared.pending = self.sync.pending_chunks()
         self._schedule_retry()
-        self.last_reconcile = {"at": format_ts(datetime.now(timezone.utc)), "full": batch.full,
+        self.shared.last_reconcile = {"at": format_ts(datetime.now(UTC)), "full": batch.full,
                                "paths": len(batch.paths), "reasons": list(batch.reasons),
                                "seconds": round(time.perf_counter() - started, 3),
                                **{k: getattr(report, k) for k in ("added", "modified", "moved", "deleted", "failed")}}
@@ -264,8 +253,8 @@ class Daemon(ControlRequests):
         if batch.full or changed:
             log.info("reconciled %s in %.2f s: %d added, %d modified, %d moved, %d deleted, %d failed; "
                      "%d chunks to embed", "everything" if batch.full else f"{len(batch.paths)} path(s)",
-                     self.last_reconcile["seconds"], report.added, report.modified, report.moved,
-                     report.deleted, report.failed, self._pending)
+                     self.shared.last_reconcile["seconds"], report.added, report.modified, report.moved,
+                     report.deleted, report.failed, self.shared.pending)
         for failure in report.failures[:20]:
             log.warning("cannot index %s: %s", failure["path"], failure["reason"])
         for warning in report.warnings[:20]:
@@ -273,32 +262,25 @@ class Daemon(ControlRequests):
 
     def _embed(self) -> None:
         assert self.sync is not None
-        self.state = "embedding"
+        self.shared.state = "embedding"
         report = self.sync.embed_pending(should_stop=self._stop_or_due, fetch=EMBED_ROUND,
                                          round_s=self.config.embed_round_ms / 1000)
-        self._merge(report)
-        self.progress = {}
-        self._pending = self.sync.pending_chunks()
+        self.shared.merge(report)
+        self.shared.progress = {}
+        self.shared.pending = self.sync.pending_chunks()
         if report.chunks_embedded:
             rate = report.chunks_embedded / report.embed_seconds if report.embed_seconds else 0.0
             log.info("embedded %d chunks in %.1f s (%.1f/s); %d to go", report.chunks_embedded,
-                     report.embed_seconds, rate, self._pending)
+                     report.embed_seconds, rate, self.shared.pending)
 
     def _idle(self) -> None:
-        if self.state != "idle":
-            self.state = "idle"
-            self.progress = {}
+        if self.shared.state != "idle":
+            self.shared.state = "idle"
+            self.shared.progress = {}
             line = self._status_line()
             self.notifier.status(line)
             log.info("%s", line)
-        with self._done:
-            if self._inflight:
-                self._done_ticket = max(self._done_ticket, *self._inflight)
-                self._inflight.clear()
-                self._done.notify_all()
-
-    def _merge(self, report: SyncReport) -> None:
-        self._report.add(report)
+        self.shared.finish()
 
     def _schedule_retry(self) -> None:
         from indexer.storage import document_store as store
@@ -317,11 +299,11 @@ class Daemon(ControlRequests):
         if due:
             self.queue.request_full("retrying failed files", paths=tuple(due))
 
-    def _on_progress(self, event: str, **info: Any) -> None:
-        if event not in ("files", "embed"):
+    def _on_progress(self, event: ProgressEvent) -> None:
+        if event.stage not in (Stage.FILES, Stage.EMBED):
             return
-        self.progress = {"stage": "reading files" if event == "files" else "embedding",
-                         "done": info.get("done", 0), "total": info.get("total", 0)}
+        self.shared.progress = {"stage": "reading files" if event.stage is Stage.FILES else "embedding",
+                         "done": event.done, "total": event.total}
         self.notifier.watchdog()  # progress is being made
         now = time.monotonic()
         if now - self._last_status >= STATUS_EVERY_S:
@@ -329,21 +311,21 @@ class Daemon(ControlRequests):
             self.notifier.status(self._status_line())
 
     def _status_line(self) -> str:
-        if self.progress.get("stage"):
-            return f"{self.progress['stage']}: {self.progress['done']}/{self.progress['total']}"
+        if self.shared.progress.get("stage"):
+            return f"{self.shared.progress['stage']}: {self.shared.progress['done']}/{self.shared.progress['total']}"
         assert self.sync is not None
         from indexer.storage import document_store as store
 
         try:
             counts = store.status_counts(self.sync.open())
         except Exception as exc:  # the status line must never be what stops the daemon
-            return f"{self.state}: cannot read the index ({exc})"
-        return (f"{self.state}: {sum(counts.values())} documents, {counts['synced']} synced, "
-                f"{counts['failed']} failed, {self._pending} chunks to embed")
+            return f"{self.shared.state}: cannot read the index ({exc})"
+        return (f"{self.shared.state}: {sum(counts.values())} documents, {counts['synced']} synced, "
+                f"{counts['failed']} failed, {self.shared.pending} chunks to embed")
 
     # -- reload (SIGHUP) ----------------------------------------------------------------
     def _do_reload(self) -> None:
-        self.state = "reloading"
+        self.shared.state = "reloading"
         self.notifier.reloading()
         log.info("reloading the configuration")
         try:
@@ -379,7 +361,7 @@ class Daemon(ControlRequests):
             self.watcher = Watcher(new.roots, self.queue, poll=self.poll, poll_interval_s=new.poll_interval_s)
             self.watcher.start()
         self._reconcile(Batch((), True, ("reload",), (), False))
-        self.state = "ready"
+        self.shared.state = "ready"
         line = self._status_line()
         self.notifier.ready(line)
         log.info("reloaded; %s", line)

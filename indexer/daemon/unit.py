@@ -14,9 +14,9 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from indexer.config import Config
 from indexer.errors import IndexerError

@@ -30,9 +30,9 @@ import math
 import os
 import re
 from bisect import bisect_right
-from itertools import accumulate
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
+from itertools import accumulate
 
 from indexer.documents.markdown_meta import split_front_matter
 from indexer.documents.markdown_sections import Block, parse_sections
@@ -267,7 +267,7 @@ def _fit(doc: _Doc, ctx: _Context, group: _Group, max_tokens: int, text: str, em
         return [(group, text, embed, tokens)]
     if len(group.units) > 1:
         half, acc, total = 1, 0, sum(u.tokens for u in group.units)
-        for half, unit in enumerate(group.units[:-1], start=1):
+        for half, unit in enumerate(group.units[:-1], start=1):  # noqa: B007 (half is used after the loop)
             acc += unit.tokens
             if acc * 2 >= total:
                 break
@@ -342,8 +342,8 @@ def chunk_markdown(text: str, counter: TokenCounter, *, target_tokens: int = DEF
     rendered = [_render(doc, ctx, group)[:2] for group in merged]
     counts = counter.count_many([embed for _, embed in rendered])  # the check: no chunk over the limit
     chunks: list[Chunk] = []
-    for group, (body, embed), n in zip(merged, rendered, counts):
-        for part, body, embed, tokens in _fit(doc, ctx, group, max_tokens, body, embed, n):
+    for group, (group_body, group_embed), n in zip(merged, rendered, counts):
+        for part, body, embed, tokens in _fit(doc, ctx, group, max_tokens, group_body, group_embed, n):
             digest = embed_hash(embed)
             chunks.append(Chunk(len(chunks), body, embed, part.path, doc.line_of(part.units[0].start),
                                 doc.line_of(part.units[-1].end - 1), tokens, digest))

@@ -35,10 +35,10 @@ import fnmatch
 import os
 import re
 import stat as _stat
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import pathspec
 

@@ -24,12 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
-ATX_HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))??(?:[ \t]+#+)?[ \t]*$")
-SETEXT_UNDERLINE = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
-FENCE = re.compile(r"^( {0,3})(`{3,}|~{3,})(.*)$")
-_NOT_SETEXT = re.compile(r"^ {0,3}(?:[-+*>]|\d{1,9}[.)])(?:[ \t]|$)")  # list items, quotes
+from indexer.documents import markdown_scan as scan
+
 FRONT_MATTER_MAX_LINES = 1000
-_MARKUP_LEADS = frozenset("`~#=-")  # first characters of fences, ATX headings, setext underlines
 
 TYPES = ("design", "specification", "plan", "report")
 TYPE_WORDS: dict[str, frozenset[str]] = {
@@ -113,47 +110,41 @@ def split_front_matter(text: str) -> tuple[dict[str, Any], str | None, int]:
     return {}, None, 1  # no closing fence: not front matter
 
 
-def _heading_text(raw: str | None) -> str:
-    return (raw or "").strip()
+def _starts_paragraph(line: str) -> bool:
+    """A line that opens a paragraph a setext underline can turn into a heading (not a list
+    item, a quote or an indented code line)."""
+    return scan.can_open_setext(line) and not line.startswith(("    ", "\t"))
 
 
 def first_h1(lines: list[str]) -> str | None:
     """The first level-1 heading outside code fences (ATX, or setext over ``===``)."""
-    fence: str | None = None
+    fence: scan.Fence | None = None
     para: list[str] = []
     for line in lines:
-        lead = line.lstrip()[:1]
-        if fence is None and lead not in _MARKUP_LEADS:  # fast path: plain text or blank
-            if not lead:
-                para = []
-            elif para or not (_NOT_SETEXT.match(line) or line.startswith("    ") or line.startswith("\t")):
-                para.append(line)
-            continue
         if fence is not None:
-            stripped = line.strip()
-            leading = len(line) - len(line.lstrip(" "))
-            if leading <= 3 and stripped.startswith(fence) and not stripped.strip(fence[0]):
-                fence = None  # a closing fence is indented 3 spaces at most
+            if scan.closes_fence(line, fence.marker):
+                fence = None
             continue
-        opened = FENCE.match(line)
-        if opened and not (opened.group(2)[0] == "`" and "`" in opened.group(3)):
-            fence, para = opened.group(2), []
-            continue
-        atx = ATX_HEADING.match(line)
-        if atx:
-            if len(atx.group(1)) == 1 and _heading_text(atx.group(2)):
-                return _heading_text(atx.group(2))
-            para = []
-            continue
-        underline = SETEXT_UNDERLINE.match(line)
-        if underline:  # a setext underline, or a thematic break when no paragraph is open
-            if para and underline.group(1).startswith("="):
-                return " ".join(p.strip() for p in para)
-            para = []
-            continue
+        if not scan.is_plain(line):
+            opened = scan.fence_opening(line)
+            if opened is not None:
+                fence, para = opened, []
+                continue
+            atx = scan.atx_heading(line)
+            if atx is not None:
+                if atx[0] == 1 and atx[1]:
+                    return atx[1]
+                para = []
+                continue
+            level = scan.setext_level(line)
+            if level is not None:  # a setext underline, or a thematic break when no paragraph is open
+                if para and level == 1:
+                    return " ".join(p.strip() for p in para)
+                para = []
+                continue
         if not line.strip():
             para = []
-        elif para or not (_NOT_SETEXT.match(line) or line.startswith("    ") or line.startswith("\t")):
+        elif para or _starts_paragraph(line):
             para.append(line)
     return None
 
@@ -200,16 +191,15 @@ def document_summary(text: str, title: str, max_words: int = 80) -> str:
     definitions and "More information" lines do not), cut to ``max_words`` words."""
     _front, _error, body_start = split_front_matter(text)
     para: list[str] = []
-    fence: str | None = None
+    fence: scan.Fence | None = None
     for line in text.split("\n")[body_start - 1:]:
         stripped = line.strip()
-        opened = FENCE.match(line)
         if fence is not None:
-            if opened and opened.group(2).startswith(fence):
+            if scan.closes_fence(line, fence.marker):
                 fence = None
             continue
-        if opened:
-            fence = opened.group(2)
+        fence = scan.fence_opening(line)
+        if fence is not None:
             if para:
                 break
             continue

@@ -8,14 +8,10 @@ subsection, so no chunk is only a heading. Line indexes are into the body lines 
 
 from __future__ import annotations
 
-import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
-from indexer.documents.markdown_meta import ATX_HEADING, FENCE, SETEXT_UNDERLINE
-
-_NOT_SETEXT = re.compile(r"^ {0,3}(?:[-+*>]|\d{1,9}[.)])(?:[ \t]|$)")
-_MARKUP_LEADS = frozenset("`~#=-")  # first characters of fences, ATX headings, setext underlines
+from indexer.documents import markdown_scan as scan
 
 
 @dataclass(frozen=True)
@@ -30,15 +26,6 @@ class Block:
 class Section:
     path: tuple[str, ...]
     blocks: list[Block] = field(default_factory=list)
-
-
-def _fence_end(lines: Sequence[str], i: int, marker: str, indent: int) -> int | None:
-    for j in range(i + 1, len(lines)):
-        stripped = lines[j].strip()
-        leading = len(lines[j]) - len(lines[j].lstrip(" "))
-        if leading <= 3 and stripped.startswith(marker) and not stripped.strip(marker[0]):
-            return j  # CommonMark: a closing fence is indented 3 spaces at most
-    return None if indent > 3 else len(lines) - 1  # CommonMark: unclosed runs to the end
 
 
 def parse_sections(lines: Sequence[str]) -> list[Section]:
@@ -64,34 +51,32 @@ def parse_sections(lines: Sequence[str]) -> list[Section]:
     i = 0
     while i < len(lines):
         line = lines[i]
-        lead = line.lstrip()[:1]
-        if lead not in _MARKUP_LEADS:  # fast path: plain text or blank
-            if not lead:
+        if scan.is_plain(line):  # fast path: plain text or blank
+            if not line.strip():
                 flush(i - 1)
             elif para_start is None:
                 para_start = i
             i += 1
             continue
-        opened = FENCE.match(line) or (FENCE.match(line.lstrip()) if line[:1] in " \t" else None)
-        if opened and not (opened.group(2)[0] == "`" and "`" in opened.group(3)):
-            indent = len(line) - len(line.lstrip())
-            end = _fence_end(lines, i, opened.group(2), indent)
+        fence = scan.fence_opening(line, indented=True)
+        if fence is not None:
+            end = scan.fence_end(lines, i, fence)
             if end is not None:
                 flush(i - 1)
                 sections[-1].blocks.append(Block("code", i, end))
                 i = end + 1
                 continue
-        atx = ATX_HEADING.match(line)
-        if atx:
+        atx = scan.atx_heading(line)
+        if atx is not None:
             flush(i - 1)
-            heading((len(atx.group(1)), (atx.group(2) or "").strip() or "#"), i, i)
+            heading((atx[0], atx[1] or "#"), i, i)
             i += 1
             continue
-        underline = SETEXT_UNDERLINE.match(line)
-        if underline and para_start is not None and not _NOT_SETEXT.match(lines[para_start]):
+        level = scan.setext_level(line)
+        if level is not None and para_start is not None and scan.can_open_setext(lines[para_start]):
             title = " ".join(lines[k].strip() for k in range(para_start, i))
             first, para_start = para_start, None
-            heading((1 if underline.group(1)[0] == "=" else 2, title), first, i)
+            heading((level, title), first, i)
             i += 1
             continue
         if not line.strip():

@@ -12,8 +12,9 @@ alternatives they beat on held-out queries: docs/search.md, "Search quality".
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -60,25 +61,42 @@ class SearchOptions:
 
 
 Ranking = list[tuple[int, float]]  # (chunk id, score), best first
+Explain = dict[str, dict[str, Any]]  # ranker name -> {"rank": n, "score": x}
 
 
-def fuse(rankings: dict[str, Ranking], weights: dict[str, float], rrf_k: int) -> list[tuple[int, float, dict[str, Any]]]:
+class ChunkHit(NamedTuple):
+    """One chunk after fusion: its fused score and its rank and score per ranker."""
+
+    chunk_id: int
+    score: float
+    explain: Explain
+
+
+class DocumentHit(NamedTuple):
+    """One document of the result: its score, its evidence per ranker, its chunks best first."""
+
+    doc_id: int
+    score: float
+    explain: Explain
+    chunks: list[ChunkHit]
+
+
+def fuse(rankings: dict[str, Ranking], weights: dict[str, float], rrf_k: int) -> list[ChunkHit]:
     """Weighted reciprocal-rank fusion of chunk rankings, with each chunk's rank and score per
     ranker (orders a document's chunks: the first is the one shown)."""
     fused = ranking.rrf(rankings, weights, rrf_k)
-    explain: dict[int, dict[str, Any]] = {}
+    explain: dict[int, Explain] = {}
     for name, items in rankings.items():
         for rank, (chunk_id, score) in enumerate(items, start=1):
             explain.setdefault(chunk_id, {})[name] = {"rank": rank, "score": score}
-    return [(chunk_id, score, explain[chunk_id]) for chunk_id, score in ranking.ranked(fused)]
+    return [ChunkHit(chunk_id, score, explain[chunk_id]) for chunk_id, score in ranking.ranked(fused)]
 
 
-def group_by_document(fused: list[tuple[int, float, dict[str, Any]]], doc_of: dict[int, int],
-                      k: int) -> list[tuple[int, list[tuple[int, float, dict[str, Any]]]]]:
+def group_by_document(fused: list[ChunkHit], doc_of: dict[int, int], k: int) -> list[tuple[int, list[ChunkHit]]]:
     """Documents in order of their best chunk; each with all its matching chunks, best first."""
-    groups: dict[int, list[tuple[int, float, dict[str, Any]]]] = {}
+    groups: dict[int, list[ChunkHit]] = {}
     for item in fused:
-        doc = doc_of.get(item[0])
+        doc = doc_of.get(item.chunk_id)
         if doc is not None:
             groups.setdefault(doc, []).append(item)
     return list(groups.items())[:k]
@@ -169,26 +187,25 @@ def run_search(conn: Any, query: str, options: SearchOptions,
         explains = {"semantic": _explain(semantic), "keyword": _explain(keyword), "summary": _explain(dict(summaries))}
         best = [doc for doc, _ in ranking.ranked(scores)[:options.k]]
         for doc, chunk_id in search_store.first_chunks(conn, [d for d in best if d not in groups_of]).items():
-            groups_of[doc] = [(chunk_id, 0.0, {})]  # found by its summary alone: show its opening
-        groups = [(doc, score, {name: e[doc] for name, e in explains.items() if doc in e}, groups_of[doc])
+            groups_of[doc] = [ChunkHit(chunk_id, 0.0, {})]  # found by its summary alone: show its opening
+        groups = [DocumentHit(doc, score, {name: e[doc] for name, e in explains.items() if doc in e}, groups_of[doc])
                   for doc, score in ranking.ranked(scores) if doc in groups_of][:options.k]
         exhausted = all(len(r) < depth for r in rankings.values())
         if len(groups) >= options.k or exhausted or depth >= search_store.MAX_K:
             break
         depth = min(depth * 4, search_store.MAX_K)
-    details = search_store.chunk_details(conn, sorted({c for *_, chunks in groups for c, _, _ in chunks[:6]}))
-    for doc_id, doc_score, doc_explain, chunks in groups:
-        best_id = chunks[0][0]
-        top = details[best_id]
+    details = search_store.chunk_details(conn, sorted({hit.chunk_id for group in groups for hit in group.chunks[:6]}))
+    for group in groups:
+        top = details[group.chunks[0].chunk_id]
         response["results"].append({
             "path": top["path"], "title": top["title"], "document_type": top["document_type"],
             "heading_path": top["heading_path"], "start_line": top["start_line"], "end_line": top["end_line"],
-            "snippet": snippet(top["text"], query), "score": round(doc_score, 6),
-            "explain": {name: {"rank": v["rank"], "score": round(v["score"], 6)} for name, v in doc_explain.items()},
+            "snippet": snippet(top["text"], query), "score": round(group.score, 6),
+            "explain": {name: {"rank": v["rank"], "score": round(v["score"], 6)} for name, v in group.explain.items()},
             "other_chunks": [
-                {"heading_path": details[c]["heading_path"], "start_line": details[c]["start_line"],
-                 "end_line": details[c]["end_line"], "score": round(s, 6)}
-                for c, s, _ in chunks[1:6]
+                {"heading_path": details[hit.chunk_id]["heading_path"], "start_line": details[hit.chunk_id]["start_line"],
+                 "end_line": details[hit.chunk_id]["end_line"], "score": round(hit.score, 6)}
+                for hit in group.chunks[1:6]
             ],
         })
     return response

@@ -7,20 +7,21 @@ event loop never stalls; one lock keeps this service's writes in order.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from indexer.config import Config, load_config
 from indexer.documents.embedding import Embedder
-from indexer.storage.vectors import from_blob, to_blob
-from indexer.errors import NotFoundError, ValidationError
-from indexer.storage import document_store as store
-from indexer.storage import search_store
 from indexer.documents.sync import DocumentSync, SyncReport
 from indexer.documents.targets import split_targets
 from indexer.documents.tokenizer import TokenCounter
+from indexer.errors import NotFoundError, ValidationError
+from indexer.storage import document_store as store
+from indexer.storage import search_store
+from indexer.storage.vectors import from_blob, to_blob
 
 
 class DocumentIndexService:
@@ -41,7 +42,7 @@ class DocumentIndexService:
     async def close(self) -> None:
         await self._run(self._sync.close)
 
-    async def __aenter__(self) -> "DocumentIndexService":
+    async def __aenter__(self) -> DocumentIndexService:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -70,7 +71,8 @@ class DocumentIndexService:
             raise NotFoundError(f"{path} was not indexed (excluded by the include/exclude rules?)")
         return row
 
-    async def update_embeddings(self, file_path: str | Path, embedding_blob: bytes | Sequence[float] | None = None) -> dict[str, Any]:
+    async def update_embeddings(self, file_path: str | Path,
+                                embedding_blob: bytes | Sequence[float] | None = None) -> dict[str, Any]:
         """Without a blob: embed the document's pending chunks now. With one: store it as the
         document's vector (float32 little-endian, the model's dimension)."""
         return await self._run(self._update_blocking, str(Path(file_path).expanduser().absolute()), embedding_blob)
@@ -94,7 +96,8 @@ class DocumentIndexService:
         assert row is not None
         return row
 
-    async def search_documents(self, query_embedding: bytes | Sequence[float] | np.ndarray, limit: int = 10) -> list[dict[str, Any]]:
+    async def search_documents(self, query_embedding: bytes | Sequence[float] | np.ndarray,
+                               limit: int = 10) -> list[dict[str, Any]]:
         """Documents nearest to a query vector, best chunk first (cosine distance)."""
         if limit < 1:
             raise ValidationError("limit must be at least 1")

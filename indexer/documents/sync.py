@@ -10,23 +10,25 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
-from indexer.documents import chunking, discovery, markdown_meta, planning
 from indexer.config import Config
-from indexer.documents.embedding import Embedder, fingerprint, embedder_for
+from indexer.documents import chunking, discovery, markdown_meta, planning
+from indexer.documents.embedding import Embedder, embedder_for, fingerprint
 from indexer.documents.targets import normal_path, place, split_targets, within
 
-__all__ = ["DocumentSync", "FileProblem", "SyncReport", "normal_path", "place", "read_markdown", "split_targets",
-           "within"]
+__all__ = ["DocumentSync", "FileProblem", "PrepareFailed", "Prepared", "Progress", "ProgressEvent", "Stage", "SyncReport",
+           "normal_path", "place", "read_markdown", "split_targets", "within"]
+from indexer.documents.sync_events import Progress, ProgressEvent, Stage, SyncReport
+from indexer.documents.tokenizer import TokenCounter, token_counter_for
 from indexer.storage import document_store as store
 from indexer.storage import driver, migrations
 from indexer.storage import summary_store as summaries
 from indexer.timeutil import format_ts, parse_ts
-from indexer.documents.tokenizer import TokenCounter, token_counter_for
 
 APPLY_BATCH = 200  # documents per write transaction
 EMBED_FETCH = 256  # chunks per embedding round (the model batches within it)
@@ -34,40 +36,24 @@ FIRST_TIMED_ROUND = 4  # chunks of the first time-bounded round, before its pace
 RETRY_BASE_S = 30
 RETRY_MAX_S = 3600
 
-Progress = Callable[..., None]
 
 
-@dataclass
-class SyncReport:
-    scanned: int = 0
-    added: int = 0
-    modified: int = 0
-    moved: int = 0
-    deleted: int = 0
-    kept: int = 0  # not found, but not proven missing (unreadable place, path outside the roots): untouched
-    touched: int = 0
-    unchanged: int = 0
-    failed: int = 0
-    skipped: int = 0
-    chunks_written: int = 0
-    chunks_embedded: int = 0
-    fingerprint_changed: bool = False
-    seconds: float = 0.0
-    embed_seconds: float = 0.0
-    failures: list[dict[str, str]] = field(default_factory=list)
-    warnings: list[dict[str, str]] = field(default_factory=list)  # what was not looked at, and why
+@dataclass(frozen=True)
+class Prepared:
+    """A file read, parsed and chunked, ready to be written."""
 
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+    meta: markdown_meta.DocMeta
+    digest: str
+    rows: list[store.ChunkRow]
+    metadata: dict[str, Any]
+    summary: str
 
-    def add(self, other: "SyncReport") -> None:
-        """Add another run's counts (and its last failures) into this report."""
-        for key, value in other.as_dict().items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                setattr(self, key, getattr(self, key) + value)
-        self.fingerprint_changed = self.fingerprint_changed or other.fingerprint_changed
-        self.failures = (self.failures + other.failures)[-50:]
-        self.warnings = (self.warnings + other.warnings)[-50:]
+
+@dataclass(frozen=True)
+class PrepareFailed:
+    """A file that could not be read, and why."""
+
+    reason: str
 
 
 def round_size(target_s: float, elapsed_s: float, chunks: int, most: int) -> int:
@@ -110,7 +96,7 @@ def read_markdown(path: Path, max_bytes: int) -> tuple[str, str]:
 
 def retry_time(attempts: int, now: datetime | None = None) -> str:
     delay = min(RETRY_BASE_S * 2 ** max(attempts - 1, 0), RETRY_MAX_S)
-    return format_ts((now or datetime.now(timezone.utc)) + timedelta(seconds=delay))
+    return format_ts((now or datetime.now(UTC)) + timedelta(seconds=delay))
 
 
 class DocumentSync:
@@ -121,7 +107,7 @@ class DocumentSync:
         self.config = config
         self.embedder = embedder or embedder_for(config)
         self._counter = counter
-        self.progress = progress or (lambda *a, **k: None)
+        self.progress: Progress = progress or (lambda event: None)
         self._conn: Any = None
         self._timed_round = 0  # the last time-bounded round's size: the next call starts from it
 
@@ -137,7 +123,7 @@ class DocumentSync:
             self._conn.close()
             self._conn = None
 
-    def __enter__(self) -> "DocumentSync":
+    def __enter__(self) -> DocumentSync:
         self.open()
         return self
 
@@ -219,7 +205,7 @@ class DocumentSync:
         report.unchanged += changes.unchanged_count
         report.kept += len(changes.kept)
         report.warnings.extend(_unproven(scan, changes.kept))
-        self.progress("plan", changes=changes)
+        self.progress(ProgressEvent(Stage.PLAN, changes=changes))
         with store.write(conn):
             for old, new in changes.moved:
                 store.move_document(conn, str(old.path), str(new.path), new.mtime_ns, new.size)
@@ -241,7 +227,7 @@ class DocumentSync:
             with store.write(conn):
                 for f, kind, result in prepared:
                     self._write_file(conn, f, kind, result, report)
-            self.progress("files", done=min(start + APPLY_BATCH, len(work)), total=len(work))
+            self.progress(ProgressEvent(Stage.FILES, done=min(start + APPLY_BATCH, len(work)), total=len(work)))
         if changes.deleted and not stopped:  # last, so new chunks could copy the vectors of deleted ones
             with store.write(conn):
                 report.deleted += store.delete_documents(conn, (str(d.path) for d in changes.deleted))
@@ -252,7 +238,7 @@ class DocumentSync:
         """Failed documents whose back-off has passed (reconcile re-reads them even if
         unchanged; the daemon queues them when the earliest back-off expires)."""
         due: set[str] = set()
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         for item in store.failed_documents(self.open(), limit=-1):
             try:
                 if item["retry_after"] is None or parse_ts(item["retry_after"]) <= now:
@@ -261,12 +247,12 @@ class DocumentSync:
                 due.add(item["path"])
         return due
 
-    def _prepare_file(self, f: planning.DiskFile) -> tuple[str, Any]:
+    def _prepare_file(self, f: planning.DiskFile) -> Prepared | PrepareFailed:
         """Read, parse and chunk one file outside the write transaction."""
         try:
             text, digest = read_markdown(f.path, self.config.max_file_bytes)
         except FileProblem as exc:
-            return "failed", str(exc)
+            return PrepareFailed(str(exc))
         meta = markdown_meta.parse_document(text, f.path)
         chunks = chunking.chunk_markdown(text, self.counter, target_tokens=min(self.config.chunk_tokens, self.max_tokens),
                                          max_tokens=self.max_tokens, title=meta.title)
@@ -275,24 +261,22 @@ class DocumentSync:
         metadata = {"front_matter": meta.front_matter, "size": f.size, "mtime_ns": f.mtime_ns}
         if meta.front_matter_error:
             metadata["front_matter_error"] = meta.front_matter_error
-        return "ok", (meta, digest, rows, metadata, markdown_meta.document_summary(text, meta.title))
+        return Prepared(meta, digest, rows, metadata, markdown_meta.document_summary(text, meta.title))
 
-    def _write_file(self, conn: Any, f: planning.DiskFile, kind: str, result: tuple[str, Any],
+    def _write_file(self, conn: Any, f: planning.DiskFile, kind: str, result: Prepared | PrepareFailed,
                     report: SyncReport) -> None:
-        status, payload = result
         path = str(f.path)
-        if status == "failed":
+        if isinstance(result, PrepareFailed):
             attempts = store.failure_attempts(conn, path) + 1
-            store.record_failure(conn, path=path, reason=payload, retry_after=retry_time(attempts),
+            store.record_failure(conn, path=path, reason=result.reason, retry_after=retry_time(attempts),
                                  metadata={"size": f.size, "mtime_ns": f.mtime_ns})
             report.failed += 1
-            report.failures.append({"path": path, "reason": payload})
+            report.failures.append({"path": path, "reason": result.reason})
             return
-        meta, digest, rows, metadata, summary = payload
-        store.upsert_document(conn, path=path, title=meta.title, document_type=meta.document_type,
-                              content_hash=digest, metadata=metadata, chunks=rows, model=self.embedder.name,
-                              summary=summary)
-        report.chunks_written += len(rows)
+        store.upsert_document(conn, path=path, title=result.meta.title, document_type=result.meta.document_type,
+                              content_hash=result.digest, metadata=result.metadata, chunks=result.rows,
+                              model=self.embedder.name, summary=result.summary)
+        report.chunks_written += len(result.rows)
         if kind == "added":
             report.added += 1
         elif kind == "modified":
@@ -313,7 +297,7 @@ class DocumentSync:
         total = store.count_unembedded(conn)
         done = 0
         size = min(fetch, self._timed_round or FIRST_TIMED_ROUND) if round_s > 0 else fetch
-        self.progress("embed", done=0, total=total)
+        self.progress(ProgressEvent(Stage.EMBED, done=0, total=total))
         while not should_stop():
             batch = store.unembedded_chunks(conn, size)
             if not batch:
@@ -327,7 +311,7 @@ class DocumentSync:
                 store.finish_documents(conn, sorted({d for _, d, _ in batch}), self.embedder.name)
             done += len(batch)
             report.chunks_embedded += len(batch)
-            self.progress("embed", done=done, total=max(total, done))
+            self.progress(ProgressEvent(Stage.EMBED, done=done, total=max(total, done)))
         while not should_stop():  # then the document summaries (schema 0003), one round each
             pending = summaries.unembedded_summaries(conn, fetch)
             if not pending:

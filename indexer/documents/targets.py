@@ -5,8 +5,8 @@ Pure apart from resolving symlinks and asking whether a path exists."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from indexer.errors import ConfigError
 

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from functools import lru_cache
 from itertools import accumulate
 from pathlib import Path
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -88,7 +89,7 @@ class HFTokenCounter:
         self._cache_words = cache_words
 
     @classmethod
-    def from_model_path(cls, path: Path | str) -> "HFTokenCounter":
+    def from_model_path(cls, path: Path | str) -> HFTokenCounter:
         from tokenizers import Tokenizer
 
         file = Path(path) / "tokenizer.json"
@@ -97,7 +98,7 @@ class HFTokenCounter:
         return cls(Tokenizer.from_file(str(file)))
 
     @classmethod
-    def from_tokenizer(cls, tokenizer: Any) -> "HFTokenCounter":
+    def from_tokenizer(cls, tokenizer: Any) -> HFTokenCounter:
         """A private copy of ``tokenizer`` (its truncation and padding are left as they are)."""
         from tokenizers import Tokenizer
 

@@ -3,8 +3,8 @@ and what ``indexer mcp --help`` lists. Pure data: no SDK import."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from indexer.errors import ConfigError
 

@@ -160,9 +160,11 @@ def register(server: MCPServer, state: ServerState, names: set[str]) -> None:
             k: Annotated[int, Field(ge=1, le=25, description="number of documents")] = 8,
             document_type: Annotated[str | None, Field(max_length=200, description="only this document_type")] = None,
             path: Annotated[str | None, Field(max_length=4096,
-                                              description="only paths under this absolute directory, or matching this glob (*, ?, [)")] = None,
+                                              description=("only paths under this absolute directory, "
+                                                           "or matching this glob (*, ?, [)"))] = None,
             since: Annotated[str | None, Field(max_length=64,
-                                               description="only documents changed since: ISO date/time, or 7d, 12h, 30m")] = None,
+                                               description=("only documents changed since: "
+                                                            "ISO date/time, or 7d, 12h, 30m"))] = None,
         ) -> Annotated[CallToolResult, SearchResult]:
             """Search the user's indexed markdown notes and docs by meaning and keywords.
 
@@ -208,9 +210,11 @@ def register(server: MCPServer, state: ServerState, names: set[str]) -> None:
         @server.tool(annotations=IDEMPOTENT_WRITE)
         def reindex(
             paths: Annotated[list[Annotated[str, Field(min_length=1, max_length=4096)]] | None,
-                             Field(max_length=100, description="only these files or directories: absolute paths under the roots")] = None,
+                             Field(max_length=100,
+                                   description="only these files or directories: absolute paths under the roots")] = None,
             full: Annotated[bool, Field(description="re-read and re-hash every file, ignoring mtime and size")] = False,
-            wait: Annotated[bool, Field(description="wait for the sync to finish (daemon only; without one it always waits)")] = True,
+            wait: Annotated[bool, Field(
+                description="wait for the sync to finish (daemon only; without one it always waits)")] = True,
         ) -> Annotated[CallToolResult, ReindexResult]:
             """Sync the indexed roots (or just some paths) with the disk now and embed what
             changed. The daemon does this by itself as files change; call this after changes
@@ -261,8 +265,8 @@ def _status(state: ServerState) -> IndexStatus:
     info = ask(state.config, {"op": "status"}, timeout=5)
     served: Literal["daemon", "direct"] = "daemon" if info is not None else "direct"
     if info is None:
-        from indexer.lockfile import running_pid
         from indexer.documents.status import collect_status
+        from indexer.lockfile import running_pid
 
         info = collect_status(state.config.db)
         pid = running_pid(state.config.db)
@@ -298,8 +302,8 @@ def _reindex(state: ServerState, paths: list[str], full: bool, wait: bool) -> Re
             report = {**report, "failures": report.get("failures", [])[:20]}
         return ReindexResult(served_by="daemon", done=bool(answer.get("done")), ticket=answer.get("ticket"),
                              report=report)
-    from indexer.errors import ConfigError, ValidationError
     from indexer.documents.sync import DocumentSync, within
+    from indexer.errors import ConfigError, ValidationError
 
     roots = tuple(state.config.roots)
     if not roots:

@@ -94,7 +94,8 @@ def register(server: MCPServer, state: ServerState, names: set[str]) -> None:
         @server.tool(annotations=READ)
         async def memory_get(
             namespace: Namespace, key: Key,
-            version: Annotated[int | None, Field(ge=1, description="this version (even a deleted one) instead of the latest")] = None,
+            version: Annotated[int | None, Field(
+                ge=1, description="this version (even a deleted one) instead of the latest")] = None,
             history: Annotated[bool, Field(description="also return the versions (newest 50), deleted ones included")] = False,
         ) -> Annotated[CallToolResult, MemoryWithHistory]:
             """Read a memory: its latest live version (or the given version), with value,
@@ -126,7 +127,8 @@ def register(server: MCPServer, state: ServerState, names: set[str]) -> None:
         async def memory_list(
             prefix: Annotated[str, Field(min_length=1, max_length=512, description=(
                 "a namespace; lists it and the namespaces below it (whole segments: user:al does not match user:alice)"))],
-            memory_type: Annotated[Literal["semantic", "episodic", "procedural"] | None, Field(description="only this type")] = None,
+            memory_type: Annotated[Literal["semantic", "episodic", "procedural"] | None,
+                                   Field(description="only this type")] = None,
             limit: Annotated[int, Field(ge=1, le=200, description="page size")] = 50,
             cursor: Annotated[str | None, Field(max_length=4096, description="next_cursor of the previous page")] = None,
         ) -> Annotated[CallToolResult, MemoryPage]:
@@ -150,8 +152,10 @@ def register(server: MCPServer, state: ServerState, names: set[str]) -> None:
             namespace: Namespace, key: Key,
             value: Annotated[Any, Field(description="any JSON value: object, array, string, number, boolean")],
             memory_type: Annotated[Literal["semantic", "episodic", "procedural"],
-                                   Field(description="used when the key is created; an update keeps the key's type")] = "semantic",
-            metadata: Annotated[dict[str, Any] | None, Field(description="a JSON object; on an update, replaces the metadata")] = None,
+                                   Field(description=("used when the key is created; "
+                                                      "an update keeps the key's type"))] = "semantic",
+            metadata: Annotated[dict[str, Any] | None,
+                                Field(description="a JSON object; on an update, replaces the metadata")] = None,
             by: By = None,
         ) -> Annotated[CallToolResult, WriteResult]:
             """Store a memory: creates the key (version 1) or writes its next version; a

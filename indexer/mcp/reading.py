@@ -5,9 +5,10 @@ lines under the output budget."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from indexer.errors import NotFoundError, ValidationError
 

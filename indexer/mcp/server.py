@@ -7,8 +7,8 @@ the first semantic search made without a daemon.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, Iterable
 
 from mcp.server.mcpserver import MCPServer
 

@@ -71,7 +71,8 @@ def register(server: MCPServer, app: ServerState, names: set[str]) -> None:
             project_id: Annotated[str | None, Field(min_length=1, max_length=200)] = None,
             session_id: Annotated[str | None, Field(min_length=1, max_length=200,
                                                     description="use this id (default: a new uuid4)")] = None,
-            state: Annotated[JsonObject | None, Field(description="initial state, a JSON object (same key rules as state_delta)")] = None,
+            state: Annotated[JsonObject | None,
+                             Field(description="initial state, a JSON object (same key rules as state_delta)")] = None,
             metadata: Annotated[JsonObject | None, Field(description="a JSON object")] = None,
         ) -> Annotated[CallToolResult, Session]:
             """Start a session (status created) for an app and a user; returns it with its id.
@@ -129,7 +130,8 @@ def register(server: MCPServer, app: ServerState, names: set[str]) -> None:
         async def session_append(
             session_id: SessionId,
             event: Annotated[JsonObject, Field(description="a JSON object; given an id and a timestamp when it has none")],
-            state_delta: Annotated[JsonObject | None, Field(description="state changes applied with the event; null removes a key")] = None,
+            state_delta: Annotated[JsonObject | None,
+                                   Field(description="state changes applied with the event; null removes a key")] = None,
         ) -> Annotated[CallToolResult, Appended]:
             """Append an event to a session's log (atomically with an optional state delta).
             Only created, active or paused sessions take events."""
