@@ -8,10 +8,10 @@ import asyncio
 import json
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
@@ -19,6 +19,8 @@ from pydantic import BaseModel
 
 from indexer.config import Config
 from indexer.errors import IndexerError, NotFoundError
+
+M = TypeVar("M", bound=BaseModel)
 
 # Clients cap tool output (Claude Code: 25k tokens by default); every result stays under this.
 MAX_OUTPUT_CHARS = 40_000
@@ -109,6 +111,18 @@ def respond(data: BaseModel, text: str | None = None) -> CallToolResult:
 
 def size(value: Any) -> int:
     return len(compact(value))
+
+
+def fit_page(items: list[M], next_cursor: str | None, position: Callable[[M], list[str]]) -> tuple[list[M], str | None]:
+    """A page cut to the output budget: the items that fit, and a cursor that continues right
+    after the last one kept (``position`` gives the listing's sort key of an item) when some
+    were cut; the service's own cursor otherwise."""
+    keep = fit([item.model_dump(mode="json") for item in items])
+    if keep >= len(items):
+        return items, next_cursor
+    from indexer.agent.common import encode_cursor
+
+    return items[:keep], encode_cursor(position(items[keep - 1]))
 
 
 def fit(items: list[Any], budget: int = MAX_OUTPUT_CHARS) -> int:

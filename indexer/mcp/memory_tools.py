@@ -13,7 +13,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 
-from indexer.mcp.common import DESTRUCTIVE, READ, WRITE, ServerState, fit, respond, tool_errors
+from indexer.mcp.common import DESTRUCTIVE, READ, WRITE, ServerState, fit, fit_page, respond, tool_errors
 
 HISTORY_MAX = 50
 
@@ -134,16 +134,10 @@ def register(server: MCPServer, state: ServerState, names: set[str]) -> None:
         ) -> Annotated[CallToolResult, MemoryPage]:
             """List memories (latest live version of each key) under a namespace prefix, by
             namespace then key, one page at a time. This is a listing, not a text search."""
-            from indexer.agent.common import encode_cursor
-
             with tool_errors():
                 page = await (await service()).list_memories(prefix, memory_type, limit, cursor)
-                items = [_memory(e) for e in page.items]
-                keep = fit([m.model_dump(mode="json") for m in items])
-                next_cursor = page.next_cursor
-                if keep < len(items):  # over the output budget: a shorter page, continued after its last item
-                    items = items[:keep]
-                    next_cursor = encode_cursor([items[-1].namespace, items[-1].key])
+                items, next_cursor = fit_page([_memory(e) for e in page.items], page.next_cursor,
+                                              lambda m: [m.namespace, m.key])
                 return respond(MemoryPage(items=items, next_cursor=next_cursor))
 
     if "memory_write" in names:

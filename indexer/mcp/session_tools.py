@@ -14,7 +14,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 
-from indexer.mcp.common import MAX_OUTPUT_CHARS, READ, WRITE, ServerState, fit, respond, size, tool_errors
+from indexer.mcp.common import MAX_OUTPUT_CHARS, READ, WRITE, ServerState, fit, fit_page, respond, size, tool_errors
 
 SessionId = Annotated[str, Field(min_length=1, max_length=200, description="the session's id")]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
@@ -113,16 +113,10 @@ def register(server: MCPServer, app: ServerState, names: set[str]) -> None:
         ) -> Annotated[CallToolResult, SessionPage]:
             """List sessions matching every filter given, newest first, without their events
             (event_count says how many), one page at a time."""
-            from indexer.agent.common import encode_cursor
-
             with tool_errors():
                 page = await (await service()).list_sessions(app_name, user_id, project_id, status, limit, cursor)
-                items = [_session(s) for s in page.items]
-                keep = fit([i.model_dump(mode="json") for i in items])
-                next_cursor = page.next_cursor
-                if keep < len(items):  # over the output budget: a shorter page, continued after its last item
-                    items = items[:keep]
-                    next_cursor = encode_cursor([items[-1].created_at, items[-1].id])
+                items, next_cursor = fit_page([_session(s) for s in page.items], page.next_cursor,
+                                              lambda s: [s.created_at, s.id])
                 return respond(SessionPage(items=items, next_cursor=next_cursor))
 
     if "session_append" in names:
