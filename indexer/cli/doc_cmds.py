@@ -78,7 +78,8 @@ def _reindex_by_daemon(config: Any, paths: tuple[str, ...], full: bool) -> tuple
 
 def _reindex_here(config: Any, paths: tuple[str, ...], full: bool, as_json: bool) -> Any:
     from indexer.documents.embedding import embedder_for, prepare
-    from indexer.documents.sync import DocumentSync, split_targets
+    from indexer.documents.sync import DocumentSync
+    from indexer.documents.targets import split_targets
 
     extra_roots, targets = split_targets(paths, config.roots)
     run_roots = tuple(config.roots) + tuple(extra_roots)

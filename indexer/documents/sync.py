@@ -19,10 +19,10 @@ from typing import Any
 from indexer.config import Config
 from indexer.documents import chunking, discovery, markdown_meta, planning
 from indexer.documents.embedding import Embedder, embedder_for, fingerprint
-from indexer.documents.targets import normal_path, place, split_targets, within
+from indexer.documents.targets import place, within
 
 __all__ = ["DocumentSync", "FileProblem", "PrepareFailed", "Prepared", "Progress", "ProgressEvent", "Stage", "SyncReport",
-           "normal_path", "place", "read_markdown", "split_targets", "within"]
+           "read_markdown"]
 from indexer.documents.sync_events import Progress, ProgressEvent, Stage, SyncReport
 from indexer.documents.tokenizer import TokenCounter, token_counter_for
 from indexer.storage import document_store as store

@@ -302,7 +302,8 @@ def _reindex(state: ServerState, paths: list[str], full: bool, wait: bool) -> Re
             report = {**report, "failures": report.get("failures", [])[:20]}
         return ReindexResult(served_by="daemon", done=bool(answer.get("done")), ticket=answer.get("ticket"),
                              report=report)
-    from indexer.documents.sync import DocumentSync, within
+    from indexer.documents.sync import DocumentSync
+    from indexer.documents.targets import within
     from indexer.errors import ConfigError, ValidationError
 
     roots = tuple(state.config.roots)

@@ -41,7 +41,7 @@ def resolve_indexed(raw: str, roots: Sequence[Path], is_indexed: Callable[[str],
     if not roots:
         raise ValidationError("no roots are configured (set `roots` in the config, start the daemon with --root, "
                               "or give `indexer mcp --root DIR`)")
-    from indexer.documents.sync import within  # chunker and numpy: not at start-up
+    from indexer.documents.targets import within
 
     inside = within([str(r) for r in roots])
     outside: Path | None = None
