@@ -63,7 +63,7 @@ class _Handler(FileSystemEventHandler):
 
 class _OverflowCallback:
     """A watchdog ``WatchCallback`` on a root's inotify watch whose only job is
-    ``on_queue_overflow``: watchdog 7 calls it (after rebuilding its own watches) when the
+    ``on_queue_overflow`` / ``on_events_lost``: watchdog 7 calls it (after rebuilding its own watches) when the
     kernel reports ``IN_Q_OVERFLOW``; the lost events are recovered by a full reconcile."""
 
     def __init__(self, queue: ChangeQueue) -> None:
@@ -78,6 +78,11 @@ class _OverflowCallback:
     def on_queue_overflow(self) -> None:
         log.warning("the inotify event queue overflowed; reconciling everything")
         self.queue.request_full("inotify event queue overflowed")
+
+    def on_events_lost(self) -> None:
+        """watchdog >= 7.1.1 calls this after every callback's ``on_queue_overflow`` (watches
+        rebuilt); 7.0 and 7.1.0 do not, so the reconcile is asked for in ``on_queue_overflow``,
+        which every 7.x calls. A missing method here killed watchdog's reader thread."""
 
 
 def overflow_aware_observer(queue: ChangeQueue) -> Any:
