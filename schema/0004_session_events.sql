@@ -25,20 +25,22 @@ CREATE TABLE session_events (
 CREATE UNIQUE INDEX idx_session_events_seq ON session_events(session_id, seq);
 
 -- Back-fill: every element of every events array, in array order (seq = index + 1). The
--- element's JSON text is rebuilt from json_each (whose value is SQL text, not JSON, for
--- scalars); created_at is the event's "timestamp" member when SQLite can read it as a time
--- (converted to UTC), else the session's created_at. A value that is not an array (the
+-- element's JSON text is rebuilt from json_each, whose value is SQL, not JSON, for scalars
+-- (a number is taken from the array's own text: a REAL would round 12345678901234567890);
+-- created_at is the event's "timestamp" member when it is a date-time text SQLite can read
+-- (YYYY-MM-DD…, converted to UTC), else the session's created_at. A value that is not an array (the
 -- CHECK only asks for valid JSON) is left in the column untouched.
 INSERT INTO session_events (session_id, seq, created_at, type, payload)
 SELECT s.id, e.key + 1,
        coalesce(CASE WHEN e.type = 'object' AND json_type(e.value, '$.timestamp') = 'text'
+                          AND json_extract(e.value, '$.timestamp') GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*'
                      THEN strftime('%Y-%m-%dT%H:%M:%fZ', json_extract(e.value, '$.timestamp')) END,
                 s.created_at),
        CASE WHEN e.type = 'object' AND json_type(e.value, '$.type') = 'text'
             THEN json_extract(e.value, '$.type') END,
-       CASE e.type WHEN 'object' THEN e.value WHEN 'array' THEN e.value
+       CASE e.type WHEN 'object' THEN e.value WHEN 'array' THEN e.value WHEN 'text' THEN json_quote(e.value)
                    WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN 'null'
-                   ELSE json_quote(e.value) END
+                   ELSE s.events -> e.fullkey END
 FROM sessions AS s, json_each(s.events) AS e
 WHERE json_type(s.events) = 'array';
 

@@ -17,10 +17,11 @@ from indexer.storage.driver import Connection
 
 REQUIRED_TABLES = (
     "sessions", "memory_entries", "document_index", "tasks", "agents",
-    "state", "audit", "metrics", "checkpoints",
+    "state", "audit", "metrics", "checkpoints", "session_events",
 )
 
-# The 32 named indexes of schema/0001_initial.sql (the spec's index list; docs/database.md):
+# The 32 named indexes of schema/0001_initial.sql (the spec's index list; docs/database.md),
+# and the one of the events table (schema/0004_session_events.sql):
 # name -> (table, key columns; a trailing " DESC" marks descending).
 EXPECTED_INDEXES: dict[str, tuple[str, tuple[str, ...]]] = {
     "idx_sessions_pk": ("sessions", ("id",)),
@@ -55,11 +56,14 @@ EXPECTED_INDEXES: dict[str, tuple[str, tuple[str, ...]]] = {
     "idx_state_task_key": ("state", ("task_id", "key")),
     "idx_metrics_name_timestamp": ("metrics", ("metric_name", "timestamp DESC")),
     "idx_checkpoints_task": ("checkpoints", ("task_id", "iteration DESC")),
+    "idx_session_events_seq": ("session_events", ("session_id", "seq")),
 }
 
 JSON_PROBES = (
     ("json_check.sessions.events",
      "INSERT INTO sessions (id, app_name, user_id, events) VALUES ('doctor-probe', 'a', 'u', 'not json')"),
+    ("json_check.session_events.payload",
+     "INSERT INTO session_events (session_id, seq, payload) VALUES ('doctor-probe', 1, '{bad')"),
     ("json_check.memory_entries.value",
      "INSERT INTO memory_entries (namespace, key, value, memory_type) VALUES ('temp:doctor', 'k', '{bad', 'semantic')"),
 )
