@@ -253,10 +253,13 @@ async def test_cursor_is_stable_under_inserts(svc: SessionService) -> None:
     for i in range(6):
         await svc.create_session("app", "alice", session_id=f"s{i}")
     first = await svc.list_sessions(user_id="alice", limit=3)
-    await svc.create_session("app", "alice", session_id="s-new")  # newer: never on a later page
+    # newer: never on a later page. Its id sorts after the others, so that it is also newer in
+    # (created_at, id) order when it is created in the same millisecond as s5 ("s-new" was
+    # not: '-' < '5', and the test failed when the clock did not move between the creates)
+    await svc.create_session("app", "alice", session_id="s9-new")
     second = await svc.list_sessions(user_id="alice", limit=3, cursor=first.next_cursor)
     seen = [s.id for s in first] + [s.id for s in second]
-    assert len(set(seen)) == 6 and "s-new" not in seen
+    assert len(set(seen)) == 6 and "s9-new" not in seen
 
 
 # --- several processes ---------------------------------------------------------------------------------------
@@ -345,7 +348,7 @@ def _statements() -> list[tuple[str, str, tuple[Any, ...]]]:
          (*params, "t", sid)),
         ("event_insert", event_store.INSERT, (sid, "t", "msg", "{}")),
         ("event_count", event_store.COUNT, (sid,)),
-        ("event_payloads", event_store.PAYLOADS, (sid,)),
+        ("event_all", event_store.ALL_EVENTS, (sid,)),
         ("event_tail", event_store.TAIL, (sid, 20)),
         ("event_page", hot_queries.SESSION_EVENTS_PAGE, (sid, 10, 20)),
         ("set_status", "UPDATE sessions SET status = ?, last_update_time = ? WHERE id = ? AND status = ?",

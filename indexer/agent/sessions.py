@@ -237,7 +237,7 @@ def _get(conn: Any, session_id: str, with_events: bool) -> Session:
     if row is None:
         raise NotFoundError(f"no session {session_id}")
     if with_events:
-        return session_from_row(row, events=[json.loads(p) for p in event_store.payloads(conn, session_id)])
+        return session_from_row(row, events=json.loads(event_store.all_events(conn, session_id)))
     return session_from_row(row, count=event_store.count(conn, session_id))
 
 

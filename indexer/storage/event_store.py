@@ -7,7 +7,7 @@ under the write lock (``BEGIN IMMEDIATE``) no other writer comes in between, and
 index on (session_id, seq) refuses a duplicate should one ever try. Sequence numbers are
 therefore contiguous per session, 1..N, and a session's event count is its last ``seq``.
 
-Readers: every payload in order (:func:`payloads`), one page after a ``seq`` (:func:`page`), and
+Readers: every event in order (:func:`all_events`), one page after a ``seq`` (:func:`page`), and
 the last N (:func:`tail`); each is one range of ``idx_session_events_seq``.
 """
 
@@ -24,7 +24,12 @@ INSERT = (
     "RETURNING seq"
 )
 COUNT = "SELECT coalesce(max(seq), 0) FROM session_events WHERE session_id = ?"
-PAYLOADS = "SELECT payload FROM session_events WHERE session_id = ? ORDER BY seq"
+# every payload as one JSON array text: one string to decode instead of one per event (half
+# the time at 10k events); each payload is valid JSON (CHECK), so the array is too
+ALL_EVENTS = (
+    "SELECT '[' || coalesce(group_concat(payload, ',' ORDER BY seq), '') || ']' "
+    "FROM session_events WHERE session_id = ?"
+)
 TAIL = (
     "SELECT seq, created_at, type, payload FROM session_events WHERE session_id = ? "
     "ORDER BY seq DESC LIMIT ?"
@@ -43,9 +48,9 @@ def count(conn: Connection, session_id: str) -> int:
     return int(conn.execute(COUNT, (session_id,)).fetchone()[0])
 
 
-def payloads(conn: Connection, session_id: str) -> list[str]:
-    """The JSON text of every event of the session, in sequence order."""
-    return [str(r[0]) for r in conn.execute(PAYLOADS, (session_id,)).fetchall()]
+def all_events(conn: Connection, session_id: str) -> str:
+    """Every event of the session in sequence order, as the text of one JSON array."""
+    return str(conn.execute(ALL_EVENTS, (session_id,)).fetchone()[0])
 
 
 def page(conn: Connection, session_id: str, after: int, limit: int) -> list[Any]:
