@@ -28,7 +28,8 @@ def test_healthy_database_passes_every_check(db_path: Path) -> None:
     names = {c.name for c in checks}
     for expected in ("pragma.journal_mode", "pragma.foreign_keys", "pragma.synchronous", "pragma.busy_timeout",
                      "pragma.wal_autocheckpoint", "integrity_check", "foreign_key_check", "tables",
-                     "json_check.sessions.events", "json_check.session_events.payload", "json_check.memory_entries.value", "plan.task_dequeue",
+                     "json_check.sessions.events", "json_check.session_events.payload",
+                     "json_check.memory_entries.value", "plan.task_dequeue",
                      "plan.memory_prefix_listing", "plan.sessions_by_status", "plan.audit_by_memory_entry",
                      "plan.session_events_page", "index.idx_session_events_seq"):
         assert expected in names
