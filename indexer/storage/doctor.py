@@ -100,6 +100,18 @@ def _schema_checks(conn: Connection) -> list[Check]:
     return checks
 
 
+def _events_column_check(conn: Connection) -> Check:
+    """Since 0004 a session's events are rows and ``sessions.events`` holds ``'[]'``: any
+    other value was written by code made for the report's schema, and this indexer does
+    not see those events (docs/database.md, "Session events")."""
+    try:
+        count = conn.execute("SELECT count(*) FROM sessions WHERE events != '[]'").fetchone()[0]
+    except driver.Error as exc:
+        return Check("sessions.events_moved", False, str(exc), "0 sessions with events left in sessions.events")
+    return Check("sessions.events_moved", count == 0, f"{count} sessions with events in sessions.events",
+                 "0 (events are rows of session_events)")
+
+
 def _json_checks(conn: Connection) -> list[Check]:
     checks = []
     for name, sql in JSON_PROBES:
@@ -142,6 +154,7 @@ def run_doctor(path: Path) -> list[Check]:
             violations = ro.execute("PRAGMA foreign_key_check").fetchall()
             checks.append(Check("foreign_key_check", not violations, len(violations), 0))
             checks.extend(_schema_checks(ro))
+            checks.append(_events_column_check(ro))
             if live is not None and not [c for c in checks if c.name == "tables" and not c.ok]:
                 checks.extend(_json_checks(live))
             else:
