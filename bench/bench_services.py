@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_services.py [--memories 100000] [--sessions 10000]
         [--list-memories 1000000] [--big-events 10000] [--ops 2000] [--repeat 3] [--samples 2000]
-        [--json out.json]
+        [--json out.json] [--only reads|writes|session-listing|big-session|listing ...]
 
 Figures (all through the async services, one ``await`` at a time, a commit per write):
 
@@ -17,7 +17,12 @@ Figures (all through the async services, one ``await`` at a time, a commit per w
   the database file allows on this machine; beside it the WAL frames a create writes and the
   create floor in memory, on the file with no checkpoint, and with ``synchronous=OFF``
   (``ceiling_*``: settings the spec does not allow, to show where the time goes);
-* ``append_event`` latency on a session that already holds --big-events events;
+* ``append_event`` latency as --repeat sessions grow in turn to --big-events events through the
+  service: p50/p95/p99 of the --appends appends of each that bring it to 100, 1,000 and
+  --big-events events (pooled),
+  and the ratio of the last p95 to the first (flat: within 2x); beside it, the same run, the
+  JSON-array append of before schema/0004 at the same sizes (``json_column_sql_append_at_*``);
+  then ``get_session`` with and without its events and a 100-event page of the big session;
 * ``list_memories`` page latency (50 per page, first and deep pages, with and without a
   memory_type filter) with --list-memories memories;
 * ``list_sessions`` page latency per filter, and for no filter with and without the two
@@ -65,7 +70,8 @@ def pct(samples: list[float], q: float) -> float:
 
 
 def summary(name: str, samples: list[float]) -> dict[str, float]:
-    return {f"{name}_p50_ms": pct(samples, 0.50) * 1e3, f"{name}_p99_ms": pct(samples, 0.99) * 1e3,
+    return {f"{name}_p50_ms": pct(samples, 0.50) * 1e3, f"{name}_p95_ms": pct(samples, 0.95) * 1e3,
+            f"{name}_p99_ms": pct(samples, 0.99) * 1e3,
             f"{name}_median_ms": statistics.median(samples) * 1e3}
 
 
@@ -125,16 +131,19 @@ def load_sessions(path: Path, count: int, events_each: int) -> float:
     conn = driver.connect(path)
     try:
         conn.execute("BEGIN")
-        rows = []
+        rows, events = [], []
         for i in range(count):
-            events = json.dumps([{"id": f"e{i}-{j}", "timestamp": TS, "type": "message", "author": "user",
-                                  "text": f"message {j} of session {i}"} for j in range(events_each)])
             created = f"2025-06-01T12:{i // 60000 % 60:02d}:{i // 1000 % 60:02d}.{i % 1000:03d}Z"
             rows.append((f"s{i:06d}", f"app{i % 4}", f"u{i % 500}", f"p{i % 50}" if i % 2 else None,
-                         statuses[i % 5], events, json.dumps({"user:lang": "en", "n": i}), created, created))
+                         statuses[i % 5], json.dumps({"user:lang": "en", "n": i}), created, created))
+            events.extend((f"s{i:06d}", j + 1, TS, "message", json.dumps(
+                {"id": f"e{i}-{j}", "timestamp": TS, "type": "message", "author": "user",
+                 "text": f"message {j} of session {i}"})) for j in range(events_each))
         conn.executemany(
-            "INSERT INTO sessions (id, app_name, user_id, project_id, status, events, state, created_at, "
-            "last_update_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            "INSERT INTO sessions (id, app_name, user_id, project_id, status, state, created_at, "
+            "last_update_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        conn.executemany("INSERT INTO session_events (session_id, seq, created_at, type, payload) "
+                         "VALUES (?, ?, ?, ?, ?)", events)
         conn.execute("COMMIT")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
@@ -209,7 +218,7 @@ def sql_floor(path: Path, ops: int, round_no: int, open_ids: list[str]) -> dict[
         start = time.perf_counter()
         for i in range(ops):
             event = json.dumps({"type": "message", "author": "agent", "text": f"floor {i}", "id": str(i), "timestamp": TS})
-            database.run_sync(conn, sessions._append, (open_ids[i % len(open_ids)], event, [], now_ts()), True)
+            database.run_sync(conn, sessions._append, (open_ids[i % len(open_ids)], event, "message", [], now_ts()), True)
         appended = ops / (time.perf_counter() - start)
     finally:
         conn.close()
@@ -306,28 +315,76 @@ async def bench_writes(path: Path, sessions: int, ops: int, repeat: int) -> dict
     return result
 
 
-async def bench_big_session(path: Path, events: int, appends: int) -> dict[str, Any]:
+def event_of(i: int) -> dict[str, Any]:
+    """A ~200-byte event once given its id and timestamp (as the issue measured)."""
+    return {"type": "message", "author": "agent", "text": f"step {i:06d} " + "lorem ipsum " * 6}
+
+
+async def bench_big_session(path: Path, events: int, window: int, sessions: int) -> dict[str, Any]:
+    """``sessions`` sessions grown to ``events`` events each through ``append_event``, in turn
+    (one append to each, then the next round: they share the machine's noise), every append
+    timed; the latency of the ``window`` appends of each session that bring it to 100, 1,000
+    and ``events`` events, pooled. Flat is the goal: the p95 at 10k within 2x of the p95 at
+    100 (``append_p95_ratio_*``)."""
     migrations.migrate(path)
+    levels = sorted({lvl for lvl in (100, 1000, events) if window <= lvl <= events})
+    result: dict[str, Any] = {"big_session_events": events, "append_window": window, "big_sessions": sessions}
     async with Database(path) as db:
         ses = SessionService(db)
-        s = await ses.create_session("app", "alice", session_id="big")
+        ids = ["big"] + [f"big-{n}" for n in range(1, sessions)]
+        for sid in ids:
+            await ses.create_session("app", "alice", session_id=sid)
+        samples: list[list[float]] = [[] for _ in ids]
         start = time.perf_counter()
-        conn = driver.connect(path)  # bulk: one UPDATE with the whole array (setup only)
-        try:
-            conn.execute("UPDATE sessions SET events = ? WHERE id = ?", (json.dumps([
-                {"id": f"e{j}", "timestamp": TS, "type": "message", "author": "user", "text": f"message number {j}"}
-                for j in range(events)]), s.id))
-        finally:
-            conn.close()
-        load = time.perf_counter() - start
-        size = len(json.dumps((await ses.get_session("big")).events))
-        samples = await timed_calls(lambda i: ses.append_event("big", {"type": "message", "text": f"more {i}"}), appends)
-        got = await timed_calls(lambda i: ses.get_session("big"), 20)
-        small = await ses.create_session("app", "bob", session_id="small")
-        small_samples = await timed_calls(lambda i: ses.append_event(small.id, {"type": "message", "text": f"x {i}"}), appends)
-    return {"big_session_events": events, "big_session_events_bytes": size, "big_session_load_s": load,
-            **summary("append_event_big_session", samples), **summary("append_event_small_session", small_samples),
-            **summary("get_session_big_session", got)}
+        for i in range(events):
+            for sid, timings in zip(ids, samples):
+                t0 = time.perf_counter()
+                await ses.append_event(sid, event_of(i))
+                timings.append(time.perf_counter() - t0)
+        result["big_session_grow_s"] = time.perf_counter() - start
+        for level in levels:
+            result.update(summary(f"append_event_at_{level}", [t for s in samples for t in s[level - window:level]]))
+        first, last = levels[0], levels[-1]
+        result[f"append_p95_ratio_{last}_vs_{first}"] = (
+            result[f"append_event_at_{last}_p95_ms"] / result[f"append_event_at_{first}_p95_ms"])
+        got = await ses.get_session("big")
+        result["big_session_events_bytes"] = len(json.dumps(got.events))
+        result.update(summary("get_session_big_session", await timed_calls(lambda i: ses.get_session("big"), 20)))
+        result.update(summary("get_session_big_session_no_events", await timed_calls(
+            lambda i: ses.get_session("big", events=False), 200)))
+        result.update(summary("list_events_page_100_big_session", await timed_calls(
+            lambda i: ses.list_events("big", after=(i * 97) % max(events - 100, 1), limit=100), 200)))
+        result.update(summary("last_events_20_big_session", await timed_calls(lambda i: ses.last_events("big", 20), 200)))
+    result.update(json_column_baseline(path, levels, window))
+    return result
+
+
+def json_column_baseline(path: Path, levels: list[int], window: int) -> dict[str, Any]:
+    """Same run, the statement appends ran before schema/0004: ``json_insert`` into the
+    ``sessions.events`` array (which rewrites and re-validates the whole array), in a plain
+    loop on one connection (no asyncio, no thread hop: a floor of the old service's cost),
+    ``window`` appends timed once the array holds each level's events."""
+    result: dict[str, Any] = {}
+    conn = driver.connect(path)
+    try:
+        conn.execute("INSERT INTO sessions (id, app_name, user_id, status) VALUES ('old', 'app', 'u', 'active')")
+        for level in levels:
+            stored = [{**event_of(i), "id": f"e{i}", "timestamp": TS} for i in range(level - window)]
+            conn.execute("UPDATE sessions SET events = ? WHERE id = 'old'", (json.dumps(stored),))
+            samples = []
+            for i in range(window):
+                event = json.dumps({**event_of(i), "id": f"x{i}", "timestamp": TS})
+                t0 = time.perf_counter()
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("UPDATE sessions SET events = json_insert(events, '$[#]', json(?)), last_update_time = ? "
+                             "WHERE id = 'old' AND status IN ('created', 'active', 'paused')", (event, TS))
+                conn.execute("COMMIT")
+                samples.append(time.perf_counter() - t0)
+            result.update(summary(f"json_column_sql_append_at_{level}", samples))
+        conn.execute("DELETE FROM sessions WHERE id = 'old'")
+    finally:
+        conn.close()
+    return result
 
 
 async def bench_listing(path: Path, memories: int, samples: int) -> dict[str, Any]:
@@ -400,10 +457,12 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         ("reads", lambda: bench_reads(tmp / "services.db", args.memories, args.sessions, args.samples)),
         ("writes", lambda: bench_writes(tmp / "services.db", args.sessions, args.ops, args.repeat)),
         ("session listing", lambda: bench_session_listing(tmp / "services.db", args.samples)),
-        ("big session", lambda: bench_big_session(tmp / "big.db", args.big_events, args.appends)),
+        ("big session", lambda: bench_big_session(tmp / "big.db", args.big_events, args.appends, args.repeat)),
         ("listing", lambda: bench_listing(tmp / "list.db", args.list_memories, args.samples)),
     )
     for name, stage in stages:
+        if args.only and name.replace(" ", "-") not in args.only:
+            continue
         start = time.perf_counter()
         result.update(await stage())
         print(f"[{name}: {time.perf_counter() - start:.1f} s]", file=sys.stderr)
@@ -416,12 +475,16 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=10_000)
     parser.add_argument("--list-memories", type=int, default=1_000_000)
     parser.add_argument("--big-events", type=int, default=10_000, help="Events already in the big session.")
-    parser.add_argument("--appends", type=int, default=200, help="Appends measured on the big session.")
+    parser.add_argument("--appends", type=int, default=100,
+                        help="Appends per latency window on the big sessions (at 100, 1k and --big-events events; "
+                             "--repeat sessions grown in turn, their windows pooled).")
     parser.add_argument("--ops", type=int, default=2000, help="Operations per write-throughput figure.")
     parser.add_argument("--samples", type=int, default=2000, help="Calls per latency figure.")
     parser.add_argument("--repeat", type=int, default=3, help="Rounds of the write-throughput figures (median).")
     parser.add_argument("--dir", type=Path, help="Where the databases go (default: a temporary directory).")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--only", action="append", choices=("reads", "writes", "session-listing", "big-session", "listing"),
+                        help="Run only this stage (repeatable); session-listing and writes need reads' database.")
     args = parser.parse_args()
     if args.dir:
         args.dir.mkdir(parents=True, exist_ok=True)

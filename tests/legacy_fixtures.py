@@ -25,6 +25,7 @@ MEMORY_TABLES = ("sessions", "memory_entries", "document_index")  # a reference 
 PRIMARY_KEYS = {
     "tasks": ("id",), "agents": ("id",), "state": ("id",), "audit": ("id",), "metrics": ("id",),
     "checkpoints": ("task_id", "iteration"), "sessions": ("id",), "memory_entries": ("id",), "document_index": ("id",),
+    "session_events": ("session_id", "seq"),  # not legacy: filled from sessions.events by 0004
 }
 
 TASKS_STANDARD = """
@@ -364,6 +365,16 @@ REFERENCE_ALTERS = (  # in the reference's order
 )
 
 
+# The reference's events array: objects with and without a type or a readable timestamp (the
+# reference's isoformat(), an offset, text SQLite cannot read, a number), and scalars.
+SESSION_1_EVENTS = (
+    f'[{{"t": "ünï"}}, {{"type": "message", "timestamp": "{iso(10)}", "text": "hi"}}, '
+    '{"type": "tool", "timestamp": "2025-10-09T19:04:11.5+02:00"}, {"type": 7, "timestamp": "yesterday"}, '
+    '{"timestamp": 1700000000}, "plain \\"q\\" \\u00e9", 42, 12345678901234567890, 1.5, true, false, null, '
+    '[1, {"a": 2}]]'
+)
+
+
 def build_reference_milestone(path: Path, *, interrupted: bool = False, **options: Any) -> dict[str, int]:
     """A standard legacy file (``build_legacy(**options)``) taken through the reference's own
     memory-milestone migration, with rows in the new tables and session links set."""
@@ -376,7 +387,7 @@ def build_reference_milestone(path: Path, *, interrupted: bool = False, **option
         conn.execute("BEGIN")
         conn.executemany("INSERT INTO sessions (id, app_name, user_id, project_id, status, events, state, created_at, "
                          "last_update_time, terminated_at) VALUES (?,?,?,?,?,?,?,?,?,?)", [
-                             ("session-1", "abathur", "alice", None, "active", '[{"t": "ünï"}]', '{"k": 1}',
+                             ("session-1", "abathur", "alice", None, "active", SESSION_1_EVENTS, '{"k": 1}',
                               iso(1), iso(2), None),
                              ("session-2", "abathur", "bob", "proj-1", "terminated", "[]", "{}",
                               "2025-10-09 17:04:11", "2025-10-09T19:04:11.5+02:00", "yesterday")])
@@ -430,7 +441,7 @@ def read_database(path: Path) -> dict[str, Any]:
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall()}
         return {
             "master": conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name").fetchall(),
-            "rows": {t: table_rows(conn, t) for t in LEGACY_TABLES + MEMORY_TABLES if t in names},
+            "rows": {t: table_rows(conn, t) for t in LEGACY_TABLES + MEMORY_TABLES + ("session_events",) if t in names},
             "sqlite_sequence": sorted(conn.execute("SELECT name, seq FROM sqlite_sequence").fetchall())
             if "sqlite_sequence" in names else [],
             "pragmas": {p: conn.execute(f"PRAGMA {p}").fetchone()[0]

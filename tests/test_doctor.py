@@ -28,10 +28,12 @@ def test_healthy_database_passes_every_check(db_path: Path) -> None:
     names = {c.name for c in checks}
     for expected in ("pragma.journal_mode", "pragma.foreign_keys", "pragma.synchronous", "pragma.busy_timeout",
                      "pragma.wal_autocheckpoint", "integrity_check", "foreign_key_check", "tables",
-                     "json_check.sessions.events", "json_check.memory_entries.value", "plan.task_dequeue",
-                     "plan.memory_prefix_listing", "plan.sessions_by_status", "plan.audit_by_memory_entry"):
+                     "json_check.sessions.events", "json_check.session_events.payload",
+                     "json_check.memory_entries.value", "plan.task_dequeue",
+                     "plan.memory_prefix_listing", "plan.sessions_by_status", "plan.audit_by_memory_entry",
+                     "plan.session_events_page", "index.idx_session_events_seq", "sessions.events_moved"):
         assert expected in names
-    assert sum(n.startswith("index.idx_") for n in names) == len(EXPECTED_INDEXES) == 32
+    assert sum(n.startswith("index.idx_") for n in names) == len(EXPECTED_INDEXES) == 33  # 32 of 0001, 1 of 0004
 
 
 def test_doctor_never_modifies_the_database(db_path: Path) -> None:
@@ -75,6 +77,21 @@ def test_broken_database_fails_the_right_checks(db_path: Path) -> None:
     assert result["integrity_check"] is True
     assert result["index.idx_sessions_pk"] is True
     assert fingerprint(db_path) == before  # still never writes, even out of WAL mode
+
+
+def test_events_written_to_the_old_column_are_reported(db_path: Path) -> None:
+    """Code made for the report's schema appends to sessions.events, which this indexer no
+    longer reads (its events are rows of session_events): doctor says so."""
+    migrations.migrate(db_path)
+    conn = driver.connect(db_path)
+    conn.execute("INSERT INTO sessions (id, app_name, user_id) VALUES ('new', 'a', 'u')")
+    conn.close()
+    assert checks_by_name(db_path)["sessions.events_moved"] is True
+    conn = driver.connect(db_path)
+    conn.execute("""INSERT INTO sessions (id, app_name, user_id, events) VALUES ('old-code', 'a', 'u', '[{"type": "x"}]')""")
+    conn.close()
+    found = {c.name: c for c in run_doctor(db_path)}["sessions.events_moved"]
+    assert found.ok is False and found.observed.startswith("1 sessions")
 
 
 def test_cli_exit_codes_and_json(db_path: Path) -> None:

@@ -9,7 +9,9 @@ max_execution_timeout_seconds is 3600.
 
 from __future__ import annotations
 
+import json
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +100,39 @@ def expected_adoption(before: dict[str, Any], stamps: dict[str, list[str]], vari
             rows[table][key] = new
     for table in MEMORY_TABLES:
         rows.setdefault(table, {})  # created empty where the legacy file did not have them
+    rows["session_events"] = expected_events(rows["sessions"])
     return rows, counts
+
+
+def event_time(event: Any, fallback: str) -> str:
+    """0004's created_at of a back-filled event: its "timestamp" text read as a time (in UTC,
+    to the millisecond), else the session's created_at."""
+    stamp = event.get("timestamp") if isinstance(event, dict) else None
+    if not isinstance(stamp, str):
+        return fallback
+    try:
+        moment = datetime.fromisoformat(stamp)
+    except ValueError:
+        return fallback
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def expected_events(sessions: dict[tuple[Any, ...], dict[str, Any]]) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """Migration 0004 on adopted sessions: each element of an events array becomes a row of
+    session_events (seq = position + 1; payload decoded here), and the column holds '[]'."""
+    events: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for (session_id,), row in sessions.items():
+        array = json.loads(row["events"])
+        if not isinstance(array, list):
+            continue
+        row["events"] = "[]"
+        for seq, event in enumerate(array, 1):
+            kind = event.get("type") if isinstance(event, dict) else None
+            events[(session_id, seq)] = {
+                "session_id": session_id, "seq": seq, "created_at": event_time(event, row["created_at"]),
+                "type": kind if isinstance(kind, str) else None, "payload": event}
+    return events
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -125,7 +159,10 @@ def fk_violations(conn: Any) -> dict[str, int]:
 
 
 def adopted_rows(path: Path) -> dict[str, Any]:
-    return read_database(path)["rows"]
+    rows = read_database(path)["rows"]
+    for row in rows["session_events"].values():
+        row["payload"] = json.loads(row["payload"])  # compared as JSON values, not as text
+    return rows
 
 
 def others_in(directory: Path, name: str) -> list[Path]:

@@ -261,6 +261,28 @@ async def test_session_get_stays_under_the_output_budget() -> None:
         assert got["event_count"] == 60 and got["events_truncated"]
         assert 0 < len(got["events"]) < 60 and got["events"][-1]["n"] == 59  # the newest ones, cut by size
         assert len(json.dumps(got)) <= 41_000
+        first = await call(client, "session_get", session_id=sid, events=200, after=0)
+        assert first["events"][0]["n"] == 0 and first["next_after"] == len(first["events"]) < 60  # the oldest ones
+        assert len(json.dumps(first)) <= 41_000
+
+
+async def test_session_get_pages_the_log_after_a_sequence_number() -> None:
+    async with Client(build_server(load_config())) as client:
+        sid = (await call(client, "session_create", app_name="a", user_id="u"))["id"]
+        for i in range(7):
+            await call(client, "session_append", session_id=sid, event={"n": i})
+        last = await call(client, "session_get", session_id=sid, events=2)
+        assert [e["n"] for e in last["events"]] == [5, 6] and last["first_seq"] == 6 and last["next_after"] is None
+        seen, after = [], 0
+        while after is not None:
+            got = await call(client, "session_get", session_id=sid, events=3, after=after)
+            assert got["first_seq"] == after + 1 and got["event_count"] == 7
+            seen += [e["n"] for e in got["events"]]
+            after = got["next_after"]
+        assert seen == list(range(7))
+        beyond = await call(client, "session_get", session_id=sid, after=7)
+        assert beyond["events"] == [] and beyond["first_seq"] is None and beyond["next_after"] is None
+        assert "greater than or equal to 0" in await error(client, "session_get", session_id=sid, after=-1)
 
 
 async def test_legacy_handshake_client() -> None:

@@ -44,7 +44,7 @@ def actions(path: Path) -> list[str]:
 
 
 def state(path: Path) -> tuple[Any, ...]:
-    return tuple(table(path, t) for t in ("memory_entries", "sessions", "audit"))
+    return tuple(table(path, t) for t in ("memory_entries", "sessions", "session_events", "audit"))
 
 
 def error_line(result: Result) -> str:
@@ -213,6 +213,10 @@ def test_session_list(run: Any) -> None:
     (("session", "create", "app", "bob", "--state", "{x"), "not valid JSON"),
     (("session", "list", "--cursor", "%%%"), "cursor"),
     (("session", "list", "--status", "bogus"), "status must be one of"),
+    (("session", "events", "nope"), "no session"),
+    (("session", "events", "S", "--after", "-1"), "after must be"),
+    (("session", "events", "S", "--limit", "0"), "limit must be"),
+    (("session", "show", "S", "--events", "-2"), "--events must be"),
 ])
 def test_session_errors_are_one_line_exit_1_and_change_nothing(run: Any, db_path: Path, args: tuple[str, ...],
                                                                 needle: str) -> None:
@@ -231,3 +235,19 @@ def test_closed_session_append_is_a_conflict(run: Any, db_path: Path) -> None:
     result = run("session", "append", "S", '{"type": "late"}', ok=False)
     assert result.exit_code == 1 and "terminated" in error_line(result)
     assert state(db_path) == before
+
+
+def test_session_events_pages_and_show_tail(run: Any) -> None:
+    sid = run("session", "create", "app", "alice").output.strip()
+    ids = [run("session", "append", sid, json.dumps({"type": "msg", "n": n})).output.strip() for n in range(7)]
+    first = as_json(run("session", "events", sid, "--limit", "3", "--json"))
+    assert [i["seq"] for i in first["items"]] == [1, 2, 3] and first["next_after"] == 3 and first["event_count"] == 7
+    assert [i["event"]["id"] for i in first["items"]] == ids[:3] and first["items"][0]["type"] == "msg"
+    rest = as_json(run("session", "events", sid, "--after", "3", "--limit", "3", "--all", "--json"))
+    assert [i["seq"] for i in rest["items"]] == [4, 5, 6, 7] and rest["next_after"] is None
+    human = run("session", "events", sid, "--limit", "2").output.splitlines()
+    assert human[0].startswith("1  ") and ids[0] in human[0] and human[-1] == "more: --after 2"
+    assert "no events after 7" in run("session", "events", sid, "--after", "7").output
+    shown = run("session", "show", sid, "--events", "2").output
+    assert "events 7 (last 2):" in shown and ids[6] in shown and ids[5] in shown and ids[4] not in shown
+    assert "events 7\n" in run("session", "show", sid, "--events", "0").output

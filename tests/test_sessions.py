@@ -23,7 +23,7 @@ from indexer.agent.sessions import (
     state_scope,
 )
 from indexer.errors import ConflictError, NotFoundError, ValidationError
-from indexer.storage import driver, hot_queries, migrations
+from indexer.storage import driver, event_store, hot_queries, migrations
 from indexer.storage import session_store as store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -253,10 +253,13 @@ async def test_cursor_is_stable_under_inserts(svc: SessionService) -> None:
     for i in range(6):
         await svc.create_session("app", "alice", session_id=f"s{i}")
     first = await svc.list_sessions(user_id="alice", limit=3)
-    await svc.create_session("app", "alice", session_id="s-new")  # newer: never on a later page
+    # newer: never on a later page. Its id sorts after the others, so that it is also newer in
+    # (created_at, id) order when it is created in the same millisecond as s5 ("s-new" was
+    # not: '-' < '5', and the test failed when the clock did not move between the creates)
+    await svc.create_session("app", "alice", session_id="s9-new")
     second = await svc.list_sessions(user_id="alice", limit=3, cursor=first.next_cursor)
     seen = [s.id for s in first] + [s.id for s in second]
-    assert len(set(seen)) == 6 and "s-new" not in seen
+    assert len(set(seen)) == 6 and "s9-new" not in seen
 
 
 # --- several processes ---------------------------------------------------------------------------------------
@@ -300,6 +303,16 @@ async def test_concurrent_appends_from_processes_lose_nothing(svc: SessionServic
         mine = [e["i"] for e in got.events or [] if e["by"] == f"w{i}"]
         assert mine == list(range(50))  # every append present, each writer's order kept
     assert got.state == {f"user:w{i}": 49 for i in range(4)}  # no state key lost either
+    # sequence numbers contiguous 1..200 (no gap, no duplicate), in the order of the log
+    rows = raw_rows(svc.db.path, "SELECT seq, payload FROM session_events WHERE session_id = ? ORDER BY seq", (s.id,))
+    assert [r["seq"] for r in rows] == list(range(1, 201))
+    assert [json.loads(r["payload"]) for r in rows] == got.events
+    paged, after = [], 0
+    while after is not None:
+        page = await svc.list_events(s.id, after=after, limit=30)
+        paged.extend(page.items)
+        after = page.next_after
+    assert [e.seq for e in paged] == list(range(1, 201)) and [e.event for e in paged] == got.events
 
 
 # --- query plans ----------------------------------------------------------------------------------------------
@@ -330,9 +343,14 @@ def _statements() -> list[tuple[str, str, tuple[Any, ...]]]:
         ("by_id", hot_queries.SESSION_BY_ID, (sid,)),
         ("exists", store.EXISTS, (sid,)),
         ("status", store.STATUS, (sid,)),
-        ("append", f"UPDATE sessions SET events = json_insert(events, '$[#]', json(?)), state = {expr}, "
+        ("append", f"UPDATE sessions SET state = {expr}, "
                    f"last_update_time = ? WHERE id = ? AND status IN ('created', 'active', 'paused')",
-         ("{}", *params, "t", sid)),
+         (*params, "t", sid)),
+        ("event_insert", event_store.INSERT, (sid, "t", "msg", "{}")),
+        ("event_count", event_store.COUNT, (sid,)),
+        ("event_all", event_store.ALL_EVENTS, (sid,)),
+        ("event_tail", event_store.TAIL, (sid, 20)),
+        ("event_page", hot_queries.SESSION_EVENTS_PAGE, (sid, 10, 20)),
         ("set_status", "UPDATE sessions SET status = ?, last_update_time = ? WHERE id = ? AND status = ?",
          ("active", "t", sid, "created")),
     ]

@@ -11,11 +11,16 @@ Lifecycle (anything else is a ConflictError naming both states)::
 ``terminated_at`` and ``archived_at`` are stamped by those transitions. Events may be appended
 and state changed only while a session is created, active or paused.
 
+Events are rows (``session_events``, schema/0004): each has a sequence number, contiguous per
+session from 1, so an append costs the same at the 10,000th event as at the first, and a
+long log is read a page at a time (:meth:`SessionService.list_events`, after a sequence
+number) or by its end (:meth:`SessionService.last_events`).
+
 State keys are scoped by prefix: ``app:``, ``user:``, ``session:``, ``temp:``, or no prefix
 (session scope). ``temp:`` keys are never persisted: they are dropped before anything is
 written. A null value removes the key. State changes are applied by SQLite (``json_set`` /
 ``json_remove``) in the statement that writes them, so concurrent writers never lose each
-other's keys; an event is appended the same way (``json_insert(events, '$[#]', …)``).
+other's keys; an event is one INSERT whose sequence number is taken under the write lock.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import Any
 
 from indexer.agent.common import DEFAULT_LIMIT, check_text, decode_cursor, encode_cursor, to_json, validate_limit
 from indexer.errors import ConflictError, NotFoundError, ValidationError
+from indexer.storage import event_store
 from indexer.storage import session_store as store
 from indexer.storage.database import Database
 from indexer.timeutil import now_ts
@@ -66,6 +72,42 @@ class Session:
         if self.events is None:
             del data["events"]
         return data
+
+
+@dataclass(frozen=True)
+class SessionEvent:
+    """One event of a session's log: its sequence number (1, 2, … per session), when it was
+    appended, its ``type`` member when that is a string, and the event as stored."""
+
+    seq: int
+    created_at: str
+    type: str | None
+    event: Any
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EventPage:
+    """Events of one session in sequence order; ``next_after`` is the ``after`` of the next
+    page (None: the page ends with the session's last event). ``event_count`` is the
+    session's number of events when the page was read."""
+
+    session_id: str
+    items: tuple[SessionEvent, ...]
+    event_count: int
+    next_after: int | None
+
+    def __iter__(self) -> Iterator[SessionEvent]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"session_id": self.session_id, "items": [item.as_dict() for item in self.items],
+                "event_count": self.event_count, "next_after": self.next_after}
 
 
 @dataclass(frozen=True)
@@ -145,10 +187,25 @@ def prepare_event(event: Any, now: str) -> dict[str, Any]:
     return prepared
 
 
-def session_from_row(row: Any, *, with_events: bool = True) -> Session:
-    keys = row.keys()
-    events = json.loads(row["events"]) if with_events and "events" in keys else None
-    count = len(events) if events is not None else int(row["event_count"]) if "event_count" in keys else 0
+def event_type(event: dict[str, Any]) -> str | None:
+    """The ``type`` column of an event: its ``type`` member when that is a string."""
+    value = event.get("type")
+    return value if isinstance(value, str) else None
+
+
+def validate_after(after: Any) -> int:
+    if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+        raise ValidationError(f"after must be a sequence number (an integer >= 0), got {after!r}")
+    return after
+
+
+def session_from_row(row: Any, events: list[Any] | None = None, count: int | None = None) -> Session:
+    """A Session from a ``sessions`` row, with ``events`` (decoded) if given; its
+    ``event_count`` is ``len(events)``, else ``count``, else the row's ``event_count``."""
+    if events is not None:
+        count = len(events)
+    elif count is None:
+        count = int(row["event_count"]) if "event_count" in row.keys() else 0
     return Session(
         id=row["id"], app_name=row["app_name"], user_id=row["user_id"], project_id=row["project_id"],
         status=row["status"], state=json.loads(row["state"]),
@@ -175,16 +232,36 @@ def _create(conn: Any, session_id: str, app_name: str, user_id: str, project_id:
     return store.insert(conn, session_id, app_name, user_id, project_id, state_json, metadata_json, now)
 
 
-def _get(conn: Any, session_id: str) -> Any:
+def _get(conn: Any, session_id: str, with_events: bool) -> Session:
     row = store.get(conn, session_id)
     if row is None:
         raise NotFoundError(f"no session {session_id}")
-    return row
+    if with_events:
+        return session_from_row(row, events=json.loads(event_store.all_events(conn, session_id)))
+    return session_from_row(row, count=event_store.count(conn, session_id))
 
 
-def _append(conn: Any, session_id: str, event_json: str, ops: list[tuple[str, str | None]], now: str) -> None:
-    if store.append_event(conn, session_id, event_json, ops, now) != 1:
+def _event(row: Any) -> SessionEvent:
+    return SessionEvent(seq=int(row[0]), created_at=row[1], type=row[2], event=json.loads(row[3]))
+
+
+def _events(conn: Any, session_id: str, after: int | None, limit: int) -> EventPage:
+    """A page after ``after``, or (``after`` None) the last ``limit`` events; one snapshot."""
+    if not store.exists(conn, session_id):
+        raise NotFoundError(f"no session {session_id}")
+    total = event_store.count(conn, session_id)
+    rows = event_store.tail(conn, session_id, limit) if after is None else event_store.page(conn, session_id, after, limit)
+    items = tuple(_event(r) for r in rows)
+    last = items[-1].seq if items else total if after is None else after
+    return EventPage(session_id, items, total, last if last < total else None)
+
+
+def _append(conn: Any, session_id: str, event_json: str, event_type: str | None,
+            ops: list[tuple[str, str | None]], now: str) -> int:
+    seq = store.append_event(conn, session_id, event_json, event_type, ops, now)
+    if seq is None:
         raise _closed_or_missing(conn, session_id, "append events")
+    return seq
 
 
 def _update_state(conn: Any, session_id: str, ops: list[tuple[str, str | None]], now: str) -> str:
@@ -227,12 +304,29 @@ class SessionService:
         metadata_json = to_json(metadata or {}, "metadata")
         now = now_ts()
         row = await self.db.run(_create, session_id, app_name, user_id, project_id, state_json, metadata_json, now, inline=True)
-        return session_from_row(row)
+        return session_from_row(row, events=[])
 
-    async def get_session(self, session_id: str) -> Session:
-        """The session with its events and state; NotFoundError for an unknown id."""
+    async def get_session(self, session_id: str, *, events: bool = True) -> Session:
+        """The session with its state and every event, in order; NotFoundError for an unknown
+        id. ``events=False`` leaves the events out (``event_count`` says how many): one point
+        read whatever the log's length. A long log is better read with :meth:`list_events`."""
         check_text(session_id, "session_id")
-        return session_from_row(await self.db.run(_get, session_id, write=False, inline=True))
+        # the whole log is read (and decoded) on the connection's thread, never on the loop's
+        return await self.db.run(_get, session_id, events, write=False, inline=not events)
+
+    async def list_events(self, session_id: str, after: int = 0, limit: int = DEFAULT_LIMIT) -> EventPage:
+        """Up to ``limit`` events whose sequence number is greater than ``after``, in order;
+        pass the page's ``next_after`` for the next one. NotFoundError for an unknown id."""
+        check_text(session_id, "session_id")
+        validate_after(after)
+        validate_limit(limit)
+        return await self.db.run(_events, session_id, after, limit, write=False)
+
+    async def last_events(self, session_id: str, limit: int = DEFAULT_LIMIT) -> EventPage:
+        """The session's last ``limit`` events, oldest first (``next_after`` is None)."""
+        check_text(session_id, "session_id")
+        validate_limit(limit)
+        return await self.db.run(_events, session_id, None, limit, write=False)
 
     async def list_sessions(self, app_name: str | None = None, user_id: str | None = None,
                             project_id: str | None = None, status: str | None = None,
@@ -248,20 +342,22 @@ class SessionService:
         validate_limit(limit)
         after = tuple(decode_cursor(cursor, 2)) if cursor is not None else None
         rows = await self.db.run(store.page, filters, after, limit + 1, write=False)
-        items = tuple(session_from_row(r, with_events=False) for r in rows[:limit])
+        items = tuple(session_from_row(r) for r in rows[:limit])
         next_cursor = encode_cursor([items[-1].created_at, items[-1].id]) if len(rows) > limit else None
         return SessionPage(items, next_cursor)
 
     async def append_event(self, session_id: str, event: dict[str, Any],
                            state_delta: dict[str, Any] | None = None) -> dict[str, Any]:
         """Append one event (a JSON object; given an ``id`` and a ``timestamp`` when it has
-        none) and apply ``state_delta``, atomically; returns the event as stored."""
+        none) and apply ``state_delta``, atomically; returns the event as stored. Its sequence
+        number is the session's last plus one. Runs on the connection's thread, never on the
+        event loop's: one INSERT and one UPDATE, each an index lookup, whatever the log's length."""
         check_text(session_id, "session_id")
         now = now_ts()
         prepared = prepare_event(event, now)
         event_json = to_json(prepared, "event")
         ops = state_ops(state_delta) if state_delta is not None else []
-        await self.db.run(_append, session_id, event_json, ops, now, inline=True)
+        await self.db.run(_append, session_id, event_json, event_type(prepared), ops, now)
         return prepared
 
     async def update_state(self, session_id: str, delta: dict[str, Any]) -> dict[str, Any]:
@@ -277,7 +373,7 @@ class SessionService:
         Returns the session without its events (``event_count`` says how many)."""
         check_text(session_id, "session_id")
         validate_status(status)
-        return session_from_row(await self.db.run(_set_status, session_id, status, now_ts(), inline=True), with_events=False)
+        return session_from_row(await self.db.run(_set_status, session_id, status, now_ts(), inline=True))
 
     async def activate_session(self, session_id: str) -> Session:
         return await self.set_status(session_id, "active")

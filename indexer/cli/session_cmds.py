@@ -64,12 +64,21 @@ def session_create(app: AppContext, app_name: str, user_id: str, project_id: str
 @click.pass_obj
 def session_show(app: AppContext, session_id: str, last: int, as_json: bool) -> None:
     """Show a session: status, times, state and its last events."""
-    from indexer.agent.sessions import SessionService
+    from indexer.agent.common import MAX_LIMIT
+    from indexer.agent.sessions import EventPage, Session, SessionService
 
-    s = run_with_db(app, lambda db: SessionService(db).get_session(session_id), create=False)
+    if last < 0:
+        raise ValidationError(f"--events must be 0 or more, got {last}")
     if as_json:
-        emit_json(s.as_dict())
+        emit_json(run_with_db(app, lambda db: SessionService(db).get_session(session_id), create=False).as_dict())
         return
+
+    async def read(db: Any) -> tuple[Session, EventPage | None]:
+        service = SessionService(db)  # the session without its log, then only the events shown
+        found = await service.get_session(session_id, events=False)
+        return found, await service.last_events(session_id, min(last, MAX_LIMIT)) if last else None
+
+    s, tail = run_with_db(app, read, create=False)
     click.echo(f"session {s.id}")
     click.echo(f"  app {s.app_name}, user {s.user_id}, project {s.project_id or '-'}")
     times = f"created {s.created_at}, updated {s.last_update_time}"
@@ -81,12 +90,52 @@ def session_show(app: AppContext, session_id: str, last: int, as_json: bool) -> 
     click.echo(f"  state {compact(s.state)}")
     if s.metadata:
         click.echo(f"  metadata {compact(s.metadata)}")
-    events = s.events or []
-    shown = events[-last:] if last > 0 else []
-    click.echo(f"  events {len(events)}" + (f" (last {len(shown)}):" if shown else ""))
-    for event in shown:
-        rest = {k: v for k, v in event.items() if k not in ("id", "timestamp")}
-        click.echo(f"    {event.get('timestamp', '-')}  {event.get('id', '-')}  {compact(rest, 100)}")
+    shown = tail.items if tail is not None else ()
+    click.echo(f"  events {s.event_count}" + (f" (last {len(shown)}):" if shown else ""))
+    for item in shown:
+        click.echo(_event_line(item))
+
+
+def _event_line(item: Any) -> str:
+    """``seq  time  id  the rest of the event`` (events that are not objects shown whole)."""
+    event = item.event
+    if not isinstance(event, dict):
+        return f"    {item.seq:>6}  {item.created_at}  -  {compact(event, 100)}"
+    rest = {k: v for k, v in event.items() if k not in ("id", "timestamp")}
+    return f"    {item.seq:>6}  {event.get('timestamp', item.created_at)}  {event.get('id', '-')}  {compact(rest, 100)}"
+
+
+@session.command("events")
+@click.argument("session_id")
+@click.option("--after", type=int, default=0, show_default=True, help="Only events after this sequence number.")
+@click.option("--limit", type=int, default=100, show_default=True, help="Page size (1-1000).")
+@click.option("--all", "all_pages", is_flag=True, help="Every page to the last event.")
+@click.option("--json", "as_json", is_flag=True,
+              help='{"session_id", "items": [{"seq", "created_at", "type", "event"}], "event_count", "next_after"}.')
+@click.pass_obj
+def session_events(app: AppContext, session_id: str, after: int, limit: int, all_pages: bool, as_json: bool) -> None:
+    """A session's events in order, one page at a time (sequence numbers start at 1)."""
+    from indexer.agent.sessions import EventPage, SessionService
+
+    async def pages(db: Any) -> EventPage:
+        service = SessionService(db)
+        page = await service.list_events(session_id, after, limit)
+        items = list(page.items)
+        while all_pages and page.next_after is not None:
+            page = await service.list_events(session_id, page.next_after, limit)
+            items.extend(page.items)
+        return EventPage(page.session_id, tuple(items), page.event_count, page.next_after)
+
+    result = run_with_db(app, pages, create=False)
+    if as_json:
+        emit_json(result.as_dict())
+        return
+    for item in result.items:
+        click.echo(_event_line(item).strip())
+    if not result.items:
+        click.echo(f"no events after {after} (the session has {result.event_count})")
+    if result.next_after is not None:
+        click.echo(f"more: --after {result.next_after}")
 
 
 @session.command("list")
@@ -156,7 +205,7 @@ def session_state(app: AppContext, session_id: str, delta: str | None, as_json: 
     from indexer.agent.sessions import SessionService
 
     if delta is None:
-        current = run_with_db(app, lambda db: SessionService(db).get_session(session_id), create=False)
+        current = run_with_db(app, lambda db: SessionService(db).get_session(session_id, events=False), create=False)
         state = current.state
     else:
         changes = json_object_option(delta, "DELTA")

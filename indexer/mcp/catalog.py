@@ -30,7 +30,7 @@ TOOLS: tuple[ToolInfo, ...] = (
     ToolInfo("memory_delete", "memory", True, "soft-delete a memory (memory_restore undoes it)"),
     ToolInfo("memory_restore", "memory", True, "undo a delete, or roll back to an older version"),
     ToolInfo("session_create", "sessions", True, "start a session (app, user, optional project and state)"),
-    ToolInfo("session_get", "sessions", False, "a session's status, state and last N events"),
+    ToolInfo("session_get", "sessions", False, "a session's status, state and last N events, or those after a number"),
     ToolInfo("session_list", "sessions", False, "sessions by app/user/project/status, newest first"),
     ToolInfo("session_append", "sessions", True, "append an event, with an optional state delta"),
     ToolInfo("session_update", "sessions", True, "merge a state delta and/or change the status"),

@@ -37,8 +37,12 @@ class Session(BaseModel):
 
 
 class SessionWithEvents(Session):
-    events: list[dict[str, Any]] = Field(description="the last events asked for, oldest first")
-    events_truncated: bool = Field(description="true when older events exist than those returned (ask for more, up to 200)")
+    events: list[Any] = Field(description="the events asked for, oldest first (the last ones, or those after `after`)")
+    events_truncated: bool = Field(description="true when the session has events not returned here")
+    first_seq: int | None = Field(description="the sequence number of events[0] (events are numbered 1, 2, …); "
+                                              "null when no event is returned")
+    next_after: int | None = Field(description="pass as `after` to read the events that follow these; "
+                                               "null when the session's last event was returned")
 
 
 class SessionPage(BaseModel):
@@ -86,19 +90,34 @@ def register(server: MCPServer, app: ServerState, names: set[str]) -> None:
         @server.tool(annotations=READ)
         async def session_get(
             session_id: SessionId,
-            events: Annotated[int, Field(ge=0, le=200, description="how many of the last events to return")] = 20,
+            events: Annotated[int, Field(ge=0, le=200, description="how many events to return")] = 20,
+            after: Annotated[int | None, Field(ge=0, description="return the events after this sequence number "
+                                                                 "(0: from the first) instead of the last ones")] = None,
         ) -> Annotated[CallToolResult, SessionWithEvents]:
             """A session: status, state, times, how many events it has, and its last events
-            (at most `events`, and fewer if they would not fit in 40,000 characters)."""
+            (at most `events`, and fewer if they would not fit in 40,000 characters). To read
+            a long log from the start, pass after=0, then each answer's next_after."""
             with tool_errors():
-                s = await (await service()).get_session(session_id)
-                base = _session(s)
-                last = (s.events or [])[-events:] if events else []
-                budget = MAX_OUTPUT_CHARS - size(base.model_dump(mode="json"))
-                keep = fit(list(reversed(last)), max(budget, 1)) if last else 0
-                shown = last[len(last) - keep:] if keep else []
-                result = SessionWithEvents(**base.model_dump(), events=shown,
-                                           events_truncated=len(shown) < s.event_count)
+                svc = await service()
+                s = await svc.get_session(session_id, events=False)
+                items: list[Any] = []
+                count = s.event_count
+                if events:
+                    page = await (svc.last_events(session_id, events) if after is None
+                                  else svc.list_events(session_id, after, events))
+                    items, count = list(page.items), page.event_count
+                base = _session(s).model_copy(update={"event_count": count})
+                budget = max(MAX_OUTPUT_CHARS - size(base.model_dump(mode="json")) - 100, 1)
+                if after is None:  # the newest ones that fit
+                    keep = fit([i.event for i in reversed(items)], budget) if items else 0
+                    items = items[len(items) - keep:]
+                else:  # the oldest ones after `after` that fit
+                    items = items[:fit([i.event for i in items], budget)] if items else []
+                last = items[-1].seq if items else None
+                result = SessionWithEvents(**base.model_dump(), events=[i.event for i in items],
+                                           events_truncated=len(items) < count,
+                                           first_seq=items[0].seq if items else None,
+                                           next_after=last if last is not None and last < count else None)
                 return respond(result)
 
     if "session_list" in names:
@@ -132,7 +151,7 @@ def register(server: MCPServer, app: ServerState, names: set[str]) -> None:
             with tool_errors():
                 svc = await service()
                 stored = await svc.append_event(session_id, event, state_delta)
-                s = await svc.get_session(session_id)
+                s = await svc.get_session(session_id, events=False)
                 return respond(Appended(event=stored, event_count=s.event_count, state=s.state))
 
     if "session_update" in names:

@@ -10,6 +10,11 @@ from typing import Any
 from indexer.storage.driver import Connection
 
 SESSION_BY_ID = "SELECT * FROM sessions WHERE id = ?"
+# A page of a session's events after a sequence number (schema/0004_session_events.sql).
+SESSION_EVENTS_PAGE = (
+    "SELECT seq, created_at, type, payload FROM session_events WHERE session_id = ? AND seq > ? "
+    "ORDER BY seq LIMIT ?"
+)
 SESSIONS_BY_STATUS = (
     "SELECT * FROM sessions WHERE status = ? ORDER BY created_at DESC, id DESC LIMIT ?"
 )
@@ -98,7 +103,8 @@ def memory_prefix_type_params(prefix: str, memory_type: str, after: tuple[str, s
 SESSION_FILTERS = ("app_name", "user_id", "project_id", "status")
 SESSION_LIST_COLUMNS = (
     "id, app_name, user_id, project_id, status, state, metadata, created_at, last_update_time, "
-    "terminated_at, archived_at, json_array_length(events) AS event_count"
+    "terminated_at, archived_at, "
+    "(SELECT coalesce(max(seq), 0) FROM session_events WHERE session_id = sessions.id) AS event_count"
 )
 
 
@@ -128,6 +134,7 @@ class HotQuery:
 
 HOT_QUERIES: tuple[HotQuery, ...] = (
     HotQuery("session_by_id", SESSION_BY_ID, ("s-1",)),
+    HotQuery("session_events_page", SESSION_EVENTS_PAGE, ("s-1", 100, 50)),
     HotQuery("sessions_by_status", SESSIONS_BY_STATUS, ("active", 50)),
     HotQuery("memory_by_namespace_key", MEMORY_LATEST, ("user:alice", "theme")),
     HotQuery("memory_prefix_listing", MEMORY_PREFIX_PAGE, memory_prefix_params("user:alice", None, 50)),

@@ -1,9 +1,10 @@
 """SQL of ``sessions``, for :class:`indexer.agent.sessions.SessionService`.
 
 Synchronous functions on the SQLite connection, run by the service as one operation per hop
-(:meth:`indexer.storage.database.Database.run`). Events and state are changed
-inside SQLite by one UPDATE (``json_insert`` / ``json_set`` / ``json_remove``), never read,
-modified in Python and written back: appends from several processes cannot lose each other.
+(:meth:`indexer.storage.database.Database.run`). State is changed inside SQLite by one UPDATE
+(``json_set`` / ``json_remove``), never read, modified in Python and written back: writers
+from several processes cannot lose each other's keys. Events are rows of ``session_events``
+(:mod:`indexer.storage.event_store`); the ``events`` column of ``sessions`` stays ``'[]'``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from indexer.storage import hot_queries
+from indexer.storage import event_store, hot_queries
 from indexer.storage.driver import Connection
 
 OPEN_STATUSES = ("created", "active", "paused")  # events and state may change
@@ -65,17 +66,21 @@ def get(conn: Connection, session_id: str) -> Any | None:
     return conn.execute(hot_queries.SESSION_BY_ID, (session_id,)).fetchone()
 
 
-def append_event(conn: Connection, session_id: str, event_json: str, ops: Sequence[tuple[str, str | None]], now: str) -> int:
-    """Append to ``events`` (and apply the state ops) in one statement if the session is
-    open; the number of rows changed (0: unknown or closed session)."""
+def append_event(conn: Connection, session_id: str, event_json: str, event_type: str | None,
+                 ops: Sequence[tuple[str, str | None]], now: str) -> int | None:
+    """Append one event row (and apply the state ops) if the session is open: its sequence
+    number, or None for an unknown or closed session (nothing written). Two statements, each
+    one index lookup, whatever the session's length; the caller's transaction holds the
+    write lock (``BEGIN IMMEDIATE``), so no other append takes the same sequence number."""
     expr, params = state_expr(ops)
-    state_set = f", state = {expr}" if ops else ""
+    state_set = f"state = {expr}, " if ops else ""
     cursor = conn.execute(
-        f"UPDATE sessions SET events = json_insert(events, '$[#]', json(?)){state_set}, last_update_time = ? "
-        f"WHERE id = ? AND {_OPEN}",
-        (event_json, *params, now, session_id),
+        f"UPDATE sessions SET {state_set}last_update_time = ? WHERE id = ? AND {_OPEN}",
+        (*params, now, session_id),
     )
-    return int(cursor.rowcount)
+    if cursor.rowcount != 1:
+        return None
+    return event_store.insert(conn, session_id, now, event_type, event_json)
 
 
 def update_state(conn: Connection, session_id: str, ops: Sequence[tuple[str, str | None]], now: str) -> str | None:
