@@ -136,3 +136,18 @@ def test_a_bare_word_as_a_memory_value_gets_a_quoting_hint() -> None:
     assert "VALUE is not valid JSON" in out.stderr and "'\"dark\"'" in out.stderr, out.stderr
     broken = indexer("memory", "add", "user:alice:prefs", "theme", '{"a": ')  # broken JSON: no string advice
     assert broken.returncode != 0 and "quote it" not in broken.stderr
+
+
+def test_the_package_metadata_builds_without_licence_warnings(tmp_path: Path) -> None:
+    """What `make install` builds: setuptools warned three times that the TOML-table licence
+    is deprecated. The SPDX string and license-files give its licence without a warning."""
+    from conftest import REPO_ROOT
+
+    code = "import sys; from setuptools import build_meta; print(build_meta.prepare_metadata_for_build_wheel(sys.argv[1]))"
+    out = subprocess.run([sys.executable, "-W", "always", "-c", code, str(tmp_path)], cwd=REPO_ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    warnings = [line for line in (out.stdout + out.stderr).splitlines() if "warning" in line.lower() or "deprecat" in line.lower()]
+    assert not [w for w in warnings if "licen" in w.lower()], warnings
+    metadata = (tmp_path / out.stdout.strip().splitlines()[-1] / "METADATA").read_text()
+    assert "License-Expression: MIT" in metadata and "License-File: LICENSE" in metadata

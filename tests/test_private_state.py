@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from daemon_harness import DaemonProcess
-from indexer.paths import create_private_file, private_dir, write_private
 
 PERMISSIVE = [pytest.param(0o022, id="umask-022"), pytest.param(0o000, id="umask-000")]
 
@@ -106,6 +105,7 @@ def test_the_library_makes_them_private_itself(tmp_path: Path, umask_of: int) ->
     """Python callers (no CLI to set the umask): Database, backup, the daemon lock, the helpers."""
     from indexer.agent.memory import MemoryService
     from indexer.lockfile import InstanceLock
+    from indexer.paths import create_private_file, private_dir, write_private
     from indexer.storage.backup import backup
     from indexer.storage.database import Database
 
