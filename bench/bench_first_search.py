@@ -75,7 +75,6 @@ def run(args: argparse.Namespace) -> dict:
         status = json.loads(timed([indexer, "status", "--direct", "--json"], env)[1].stdout)
         rest = searches[1:]
         readme_s, readme = timed([indexer, "search", "--direct", *"how to pack files into an archive".split()], env)
-        exported = [line for line in first.stderr.splitlines() if "exported" in line]
         return {
             "backend": status.get("backend"), "files": report["added"], "chunks": report["chunks_embedded"],
             "first_reindex_s": round(reindex_s, 2), "export_in_reindex": "exporting" in first.stderr,

@@ -147,7 +147,8 @@ def test_the_package_metadata_builds_without_licence_warnings(tmp_path: Path) ->
     out = subprocess.run([sys.executable, "-W", "always", "-c", code, str(tmp_path)], cwd=REPO_ROOT, capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    warnings = [line for line in (out.stdout + out.stderr).splitlines() if "warning" in line.lower() or "deprecat" in line.lower()]
+    warnings = [line for line in (out.stdout + out.stderr).splitlines()
+                if "warning" in line.lower() or "deprecat" in line.lower()]
     assert not [w for w in warnings if "licen" in w.lower()], warnings
     metadata = (tmp_path / out.stdout.strip().splitlines()[-1] / "METADATA").read_text()
     assert "License-Expression: MIT" in metadata and "License-File: LICENSE" in metadata

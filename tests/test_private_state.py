@@ -27,7 +27,7 @@ def mode(path: Path) -> int:
 def not_private(top: Path, skip: tuple[Path, ...] = ()) -> list[str]:
     """Every directory not 0700 and file not 0600 under ``top`` (itself included)."""
     bad = []
-    for dirpath, dirnames, filenames in os.walk(top):
+    for dirpath, _dirnames, filenames in os.walk(top):
         here = Path(dirpath)
         if any(here == s or s in here.parents for s in skip):
             continue

@@ -312,11 +312,10 @@ def _reindex(state: ServerState, paths: list[str], full: bool, wait: bool) -> Re
             report = {**report, "failures": report.get("failures", [])[:20]}
         return ReindexResult(served_by="daemon", done=bool(answer.get("done")), ticket=answer.get("ticket"),
                              report=report)
+    from indexer.documents.roots import effective_roots
     from indexer.documents.sync import DocumentSync
     from indexer.documents.targets import within
     from indexer.errors import ConfigError, ValidationError
-
-    from indexer.documents.roots import effective_roots
 
     roots = effective_roots(state.config)
     if not roots:
