@@ -90,7 +90,7 @@ def test_help_lists_every_tool_without_importing_the_sdk() -> None:
     assert result.exit_code == 0
     for info in TOOLS:
         assert info.name in result.output
-    assert '"command": "indexer", "args": ["mcp"]' in result.output
+    assert '"args": ["mcp"]' in result.output and "indexer mcp --print-config" in result.output
     bad = CliRunner().invoke(cli, ["mcp", "--tools", "nope"])
     assert bad.exit_code == 2 and "unknown group nope" in bad.output
 

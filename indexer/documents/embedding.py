@@ -222,7 +222,8 @@ def make_embedder(model: str, *, query_prefix: str = "", document_prefix: str = 
 
 # The config keys an embedder depends on (besides ``db``, which never changes on reload): a
 # daemon reload that changes any of them makes new embedders.
-EMBEDDER_CONFIG_KEYS = ("model", "backend", "query_prefix", "document_prefix", "embed_threads", "embed_batch")
+EMBEDDER_CONFIG_KEYS = ("model", "backend", "query_prefix", "document_prefix", "embed_threads", "embed_batch",
+                        "cache_dir")  # cache_dir comes from the environment: in practice fixed for a process
 
 
 def embedder_for(config: Any) -> Embedder:
