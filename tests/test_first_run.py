@@ -50,6 +50,14 @@ def test_a_plain_reindex_after_reindex_root_syncs_the_roots_indexed_before(notes
     assert json.loads(again.stdout)["added"] == 2
     found = json.loads(indexer("search", "--mode", "keyword", "zeppelins", "--json").stdout)["results"]
     assert [Path(h["path"]) for h in found] == [notes / "new.md"]
+    # a remembered root that is gone is passed over (its documents kept), not an error
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    assert indexer("reindex", "--root", str(gone)).returncode == 0
+    gone.rmdir()
+    (notes / "newer.md").write_text("# Newer\n")
+    without = indexer("reindex", "--json")
+    assert without.returncode == 0 and json.loads(without.stdout)["added"] == 1, without.stderr
     # a configured root replaces the remembered ones
     config = tmp_path / "config.toml"
     config.write_text(f'roots = ["{other}"]\n')

@@ -21,8 +21,10 @@ def remembered_roots(db: Path) -> tuple[Path, ...]:
 
 
 def effective_roots(config: Config) -> tuple[Path, ...]:
-    """The configured roots, else the remembered ones."""
-    return tuple(config.roots) or remembered_roots(config.db)
+    """The configured roots, else the remembered ones that are still directories (a root
+    removed or unmounted since is passed over, its documents kept, rather than stopping every
+    command run without --root)."""
+    return tuple(config.roots) or tuple(r for r in remembered_roots(config.db) if r.is_dir())
 
 
 def with_remembered_roots(config: Config) -> Config:
@@ -30,7 +32,7 @@ def with_remembered_roots(config: Config) -> Config:
     ``sources`` say so)."""
     if config.roots:
         return config
-    roots = remembered_roots(config.db)
+    roots = effective_roots(config)
     if not roots:
         return config
     return replace(config, roots=roots, sources={**config.sources, "roots": f"remembered in {config.db}"})
