@@ -24,6 +24,8 @@ class Config:
     db: Path
     config_file: Path
     runtime_dir: Path
+    data_dir: Path
+    cache_dir: Path
     roots: tuple[Path, ...] = ()
     include: tuple[str, ...] = ("*.md", "*.markdown")
     exclude: tuple[str, ...] = ()
@@ -162,6 +164,7 @@ def load_config(
     _apply(values, sources, env_raw, lambda k: f"environment variable INDEXER_{k.upper()}")
     given = {k: v for k, v in (flags or {}).items() if v not in (None, ())}
     _apply(values, sources, given, lambda k: f"option --{k.replace('_', '-')}")
-    base = Config(db=paths.default_db, config_file=file_path, runtime_dir=paths.runtime_dir)
+    base = Config(db=paths.default_db, config_file=file_path, runtime_dir=paths.runtime_dir, data_dir=paths.data_dir,
+                  cache_dir=paths.cache_dir)
     known = {f.name for f in fields(Config)}
     return replace(base, **{k: v for k, v in values.items() if k in known}, sources=sources)

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from indexer.errors import IndexerError
+from indexer.paths import private_dir
 
 
 class AlreadyRunning(IndexerError):
@@ -27,7 +28,7 @@ class InstanceLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -224,7 +224,7 @@ def test_rendered_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
         assert key in text
     assert "@" + "EXEC_START@" not in text and "@READ_WRITE_PATHS@" not in text
     assert f'"{tmp_path / "my notes"}"' in text  # quoted for systemd
-    assert f"ReadWritePaths={config.db.parent} {config.runtime_dir}" in text
+    assert f"ReadWritePaths={config.db.parent} {config.runtime_dir} {config.cache_dir}" in text  # the model cache too
     assert f"Environment=INDEXER_HOME={os.environ['INDEXER_HOME']}" in text
     (tmp_path / "my notes").mkdir()
     path = tmp_path / "indexer.service"

@@ -19,6 +19,7 @@ the test (add the path to the table and to the sample).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -209,8 +210,7 @@ def test_the_documented_commands_run(tmp_path: Path, page: str, model: str | Non
     for name, text in SAMPLE.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text, encoding="utf-8")
-    backups.mkdir()
-    home.mkdir()
+    home.mkdir()  # ~/backups is not made: `indexer backup ~/backups/` makes it
     venv_bin = Path(sys.executable).parent
     env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"),
            "XDG_DATA_HOME": str(home / ".local/share"), "XDG_RUNTIME_DIR": str(home / "run"),
@@ -218,6 +218,8 @@ def test_the_documented_commands_run(tmp_path: Path, page: str, model: str | Non
            "PATH": str(venv_bin) + os.pathsep + os.environ.get("PATH", ""), "HF_HUB_OFFLINE": "1"}
     for var in ("INDEXER_DB", "INDEXER_CONFIG", "INDEXER_MODEL", "NOTIFY_SOCKET", "JOURNAL_STREAM"):
         env.pop(var, None)
+    if page == "README.md":  # the README's tour configures nothing: its `reindex --root` is remembered
+        env.pop("INDEXER_ROOTS")
     if model:
         env["INDEXER_MODEL"] = model
     indexer = venv_bin / "indexer"
@@ -249,3 +251,59 @@ def test_the_documented_commands_run(tmp_path: Path, page: str, model: str | Non
                             f"(documented: {example.expected_exit})\n{proc.stdout[-800:]}{proc.stderr[-1500:]}")
     print(f"{page}: ran {ran} commands ({len(to_run) - ran} marked not-run)")
     assert not failures, "\n\n".join(failures)
+
+
+def readme_printed_config(readme: str) -> tuple[str, dict]:
+    """The README's `$ indexer mcp --print-config` and the JSON it shows below it."""
+    lines = readme.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("$ indexer mcp") and "--print-config" in line)
+    end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("```"))
+    return lines[start][2:], json.loads("\n".join(lines[start + 1:end]))
+
+
+async def test_the_readme_s_mcp_configuration_works_as_printed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user after the README's quick start: a shell with its `export PATH=...` line and
+    nothing else of ours, the tour's `reindex --root`, then the configuration that the README's
+    `indexer mcp --print-config` prints, started as an agent host starts it (the SDK's stdio
+    client, which passes the child only HOME, PATH and a few more), and a tool called."""
+    from mcp import Client, StdioServerParameters
+
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    exports = [line.split("#")[0].strip() for line in readme.splitlines() if line.startswith("export PATH=")]
+    assert len(exports) == 1, "the README's quick start has one `export PATH=` line"
+    command, shown = readme_printed_config(readme)
+    venv_bin = Path(sys.executable).parent
+    if venv_bin != REPO_ROOT / ".venv" / "bin":
+        pytest.skip(f"the README's PATH line names the checkout's .venv; these tests run from {venv_bin}")
+    home, notes = tmp_path / "home", tmp_path / "home" / "notes"
+    for name, text in SAMPLE.items():
+        (notes / name).parent.mkdir(parents=True, exist_ok=True)
+        (notes / name).write_text(text, encoding="utf-8")
+    (home / ".config" / "indexer").mkdir(parents=True)
+    (home / ".config" / "indexer" / "config.toml").write_text('model = "hash:64"\n')  # no real model, no roots
+    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p and Path(p) != venv_bin)
+    shell_env = {"HOME": str(home), "PATH": path or "/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+    def shell(line: str, setup: str = exports[0]) -> subprocess.CompletedProcess[str]:
+        script = f"cd {shlex.quote(str(REPO_ROOT))} && {setup} && {line}"
+        return subprocess.run(["bash", "-c", script], env=shell_env, capture_output=True, text=True, timeout=120)
+
+    assert shell("indexer --version", setup="true").returncode == 127  # what a user had without the line
+    indexed = shell(f"indexer reindex --root {shlex.quote(str(notes))}")
+    assert indexed.returncode == 0, indexed.stderr
+    printed = shell(command)
+    assert printed.returncode == 0, printed.stderr
+    config = json.loads(printed.stdout)
+    entry, shown_entry = config["mcpServers"]["indexer"], shown["mcpServers"]["indexer"]
+    assert set(config) == set(shown) and set(config["mcpServers"]) == set(shown["mcpServers"])
+    assert set(entry) == set(shown_entry) and entry["args"] == shown_entry["args"]  # the README's shape, no env
+    assert Path(entry["command"]).is_absolute()
+    monkeypatch.setenv("HOME", str(home))  # what the host passes on: the user's HOME and PATH
+    monkeypatch.setenv("PATH", shell_env["PATH"])
+    server = StdioServerParameters(command=entry["command"], args=entry["args"], env=entry.get("env"))
+    async with Client(server) as client:
+        found = await client.call_tool("search", {"query": "archive tar", "mode": "keyword"})
+        assert not found.is_error, found.content[0].text
+        assert found.structured_content["results"][0]["path"] in (str(notes / "tools/tar.md"), str(notes / "today.md"))
+        read = await client.call_tool("read_document", {"path": str(notes / "today.md")})  # the remembered root
+        assert not read.is_error and read.structured_content["title"] == "Today", read.content[0].text

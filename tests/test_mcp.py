@@ -90,7 +90,7 @@ def test_help_lists_every_tool_without_importing_the_sdk() -> None:
     assert result.exit_code == 0
     for info in TOOLS:
         assert info.name in result.output
-    assert '"command": "indexer", "args": ["mcp"]' in result.output
+    assert '"args": ["mcp"]' in result.output and "indexer mcp --print-config" in result.output
     bad = CliRunner().invoke(cli, ["mcp", "--tools", "nope"])
     assert bad.exit_code == 2 and "unknown group nope" in bad.output
 
@@ -139,11 +139,19 @@ async def test_read_document_pages_and_refuses_outside_paths(root: Path, tmp_pat
         assert "outside the indexed roots" in await error(client, "read_document", path=str(root / ".." / "secret.md"))
         assert "not in the index" in await error(client, "read_document", path=str(root / "notes.txt"))
         assert "past the end" in await error(client, "read_document", path=str(root / "tar.md"), start_line=99)
-    async with Client(build_server(load_config())) as client:  # no roots anywhere: nothing is readable
+    # no roots configured (the README's `reindex --root` and no config file): the database
+    # remembers the root it indexed, so its files are readable, and still only those
+    async with Client(build_server(load_config())) as client:
+        assert (await call(client, "read_document", path=str(root / "tar.md")))["title"] == "tar"
+        assert (await call(client, "read_document", path="deep/glaciers.md"))["title"] == "Glaciers"
+        assert "outside the indexed roots" in await error(client, "read_document", path=str(root / "link.md"))
+        assert "not in the index" in await error(client, "read_document", path=str(root / "notes.txt"))
+    nothing = load_config({"db": str(tmp_path / "never-indexed.db")})
+    async with Client(build_server(nothing)) as client:  # no roots anywhere: nothing is readable
         assert "no roots are configured" in await error(client, "read_document", path=str(root / "tar.md"))
 
 
-async def test_index_status_and_direct_reindex(root: Path) -> None:
+async def test_index_status_and_direct_reindex(root: Path, tmp_path: Path) -> None:
     config = indexed(root)
     (root / "new.md").write_text("# New\n\nfresh words about zeppelins\n")
     async with Client(build_server(config)) as client:
@@ -155,7 +163,11 @@ async def test_index_status_and_direct_reindex(root: Path) -> None:
         found = await call(client, "search", query="zeppelins", mode="keyword")
         assert found["results"][0]["path"] == str(root / "new.md")
         assert "outside the configured roots" in await error(client, "reindex", paths=["/etc"])
-    async with Client(build_server(load_config())) as client:
+    (root / "later.md").write_text("# Later\n\nwords about airships\n")
+    async with Client(build_server(load_config())) as client:  # no roots configured: the remembered root
+        report = await call(client, "reindex")
+        assert report["report"]["added"] == 1 and (await call(client, "index_status"))["roots"] == [str(root)]
+    async with Client(build_server(load_config({"db": str(tmp_path / "never-indexed.db")}))) as client:
         assert "no roots are configured" in await error(client, "reindex")
 
 

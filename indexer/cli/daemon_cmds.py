@@ -20,12 +20,16 @@ from indexer.cli.output import emit_json
 def daemon(app: AppContext, roots: tuple[str, ...], poll: bool, debounce_ms: int | None, log_level: str | None) -> None:
     """Run in the foreground: watch the roots, keep the index in sync, serve searches.
 
+    Without --root and roots in the config, it watches the roots indexed before (remembered
+    in the database by `indexer reindex --root DIR`).
+
     systemd-ready (Type=notify, WATCHDOG, SIGHUP reloads the config); SIGTERM or Ctrl-C stop it
     cleanly. See `indexer service install` for the user unit.
     """
     from indexer.config import load_config
     from indexer.daemon import logs
     from indexer.daemon.service import Daemon
+    from indexer.documents.roots import with_remembered_roots
 
     flags = {"roots": list(roots) or None, "debounce_ms": debounce_ms, "log_level": log_level}
     if app.db:
@@ -33,7 +37,7 @@ def daemon(app: AppContext, roots: tuple[str, ...], poll: bool, debounce_ms: int
     config_file = Path(app.config_file) if app.config_file else None
 
     def load():  # called again on SIGHUP: the file and the environment are re-read
-        return load_config(flags, config_file=config_file)
+        return with_remembered_roots(load_config(flags, config_file=config_file))
 
     logs.setup(load().log_level)
     raise SystemExit(Daemon(load, poll=poll).run())
@@ -59,13 +63,27 @@ def service_install(app: AppContext, now: bool, roots: tuple[str, ...], poll: bo
     config = app.config(roots=list(roots) or None)
     resolved = [Path(r).resolve() for r in roots]
     extra = ["--poll"] if poll else []
+    _warn_without_roots(config)
     if print_only:
         click.echo(unit.render(config, roots=resolved, extra_args=extra), nl=False)
         return
-    if not config.roots:
-        click.echo("warning: no roots configured: set `roots` in the config file or pass --root", err=True)
     result = unit.install(config, now=now, roots=resolved, extra_args=extra)
     _report(result, as_json, "installed")
+
+
+def _warn_without_roots(config) -> None:
+    """The service's daemon needs roots: configured, given, or remembered from a reindex."""
+    if config.roots:
+        return
+    from indexer.documents.roots import remembered_roots
+
+    remembered = remembered_roots(config.db)
+    if remembered:
+        click.echo(f"note: no roots configured: the daemon will watch the roots indexed before: "
+                   f"{', '.join(map(str, remembered))}", err=True)
+    else:
+        click.echo("warning: no roots configured: set `roots` in the config file, pass --root, or index one "
+                   "first (indexer reindex --root DIR)", err=True)
 
 
 @service.command("uninstall")

@@ -90,14 +90,17 @@ def doctor(app: AppContext, as_json: bool) -> None:
 def backup(app: AppContext, path: str, force: bool, as_json: bool) -> None:
     """Copy the database to PATH (a file, or a directory for a timestamped name), online.
 
+    PATH is a directory when it is one or ends with '/' (created, private, if missing).
+
     Uses SQLite's backup API: one consistent snapshot while the daemon keeps writing. The copy
     is checked (integrity_check) before it is renamed into place.
     """
+    import os
     from pathlib import Path
 
     from indexer.storage.backup import backup as run_backup
 
-    report = run_backup(app.config().db, Path(path), overwrite=force)
+    report = run_backup(app.config().db, Path(path), overwrite=force, into_directory=path.endswith(("/", os.sep)))
     if as_json:
         emit_json(report.as_dict())
     else:

@@ -89,10 +89,14 @@ def _reindex_here(config: Any, paths: tuple[str, ...], full: bool, as_json: bool
         if not root.is_dir():
             raise ConfigError(f"root {root} is not a directory")
     embedder = embedder_for(config)
-    prepare(embedder)  # the one-time ONNX export happens here, not in the first search
     show_bar = not as_json and sys.stderr.isatty()
-    with _Bar(show_bar) as bar, DocumentSync(config, embedder=embedder, progress=bar) as sync:
-        return sync.run(run_roots, paths=targets or None, full=full)
+    # the database is opened (created, migrated, or refused as not ours) before the model is
+    # touched: a wrong --db fails in a moment, not after the one-time ONNX export
+    with DocumentSync(config, embedder=embedder) as sync:
+        prepare(embedder)  # the one-time ONNX export happens here, not in the first search
+        with _Bar(show_bar) as bar:
+            sync.progress = bar
+            return sync.run(run_roots, paths=targets or None, full=full)
 
 
 def _add(report: Any, other: Any) -> Any:
@@ -120,9 +124,12 @@ def reindex(app: AppContext, paths: tuple[str, ...], roots: tuple[str, ...], ful
     a directory outside every root (synced as a root for this run). A run deletes the row of a
     file only when it proved the file missing; what it could not read is kept, with a warning.
     When the daemon runs (and no --root is given) it does the work for the PATHs under its
-    roots, and this command waits for it.
+    roots, and this command waits for it. With no --root and no roots configured, the roots
+    indexed before (remembered in the database) are synced.
     """
-    config = app.config(roots=list(roots) or None)
+    from indexer.documents.roots import with_remembered_roots
+
+    config = with_remembered_roots(app.config(roots=list(roots) or None))
     report = None
     if not roots:  # the daemon (when it runs) owns its roots' documents: it does that work
         by_daemon = _reindex_by_daemon(config, paths, full)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.errors import IndexerError
+from indexer.paths import private_dir
 
 MAX_REQUEST_BYTES = 1 << 20
 Handler = Callable[[dict[str, Any]], Any]
@@ -56,7 +57,7 @@ def socket_path(runtime_dir: Path, db: Path) -> Path:
 
 def prepare_runtime_dir(runtime_dir: Path) -> None:
     """Create the directory 0700, or check that an existing one is ours and private."""
-    runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(runtime_dir)  # missing parents 0700 too
     st = runtime_dir.stat()
     if st.st_uid != os.getuid():
         raise IndexerError(f"runtime directory {runtime_dir} belongs to uid {st.st_uid}, not to you")

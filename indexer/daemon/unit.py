@@ -1,8 +1,8 @@
 """``indexer service install|uninstall``: render the user unit and hand it to systemd.
 
 The template (``systemd/indexer.service``) is shipped in the package. Rendering fills in the
-real executable, the directories the daemon writes (its database's directory and its runtime
-directory: everything else is read-only under ``ProtectSystem=strict``) and the environment
+real executable, the directories the daemon writes (its database's directory, its runtime
+directory and the model cache: everything else is read-only under ``ProtectSystem=strict``) and the environment
 that selected them, so the service sees the same database as the shell that installed it.
 """
 
@@ -20,9 +20,10 @@ from pathlib import Path
 
 from indexer.config import Config
 from indexer.errors import IndexerError
+from indexer.paths import private_dir, write_private
 
 UNIT_NAME = "indexer.service"
-ENV_KEYS = ("INDEXER_HOME", "INDEXER_CONFIG", "INDEXER_DB", "XDG_DATA_HOME", "XDG_CONFIG_HOME")
+ENV_KEYS = ("INDEXER_HOME", "INDEXER_CONFIG", "INDEXER_DB", "XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME")
 
 
 def template() -> str:
@@ -58,7 +59,7 @@ def render(config: Config, *, roots: Sequence[Path] = (), extra_args: Sequence[s
     args = [*executable(), "daemon", *extra_args]
     for root in roots:
         args += ["--root", str(root)]
-    writable = dict.fromkeys([str(config.db.parent), str(config.runtime_dir)])
+    writable = dict.fromkeys([str(config.db.parent), str(config.runtime_dir), str(config.cache_dir)])
     environment = "\n".join(f"Environment={_quote(f'{key}={env[key]}')}" for key in ENV_KEYS if env.get(key))
     text = template()
     text = text.replace("@EXEC_START@", " ".join(_quote(a) for a in args))
@@ -91,13 +92,11 @@ def install(config: Config, *, now: bool, roots: Sequence[Path] = (), extra_args
             run_systemctl: bool = True) -> InstallResult:
     text = render(config, roots=roots, extra_args=extra_args)
     # ProtectSystem=strict can only grant write access to directories that exist
-    config.db.parent.mkdir(parents=True, exist_ok=True)
-    config.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for folder in (config.db.parent, config.runtime_dir, config.cache_dir):
+        private_dir(folder)
     target = unit_dir() / UNIT_NAME
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, target)
+    target.parent.mkdir(parents=True, exist_ok=True)  # systemd's directory, not ours: the umask's mode
+    write_private(target, text)
     commands = [("systemctl", "--user", "daemon-reload"),
                 ("systemctl", "--user", "enable", *(["--now"] if now else []), UNIT_NAME)]
     ran, output = _systemctl(commands) if run_systemctl else (False, "")

@@ -222,15 +222,16 @@ def make_embedder(model: str, *, query_prefix: str = "", document_prefix: str = 
 
 # The config keys an embedder depends on (besides ``db``, which never changes on reload): a
 # daemon reload that changes any of them makes new embedders.
-EMBEDDER_CONFIG_KEYS = ("model", "backend", "query_prefix", "document_prefix", "embed_threads", "embed_batch")
+EMBEDDER_CONFIG_KEYS = ("model", "backend", "query_prefix", "document_prefix", "embed_threads", "embed_batch",
+                        "cache_dir")  # cache_dir comes from the environment: in practice fixed for a process
 
 
 def embedder_for(config: Any) -> Embedder:
     """The embedder of a :class:`~indexer.config.Config` (the exported ONNX model, if any,
-    lives in ``models/`` beside the database)."""
+    lives in ``models/`` of the user's cache directory, shared by every database)."""
     return make_embedder(config.model, query_prefix=config.query_prefix, document_prefix=config.document_prefix,
                          threads=config.embed_threads, batch_size=config.embed_batch, backend=config.backend,
-                         cache_dir=Path(config.db).parent / "models")
+                         cache_dir=Path(config.cache_dir) / "models")
 
 
 def prepare(embedder: Embedder) -> None:

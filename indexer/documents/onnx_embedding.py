@@ -10,10 +10,11 @@ starts in about half a second and never imports torch.
   embed, but its vectors differ (cosine ~0.99 to torch's) and it ranks a little worse, so its
   name, and the stored fingerprint, say ``+onnx-int8``: switching re-embeds everything.
 
-The model is exported once from the sentence-transformers directory, in a child process
-(torch and transformers, ~10 s, never enter the embedding process), into ``<database
-dir>/models/<key>/``, written under a temporary name and renamed into place, so concurrent
-processes never see half a file. Texts are run longest first in small batches (little
+The model is exported once per user and machine from the sentence-transformers directory, in a
+child process (torch and transformers, ~10 s, never enter the embedding process), into the
+user's cache (``$XDG_CACHE_HOME/indexer/models/<key>/``, or ``$INDEXER_HOME/cache/models/``),
+written under a temporary name and renamed into place, so concurrent processes never see half
+a file; every database of the user shares it. Texts are run longest first in small batches (little
 padding, small buffers). Supported: BERT-
 style models with mean pooling (the default model is one); anything else is a clear error
 that points back to ``backend = "torch"``.
@@ -32,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from indexer.errors import IndexerError
+from indexer.paths import PRIVATE_FILE, private_dir
 
 ONNX_FILES = {"onnx": "model_fp32.onnx", "onnx-int8": "model_qint8.onnx"}
 MAX_RUN_BATCH = 8  # texts per onnxruntime call: larger batches pad more and hold ~1 GB of buffers
@@ -82,7 +84,7 @@ def export(model_dir: Path, folder: Path, backend: str) -> Path:
     import logging
     import warnings
 
-    folder.mkdir(parents=True, exist_ok=True)
+    private_dir(folder)
     fp32 = folder / ONNX_FILES["onnx"]
     partial = folder / f".{target.name}.{os.getpid()}.partial"
     try:
@@ -91,11 +93,13 @@ def export(model_dir: Path, folder: Path, backend: str) -> Path:
             warnings.simplefilter("ignore")
             if not fp32.is_file():
                 _export_fp32(model_dir, partial)
+                os.chmod(partial, PRIVATE_FILE)
                 os.replace(partial, fp32)
             if backend == "onnx-int8":
                 from onnxruntime.quantization import QuantType, quantize_dynamic
 
                 quantize_dynamic(str(fp32), str(partial), weight_type=QuantType.QInt8, per_channel=True)
+                os.chmod(partial, PRIVATE_FILE)
                 os.replace(partial, target)
     except IndexerError:
         raise
@@ -133,8 +137,8 @@ def ensure_exported(model_dir: Path, folder: Path, backend: str) -> Path:
     import sys
     import time
 
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".export.lock", "w") as lock:
+    private_dir(folder)
+    with open(os.open(folder / ".export.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if target.is_file():  # exported while we waited
             return target
@@ -245,6 +249,7 @@ class OnnxModel:
 
 def main(argv: Sequence[str]) -> int:
     """``python -m indexer.documents.onnx_embedding MODEL_DIR FOLDER BACKEND``: the export, on its own."""
+    os.umask(os.umask(0o077) | 0o077)  # whatever torch and onnx write on the way is private too
     try:
         export(Path(argv[0]), Path(argv[1]), argv[2])
     except (IndexerError, IndexError, KeyError) as exc:

@@ -26,7 +26,7 @@ __all__ = ["DocumentSync", "FileProblem", "PrepareFailed", "Prepared", "Progress
 from indexer.documents.sync_events import Progress, ProgressEvent, Stage, SyncReport
 from indexer.documents.tokenizer import TokenCounter, token_counter_for
 from indexer.storage import document_store as store
-from indexer.storage import driver, migrations
+from indexer.storage import driver, migrations, settings_store
 from indexer.storage import summary_store as summaries
 from indexer.timeutil import format_ts, parse_ts
 
@@ -186,6 +186,8 @@ class DocumentSync:
             report.warnings.extend({"path": str(r), "reason": "root is not a readable directory; its documents were kept"}
                                    for r in missing)
             roots = tuple(r for r in roots if r not in missing)
+        if roots:  # for the commands given no roots when none are configured (documents/roots.py)
+            settings_store.remember_roots(conn, [str(r) for r in roots])
         if paths:  # only what was named: the watcher's bursts never walk whole roots
             paths = [Path(place(p)) for p in paths]
             scan = discovery.scan_paths(paths, roots, include=self.config.include, exclude=self.config.exclude)

@@ -131,8 +131,15 @@ def daemon_roots(state: ServerState) -> list[Path]:
 
 
 def allowed_roots(state: ServerState) -> list[Path]:
+    """Where read_document may read (indexed files only): the configured roots, the running
+    daemon's, and those remembered in the database (indexed by a `reindex --root` before)."""
+    from indexer.documents.roots import remembered_roots
+
     roots = list(state.config.roots)
-    return roots + [r for r in daemon_roots(state) if r not in roots]
+    for root in [*daemon_roots(state), *remembered_roots(state.config.db)]:
+        if root not in roots:
+            roots.append(root)
+    return roots
 
 
 def is_indexed(state: ServerState) -> Any:
@@ -273,7 +280,10 @@ def _status(state: ServerState) -> IndexStatus:
         info["daemon"] = None if pid is None else {"pid": pid, "state": "not answering on its socket"}
         info["backend"] = state.config.backend
     daemon = info.get("daemon")
-    roots = (daemon or {}).get("roots") or [str(r) for r in state.config.roots]
+    if not (roots := (daemon or {}).get("roots")):
+        from indexer.documents.roots import effective_roots
+
+        roots = [str(r) for r in effective_roots(state.config)]
     chunks = info.get("chunks") or {}
     return IndexStatus(
         served_by=served, database=info["database"], exists=info["exists"],
@@ -302,14 +312,15 @@ def _reindex(state: ServerState, paths: list[str], full: bool, wait: bool) -> Re
             report = {**report, "failures": report.get("failures", [])[:20]}
         return ReindexResult(served_by="daemon", done=bool(answer.get("done")), ticket=answer.get("ticket"),
                              report=report)
+    from indexer.documents.roots import effective_roots
     from indexer.documents.sync import DocumentSync
     from indexer.documents.targets import within
     from indexer.errors import ConfigError, ValidationError
 
-    roots = tuple(state.config.roots)
+    roots = effective_roots(state.config)
     if not roots:
-        raise ConfigError("no daemon runs and no roots are configured: set `roots` in the config, "
-                          "or start `indexer daemon --root DIR`")
+        raise ConfigError("no daemon runs and no roots are configured or indexed yet: set `roots` in the config, "
+                          "run `indexer reindex --root DIR`, or start `indexer daemon --root DIR`")
     inside = within(roots)
     for raw, target in zip(paths, targets):
         if not inside(str(target)):

@@ -39,8 +39,8 @@ def resolve_indexed(raw: str, roots: Sequence[Path], is_indexed: Callable[[str],
     if not raw or "\x00" in raw:
         raise ValidationError("path must be a non-empty path without NUL characters")
     if not roots:
-        raise ValidationError("no roots are configured (set `roots` in the config, start the daemon with --root, "
-                              "or give `indexer mcp --root DIR`)")
+        raise ValidationError("no roots are configured or indexed yet (run `indexer reindex --root DIR`, set `roots` "
+                              "in the config, or give `indexer mcp --root DIR`)")
     from indexer.documents.targets import within
 
     inside = within([str(r) for r in roots])

@@ -61,6 +61,13 @@ def run_stdio(server: MCPServer) -> None:
     server.run()
 
 
-def run_http(server: MCPServer, port: int = DEFAULT_PORT) -> None:
-    """Streamable HTTP, stateless, JSON responses, on loopback only (``/mcp``)."""
-    server.run(transport="streamable-http", host=LOOPBACK, port=port, stateless_http=True, json_response=True)
+def run_http(server: MCPServer, token: str, port: int = DEFAULT_PORT) -> None:
+    """Streamable HTTP, stateless, JSON responses, on loopback only (``/mcp``); every request
+    must carry ``Authorization: Bearer <token>`` (:mod:`indexer.mcp.http_auth`), and the SDK
+    checks Host and Origin (DNS rebinding protection, on by itself for a loopback host)."""
+    import uvicorn
+
+    from indexer.mcp.http_auth import BearerAuth
+
+    app = server.streamable_http_app(stateless_http=True, json_response=True, host=LOOPBACK)
+    uvicorn.Server(uvicorn.Config(BearerAuth(app, token), host=LOOPBACK, port=port, log_level="warning")).run()

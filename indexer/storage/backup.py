@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.errors import IndexerError
+from indexer.paths import private_dir
 from indexer.storage import driver, migrations
 
 
@@ -40,18 +41,25 @@ def _copy(source: Path, target: Path) -> tuple[str, ...]:
     return tuple(sorted(migrations.read_state(target).applied))
 
 
-def backup(source: Path, target: Path, *, overwrite: bool = False) -> CopyReport:
+def backup(source: Path, target: Path, *, overwrite: bool = False, into_directory: bool = False) -> CopyReport:
+    """Copy ``source`` to ``target``. ``target`` is a directory when it is one, or when
+    ``into_directory`` (the CLI passes a path written with a trailing slash): the copy gets a
+    timestamped name inside it, a free one, and the directory is created (0700) if missing."""
     if not source.is_file():
         raise IndexerError(f"no database at {source}")
     target = target.expanduser().absolute()
-    if target.is_dir():
-        target = target / f"{source.stem}-{time.strftime('%Y%m%dT%H%M%S')}.db"
-    if target.exists() and not overwrite:
-        raise IndexerError(f"{target} exists; choose another path or pass --force")
-    if target.resolve() == source.resolve():
-        raise IndexerError("the backup cannot overwrite the database itself")
+    folder = target if into_directory or target.is_dir() else None
+    if folder is not None and folder.exists() and not folder.is_dir():
+        raise IndexerError(f"{folder} is a file, not a directory: drop the trailing slash to overwrite it (with --force)")
+    if folder is None:
+        if target.exists() and not overwrite:
+            raise IndexerError(f"{target} exists; choose another path or pass --force")
+        if target.resolve() == source.resolve():
+            raise IndexerError("the backup cannot overwrite the database itself")
     _check_source(source)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(folder if folder is not None else target.parent)
+    if folder is not None:
+        target = _free_name(folder, source.stem)
     tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
     started = time.perf_counter()
     try:
@@ -61,6 +69,17 @@ def backup(source: Path, target: Path, *, overwrite: bool = False) -> CopyReport
         for leftover in (tmp, Path(f"{tmp}-journal"), Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
             leftover.unlink(missing_ok=True)
     return CopyReport(str(source), str(target), target.stat().st_size, round(time.perf_counter() - started, 3), applied)
+
+
+def _free_name(folder: Path, stem: str) -> Path:
+    """``<stem>-<local time>.db`` in ``folder``, with ``-2``, ``-3``... when a backup made in the
+    same second is already there."""
+    base = f"{stem}-{time.strftime('%Y%m%dT%H%M%S')}"
+    for n in range(1, 10_000):
+        target = folder / (f"{base}.db" if n == 1 else f"{base}-{n}.db")
+        if not target.exists():
+            return target
+    raise IndexerError(f"no free backup name in {folder}")
 
 
 def restore(backup_file: Path, db: Path) -> CopyReport:
@@ -73,7 +92,7 @@ def restore(backup_file: Path, db: Path) -> CopyReport:
     if pid is not None:
         raise IndexerError(f"the daemon (pid {pid}) is running on {db}: stop it first (systemctl --user stop indexer)")
     _check_source(backup_file)
-    db.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(db.parent)
     tmp = db.with_name(f".{db.name}.restoring-{os.getpid()}")
     started = time.perf_counter()
     kept = None

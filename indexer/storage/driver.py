@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from indexer.errors import DriverError, IndexerError
+from indexer.paths import create_private_file
 
 if TYPE_CHECKING:
     import aiosqlite
@@ -137,6 +138,7 @@ def connect(path: str | Path, *, readonly: bool = False, load_vec: bool = True,
         uri = Path(target).resolve().as_uri() + "?mode=ro"
         conn = sqlite.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
     else:
+        _precreate(target)
         conn = sqlite.connect(target, isolation_level=None, check_same_thread=False)
     try:
         conn.row_factory = sqlite.Row
@@ -150,6 +152,18 @@ def connect(path: str | Path, *, readonly: bool = False, load_vec: bool = True,
         conn.close()
         raise
     return conn
+
+
+def _precreate(target: str) -> None:
+    """A new database file is created 0600 by us rather than with the umask by SQLite; its
+    -wal and -shm files take the database's mode. Where we cannot create it, SQLite's own
+    error (and :func:`location_hint`) say why."""
+    if target == ":memory:" or target.startswith("file:") or not target:
+        return
+    try:
+        create_private_file(Path(target))
+    except OSError:
+        pass
 
 
 def location_hint(path: str | Path) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.errors import MigrationError, SchemaError
+from indexer.paths import private_dir
 from indexer.storage import driver, legacy, transactions
 from indexer.storage.driver import Connection
 from indexer.timeutil import now_ts
@@ -223,7 +224,7 @@ def migrate(
     report = MigrationReport(str(path), state.kind, [m.name for m in todo], dry_run=dry_run)
     if dry_run or not todo:
         return report
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     if state.kind == "legacy":
         if backup:
             report.backup = str(backup_copy(path))
