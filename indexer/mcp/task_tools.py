@@ -58,7 +58,7 @@ def register(server: MCPServer, app: ServerState, names: set[str]) -> None:
                 svc = await service()
                 got = await svc.claim(worker, agent_type=agent_type, lease_seconds=lease_seconds)
                 if got is None:
-                    return respond(ClaimOut(task=None))
+                    return respond(ClaimOut(task=None, checkpoint=None))
                 saved = await svc.load_checkpoint(got.task.id)
                 return respond(ClaimOut(task=_task(got.task), agent_id=got.agent_id,
                                         lease_expires_at=got.lease_expires_at,
