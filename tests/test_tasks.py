@@ -308,3 +308,16 @@ async def test_doctor_shows_claim_and_reclaim_plans(svc: TaskService, db_path: P
     checks = {c.name: c for c in doctor.run_doctor(db_path)}
     assert checks["plan.task_reclaim"].ok and "idx_tasks_running_timeout" in checks["plan.task_reclaim"].observed
     assert checks["plan.task_claim"].ok and "idx_tasks_status_priority" in checks["plan.task_claim"].observed
+
+
+async def test_a_row_with_dependencies_that_are_not_json_does_not_stop_the_queue(svc: TaskService,
+                                                                                db_path: Path) -> None:
+    conn = driver.connect(db_path)  # written by other code: '' is not JSON (json_each would fail every claim)
+    conn.execute("INSERT INTO tasks (id, prompt, status, input_data, submitted_at, last_updated_at, dependencies) "
+                 "VALUES ('odd', 'p', 'pending', '{}', '2025-01-01T00:00:00.000Z', '2025-01-01T00:00:00.000Z', '')")
+    conn.close()
+    await svc.submit("later", task_id="later", dependencies=["odd"])
+    got = await svc.claim("w")
+    assert got is not None and got.task.id == "odd" and got.task.dependencies == ()
+    await svc.complete("odd", None, got.agent_id)
+    assert (await svc.get_task("later")).status == "pending"

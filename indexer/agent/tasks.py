@@ -123,6 +123,8 @@ def _claim(conn: Any, worker: str, agent_type: str | None, model: str, lease: fl
     if picked is None:
         return None
     row = store.start(conn, picked["id"], now)
+    if row is None:  # cannot happen inside BEGIN IMMEDIATE; never hand out a task without its row
+        raise ConflictError(f"task {picked['id']} changed status concurrently; try again")
     agent_id = str(uuid.uuid4())
     store.insert_agent(conn, agent_id=agent_id, name=worker, specialization=row["agent_type"], task_id=row["id"],
                        model=model, now=now, lease_seconds=lease, session_id=row["session_id"])

@@ -61,9 +61,12 @@ TASK_DEQUEUE = (
 )
 # Tasks (indexer/storage/task_store.py). A pending task is runnable when none of its
 # dependencies is anything but completed (blocked tasks wait in status 'blocked'; the check
-# here also holds for rows written by other code). json_each walks one row's JSON array.
+# here also holds for rows written by other code). json_each walks one row's JSON array; a
+# value that is not JSON (a row written by other code) counts as no dependencies instead of
+# failing every claim with "malformed JSON".
+_DEPS = "json_each(CASE WHEN json_valid({table}.dependencies) THEN {table}.dependencies END)"
 _DEPS_DONE = (
-    "NOT EXISTS (SELECT 1 FROM json_each(t.dependencies) AS d LEFT JOIN tasks AS p ON p.id = d.value "
+    f"NOT EXISTS (SELECT 1 FROM {_DEPS.format(table='t')} AS d LEFT JOIN tasks AS p ON p.id = d.value "
     "WHERE p.status IS NOT 'completed')"
 )
 TASK_CLAIM = (
@@ -82,7 +85,7 @@ TASK_RECLAIM = (
     "FROM tasks AS t LEFT JOIN agents AS a ON a.task_id = t.id AND +a.state = 'busy' "
     "WHERE t.status = 'running' ORDER BY t.last_updated_at"
 )
-_HAS_DEP = "EXISTS (SELECT 1 FROM json_each({table}.dependencies) AS d WHERE d.value = ?)"
+_HAS_DEP = "EXISTS (SELECT 1 FROM " + _DEPS + " AS d WHERE d.value = ?)"
 TASK_BLOCKED_DEPENDENTS = f"SELECT t.id FROM tasks AS t WHERE t.status = 'blocked' AND {_HAS_DEP.format(table='t')}"
 TASK_UNBLOCK = (
     "UPDATE tasks SET status = 'pending', last_updated_at = ? WHERE status = 'blocked' AND "

@@ -44,7 +44,8 @@ SESSION_STATUS = "SELECT status FROM sessions WHERE id = ?"
 # Every task reachable from the ids of a JSON array by following dependencies (cycle check).
 REACHABLE = (
     "WITH RECURSIVE reach(id) AS (SELECT value FROM json_each(?) "
-    "UNION SELECT d.value FROM reach JOIN tasks AS t ON t.id = reach.id, json_each(t.dependencies) AS d) "
+    "UNION SELECT d.value FROM reach JOIN tasks AS t ON t.id = reach.id, "
+    "json_each(CASE WHEN json_valid(t.dependencies) THEN t.dependencies END) AS d) "
     "SELECT 1 FROM reach WHERE id = ? LIMIT 1"
 )
 STATUS_COUNTS = "SELECT status, count(*) FROM tasks GROUP BY status"
