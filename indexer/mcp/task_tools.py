@@ -21,15 +21,11 @@ class TaskOut(BaseModel):
     prompt: str
     agent_type: str
     priority: int
-    status: str
     input_data: Any
-    result_data: Any
-    error_message: str | None
     retry_count: int
     max_retries: int
     session_id: str | None
     parent_task_id: str | None
-    dependencies: list[str]
 
 
 class ClaimOut(BaseModel):
@@ -37,6 +33,20 @@ class ClaimOut(BaseModel):
     agent_id: str | None = None
     lease_expires_at: str | None = None
     checkpoint: Any = Field(None, description="latest saved state of an earlier attempt")
+
+
+class LeaseOut(BaseModel):
+    lease_expires_at: str
+
+
+class Outcome(BaseModel):
+    id: str
+    status: str
+    retry_count: int
+
+
+def _outcome(t: Any) -> Outcome:
+    return Outcome(id=t.id, status=t.status, retry_count=t.retry_count)
 
 
 def _task(t: Any) -> TaskOut:
@@ -68,27 +78,26 @@ def register(server: MCPServer, app: ServerState, names: set[str]) -> None:
         @server.tool(annotations=WRITE)
         async def task_heartbeat(task_id: Id, agent_id: Id, lease_seconds: Lease | None = None,
                                  checkpoint: Annotated[Any, Field(description="progress to save")] = None) -> Annotated[
-                CallToolResult, ClaimOut]:
+                CallToolResult, LeaseOut]:
             """Extend the lease (and save progress). An error means the task is no longer yours: stop."""
             with tool_errors():
                 svc = await service()
                 if checkpoint is not None:
                     await svc.save_checkpoint(task_id, checkpoint, agent_id)
                 got = await svc.heartbeat(task_id, agent_id, lease_seconds=lease_seconds)
-                return respond(ClaimOut(task=_task(got.task), agent_id=agent_id, lease_expires_at=got.lease_expires_at,
-                                        checkpoint=checkpoint))
+                return respond(LeaseOut(lease_expires_at=got.lease_expires_at))
 
     if "task_complete" in names:
         @server.tool(annotations=WRITE)
-        async def task_complete(task_id: Id, agent_id: Id, result: Any = None) -> Annotated[CallToolResult, TaskOut]:
+        async def task_complete(task_id: Id, agent_id: Id, result: Any = None) -> Annotated[CallToolResult, Outcome]:
             """Finish a claimed task with its result (any JSON); unblocks its dependents."""
             with tool_errors():
-                return respond(_task(await (await service()).complete(task_id, result, agent_id)))
+                return respond(_outcome(await (await service()).complete(task_id, result, agent_id)))
 
     if "task_fail" in names:
         @server.tool(annotations=WRITE)
         async def task_fail(task_id: Id, agent_id: Id, error: Annotated[str, Field(min_length=1, max_length=4000)],
-                            retry: bool = True) -> Annotated[CallToolResult, TaskOut]:
+                            retry: bool = True) -> Annotated[CallToolResult, Outcome]:
             """Report a failed attempt; retried while retries are left (retry=false: fail for good)."""
             with tool_errors():
-                return respond(_task(await (await service()).fail(task_id, error, agent_id, retry=retry)))
+                return respond(_outcome(await (await service()).fail(task_id, error, agent_id, retry=retry)))
