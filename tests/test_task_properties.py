@@ -214,8 +214,15 @@ class TaskMachine(RuleBasedStateMachine):
         assert {r["task_id"]: r["id"] for r in busy} == \
             {t.id: t.holder for t in self.tasks.values() if t.status == "running"}
         assert len(busy) == len({r["task_id"] for r in busy})
+        # every change left its audit row: a task's newest row names its current status
+        last = raw_rows(self.db.path, "SELECT task_id, result FROM audit WHERE id IN "
+                                      "(SELECT max(id) FROM audit GROUP BY task_id)")
+        assert {r["task_id"]: r["result"] for r in last} == {t.id: t.status for t in self.tasks.values()}
+        claims = raw_rows(self.db.path, "SELECT (SELECT count(*) FROM audit WHERE action_type = 'task_claim') AS c, "
+                                        "(SELECT count(*) FROM agents) AS a")[0]
+        assert claims["c"] == claims["a"]
 
 
-TaskMachine.TestCase.settings = settings(max_examples=60 * EXAMPLES_SCALE, stateful_step_count=40,
+TaskMachine.TestCase.settings = settings(max_examples=40 * EXAMPLES_SCALE, stateful_step_count=40,
                                          suppress_health_check=[HealthCheck.too_slow])
 test_task_state_machine = TaskMachine.TestCase
