@@ -461,15 +461,36 @@ def claim_run(path: Path, count: int, claimers: int) -> float:
     return count / (max(ends) - start)
 
 
+async def claim_latency(path: Path, count: int, samples: int) -> dict[str, float]:
+    """p50/p99 of one claim in this process, on a queue of ``count`` pending tasks."""
+    from indexer.agent.tasks import TaskService
+
+    load_tasks(path, count)
+    async with Database(path) as db:
+        svc = TaskService(db)
+        times = []
+        for _ in range(samples):
+            start = time.perf_counter()
+            got = await svc.claim("bench", lease_seconds=300)
+            times.append(time.perf_counter() - start)
+            assert got is not None
+            await svc.complete(got.task.id, None, got.agent_id)
+    return summary(f"task_claim_queue_{count}", times)
+
+
 async def bench_task_claims(path: Path, count: int, repeat: int) -> dict[str, Any]:
-    """claims/s with 1 and 4 claimers, rounds interleaved, median of ``repeat``."""
+    """claims/s with 1 and 4 claimers, rounds interleaved, median of ``repeat``; then one
+    claim's latency on a queue of ``count`` and of 50x as many tasks."""
     rounds: dict[int, list[float]] = {1: [], 4: []}
     for _ in range(repeat):
         for claimers in rounds:
             rounds[claimers].append(await asyncio.to_thread(claim_run, path, count, claimers))
     one, four = statistics.median(rounds[1]), statistics.median(rounds[4])
-    return {"task_claims_per_s_1_claimer": one, "task_claims_per_s_4_claimers": four,
-            "task_claims_4_vs_1": four / one, "task_queue_size": count}
+    result: dict[str, Any] = {"task_claims_per_s_1_claimer": one, "task_claims_per_s_4_claimers": four,
+                              "task_claims_4_vs_1": four / one, "task_queue_size": count}
+    for size in (count, count * 50):
+        result.update(await claim_latency(path, size, min(count, 500)))
+    return result
 
 
 async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
