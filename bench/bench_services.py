@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_services.py [--memories 100000] [--sessions 10000]
         [--list-memories 1000000] [--big-events 10000] [--ops 2000] [--repeat 3] [--samples 2000]
-        [--json out.json] [--only reads|writes|session-listing|big-session|listing ...]
+        [--json out.json] [--only reads|writes|session-listing|big-session|listing|tasks ...]
 
 Figures (all through the async services, one ``await`` at a time, a commit per write):
 
@@ -26,7 +26,9 @@ Figures (all through the async services, one ``await`` at a time, a commit per w
 * ``list_memories`` page latency (50 per page, first and deep pages, with and without a
   memory_type filter) with --list-memories memories;
 * ``list_sessions`` page latency per filter, and for no filter with and without the two
-  indexes proposed for the schema.
+  indexes proposed for the schema;
+* the task queue: claims/s (each claim followed by its complete) of 1 and of 4 processes
+  emptying a queue of --tasks tasks, median of --repeat rounds (``--only tasks`` for just these).
 
 Bulk data is loaded with plain SQL in one transaction (the services would take minutes);
 every measured call goes through the services.
@@ -450,6 +452,104 @@ async def bench_session_listing(path: Path, samples: int) -> dict[str, Any]:
     return result
 
 
+# --- the task queue: claims/s with 1 and 4 claimers (TaskService) -------------------------------------
+
+CLAIMER = r"""
+import asyncio, sys, time
+sys.path.insert(0, sys.argv[2])
+from indexer.agent.tasks import TaskService
+from indexer.storage.database import Database
+
+async def main(path):
+    async with Database(path) as db:
+        svc = TaskService(db)
+        print("ready", flush=True)
+        sys.stdin.readline()
+        done = 0
+        while (got := await svc.claim("bench", lease_seconds=300)) is not None:
+            await svc.complete(got.task.id, {"ok": True}, got.agent_id)
+            done += 1
+        print(done, time.monotonic(), flush=True)
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+def load_tasks(path: Path, count: int) -> None:
+    """``count`` pending tasks, random priorities, no dependencies (plain SQL, one transaction)."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    migrations.migrate(path, backup=False)
+    rng = random.Random(7)
+    conn = driver.connect(path)
+    try:
+        with conn:
+            conn.executemany(
+                "INSERT INTO tasks (id, prompt, agent_type, priority, status, input_data, submitted_at, last_updated_at, "
+                "dependencies) VALUES (?, 'p', 'general', ?, 'pending', '{}', ?, ?, '[]')",
+                [(f"t{i:07d}", rng.randrange(11), TS, TS) for i in range(count)])
+    finally:
+        conn.close()
+
+
+def claim_run(path: Path, count: int, claimers: int) -> float:
+    """Claims/s (each claim followed by its complete, as a worker does) of ``claimers``
+    processes emptying a queue of ``count`` tasks; timed from the go signal to the last exit."""
+    import subprocess
+
+    load_tasks(path, count)
+    root = str(Path(__file__).resolve().parents[1])
+    procs = [subprocess.Popen([sys.executable, "-c", CLAIMER, str(path), root], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True) for _ in range(claimers)]
+    for proc in procs:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    start = time.monotonic()
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    done, ends = 0, []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=600)
+        n, end = out.split()
+        done, ends = done + int(n), ends + [float(end)]
+    if done != count:
+        raise SystemExit(f"claim bench: {done} of {count} tasks claimed")
+    return count / (max(ends) - start)
+
+
+async def claim_latency(path: Path, count: int, samples: int) -> dict[str, float]:
+    """p50/p99 of one claim in this process, on a queue of ``count`` pending tasks."""
+    from indexer.agent.tasks import TaskService
+
+    load_tasks(path, count)
+    async with Database(path) as db:
+        svc = TaskService(db)
+        times = []
+        for _ in range(samples):
+            start = time.perf_counter()
+            got = await svc.claim("bench", lease_seconds=300)
+            times.append(time.perf_counter() - start)
+            assert got is not None
+            await svc.complete(got.task.id, None, got.agent_id)
+    return summary(f"task_claim_queue_{count}", times)
+
+
+async def bench_task_claims(path: Path, count: int, repeat: int) -> dict[str, Any]:
+    """claims/s with 1 and 4 claimers, rounds interleaved, median of ``repeat``; then one
+    claim's latency on a queue of ``count`` and of 50x as many tasks."""
+    rounds: dict[int, list[float]] = {1: [], 4: []}
+    for _ in range(repeat):
+        for claimers in rounds:
+            rounds[claimers].append(await asyncio.to_thread(claim_run, path, count, claimers))
+    one, four = statistics.median(rounds[1]), statistics.median(rounds[4])
+    result: dict[str, Any] = {"task_claims_per_s_1_claimer": one, "task_claims_per_s_4_claimers": four,
+                              "task_claims_4_vs_1": four / one, "task_queue_size": count}
+    for size in (count, count * 50):
+        result.update(await claim_latency(path, size, min(count, 500)))
+    return result
+
+
 async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     result: dict[str, Any] = {"binding": driver.BINDING_NAME, "sqlite": driver.sqlite.sqlite_version,
                               "cpus": os.cpu_count()}
@@ -459,6 +559,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         ("session listing", lambda: bench_session_listing(tmp / "services.db", args.samples)),
         ("big session", lambda: bench_big_session(tmp / "big.db", args.big_events, args.appends, args.repeat)),
         ("listing", lambda: bench_listing(tmp / "list.db", args.list_memories, args.samples)),
+        ("tasks", lambda: bench_task_claims(tmp / "tasks.db", args.tasks, args.repeat)),
     )
     for name, stage in stages:
         if args.only and name.replace(" ", "-") not in args.only:
@@ -481,14 +582,16 @@ def main() -> None:
     parser.add_argument("--ops", type=int, default=2000, help="Operations per write-throughput figure.")
     parser.add_argument("--samples", type=int, default=2000, help="Calls per latency figure.")
     parser.add_argument("--repeat", type=int, default=3, help="Rounds of the write-throughput figures (median).")
+    parser.add_argument("--tasks", type=int, default=2000, help="Tasks in the queue each claim round empties.")
     parser.add_argument("--dir", type=Path, help="Where the databases go (default: a temporary directory).")
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--only", action="append", choices=("reads", "writes", "session-listing", "big-session", "listing"),
+    parser.add_argument("--only", action="append",
+                        choices=("reads", "writes", "session-listing", "big-session", "listing", "tasks"),
                         help="Run only this stage (repeatable); session-listing and writes need reads' database.")
     args = parser.parse_args()
     if args.dir:
         args.dir.mkdir(parents=True, exist_ok=True)
-        for name in ("services.db", "big.db", "list.db"):
+        for name in ("services.db", "big.db", "list.db", "tasks.db"):
             for suffix in ("", "-wal", "-shm"):
                 (args.dir / (name + suffix)).unlink(missing_ok=True)
         result = asyncio.run(run(args, args.dir))

@@ -1,7 +1,8 @@
 """indexer: a local markdown indexing and semantic-search daemon, and the owner of the
 Abathur session/memory schema.
 
-Public API: ``from indexer import Database, MemoryService, SessionService, DocumentIndexService``.
+Public API: ``from indexer import Database, MemoryService, SessionService, TaskService,
+DocumentIndexService``.
 """
 
 from __future__ import annotations
@@ -9,12 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["Database", "MemoryService", "SessionService", "DocumentIndexService", "__version__"]
+__all__ = ["Database", "MemoryService", "SessionService", "TaskService", "DocumentIndexService", "__version__"]
 
 _LAZY = {
     "Database": "indexer.storage.database",
     "MemoryService": "indexer.agent.memory",
     "SessionService": "indexer.agent.sessions",
+    "TaskService": "indexer.agent.tasks",
     "DocumentIndexService": "indexer.documents.service",
 }
 

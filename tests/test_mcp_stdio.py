@@ -19,6 +19,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from daemon_harness import DaemonProcess, wait_until
+from indexer.mcp.catalog import TOOLS
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(240)]
 
@@ -70,7 +71,7 @@ async def test_stdio_served_by_the_daemon_then_direct(home: Path, root: Path) ->
         started = time.perf_counter()
         async with Client(stdio(home)) as client:
             assert time.perf_counter() - started < 5  # spawn + initialize (0.7 s measured on 2 cores)
-            assert len((await client.list_tools()).tools) == 14
+            assert len((await client.list_tools()).tools) == len(TOOLS)
             found = await call(client, "search", query="archive files", mode="keyword")
             assert found["served_by"] == "daemon" and found["daemon_pid"] == daemon.proc.pid
             assert found["results"][0]["path"] == str(root / "tar.md")
@@ -220,7 +221,7 @@ async def test_http_on_loopback_only_and_only_with_the_token(home: Path) -> None
         assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
         assert _listening_addresses(port) == ["0100007F"]  # 127.0.0.1, nothing else
         async with _authorized_client(entry["url"], token) as client:
-            assert len((await client.list_tools()).tools) == 14
+            assert len((await client.list_tools()).tools) == len(TOOLS)
             written = await call(client, "memory_write", namespace="app:http", key="k", value="secret value")
             assert written["entry"]["version"] == 1
         async with _authorized_client(entry["url"], token) as client:  # stateless: a new client, same data

@@ -25,6 +25,7 @@ COMMAND_MODULES = {
     "memory": "indexer.cli.memory_cmds", "session": "indexer.cli.session_cmds",
     "daemon": "indexer.cli.daemon_cmds", "service": "indexer.cli.daemon_cmds",
     "mcp": "indexer.cli.mcp_cmds",
+    "task": "indexer.cli.task_cmds", "agent": "indexer.cli.task_cmds",
 }
 
 

@@ -32,7 +32,7 @@ STATE_ENV = ("INDEXER_HOME", "INDEXER_DB", "INDEXER_CONFIG", "XDG_DATA_HOME", "X
 @click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True, help="Port for --http.")
 @click.option("--read-only", is_flag=True, help="Leave out the tools that write (reindex, memory and session writes).")
 @click.option("--tools", "tools", metavar="GROUPS",
-              help="Only these groups, comma-separated: docs, memory, sessions (default: all).")
+              help="Only these groups, comma-separated: docs, memory, sessions, tasks (default: all).")
 @click.option("--root", "roots", multiple=True, type=click.Path(file_okay=False),
               help="A root whose indexed files read_document may read (repeatable; replaces the configured roots).")
 @click.option("--by", "by", default="mcp", show_default=True, help="Author recorded for memory writes without their own `by`.")

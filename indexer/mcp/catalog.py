@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from indexer.errors import ConfigError
 
-GROUPS = ("docs", "memory", "sessions")
+GROUPS = ("docs", "memory", "sessions", "tasks")
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,10 @@ TOOLS: tuple[ToolInfo, ...] = (
     ToolInfo("session_list", "sessions", False, "sessions by app/user/project/status, newest first"),
     ToolInfo("session_append", "sessions", True, "append an event, with an optional state delta"),
     ToolInfo("session_update", "sessions", True, "merge a state delta and/or change the status"),
+    ToolInfo("task_claim", "tasks", True, "take the next runnable task and a lease on it"),
+    ToolInfo("task_heartbeat", "tasks", True, "extend a claimed task's lease, save progress"),
+    ToolInfo("task_complete", "tasks", True, "finish a claimed task with its result"),
+    ToolInfo("task_fail", "tasks", True, "report a failed attempt (retried while retries are left)"),
 )
 
 

@@ -14,7 +14,7 @@ from mcp.server.mcpserver import MCPServer
 
 from indexer import __version__
 from indexer.config import Config
-from indexer.mcp import docs, memory_tools, session_tools
+from indexer.mcp import docs, memory_tools, session_tools, task_tools
 from indexer.mcp.catalog import GROUPS, select_tools
 from indexer.mcp.common import ServerState
 
@@ -30,12 +30,13 @@ keywords, plus a versioned long-term memory and session logs for agents.
   updates; `memory_delete` is undone by `memory_restore`, which also rolls back to a version.
 - Sessions: `session_create`, then `session_append` events; `session_update` changes state or
   status (created -> active <-> paused -> terminated -> archived).
+- Tasks: `task_claim`, then `task_heartbeat` before the lease ends; `task_complete` or `task_fail`.
 Lists are paginated: pass next_cursor back as cursor."""
 
 
 def build_server(config: Config, *, groups: Iterable[str] = GROUPS, read_only: bool = False,
                  by: str = "mcp") -> MCPServer:
-    """The server with the tools of ``groups`` (docs, memory, sessions), without the write
+    """The server with the tools of ``groups`` (docs, memory, sessions, tasks), without the write
     tools when ``read_only``; ``by`` is recorded as the author of memory writes."""
     state = ServerState(config, by=by)
 
@@ -53,6 +54,7 @@ def build_server(config: Config, *, groups: Iterable[str] = GROUPS, read_only: b
     docs.register(server, state, names)
     memory_tools.register(server, state, names)
     session_tools.register(server, state, names)
+    task_tools.register(server, state, names)
     return server
 
 

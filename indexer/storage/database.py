@@ -164,5 +164,5 @@ class Database:
         queries = {}
         for query in hot_queries.HOT_QUERIES:
             plan = await self.explain_query_plan(query.sql, query.params)
-            queries[query.name] = {"sql": query.sql, **hot_queries.plan_verdict(plan)}
+            queries[query.name] = {"sql": query.sql, **hot_queries.plan_verdict(plan, query.json_each)}
         return {"indexes": names, "count": len(names), "queries": queries}

@@ -162,7 +162,7 @@ def run_doctor(path: Path) -> list[Check]:
                                     "rejected by CHECK"))
             for query in hot_queries.HOT_QUERIES:
                 try:
-                    verdict = hot_queries.plan_verdict(hot_queries.explain(ro, query.sql, query.params))
+                    verdict = hot_queries.plan_verdict(hot_queries.explain(ro, query.sql, query.params), query.json_each)
                     checks.append(Check(f"plan.{query.name}", verdict["uses_index"], "; ".join(verdict["plan"]),
                                         "SEARCH using an index"))
                 except driver.Error as exc:

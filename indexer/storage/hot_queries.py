@@ -64,6 +64,44 @@ TASK_DEQUEUE = (
     "SELECT id FROM tasks WHERE status = 'pending' "
     "ORDER BY priority DESC, submitted_at ASC LIMIT 1"
 )
+# Tasks (indexer/storage/task_store.py). A pending task is runnable when none of its
+# dependencies is anything but completed (blocked tasks wait in status 'blocked'; the check
+# here also holds for rows written by other code). json_each walks one row's JSON array; a
+# value that is not JSON (a row written by other code) counts as no dependencies instead of
+# failing every claim with "malformed JSON".
+_DEPS = "json_each(CASE WHEN json_valid({table}.dependencies) THEN {table}.dependencies END)"
+_DEPS_DONE = (
+    f"NOT EXISTS (SELECT 1 FROM {_DEPS.format(table='t')} AS d LEFT JOIN tasks AS p ON p.id = d.value "
+    "WHERE p.status IS NOT 'completed')"
+)
+TASK_CLAIM = (
+    f"SELECT t.id FROM tasks AS t WHERE t.status = 'pending' AND {_DEPS_DONE} "
+    "ORDER BY t.priority DESC, t.submitted_at ASC LIMIT 1"
+)
+TASK_CLAIM_TYPE = (
+    f"SELECT t.id FROM tasks AS t WHERE t.status = 'pending' AND t.agent_type = ? AND {_DEPS_DONE} "
+    "ORDER BY t.priority DESC, t.submitted_at ASC LIMIT 1"
+)
+# Every running task, oldest heartbeat (last_updated_at) first, with the busy agent holding
+# it and that claim's lease: the partial index idx_tasks_running_timeout holds only these.
+TASK_RECLAIM = (
+    "SELECT t.id, t.last_updated_at, t.started_at, t.max_execution_timeout_seconds, t.retry_count, "
+    "t.max_retries, a.id AS agent_id, json_extract(a.resource_usage, '$.lease_seconds') AS lease_seconds "
+    "FROM tasks AS t LEFT JOIN agents AS a ON a.task_id = t.id AND +a.state = 'busy' "
+    "WHERE t.status = 'running' ORDER BY t.last_updated_at"
+)
+_HAS_DEP = "EXISTS (SELECT 1 FROM " + _DEPS + " AS d WHERE d.value = ?)"
+TASK_BLOCKED_DEPENDENTS = f"SELECT t.id FROM tasks AS t WHERE t.status = 'blocked' AND {_HAS_DEP.format(table='t')}"
+TASK_UNBLOCK = (
+    "UPDATE tasks SET status = 'pending', last_updated_at = ? WHERE status = 'blocked' AND "
+    + _HAS_DEP.format(table="tasks") + " AND " + _DEPS_DONE.replace("t.dependencies", "tasks.dependencies")
+    + " RETURNING id"
+)
+# (the unary + keeps the planner on idx_agents_task: every claim adds a 'terminated' row
+# per task at the end, so idx_agents_state would walk all busy agents of every task)
+AGENT_HOLDING_TASK = "SELECT * FROM agents WHERE task_id = ? AND +state = 'busy' ORDER BY spawned_at DESC LIMIT 1"
+CHECKPOINT_LATEST = "SELECT * FROM checkpoints WHERE task_id = ? ORDER BY iteration DESC LIMIT 1"
+AUDIT_BY_TASK = "SELECT * FROM audit WHERE task_id = ? ORDER BY timestamp DESC, id DESC LIMIT ?"
 AUDIT_BY_MEMORY_ENTRY = (
     "SELECT * FROM audit WHERE memory_entry_id = ? ORDER BY timestamp DESC LIMIT ?"
 )
@@ -125,11 +163,43 @@ SESSIONS_RECENT = sessions_page_sql((), True)
 SESSIONS_BY_APP = sessions_page_sql(("app_name",), True)
 
 
+# Listing tasks and agents, newest first, with a cursor; the session filters SEARCH
+# idx_tasks_session / idx_agents_session ("sessions see their tasks and agents").
+TASK_FILTERS = ("session_id", "status", "agent_type", "parent_task_id")
+AGENT_FILTERS = ("session_id", "task_id", "state")
+
+
+def _page_sql(table: str, columns: str, order: str, allowed: tuple[str, ...],
+              filters: tuple[str, ...] | list[str], with_cursor: bool) -> str:
+    clauses = [f"{name} = ?" for name in allowed if name in filters]
+    if with_cursor:
+        clauses.append(f"({order}, id) < (?, ?)")
+    where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
+    return f"SELECT {columns} FROM {table} {where}ORDER BY {order} DESC, id DESC LIMIT ?"
+
+
+def tasks_page_sql(filters: tuple[str, ...] | list[str], with_cursor: bool) -> str:
+    """:data:`TASK_FILTERS` columns ``filters`` (params in that order), then the cursor
+    (submitted_at, id) if ``with_cursor``, then the limit."""
+    return _page_sql("tasks", "*", "submitted_at", TASK_FILTERS, filters, with_cursor)
+
+
+def agents_page_sql(filters: tuple[str, ...] | list[str], with_cursor: bool) -> str:
+    return _page_sql("agents", "*", "spawned_at", AGENT_FILTERS, filters, with_cursor)
+
+
+TASKS_BY_SESSION = tasks_page_sql(("session_id",), True)
+AGENTS_BY_SESSION = agents_page_sql(("session_id",), True)
+
+
 @dataclass(frozen=True)
 class HotQuery:
     name: str
     sql: str
     params: tuple[Any, ...]
+    # aliases of json_each() over one row's JSON value: their "SCAN d VIRTUAL TABLE" walks
+    # that value's elements, not a table
+    json_each: tuple[str, ...] = ()
 
 
 HOT_QUERIES: tuple[HotQuery, ...] = (
@@ -141,6 +211,16 @@ HOT_QUERIES: tuple[HotQuery, ...] = (
     HotQuery("documents_pending_stale", DOCUMENTS_TO_SYNC, (100,)),
     HotQuery("document_by_path", DOCUMENT_BY_PATH, ("/notes/a.md",)),
     HotQuery("task_dequeue", TASK_DEQUEUE, ()),
+    HotQuery("task_claim", TASK_CLAIM, (), json_each=("d",)),
+    HotQuery("task_claim_by_type", TASK_CLAIM_TYPE, ("general",), json_each=("d",)),
+    HotQuery("task_reclaim", TASK_RECLAIM, ()),
+    HotQuery("task_blocked_dependents", TASK_BLOCKED_DEPENDENTS, ("t-1",), json_each=("d",)),
+    HotQuery("task_unblock", TASK_UNBLOCK, ("2025-01-01T00:00:00.000Z", "t-1"), json_each=("d",)),
+    HotQuery("agent_holding_task", AGENT_HOLDING_TASK, ("t-1",)),
+    HotQuery("checkpoint_latest", CHECKPOINT_LATEST, ("t-1",)),
+    HotQuery("audit_by_task", AUDIT_BY_TASK, ("t-1", 50)),
+    HotQuery("tasks_by_session", TASKS_BY_SESSION, ("s-1", "2025-01-01T00:00:00.000Z", "t-1", 50)),
+    HotQuery("agents_by_session", AGENTS_BY_SESSION, ("s-1", "2025-01-01T00:00:00.000Z", "a-1", 50)),
     HotQuery("audit_by_memory_entry", AUDIT_BY_MEMORY_ENTRY, (1, 50)),
     HotQuery("memory_version", MEMORY_VERSION, ("user:alice", "theme", 1)),
     HotQuery("memory_history", MEMORY_HISTORY, ("user:alice", "theme")),
@@ -162,9 +242,12 @@ def explain(conn: Connection, sql: str, params: tuple[Any, ...] | list[Any] = ()
     return [str(row[3]) for row in conn.execute("EXPLAIN QUERY PLAN " + sql, tuple(params)).fetchall()]
 
 
-def plan_verdict(plan: list[str]) -> dict[str, Any]:
-    """Which index the plan's first table access uses, and whether any step is a SCAN."""
-    scans = [line for line in plan if line.startswith("SCAN") and "CONSTANT ROW" not in line]
+def plan_verdict(plan: list[str], json_each: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Which index the plan's first table access uses, and whether any step is a SCAN (but
+    those of the ``json_each`` aliases: one row's JSON array, see :class:`HotQuery`)."""
+    per_row = tuple(f"SCAN {alias} VIRTUAL TABLE" for alias in json_each)
+    scans = [line for line in plan
+             if line.startswith("SCAN") and "CONSTANT ROW" not in line and not line.startswith(per_row)]
     index = None
     for line in plan:
         match = _USING.search(line)
