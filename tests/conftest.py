@@ -140,6 +140,80 @@ async def db(db_path: Path) -> AsyncIterator[Database]:
         yield database
 
 
+# --- the two engines: SQLite files and a real PostgreSQL (tests/pg_server.py) ---------------------
+
+@pytest.fixture(scope="session")
+def pg_server() -> Any:
+    """The suite's PostgreSQL, started at first use and stopped at the end (or the server
+    named by INDEXER_TEST_POSTGRES). A server that cannot start fails the tests that need it."""
+    from pg_server import ServerError, TestPostgres
+
+    try:
+        server = TestPostgres()
+    except ServerError as exc:
+        pytest.fail(f"the PostgreSQL test server could not start: {exc}", pytrace=False)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def pg_dsn(pg_server: Any) -> str:
+    """A fresh, migrated database on the test server: its DSN."""
+    return str(pg_server.fresh_database())
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest) -> str:
+    """Each test that asks for it runs on both engines."""
+    return str(request.param)
+
+
+@dataclass(frozen=True)
+class StoreRows:
+    """Rows of an agent store read through a new connection, as another process would see
+    them; ``?`` placeholders on both engines."""
+
+    location: str
+
+    @property
+    def engine(self) -> str:
+        return "postgresql" if self.location.startswith("postgresql://") else "sqlite"
+
+    def __call__(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        if self.engine == "sqlite":
+            return raw_rows(Path(self.location), sql, params)
+        import psycopg
+        from psycopg.rows import dict_row
+
+        with psycopg.connect(self.location, row_factory=dict_row) as conn:
+            rows = conn.execute(sql.replace("?", "%s"), params).fetchall()
+        # JSON columns as text and booleans as 0/1, as SQLite returns them
+        return [{k: (json.dumps(v, separators=(",", ":")) if isinstance(v, (dict, list)) else
+                     int(v) if isinstance(v, bool) else v) for k, v in r.items()} for r in rows]
+
+
+@pytest.fixture
+def agent_location(engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A fresh agent store on the engine of the test: a file path or a PostgreSQL DSN."""
+    if engine == "postgresql":
+        return str(request.getfixturevalue("pg_dsn"))
+    return str(tmp_path / "agent.db")
+
+
+@pytest.fixture
+def store_rows(agent_location: str) -> StoreRows:
+    return StoreRows(agent_location)
+
+
+@pytest.fixture
+async def agent_db(agent_location: str) -> AsyncIterator[Any]:
+    """An initialised agent store on the engine of the test."""
+    from indexer.storage.engines import open_agent_database
+
+    async with open_agent_database(agent_location) as database:
+        yield database
+
+
 def raw_rows(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
     """Rows as dicts, read through a new connection (what another process would see)."""
     conn = driver.connect(path)
