@@ -184,12 +184,13 @@ class StoreRows:
             return raw_rows(Path(self.location), sql, params)
         import psycopg
         from psycopg.rows import dict_row
+        from psycopg.types.string import TextLoader
 
         with psycopg.connect(self.location, row_factory=dict_row) as conn:
+            for name in ("json", "jsonb"):  # JSON columns as their stored text, as SQLite returns them
+                conn.adapters.register_loader(name, TextLoader)
             rows = conn.execute(sql.replace("?", "%s"), params).fetchall()
-        # JSON columns as text and booleans as 0/1, as SQLite returns them
-        return [{k: (json.dumps(v, separators=(",", ":")) if isinstance(v, (dict, list)) else
-                     int(v) if isinstance(v, bool) else v) for k, v in r.items()} for r in rows]
+        return [{k: int(v) if isinstance(v, bool) else v for k, v in r.items()} for r in rows]  # booleans as 0/1
 
 
 @pytest.fixture
