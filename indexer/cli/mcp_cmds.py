@@ -32,7 +32,8 @@ def mcp(app: AppContext, http: bool, port: int, read_only: bool, tools: str | No
     and session tools use the database directly.
     """
     groups = parse_groups(tools)
-    config = app.config(roots=list(roots) or None)
+    # without the docs tools, a postgresql:// --db is fine: memory and sessions use the agent store
+    config = app.config(agent="docs" not in groups, roots=list(roots) or None)
     from indexer.mcp.server import build_server, run_http, run_stdio  # the SDK: only now
 
     server = build_server(config, groups=groups, read_only=read_only, by=by)

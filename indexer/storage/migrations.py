@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.errors import MigrationError, SchemaError
+from indexer.locations import refuse_postgres
 from indexer.storage import driver, legacy, transactions
 from indexer.storage.driver import Connection
 from indexer.timeutil import now_ts
@@ -223,6 +224,7 @@ def migrate(
     report = MigrationReport(str(path), state.kind, [m.name for m in todo], dry_run=dry_run)
     if dry_run or not todo:
         return report
+    refuse_postgres(path, "an SQLite migration")  # never a directory named 'postgresql:'
     path.parent.mkdir(parents=True, exist_ok=True)
     if state.kind == "legacy":
         if backup:

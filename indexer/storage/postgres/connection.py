@@ -94,7 +94,7 @@ class PostgresDatabase:
             pool.open(wait=True, timeout=s.timeout)
         except Exception as exc:
             pool.close()
-            raise IndexerError(f"cannot connect to PostgreSQL at {self.location}: {exc}") from None
+            raise IndexerError(f"cannot connect to PostgreSQL at {self.location}: {migrations.one_line(exc)}") from None
         return pool
 
     async def initialize(self) -> PostgresDatabase:

@@ -67,11 +67,16 @@ def load_migrations() -> list[Migration]:
     return found
 
 
+def one_line(exc: BaseException) -> str:
+    """A driver message (libpq's run over several lines) as one line."""
+    return " ".join(str(exc).split())
+
+
 def connect(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
     try:
         return psycopg.connect(dsn, **kwargs)
     except psycopg.OperationalError as exc:
-        raise IndexerError(f"cannot connect to PostgreSQL at {redact(dsn)}: {str(exc).strip()}") from None
+        raise IndexerError(f"cannot connect to PostgreSQL at {redact(dsn)}: {one_line(exc)}") from None
 
 
 def _applied(conn: psycopg.Connection[Any]) -> dict[str, str]:
