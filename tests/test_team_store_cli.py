@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from conftest import StoreRows
 from indexer.cli.app import cli
 from indexer.config import load_config
 from indexer.errors import IndexerError
@@ -124,3 +125,20 @@ def test_doctor_fails_on_an_unmigrated_store(pg_server: Any) -> None:
     dsn = pg_server.fresh_database(migrated=False)
     result = invoke("--db", dsn, "doctor", ok=False)
     assert "FAIL  postgres.migrations" in result.output
+
+
+async def test_mcp_memory_tools_use_the_agent_store(pg_dsn: str, tmp_path: Path, isolated_home: Path) -> None:
+    """The MCP server's store is the agent store: notes in a file, memories on the server."""
+    from indexer import MemoryService
+    from indexer.mcp.common import ServerState
+
+    config = load_config({"db": str(tmp_path / "notes.db"), "agent_db": pg_dsn}, env={"INDEXER_HOME": str(isolated_home)})
+    state = ServerState(config)
+    try:
+        db = await state.database(create=True)
+        assert getattr(db, "engine", "sqlite") == "postgresql"
+        await MemoryService(db).create_memory("project:team", "k", 1, "semantic")
+    finally:
+        await state.close()
+    assert StoreRows(pg_dsn)("SELECT namespace, value FROM memory_entries") == [{"namespace": "project:team", "value": "1"}]
+    assert not (tmp_path / "notes.db").exists()
