@@ -46,6 +46,40 @@ def _bin_dir() -> Path:
     return bin_dir
 
 
+def _reachable_by(user: str, path: Path) -> bool:
+    return subprocess.run(["runuser", "-u", user, "--", "test", "-x", str(path)], capture_output=True).returncode == 0
+
+
+def _bin_dir_for(user: str, bin_dir: Path) -> Path:
+    """The server binaries where ``user`` can run them: a checkout under /root (mode 0700) is
+    out of the postgres user's reach, so the install tree is copied to /tmp once."""
+    if _reachable_by(user, bin_dir / "initdb"):
+        return bin_dir
+    install = bin_dir.parent
+    copy = Path("/tmp") / f"indexer-pginstall-{install.stat().st_mtime_ns}"
+    if not (copy / "bin" / "initdb").is_file():
+        staging = Path(tempfile.mkdtemp(prefix="indexer-pginstall-", dir="/tmp"))
+        shutil.copytree(install, staging / "tree", symlinks=True)
+        os.chmod(staging, 0o755)
+        try:
+            os.rename(staging / "tree", copy)
+        except OSError:  # another run copied it first
+            pass
+        shutil.rmtree(staging, ignore_errors=True)
+    if not _reachable_by(user, copy / "bin" / "initdb"):
+        raise ServerError(f"the {user!r} user cannot run the server binaries at {bin_dir} or {copy / 'bin'}")
+    return copy / "bin"
+
+
+def _temp_root(as_root: bool) -> Path:
+    """A directory of our own; as root, somewhere the postgres user can reach, with a short
+    path (a Unix socket's path is limited to ~107 bytes)."""
+    base = Path(tempfile.gettempdir())
+    if as_root or len(str(base)) > 40:
+        base = Path("/tmp")
+    return Path(tempfile.mkdtemp(prefix="indexer-pg-", dir=base))
+
+
 def _free_port(socket_dir: Path) -> int:
     """A port number no socket in our directory uses (the number only names the socket)."""
     base = 20000 + os.getpid() % 20000
@@ -85,7 +119,7 @@ class LocalServer:
     def start(cls) -> LocalServer:
         bin_dir = _bin_dir()
         as_user: list[str] = []
-        root = Path(tempfile.mkdtemp(prefix="indexer-pg-"))
+        root = _temp_root(os.geteuid() == 0)
         if os.geteuid() == 0:  # initdb refuses root: the server runs as the postgres user
             try:
                 account = pwd.getpwnam(SERVER_USER)
@@ -96,6 +130,7 @@ class LocalServer:
                 raise ServerError(f"running as root, the test server needs runuser to start as {SERVER_USER!r}")
             as_user = ["runuser", "-u", SERVER_USER, "--"]
             os.chown(root, account.pw_uid, account.pw_gid)
+            bin_dir = _bin_dir_for(SERVER_USER, bin_dir)
         server = cls(root, 0, bin_dir, as_user)
         for sub in (server.socket_dir, server.data_dir):
             sub.mkdir(mode=0o700)
