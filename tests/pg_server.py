@@ -116,7 +116,9 @@ class LocalServer:
             raise ServerError(f"{Path(args[0]).name} failed (exit {proc.returncode}): {output}")
 
     @classmethod
-    def start(cls) -> LocalServer:
+    def start(cls, *, durable: bool = False) -> LocalServer:
+        """``durable=False`` (the tests): no fsync, asynchronous commits. ``durable=True``
+        (the benches): the server's defaults, a WAL flush at every commit."""
         bin_dir = _bin_dir()
         as_user: list[str] = []
         root = _temp_root(os.geteuid() == 0)
@@ -140,7 +142,9 @@ class LocalServer:
         server._run(str(bin_dir / "initdb"), "-D", str(server.data_dir), "-U", SERVER_USER, "-A", "trust",
                     "-E", "UTF8", "--locale=C", "--no-sync")
         options = (f"-c listen_addresses='' -c unix_socket_directories='{server.socket_dir}' -p {server.port} "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+                   "-c max_connections=200")
+        if not durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         server._run(str(bin_dir / "pg_ctl"), "-D", str(server.data_dir), "-o", options, "-w", "-t", "60",
                     "-l", str(server.root / "server.log"), "start")
         return server
@@ -161,13 +165,13 @@ class LocalServer:
 class TestPostgres:
     """The server the suite uses (its own, or the user's) and fresh databases on it."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
         self.local: LocalServer | None = None
         own = os.environ.get(ENV_DSN)
         self.admin_dsn = own if own else None
         if self.admin_dsn is None:
             started = time.monotonic()
-            self.local = LocalServer.start()
+            self.local = LocalServer.start(durable=durable)
             self.startup_s = time.monotonic() - started
             self.admin_dsn = self.local.dsn("postgres")
         self.template = f"indexer_tpl_{uuid.uuid4().hex[:8]}"
