@@ -6,14 +6,17 @@ Real processes against a real SQLite file and a real PostgreSQL (tests/pg_server
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from conftest import StoreRows, run_processes
+from conftest import EXAMPLES_SCALE, StoreRows, run_processes
 from indexer import MemoryService
-from indexer.errors import MigrationError
+from indexer.errors import IndexerError, MigrationError
 from indexer.storage.engines import engine as engine_of_db
 from indexer.storage.engines import open_agent_database
 
@@ -181,3 +184,107 @@ def test_a_bad_timestamp_or_json_is_refused_by_the_postgres_schema(pg_dsn: str) 
                 with conn.transaction():
                     conn.execute("INSERT INTO memory_entries (namespace, key, value, memory_type, created_at, updated_at) "
                                  "VALUES ('user:a', 'k', %s, 'semantic', %s, %s)", (value, ts, ts))
+
+
+# --- the same operations, the same state, on both engines ------------------------------------------
+
+NAMESPACES = ("user:a", "user:a:x", "user:b", "project:p")
+KEYS = ("k1", "k2", "k10")
+operation = st.one_of(
+    st.tuples(st.just("create"), st.sampled_from(NAMESPACES), st.sampled_from(KEYS),
+              st.one_of(st.integers(-3, 3), st.text(max_size=3), st.none(), st.lists(st.booleans(), max_size=2)),
+              st.sampled_from(("semantic", "episodic", "procedural"))),
+    st.tuples(st.just("update"), st.sampled_from(NAMESPACES), st.sampled_from(KEYS),
+              st.dictionaries(st.sampled_from("zab"), st.integers(0, 9), max_size=3)),
+    st.tuples(st.just("delete"), st.sampled_from(NAMESPACES), st.sampled_from(KEYS)),
+    st.tuples(st.just("restore"), st.sampled_from(NAMESPACES), st.sampled_from(KEYS)),
+    st.tuples(st.just("rollback"), st.sampled_from(NAMESPACES), st.sampled_from(KEYS), st.integers(1, 4)),
+)
+
+
+async def _apply(svc: MemoryService, op: tuple[Any, ...]) -> str:
+    """Run one operation; its outcome as text (the result's version, or the error's class and message)."""
+    kind, ns, key, *rest = op
+    try:
+        if kind == "create":
+            result: Any = await svc.create_memory(ns, key, rest[0], rest[1])
+        elif kind == "update":
+            result = await svc.update_memory(ns, key, rest[0])
+        elif kind == "delete":
+            result = await svc.delete_memory(ns, key)
+        elif kind == "restore":
+            result = await svc.restore_memory(ns, key)
+        else:
+            result = await svc.rollback_memory(ns, key, rest[0])
+    except IndexerError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return f"v{result.version}" if hasattr(result, "version") else str(result)
+
+
+async def _logical_state(svc: MemoryService) -> list[Any]:
+    """Every version of every key (ids and timestamps aside), and the listings by prefix."""
+    state: list[Any] = []
+    for ns in NAMESPACES:
+        for key in KEYS:
+            try:
+                history = await svc.get_memory_history(ns, key)
+            except IndexerError:
+                continue
+            state.append([(e.namespace, e.key, e.version, json.dumps(e.value), e.memory_type, e.is_deleted, e.metadata)
+                          for e in history])
+    for prefix in ("user", "user:a", "project"):
+        state.append([(e.namespace, e.key, e.version) for e in await svc.list_memories(prefix, limit=1000)])
+    return state
+
+
+@settings(max_examples=15 * EXAMPLES_SCALE, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(ops=st.lists(operation, min_size=1, max_size=25))
+def test_the_same_operations_leave_the_same_state_on_both_engines(pg_server: Any, tmp_path_factory: Any,
+                                                                  ops: list[tuple[Any, ...]]) -> None:
+    """A differential test: a random sequence of memory operations, run on an SQLite file and
+    on PostgreSQL, gives the same outcome at each step and the same logical state at the end."""
+    async def run(location: str) -> tuple[list[str], list[Any], int]:
+        async with open_agent_database(location) as db:
+            svc = MemoryService(db)
+            outcomes = [await _apply(svc, op) for op in ops]
+            audit = await db.run(lambda conn: svc.store.audit_rows(conn, "user:a"), write=False)
+            return outcomes, await _logical_state(svc), len(audit)
+
+    sqlite = asyncio.run(run(str(tmp_path_factory.mktemp("diff") / "agent.db")))
+    dsn = pg_server.fresh_database()
+    try:
+        postgres = asyncio.run(run(dsn))
+    finally:
+        pg_server.drop(dsn)
+    assert postgres[0] == sqlite[0]
+    assert postgres[1] == sqlite[1]
+    assert postgres[2] == sqlite[2]
+
+
+def test_compared_text_uses_byte_order_whatever_the_server_locale(pg_dsn: str) -> None:
+    """Namespaces, keys and timestamps are compared in byte order, as SQLite compares them, even
+    on a server whose default locale sorts otherwise (prefix ranges and keyset pages rely on it)."""
+    rows = StoreRows(pg_dsn)(
+        "SELECT table_name, column_name, collation_name FROM information_schema.columns "
+        "WHERE table_name IN ('memory_entries', 'audit') AND collation_name IS NOT NULL ORDER BY 1, 2")
+    assert {(r["table_name"], r["column_name"]) for r in rows if r["collation_name"] == "C"} >= {
+        ("memory_entries", "namespace"), ("memory_entries", "key"), ("memory_entries", "created_at"),
+        ("memory_entries", "updated_at"), ("audit", "timestamp"), ("audit", "memory_namespace")}
+
+
+async def test_a_process_never_holds_more_connections_than_its_pool(pg_dsn: str) -> None:
+    """50 operations at once through a pool of 2: at most 2 connections of ours on the server."""
+    async with open_agent_database(pg_dsn, min_size=1, max_size=2) as db:
+        svc = MemoryService(db)
+        await svc.create_memory("project:pool", "k", 0, "semantic")
+        seen: list[int] = []
+
+        async def watch() -> None:
+            for _ in range(20):
+                seen.append(len(StoreRows(pg_dsn)(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")))
+                await asyncio.sleep(0.01)
+
+        await asyncio.gather(watch(), *(svc.update_memory("project:pool", "k", i) for i in range(50)))
+        assert 1 <= max(seen) <= 2, seen
+        assert (await svc.get_memory("project:pool", "k")).version == 51
