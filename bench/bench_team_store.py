@@ -124,9 +124,9 @@ def main() -> None:
         if args.db:
             dsn = args.db
         else:
-            from pg_server import TestPostgres
+            from pg_server import SuiteServer
 
-            server = TestPostgres(durable=True)
+            server = SuiteServer(durable=True)
             dsn = server.fresh_database()
         try:
             results["postgresql"] = asyncio.run(measure(dsn, args))

@@ -146,10 +146,10 @@ async def db(db_path: Path) -> AsyncIterator[Database]:
 def pg_server() -> Any:
     """The suite's PostgreSQL, started at first use and stopped at the end (or the server
     named by INDEXER_TEST_POSTGRES). A server that cannot start fails the tests that need it."""
-    from pg_server import ServerError, TestPostgres
+    from pg_server import ServerError, SuiteServer
 
     try:
-        server = TestPostgres()
+        server = SuiteServer()
     except ServerError as exc:
         pytest.fail(f"the PostgreSQL test server could not start: {exc}", pytrace=False)
     yield server

@@ -162,12 +162,14 @@ class LocalServer:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
-class TestPostgres:
+class SuiteServer:
     """The server the suite uses (its own, or the user's) and fresh databases on it."""
 
     def __init__(self, *, durable: bool = False) -> None:
         self.local: LocalServer | None = None
         own = os.environ.get(ENV_DSN)
+        if own and not own.startswith(("postgresql://", "postgres://")):
+            raise ServerError(f"{ENV_DSN} must be a postgresql:// URL (got {own.split('@')[-1]!r})")
         self.admin_dsn = own if own else None
         if self.admin_dsn is None:
             started = time.monotonic()
@@ -190,13 +192,14 @@ class TestPostgres:
             conn.execute(sql)
 
     def dsn(self, dbname: str) -> str:
-        """The admin DSN with another database name."""
-        import psycopg.conninfo
+        """The admin DSN (a URL) with another database name."""
+        from urllib.parse import urlsplit, urlunsplit
 
         assert self.admin_dsn is not None
         if self.local is not None:
             return self.local.dsn(dbname)
-        return psycopg.conninfo.make_conninfo(self.admin_dsn, dbname=dbname)
+        parts = urlsplit(self.admin_dsn)
+        return urlunsplit(parts._replace(path="/" + dbname))
 
     def fresh_database(self, migrated: bool = True) -> str:
         """A new database (a copy of the migrated template, or empty); its DSN."""

@@ -165,6 +165,3 @@ class PostgresDatabase:
         """The same call as :meth:`Database.run`; ``inline`` has no meaning here (every
         operation is a network round trip, done off the event loop)."""
         return await asyncio.to_thread(self.run_sync, fn, args, write)
-
-    def server_version(self) -> str:
-        return str(self.run_sync(lambda conn: conn.execute("SHOW server_version").fetchone()["server_version"], (), False))
