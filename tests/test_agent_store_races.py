@@ -288,3 +288,12 @@ async def test_a_process_never_holds_more_connections_than_its_pool(pg_dsn: str)
         await asyncio.gather(watch(), *(svc.update_memory("project:pool", "k", i) for i in range(50)))
         assert 1 <= max(seen) <= 2, seen
         assert (await svc.get_memory("project:pool", "k")).version == 51
+
+
+def test_a_user_server_must_be_named_by_a_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    """INDEXER_TEST_POSTGRES in key=value form would be taken for a file path: refused, saying so."""
+    from pg_server import ENV_DSN, ServerError, SuiteServer
+
+    monkeypatch.setenv(ENV_DSN, "host=/tmp dbname=postgres user=postgres")
+    with pytest.raises(ServerError, match="must be a postgresql:// URL"):
+        SuiteServer()
