@@ -142,3 +142,33 @@ async def test_mcp_memory_tools_use_the_agent_store(pg_dsn: str, tmp_path: Path,
         await state.close()
     assert StoreRows(pg_dsn)("SELECT namespace, value FROM memory_entries") == [{"namespace": "project:team", "value": "1"}]
     assert not (tmp_path / "notes.db").exists()
+
+
+# --- moving an SQLite store into PostgreSQL -------------------------------------------------------
+
+def test_migrate_to_moves_every_memory_and_audit_row(pg_server: Any, tmp_path: Path) -> None:
+    """`indexer migrate --to postgresql://…`: the moved store equals the source, row for row
+    (ids, versions, deleted flags, JSON text, timestamps, audit rows), and goes on from there."""
+    source = tmp_path / "agent.db"
+    common = ["--db", str(source)]
+    invoke(*common, "memory", "add", "user:a", "k", '{"z": 1, "a": [1.5, "é"]}', "--metadata", '{"m": 1}')
+    invoke(*common, "memory", "update", "user:a", "k", "2")
+    invoke(*common, "memory", "rollback", "user:a", "k", "1")
+    invoke(*common, "memory", "add", "project:p:x", "gone", "null", "--type", "episodic")
+    invoke(*common, "memory", "delete", "project:p:x", "gone")
+    invoke(*common, "session", "create", "app", "alice")  # sessions stay behind, with their own audit rows
+    dsn = pg_server.fresh_database(migrated=False)
+    out = invoke(*common, "migrate", "--to", dsn).output
+    assert "moved 4 memory versions and 5 audit rows" in out
+    before_memories = StoreRows(str(source))("SELECT * FROM memory_entries ORDER BY id")
+    before_audit = StoreRows(str(source))("SELECT * FROM audit WHERE memory_namespace IS NOT NULL ORDER BY id")
+    assert StoreRows(dsn)("SELECT * FROM memory_entries ORDER BY id") == before_memories
+    assert StoreRows(dsn)("SELECT * FROM audit ORDER BY id") == before_audit
+    # the moved store goes on: next version, next ids
+    entry = json.loads(invoke("--db", dsn, "memory", "update", "user:a", "k", "4", "--json").output)
+    assert entry["version"] == 4 and entry["id"] > max(r["id"] for r in before_memories)
+    # a second move is refused, and writes nothing
+    result = invoke(*common, "migrate", "--to", dsn, ok=False)
+    assert "already holds 5 memory versions" in result.output and "nothing was copied" in result.output
+    assert len(StoreRows(dsn)("SELECT id FROM audit")) == 6
+    assert "postgresql:// URL" in invoke(*common, "migrate", "--to", str(tmp_path / "x.db"), ok=False).output

@@ -14,16 +14,22 @@ from indexer.cli.output import emit_json
 @cli.command()
 @click.option("--dry-run", is_flag=True, help="List what would run; write nothing.")
 @click.option("--no-backup", is_flag=True, help="Do not copy a legacy database aside before adopting it.")
+@click.option("--to", "to", metavar="URL",
+              help="Move the memories of the SQLite agent store into this (empty) postgresql:// store.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_obj
-def migrate(app: AppContext, dry_run: bool, no_backup: bool, as_json: bool) -> None:
+def migrate(app: AppContext, dry_run: bool, no_backup: bool, to: str | None, as_json: bool) -> None:
     """Create or upgrade the database; adopt a legacy (reference) database in place.
 
     With the agent store on PostgreSQL (--agent-db or --db postgresql://…), its migrations
-    run too, under pg_advisory_lock (several processes at once: one applies)."""
+    run too, under pg_advisory_lock (several processes at once: one applies). With --to, the
+    memories of the SQLite agent store are copied into a PostgreSQL one (the file is only read)."""
     from indexer.storage import migrations
 
     config = app.config(agent=True)
+    if to is not None:
+        _move_memories(config, to, dry_run, as_json)
+        return
     pg_report = None
     if config.agent_engine == "postgresql":
         from indexer.storage.postgres import migrations as pg_migrations
@@ -43,6 +49,35 @@ def migrate(app: AppContext, dry_run: bool, no_backup: bool, as_json: bool) -> N
     _print_report(report, dry_run)
     if pg_report is not None:
         _print_postgres_report(pg_report)
+
+
+def _move_memories(config: Any, to: str, dry_run: bool, as_json: bool) -> None:
+    from indexer.errors import ConfigError, IndexerError
+    from indexer.locations import is_postgres
+    from indexer.storage import migrations
+
+    if not is_postgres(to):
+        raise ConfigError(f"--to takes a postgresql:// URL, got {to!r}")
+    if config.agent_engine != "sqlite":
+        raise IndexerError("--to moves memories out of an SQLite agent store; this one is already on PostgreSQL")
+    if dry_run:
+        raise ConfigError("--to copies at once; run it without --dry-run (the source file is only read)")
+    from pathlib import Path
+
+    from indexer.storage.postgres import migrations as pg_migrations
+    from indexer.storage.postgres.transfer import copy_memories
+
+    source = Path(config.agent_location)
+    if not source.exists():
+        raise IndexerError(f"no database at {source} to move memories from")
+    migrations.migrate(source)  # the source's columns as this version reads them
+    pg_migrations.migrate(to)
+    report = copy_memories(source, to)
+    if as_json:
+        emit_json(report.as_dict())
+    else:
+        click.echo(f"moved {report.memory_entries} memory versions and {report.audit_rows} audit rows "
+                   f"from {report.source} to {report.target}")
 
 
 def _print_postgres_report(report: Any) -> None:
