@@ -45,6 +45,11 @@ class Config:
     # The agent store (memories; sessions and tasks later) can live elsewhere than the document
     # index: a file path or postgresql://… (flag --agent-db, INDEXER_AGENT_DB, key agent_db).
     agent_db: str | None = None
+    # On PostgreSQL: connections per process (N processes hold at most N × this of the server's
+    # max_connections), and server-side prepared statements (false behind PgBouncer in
+    # transaction mode).
+    agent_pool_size: int = 4
+    agent_prepared_statements: bool = True
     # Set when `db` itself is postgresql://…: the agent store is there; the document index,
     # which lives in SQLite only so far, is refused (require_documents_db).
     db_url: str | None = None
@@ -54,6 +59,13 @@ class Config:
     def agent_location(self) -> str:
         """Where the agent store lives: agent_db, else the one database (a path or a URL)."""
         return self.agent_db or self.db_url or str(self.db)
+
+    @property
+    def agent_settings(self) -> dict[str, Any]:
+        """Pool settings for a PostgreSQL agent store (see PoolSettings)."""
+        if self.agent_engine != "postgresql":
+            return {}
+        return {"max_size": self.agent_pool_size, "prepare_threshold": 5 if self.agent_prepared_statements else None}
 
     @property
     def agent_engine(self) -> str:
@@ -81,6 +93,14 @@ def _location(value: Any) -> str:
 
 def _db(value: Any) -> Path | str:
     return value if isinstance(value, str) and is_postgres(value) else _path(value).resolve()
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+        return value.strip().lower() in ("true", "1", "yes", "on")
+    raise ValueError("expected true or false")
 
 
 def _paths(value: Any) -> tuple[Path, ...]:
@@ -132,6 +152,8 @@ def _choice(*allowed: str) -> Callable[[Any], str]:
 PARSERS: dict[str, Callable[[Any], Any]] = {
     "db": _db,
     "agent_db": _location,
+    "agent_pool_size": _int(1, 100),
+    "agent_prepared_statements": _bool,
     "roots": _paths,
     "include": _globs,
     "exclude": _globs,

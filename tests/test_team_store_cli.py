@@ -172,3 +172,17 @@ def test_migrate_to_moves_every_memory_and_audit_row(pg_server: Any, tmp_path: P
     assert "already holds 5 memory versions" in result.output and "nothing was copied" in result.output
     assert len(StoreRows(dsn)("SELECT id FROM audit")) == 6
     assert "postgresql:// URL" in invoke(*common, "migrate", "--to", str(tmp_path / "x.db"), ok=False).output
+
+
+def test_pool_settings_from_the_config(isolated_home: Path, pg_dsn: str) -> None:
+    base = {"INDEXER_HOME": str(isolated_home)}
+    assert load_config(env=base).agent_settings == {}  # SQLite: no pool
+    env = {**base, "INDEXER_AGENT_DB": pg_dsn, "INDEXER_AGENT_POOL_SIZE": "2", "INDEXER_AGENT_PREPARED_STATEMENTS": "false"}
+    assert load_config(env=env).agent_settings == {"max_size": 2, "prepare_threshold": None}
+    (isolated_home / "config.toml").write_text("agent_prepared_statements = true\nagent_pool_size = 1\n")
+    assert load_config(env={**base, "INDEXER_AGENT_DB": pg_dsn}).agent_settings == {"max_size": 1, "prepare_threshold": 5}
+    with pytest.raises(IndexerError, match="agent_prepared_statements"):
+        load_config(env={**env, "INDEXER_AGENT_PREPARED_STATEMENTS": "maybe"})
+    (isolated_home / "config.toml").unlink()
+    invoke("memory", "add", "user:a", "k", "1", env=env)  # PgBouncer mode through the front door
+    assert json.loads(invoke("memory", "get", "user:a", "k", "--json", env=env).output)["version"] == 1

@@ -44,12 +44,13 @@ def run_with_db(app: AppContext, action: Callable[[Any], Awaitable[T]], *, creat
     from indexer.locations import is_postgres
     from indexer.storage.engines import open_agent_database
 
-    location = app.config(agent=True).agent_location
+    config = app.config(agent=True)
+    location = config.agent_location
     if not is_postgres(location) and not create and not Path(location).exists():
         raise NotFoundError(f"no database at {location} (nothing stored yet)")
 
     async def main() -> T:
-        async with open_agent_database(location) as db:
+        async with open_agent_database(location, **config.agent_settings) as db:
             return await action(db)
 
     import asyncio

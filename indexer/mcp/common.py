@@ -61,7 +61,7 @@ class ServerState:
                 # as the CLI's memory and session commands do: pending migrations are applied
                 # (safe with several processes at once: SQLite re-checks each under the write
                 # lock, PostgreSQL runs them under pg_advisory_lock)
-                db = open_agent_database(location)
+                db = open_agent_database(location, **self.config.agent_settings)
                 await db.initialize()
                 self._db = db
             return self._db

@@ -28,6 +28,8 @@ def open_agent_database(location: str | Path, *, migrate: bool = True, **setting
     """An (uninitialised) agent store at ``location``: ``async with open_agent_database(loc) as db``."""
     if is_postgres(location):
         connection = _postgres()
+        if settings.get("min_size", 1) > settings.get("max_size", 4):
+            settings["min_size"] = settings["max_size"]
         pool = connection.PoolSettings(**settings) if settings else None
         db: AgentDatabase = connection.PostgresDatabase(str(location), migrate=migrate, settings=pool)
         return db
