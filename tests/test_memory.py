@@ -1,5 +1,6 @@
-"""MemoryService: every rule of the issue on file databases, audit rows, several processes,
-and the query plans of every statement the memory store runs."""
+"""MemoryService: every rule of the issue, audit rows and several processes, on both engines
+(the ``engine`` fixture: an SQLite file and a database on the suite's PostgreSQL), and the
+query plans of every statement the SQLite memory store runs."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from typing import Any
 import pytest
 
 import indexer.agent.memory as memory_module
-from conftest import raw_rows, run_processes  # noqa: E402  (shared helpers)
-from indexer import Database, MemoryService
+from conftest import StoreRows, run_processes  # noqa: E402  (shared helpers)
+from indexer import MemoryService
 from indexer.agent.common import decode_cursor, encode_cursor, parse_json, to_json
 from indexer.agent.memory import MemoryEntry, metadata_json, ttl_seconds, validate_namespace
 from indexer.errors import ConflictError, NotFoundError, ValidationError
@@ -24,16 +25,14 @@ OLD = "2020-01-01T00:00:00.000Z"
 
 
 @pytest.fixture
-async def svc(db: Database) -> MemoryService:
-    return MemoryService(db)
+async def svc(agent_db: Any) -> MemoryService:
+    return MemoryService(agent_db)
 
 
-
-
-def audit(path: Path, namespace: str | None = None) -> list[dict[str, Any]]:
+def audit(rows: StoreRows, namespace: str | None = None) -> list[dict[str, Any]]:
     if namespace is None:
-        return raw_rows(path, "SELECT * FROM audit ORDER BY id")
-    return raw_rows(path, "SELECT * FROM audit WHERE memory_namespace = ? ORDER BY id", (namespace,))
+        return rows("SELECT * FROM audit ORDER BY id")
+    return rows("SELECT * FROM audit WHERE memory_namespace = ? ORDER BY id", (namespace,))
 
 
 # --- pure rules ------------------------------------------------------------------------------------
@@ -99,7 +98,7 @@ async def test_any_json_value_roundtrips(svc: MemoryService, value: Any) -> None
     assert (await svc.get_memory("user:alice", "k")).value == value
 
 
-async def test_create_validates_before_writing(svc: MemoryService, db_path: Path) -> None:
+async def test_create_validates_before_writing(svc: MemoryService, store_rows: StoreRows) -> None:
     with pytest.raises(ValidationError):
         await svc.create_memory("nope:alice", "k", 1, "semantic")
     with pytest.raises(ValidationError):
@@ -110,16 +109,16 @@ async def test_create_validates_before_writing(svc: MemoryService, db_path: Path
         await svc.create_memory("user:alice", "k", float("nan"), "semantic")
     with pytest.raises(ValidationError):
         await svc.create_memory("user:alice", "k", 1, "semantic", metadata="not a dict")  # type: ignore[arg-type]
-    assert raw_rows(db_path, "SELECT * FROM memory_entries") == []
-    assert audit(db_path) == []
+    assert store_rows("SELECT * FROM memory_entries") == []
+    assert audit(store_rows) == []
 
 
-async def test_create_of_a_live_key_is_a_conflict(svc: MemoryService, db_path: Path) -> None:
+async def test_create_of_a_live_key_is_a_conflict(svc: MemoryService, store_rows: StoreRows) -> None:
     await svc.create_memory("user:alice", "theme", "dark", "semantic")
     with pytest.raises(ConflictError, match="already exists"):
         await svc.create_memory("user:alice", "theme", "light", "semantic")
-    assert len(raw_rows(db_path, "SELECT * FROM memory_entries")) == 1
-    assert [a["memory_operation_type"] for a in audit(db_path)] == ["create"]
+    assert len(store_rows("SELECT * FROM memory_entries")) == 1
+    assert [a["memory_operation_type"] for a in audit(store_rows)] == ["create"]
 
 
 async def test_update_carries_type_metadata_and_creator(svc: MemoryService) -> None:
@@ -298,7 +297,7 @@ async def test_list_rejects_bad_arguments(svc: MemoryService) -> None:
 
 # --- TTL cleanup ---------------------------------------------------------------------------------------
 
-async def test_cleanup_expired_soft_deletes_old_episodic_keys(svc: MemoryService, db_path: Path,
+async def test_cleanup_expired_soft_deletes_old_episodic_keys(svc: MemoryService, store_rows: StoreRows,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(memory_module, "now_ts", lambda: OLD)
     await svc.create_memory("session:s1", "old-episode", 1, "episodic")
@@ -312,7 +311,7 @@ async def test_cleanup_expired_soft_deletes_old_episodic_keys(svc: MemoryService
         await svc.get_memory("session:s1", "old-episode")
     for key in ("old-fact", "refreshed", "new-episode"):
         await svc.get_memory("session:s1", key)
-    rows = [a for a in audit(db_path, "session:s1") if a["action_type"] == "memory_cleanup"]
+    rows = [a for a in audit(store_rows, "session:s1") if a["action_type"] == "memory_cleanup"]
     assert len(rows) == 1 and rows[0]["memory_operation_type"] == "delete"
     assert json.loads(rows[0]["action_data"])["key"] == "old-episode"
     assert await svc.cleanup_expired(86400) == 0
@@ -322,13 +321,13 @@ async def test_cleanup_expired_soft_deletes_old_episodic_keys(svc: MemoryService
 
 # --- audit rows -----------------------------------------------------------------------------------------
 
-async def test_every_write_writes_one_audit_row(svc: MemoryService, db_path: Path) -> None:
+async def test_every_write_writes_one_audit_row(svc: MemoryService, store_rows: StoreRows) -> None:
     created = await svc.create_memory("project:p", "k", 1, "semantic", created_by="alice")
     updated = await svc.update_memory("project:p", "k", 2, updated_by="bob")
     await svc.delete_memory("project:p", "k", deleted_by="carol")
     await svc.restore_memory("project:p", "k", restored_by="dave")
     rolled = await svc.rollback_memory("project:p", "k", 1, updated_by="erin")
-    rows = audit(db_path, "project:p")
+    rows = audit(store_rows, "project:p")
     assert [(r["action_type"], r["memory_operation_type"]) for r in rows] == [
         ("memory_create", "create"), ("memory_update", "update"), ("memory_delete", "delete"),
         ("memory_restore", "restore"), ("memory_rollback", "update")]
@@ -343,24 +342,24 @@ async def test_every_write_writes_one_audit_row(svc: MemoryService, db_path: Pat
         await svc.create_memory("project:p", "k", 1, "semantic")
     with pytest.raises(NotFoundError):
         await svc.update_memory("project:p", "ghost", 1)
-    assert len(audit(db_path, "project:p")) == 5
+    assert len(audit(store_rows, "project:p")) == 5
 
 
 @pytest.mark.parametrize("operation", ["create", "update", "delete", "restore", "rollback", "cleanup"])
-async def test_audit_failure_rolls_the_write_back(svc: MemoryService, db_path: Path,
+async def test_audit_failure_rolls_the_write_back(svc: MemoryService, store_rows: StoreRows,
                                                   monkeypatch: pytest.MonkeyPatch, operation: str) -> None:
     await svc.create_memory("user:a", "k", 1, "episodic")
     await svc.update_memory("user:a", "k", 2)
     if operation == "restore":
         await svc.delete_memory("user:a", "k")
-    before = raw_rows(db_path, "SELECT * FROM memory_entries ORDER BY id")
-    audits_before = audit(db_path)
+    before = store_rows("SELECT * FROM memory_entries ORDER BY id")
+    audits_before = audit(store_rows)
 
     def boom(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("audit write failed")
 
-    monkeypatch.setattr(store, "insert_audit", boom)
-    monkeypatch.setattr(store, "insert_audits", boom)
+    monkeypatch.setattr(svc.store, "insert_audit", boom)  # the engine's statements
+    monkeypatch.setattr(svc.store, "insert_audits", boom)
     call = {
         "create": lambda: svc.create_memory("user:a", "new", 1, "semantic"),
         "update": lambda: svc.update_memory("user:a", "k", 3),
@@ -371,8 +370,8 @@ async def test_audit_failure_rolls_the_write_back(svc: MemoryService, db_path: P
     }[operation]
     with pytest.raises(RuntimeError, match="audit write failed"):
         await call()
-    assert raw_rows(db_path, "SELECT * FROM memory_entries ORDER BY id") == before
-    assert audit(db_path) == audits_before
+    assert store_rows("SELECT * FROM memory_entries ORDER BY id") == before
+    assert audit(store_rows) == audits_before
     monkeypatch.undo()
     await svc.update_memory("user:a", "k", 4) if operation != "restore" else await svc.restore_memory("user:a", "k")
 
@@ -381,10 +380,11 @@ async def test_audit_failure_rolls_the_write_back(svc: MemoryService, db_path: P
 
 WORKER = r"""
 import asyncio, json, sys
-from indexer import Database, MemoryService
+from indexer import MemoryService
+from indexer.storage.engines import open_agent_database
 
 async def main(path, op, n, tag):
-    async with Database(path) as db:
+    async with open_agent_database(path) as db:
         svc = MemoryService(db)
         print("ready", flush=True)
         sys.stdin.readline()
@@ -408,23 +408,23 @@ asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]))
 
 
 @pytest.mark.process
-async def test_concurrent_updates_from_processes_have_no_duplicate_and_no_gap(svc: MemoryService, db_path: Path) -> None:
+async def test_concurrent_updates_from_processes_have_no_duplicate_and_no_gap(svc: MemoryService, store_rows: StoreRows) -> None:
     await svc.create_memory("user:race", "counter", {"by": "parent"}, "semantic")
-    results = run_processes(WORKER, [[str(db_path), "update", "50", f"w{i}"] for i in range(4)])
+    results = run_processes(WORKER, [[store_rows.location, "update", "50", f"w{i}"] for i in range(4)])
     assert all(outcome == "ok" for result in results for outcome in result), results
     history = await svc.get_memory_history("user:race", "counter")
     assert [e.version for e in history] == list(range(1, 202))
     per_writer = {f"w{i}": [e.value["i"] for e in history if e.value.get("by") == f"w{i}"] for i in range(4)}
     assert all(values == list(range(50)) for values in per_writer.values())  # each writer's order kept
-    rows = audit(db_path, "user:race")
+    rows = audit(store_rows, "user:race")
     assert len(rows) == 201 and len({r["memory_entry_id"] for r in rows}) == 201
     assert (await svc.get_memory("user:race", "counter")).version == 201
 
 
 @pytest.mark.process
-async def test_concurrent_creates_of_one_key_one_wins_others_conflict(svc: MemoryService, db_path: Path) -> None:
+async def test_concurrent_creates_of_one_key_one_wins_others_conflict(svc: MemoryService, store_rows: StoreRows) -> None:
     await svc.create_memory("user:race", "warmup", 1, "semantic")
-    results = run_processes(WORKER, [[str(db_path), "create", "1", f"w{i}"] for i in range(4)])
+    results = run_processes(WORKER, [[store_rows.location, "create", "1", f"w{i}"] for i in range(4)])
     outcomes = [r[0] for r in results]
     assert outcomes.count("ok") == 1, outcomes
     assert all(o.startswith("ConflictError") for o in outcomes if o != "ok"), outcomes
@@ -432,9 +432,9 @@ async def test_concurrent_creates_of_one_key_one_wins_others_conflict(svc: Memor
 
 
 @pytest.mark.process
-async def test_concurrent_create_delete_churn_keeps_a_gapless_sequence(svc: MemoryService, db_path: Path) -> None:
+async def test_concurrent_create_delete_churn_keeps_a_gapless_sequence(svc: MemoryService, store_rows: StoreRows) -> None:
     await svc.create_memory("user:race", "warmup", 1, "semantic")
-    results = run_processes(WORKER, [[str(db_path), "churn", "25", f"w{i}"] for i in range(3)])
+    results = run_processes(WORKER, [[store_rows.location, "churn", "25", f"w{i}"] for i in range(3)])
     flat = [o for r in results for o in r]
     # a create may meet another process's live key (ConflictError), a delete a deleted one
     # (NotFoundError); never an IntegrityError or a lock error

@@ -3,11 +3,14 @@
 A memory is a (namespace, key) with a sequence of versions 1, 2, 3… Every write adds a
 version (update, rollback, re-create after a delete) or flips the ``is_deleted`` flag of all
 versions at once (delete, restore), and writes one ``audit`` row in the same transaction.
-Version numbers are computed by the INSERT itself inside ``BEGIN IMMEDIATE``, so writers in
-several processes serialise on SQLite's write lock: no duplicate, no gap, no IntegrityError.
+Version numbers are computed by the INSERT itself after the key's lock
+(``MemoryStatements.lock_key``: on SQLite ``BEGIN IMMEDIATE`` is that lock already, on
+PostgreSQL a transaction-scoped advisory lock), so writers in several processes or machines
+serialise: no duplicate, no gap, no IntegrityError.
 
-The rules (namespaces, memory types, JSON) are pure functions here; the SQL lives in
-:mod:`indexer.storage.memory_store`.
+The rules (namespaces, memory types, JSON) are pure functions here, written once; the SQL is
+the engine's, chosen by :func:`indexer.storage.engines.memory_statements`:
+:mod:`indexer.storage.memory_store` (SQLite) or :mod:`indexer.storage.postgres.memory_store`.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from typing import Any, NoReturn
 
 from indexer.agent.common import DEFAULT_LIMIT, check_text, decode_cursor, encode_cursor, to_json, validate_limit
 from indexer.errors import ConflictError, NotFoundError, ValidationError
-from indexer.storage import memory_store as store
-from indexer.storage.database import Database
+from indexer.storage import engines
+from indexer.storage.protocols import AgentDatabase, MemoryStatements
 from indexer.timeutil import format_ts, now_ts
 
 MEMORY_TYPES = ("semantic", "episodic", "procedural")
@@ -144,14 +147,15 @@ def entry_from_row(row: Any) -> MemoryEntry:
 
 # --- the service ------------------------------------------------------------------------------
 
-def _raise_not_live(conn: Any, namespace: str, key: str) -> NoReturn:
+def _raise_not_live(conn: Any, store: MemoryStatements, namespace: str, key: str) -> NoReturn:
     if store.newest(conn, namespace, key) is None:
         raise NotFoundError(f"no memory {_name(namespace, key)}")
     raise NotFoundError(f"memory {_name(namespace, key)} is deleted (restore it first)")
 
 
-def _create(conn: Any, namespace: str, key: str, value_json: str, memory_type: str, meta_json: str,
+def _create(conn: Any, store: MemoryStatements, namespace: str, key: str, value_json: str, memory_type: str, meta_json: str,
             created_by: str | None, now: str) -> Any:
+    store.lock_key(conn, namespace, key)
     row = store.insert_first(conn, namespace, key, value_json, memory_type, meta_json, created_by, now)
     if row is None:
         live = store.latest_live(conn, namespace, key)
@@ -164,23 +168,24 @@ def _create(conn: Any, namespace: str, key: str, value_json: str, memory_type: s
     return row
 
 
-def _update(conn: Any, namespace: str, key: str, value_json: str, meta_json: str | None,
+def _update(conn: Any, store: MemoryStatements, namespace: str, key: str, value_json: str, meta_json: str | None,
             updated_by: str | None, now: str) -> Any:
+    store.lock_key(conn, namespace, key)
     row = store.insert_next(conn, namespace, key, value_json=value_json, metadata_json=meta_json,
                             updated_by=updated_by, now=now)
     if row is None:
-        _raise_not_live(conn, namespace, key)
+        _raise_not_live(conn, store, namespace, key)
     store.insert_audit(conn, timestamp=now, action_type="memory_update", operation="update",
                        namespace=namespace, entry_id=row["id"],
                        data={"key": key, "version": row["version"], "updated_by": updated_by})
     return row
 
 
-def _get(conn: Any, namespace: str, key: str, version: int | None) -> Any:
+def _get(conn: Any, store: MemoryStatements, namespace: str, key: str, version: int | None) -> Any:
     if version is None:
         row = store.latest_live(conn, namespace, key)
         if row is None:
-            _raise_not_live(conn, namespace, key)
+            _raise_not_live(conn, store, namespace, key)
         return row
     row = store.version(conn, namespace, key, version)
     if row is None:
@@ -188,10 +193,11 @@ def _get(conn: Any, namespace: str, key: str, version: int | None) -> Any:
     return row
 
 
-def _delete(conn: Any, namespace: str, key: str, deleted_by: str | None, now: str) -> int:
+def _delete(conn: Any, store: MemoryStatements, namespace: str, key: str, deleted_by: str | None, now: str) -> int:
+    store.lock_key(conn, namespace, key)
     live = store.latest_live(conn, namespace, key)
     if live is None:
-        _raise_not_live(conn, namespace, key)
+        _raise_not_live(conn, store, namespace, key)
     count = store.set_deleted(conn, namespace, key, True)
     store.insert_audit(conn, timestamp=now, action_type="memory_delete", operation="delete",
                        namespace=namespace, entry_id=live["id"],
@@ -200,7 +206,8 @@ def _delete(conn: Any, namespace: str, key: str, deleted_by: str | None, now: st
     return count
 
 
-def _restore(conn: Any, namespace: str, key: str, restored_by: str | None, now: str) -> Any:
+def _restore(conn: Any, store: MemoryStatements, namespace: str, key: str, restored_by: str | None, now: str) -> Any:
+    store.lock_key(conn, namespace, key)
     newest = store.newest(conn, namespace, key)
     if newest is None:
         raise NotFoundError(f"no memory {_name(namespace, key)}")
@@ -214,7 +221,9 @@ def _restore(conn: Any, namespace: str, key: str, restored_by: str | None, now: 
     return store.latest_live(conn, namespace, key)
 
 
-def _rollback(conn: Any, namespace: str, key: str, version: int, updated_by: str | None, now: str) -> Any:
+def _rollback(conn: Any, store: MemoryStatements, namespace: str, key: str, version: int,
+              updated_by: str | None, now: str) -> Any:
+    store.lock_key(conn, namespace, key)
     if store.version(conn, namespace, key, version) is None:
         if store.newest(conn, namespace, key) is None:
             raise NotFoundError(f"no memory {_name(namespace, key)}")
@@ -222,7 +231,7 @@ def _rollback(conn: Any, namespace: str, key: str, version: int, updated_by: str
     row = store.insert_next(conn, namespace, key, value_json=None, metadata_json=None,
                             updated_by=updated_by, now=now, source_version=version)
     if row is None:
-        _raise_not_live(conn, namespace, key)
+        _raise_not_live(conn, store, namespace, key)
     store.insert_audit(conn, timestamp=now, action_type="memory_rollback", operation="update",
                        namespace=namespace, entry_id=row["id"],
                        data={"key": key, "version": row["version"], "rolled_back_to": version,
@@ -230,8 +239,12 @@ def _rollback(conn: Any, namespace: str, key: str, version: int, updated_by: str
     return row
 
 
-def _cleanup(conn: Any, cutoff: str, seconds: float, now: str) -> int:
+def _cleanup(conn: Any, store: MemoryStatements, cutoff: str, seconds: float, now: str) -> int:
     expired = store.expired_episodic(conn, cutoff)
+    keys = [(r["namespace"], r["key"]) for r in expired]
+    if store.lock_keys(conn, keys):  # another engine than SQLite: what was read may have changed
+        locked = set(keys)
+        expired = [r for r in store.expired_episodic(conn, cutoff) if (r["namespace"], r["key"]) in locked]
     if expired:
         store.delete_keys(conn, [(r["namespace"], r["key"]) for r in expired])
         store.insert_audits(conn, [
@@ -243,7 +256,7 @@ def _cleanup(conn: Any, cutoff: str, seconds: float, now: str) -> int:
     return len(expired)
 
 
-def _history(conn: Any, namespace: str, key: str) -> list[Any]:
+def _history(conn: Any, store: MemoryStatements, namespace: str, key: str) -> list[Any]:
     rows = store.history(conn, namespace, key)
     if not rows:
         raise NotFoundError(f"no memory {_name(namespace, key)}")
@@ -257,8 +270,9 @@ class MemoryService:
     IMMEDIATE``) with its audit row; a failure anywhere leaves nothing behind.
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: AgentDatabase) -> None:
         self.db = db
+        self.store = engines.memory_statements(db)  # the SQL of the store's engine
 
     async def create_memory(self, namespace: str, key: str, value: Any, memory_type: str,
                             created_by: str | None = None, metadata: dict[str, Any] | None = None) -> MemoryEntry:
@@ -269,7 +283,7 @@ class MemoryService:
         validate_memory_type(memory_type)
         value_json = to_json(value)
         meta_json = metadata_json(metadata)
-        row = await self.db.run(_create, namespace, key, value_json, memory_type, meta_json,
+        row = await self.db.run(_create, self.store, namespace, key, value_json, memory_type, meta_json,
                                     created_by, now_ts(), inline=True)
         return entry_from_row(row)
 
@@ -282,7 +296,7 @@ class MemoryService:
         validate_key(key)
         value_json = to_json(value)
         meta_json = metadata_json(metadata) if metadata is not None else None
-        row = await self.db.run(_update, namespace, key, value_json, meta_json, updated_by, now_ts(), inline=True)
+        row = await self.db.run(_update, self.store, namespace, key, value_json, meta_json, updated_by, now_ts(), inline=True)
         return entry_from_row(row)
 
     async def get_memory(self, namespace: str, key: str, version: int | None = None) -> MemoryEntry:
@@ -292,13 +306,13 @@ class MemoryService:
         validate_key(key)
         if version is not None:
             validate_version(version)
-        return entry_from_row(await self.db.run(_get, namespace, key, version, write=False, inline=True))
+        return entry_from_row(await self.db.run(_get, self.store, namespace, key, version, write=False, inline=True))
 
     async def get_memory_history(self, namespace: str, key: str) -> list[MemoryEntry]:
         """Every version, oldest first, deleted ones included. NotFoundError for an unknown key."""
         validate_namespace(namespace)
         validate_key(key)
-        rows = await self.db.run(_history, namespace, key, write=False)
+        rows = await self.db.run(_history, self.store, namespace, key, write=False)
         return [entry_from_row(r) for r in rows]
 
     async def list_memories(self, namespace_prefix: str, memory_type: str | None = None,
@@ -316,7 +330,7 @@ class MemoryService:
             if ns != namespace_prefix and not ns.startswith(namespace_prefix + ":"):
                 raise ValidationError(f"cursor {cursor!r} does not belong to a listing of {namespace_prefix}")
             after = (ns, key)
-        rows = await self.db.run(store.prefix_page, namespace_prefix, after, limit + 1, memory_type, write=False)
+        rows = await self.db.run(self.store.prefix_page, namespace_prefix, after, limit + 1, memory_type, write=False)
         items = tuple(entry_from_row(r) for r in rows[:limit])
         next_cursor = encode_cursor([items[-1].namespace, items[-1].key]) if len(rows) > limit else None
         return MemoryPage(items, next_cursor)
@@ -326,14 +340,14 @@ class MemoryService:
         versions were marked. NotFoundError if the key has no live version."""
         validate_namespace(namespace)
         validate_key(key)
-        return await self.db.run(_delete, namespace, key, deleted_by, now_ts(), inline=True)
+        return await self.db.run(_delete, self.store, namespace, key, deleted_by, now_ts(), inline=True)
 
     async def restore_memory(self, namespace: str, key: str, restored_by: str | None = None) -> MemoryEntry:
         """Undo a delete: every version live again; returns the latest. ConflictError if the
         key is not deleted, NotFoundError if it never existed."""
         validate_namespace(namespace)
         validate_key(key)
-        return entry_from_row(await self.db.run(_restore, namespace, key, restored_by, now_ts(), inline=True))
+        return entry_from_row(await self.db.run(_restore, self.store, namespace, key, restored_by, now_ts(), inline=True))
 
     async def rollback_memory(self, namespace: str, key: str, version: int,
                               updated_by: str | None = None) -> MemoryEntry:
@@ -343,7 +357,7 @@ class MemoryService:
         validate_namespace(namespace)
         validate_key(key)
         validate_version(version)
-        row = await self.db.run(_rollback, namespace, key, version, updated_by, now_ts(), inline=True)
+        row = await self.db.run(_rollback, self.store, namespace, key, version, updated_by, now_ts(), inline=True)
         return entry_from_row(row)
 
     async def cleanup_expired(self, ttl: float | int | timedelta) -> int:
@@ -355,4 +369,4 @@ class MemoryService:
             cutoff = format_ts(now_dt - timedelta(seconds=seconds))
         except OverflowError:
             return 0  # a TTL reaching before year 1: nothing can be that old
-        return await self.db.run(_cleanup, cutoff, seconds, format_ts(now_dt))
+        return await self.db.run(_cleanup, self.store, cutoff, seconds, format_ts(now_dt))

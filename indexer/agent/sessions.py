@@ -33,7 +33,7 @@ from typing import Any
 
 from indexer.agent.common import DEFAULT_LIMIT, check_text, decode_cursor, encode_cursor, to_json, validate_limit
 from indexer.errors import ConflictError, NotFoundError, ValidationError
-from indexer.storage import event_store
+from indexer.storage import engines, event_store
 from indexer.storage import session_store as store
 from indexer.storage.database import Database
 from indexer.timeutil import now_ts
@@ -286,6 +286,7 @@ class SessionService:
     """The report's session API over a :class:`~indexer.storage.database.Database`."""
 
     def __init__(self, db: Database) -> None:
+        engines.require_sqlite(db, "sessions")  # until sessions and events are behind the seam
         self.db = db
 
     async def create_session(self, app_name: str, user_id: str, project_id: str | None = None,

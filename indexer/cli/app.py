@@ -33,17 +33,24 @@ COMMAND_MODULES = {
 class AppContext:
     db: str | None = None
     config_file: str | None = None
+    agent_db: str | None = None
     _cache: dict[Any, Config] = field(default_factory=dict)
 
-    def config(self, **flags: Any) -> Config:
-        """The effective config: these flags, then --db, env, the file, defaults."""
+    def config(self, *, agent: bool = False, **flags: Any) -> Config:
+        """The effective config: these flags, then --db/--agent-db, env, the file, defaults.
+
+        Commands of the document index (the default) refuse a postgresql:// --db in one
+        sentence; ``agent=True`` is for commands that use the agent store (or say which)."""
         merged = dict(flags)
         if self.db:
             merged["db"] = self.db
+        if self.agent_db:
+            merged["agent_db"] = self.agent_db
         key = tuple(sorted((k, tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in merged.items()))
         if key not in self._cache:
             self._cache[key] = load_config(merged, config_file=Path(self.config_file) if self.config_file else None)
-        return self._cache[key]
+        config = self._cache[key]
+        return config if agent else config.require_documents_db()
 
 
 class IndexerGroup(click.Group):
@@ -92,14 +99,17 @@ def _storage_hint(ctx: click.Context, exc: Exception, driver: Any) -> str:
 
 
 @click.group(cls=IndexerGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--db", "db", metavar="PATH", help="Database file (env INDEXER_DB; default under $INDEXER_HOME or XDG data dir).")
+@click.option("--db", "db", metavar="PATH", help="Database file (env INDEXER_DB; default under $INDEXER_HOME or XDG data dir); "
+              "postgresql://… holds the agent store only.")
+@click.option("--agent-db", "agent_db", metavar="PATH|URL",
+              help="Where memories live if not in --db: a file or a team's postgresql://… (env INDEXER_AGENT_DB).")
 @click.option("--config", "config_file", metavar="FILE",
               help="Config file (env INDEXER_CONFIG; default config.toml under $INDEXER_HOME or XDG config dir).")
 @click.version_option(__version__, prog_name="indexer")
 @click.pass_context
-def cli(ctx: click.Context, db: str | None, config_file: str | None) -> None:
+def cli(ctx: click.Context, db: str | None, config_file: str | None, agent_db: str | None) -> None:
     """Keep an SQLite index of your markdown in sync and search it by meaning."""
-    ctx.obj = AppContext(db=db, config_file=config_file)
+    ctx.obj = AppContext(db=db, config_file=config_file, agent_db=agent_db)
 
 
 SIGPIPE_EXIT = 128 + 13  # the status of a Unix tool killed by SIGPIPE

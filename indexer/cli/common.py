@@ -49,18 +49,21 @@ def json_object_option(text: str | None, what: str) -> dict[str, Any] | None:
 
 
 def run_with_db(app: AppContext, action: Callable[[Any], Awaitable[T]], *, create: bool = True) -> T:
-    """Open the configured database (migrating it if needed) and run ``action(db)``.
+    """Open the configured agent store (migrating it if needed) and run ``action(db)``: an
+    SQLite file, or a PostgreSQL server for a postgresql:// location (--agent-db or --db).
 
     With ``create=False`` (every command but those that create a record) a missing database
     file is an error instead of being created: a failed command leaves no file behind."""
-    from indexer.storage.database import Database
+    from indexer.locations import is_postgres
+    from indexer.storage.engines import open_agent_database
 
-    path = Path(app.config().db)
-    if not create and not path.exists():
-        raise NotFoundError(f"no database at {path} (nothing stored yet)")
+    config = app.config(agent=True)
+    location = config.agent_location
+    if not is_postgres(location) and not create and not Path(location).exists():
+        raise NotFoundError(f"no database at {location} (nothing stored yet)")
 
     async def main() -> T:
-        async with Database(path) as db:
+        async with open_agent_database(location, **config.agent_settings) as db:
             return await action(db)
 
     import asyncio

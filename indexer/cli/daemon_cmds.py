@@ -34,10 +34,12 @@ def daemon(app: AppContext, roots: tuple[str, ...], poll: bool, debounce_ms: int
     flags = {"roots": list(roots) or None, "debounce_ms": debounce_ms, "log_level": log_level}
     if app.db:
         flags["db"] = app.db
+    if app.agent_db:
+        flags["agent_db"] = app.agent_db
     config_file = Path(app.config_file) if app.config_file else None
 
     def load():  # called again on SIGHUP: the file and the environment are re-read
-        return with_remembered_roots(load_config(flags, config_file=config_file))
+        return with_remembered_roots(load_config(flags, config_file=config_file).require_documents_db())
 
     logs.setup(load().log_level)
     raise SystemExit(Daemon(load, poll=poll).run())

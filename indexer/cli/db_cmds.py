@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -13,17 +14,85 @@ from indexer.cli.output import emit_json
 @cli.command()
 @click.option("--dry-run", is_flag=True, help="List what would run; write nothing.")
 @click.option("--no-backup", is_flag=True, help="Do not copy a legacy database aside before adopting it.")
+@click.option("--to", "to", metavar="URL",
+              help="Move the memories of the SQLite agent store into this (empty) postgresql:// store.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_obj
-def migrate(app: AppContext, dry_run: bool, no_backup: bool, as_json: bool) -> None:
-    """Create or upgrade the database; adopt a legacy (reference) database in place."""
+def migrate(app: AppContext, dry_run: bool, no_backup: bool, to: str | None, as_json: bool) -> None:
+    """Create or upgrade the database; adopt a legacy (reference) database in place.
+
+    With the agent store on PostgreSQL (--agent-db or --db postgresql://…), its migrations
+    run too, under pg_advisory_lock (several processes at once: one applies). With --to, the
+    memories of the SQLite agent store are copied into a PostgreSQL one (the file is only read)."""
     from indexer.storage import migrations
 
-    config = app.config()
+    config = app.config(agent=True)
+    if to is not None:
+        _move_memories(config, to, dry_run, as_json)
+        return
+    pg_report = None
+    if config.agent_engine == "postgresql":
+        from indexer.storage.postgres import migrations as pg_migrations
+
+        pg_report = pg_migrations.migrate(config.agent_location, dry_run=dry_run)
+    if config.db_url is not None:  # no document index: the PostgreSQL store is the database
+        assert pg_report is not None
+        if as_json:
+            emit_json(pg_report.as_dict())
+        else:
+            _print_postgres_report(pg_report)
+        return
     report = migrations.migrate(config.db, dry_run=dry_run, backup=not no_backup)
     if as_json:
-        emit_json(report.as_dict())
+        emit_json({**report.as_dict(), **({"agent_store": pg_report.as_dict()} if pg_report else {})})
         return
+    _print_report(report, dry_run)
+    if pg_report is not None:
+        _print_postgres_report(pg_report)
+
+
+def _move_memories(config: Any, to: str, dry_run: bool, as_json: bool) -> None:
+    from indexer.errors import ConfigError, IndexerError
+    from indexer.locations import is_postgres
+    from indexer.storage import migrations
+
+    if not is_postgres(to):
+        raise ConfigError(f"--to takes a postgresql:// URL, got {to!r}")
+    if config.agent_engine != "sqlite":
+        raise IndexerError("--to moves memories out of an SQLite agent store; this one is already on PostgreSQL")
+    if dry_run:
+        raise ConfigError("--to copies at once; run it without --dry-run (the source file is only read)")
+    from pathlib import Path
+
+    from indexer.storage.postgres import migrations as pg_migrations
+    from indexer.storage.postgres.transfer import copy_memories
+
+    source = Path(config.agent_location)
+    if not source.exists():
+        raise IndexerError(f"no database at {source} to move memories from")
+    migrations.migrate(source)  # the source's columns as this version reads them
+    pg_migrations.migrate(to)
+    report = copy_memories(source, to)
+    if as_json:
+        emit_json(report.as_dict())
+    else:
+        click.echo(f"moved {report.memory_entries} memory versions and {report.audit_rows} audit rows "
+                   f"from {report.source} to {report.target}")
+
+
+def _print_postgres_report(report: Any) -> None:
+    where = f"{report.path} (PostgreSQL {report.server_version})"
+    if not report.pending:
+        click.echo(f"{where}: up to date, nothing pending")
+    elif report.dry_run:
+        click.echo(f"{where}: would apply {len(report.pending)} migration(s): {', '.join(report.pending)}")
+    elif not report.applied:
+        click.echo(f"{where}: another process applied them first; nothing left to do")
+    else:
+        click.echo(f"{where}: applied {len(report.applied)} migration(s): {', '.join(report.applied)}")
+
+
+def _print_report(report: Any, dry_run: bool) -> None:
     db = report.path
     if not report.pending:
         click.echo(f"{db}: up to date, nothing pending")
@@ -63,11 +132,18 @@ def doctor(app: AppContext, as_json: bool) -> None:
     """
     from indexer.storage.doctor import run_doctor
 
-    config = app.config()
-    checks = run_doctor(config.db)
+    config = app.config(agent=True)
+    checks = [] if config.db_url is not None else run_doctor(config.db)
+    where = "" if config.db_url is not None else str(config.db)
+    if config.agent_engine == "postgresql":  # the agent store on a server: its own checks
+        from indexer.storage.postgres.doctor import run_doctor as run_postgres_doctor
+        from indexer.storage.postgres.migrations import redact
+
+        checks += run_postgres_doctor(config.agent_location)
+        where = " and ".join(filter(None, [where, redact(config.agent_location)]))
     failed = [c for c in checks if not c.ok]
     if as_json:
-        emit_json({"database": str(config.db), "ok": not failed, "passed": len(checks) - len(failed),
+        emit_json({"database": where, "ok": not failed, "passed": len(checks) - len(failed),
                    "failed": len(failed), "checks": [c.as_dict() for c in checks]})
     else:
         width = max(len(c.name) for c in checks)
@@ -77,7 +153,7 @@ def doctor(app: AppContext, as_json: bool) -> None:
             if not c.ok and c.expected is not None:
                 line += f"   (expected {c.expected})"
             click.echo(line)
-        click.echo(f"{len(checks) - len(failed)} passed, {len(failed)} failed: {config.db}")
+        click.echo(f"{len(checks) - len(failed)} passed, {len(failed)} failed: {where}")
     if failed:
         sys.exit(1)
 

@@ -156,6 +156,13 @@ def reindex(app: AppContext, paths: tuple[str, ...], roots: tuple[str, ...], ful
         click.echo(f"failed: {item['path']}: {item['reason']}", err=True)
 
 
+def _agent_store_line(store: dict[str, Any]) -> str:
+    where = f"agent store: {store['engine']} {store['server_version']} at {store['location']}"
+    if not store["migrated"]:
+        return where + " (not migrated yet: run indexer migrate)"
+    return where + f" ({store['memory_keys']} memories, {store['memory_versions']} versions, {store['audit_rows']} audit rows)"
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @click.option("--direct", is_flag=True, help="Read the database in this process even if the daemon runs.")
@@ -165,7 +172,19 @@ def status(app: AppContext, as_json: bool, direct: bool) -> None:
     and the daemon's state when it runs."""
     from indexer.cli.daemon_client import ask
 
-    config = app.config()
+    config = app.config(agent=True)
+    agent_store = None
+    if config.agent_engine == "postgresql":  # the team's store: engine, server, what it holds
+        from indexer.storage.postgres.doctor import status as postgres_status
+
+        agent_store = postgres_status(config.agent_location)
+    if config.db_url is not None:  # no document index here
+        assert agent_store is not None
+        if as_json:
+            emit_json({"agent_store": agent_store})
+        else:
+            click.echo(_agent_store_line(agent_store))
+        return
     info = None if direct else ask(config, {"op": "status"}, timeout=5)
     if info is None:
         from indexer.documents.status import collect_status
@@ -180,9 +199,13 @@ def status(app: AppContext, as_json: bool, direct: bool) -> None:
         exported = getattr(embedder_for(config), "exported", None)
         if exported is not None:  # the onnx backends: is the one-time export done?
             info["onnx_exported"] = exported()
+    if agent_store is not None:
+        info = {**info, "agent_store": agent_store}
     if as_json:
         emit_json(info)
         return
+    if agent_store is not None:
+        click.echo(_agent_store_line(agent_store))
     if not info["exists"]:
         click.echo(f"no database at {info['database']} (run: indexer reindex --root DIR)")
         return

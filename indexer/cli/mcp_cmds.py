@@ -48,7 +48,8 @@ def mcp(app: AppContext, http: bool, port: int, read_only: bool, tools: str | No
     and session tools use the database directly.
     """
     groups = parse_groups(tools)
-    config = app.config(roots=list(roots) or None)
+    # without the docs tools, a postgresql:// --db is fine: memory and sessions use the agent store
+    config = app.config(agent="docs" not in groups, roots=list(roots) or None)
     token = None
     if http:
         from indexer.mcp.http_auth import http_token, token_path

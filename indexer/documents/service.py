@@ -31,7 +31,7 @@ class DocumentIndexService:
                  embedder: Embedder | None = None, counter: TokenCounter | None = None) -> None:
         if config is None:
             config = load_config({"db": str(db_path)} if db_path else None)
-        self.config = config
+        self.config = config.require_documents_db()
         self._sync = DocumentSync(config, embedder=embedder, counter=counter)
         self._lock = asyncio.Lock()
 

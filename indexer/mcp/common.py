@@ -46,18 +46,22 @@ class ServerState:
         self._embed_lock = threading.Lock()
 
     async def database(self, *, create: bool = False) -> Any:
-        from indexer.storage.database import Database
+        """The agent store (memories, sessions): ``config.agent_location``, a file or a
+        postgresql:// server."""
+        from indexer.locations import is_postgres
+        from indexer.storage.engines import open_agent_database
 
         if self._db_lock is None:
             self._db_lock = asyncio.Lock()
         async with self._db_lock:
             if self._db is None:
-                path = Path(self.config.db)
-                if not path.exists() and not create:
-                    raise NotFoundError(f"no database at {path} (nothing stored yet)")
+                location = self.config.agent_location
+                if not is_postgres(location) and not Path(location).exists() and not create:
+                    raise NotFoundError(f"no database at {location} (nothing stored yet)")
                 # as the CLI's memory and session commands do: pending migrations are applied
-                # (safe with several processes at once: each is re-checked under the write lock)
-                db = Database(path)
+                # (safe with several processes at once: SQLite re-checks each under the write
+                # lock, PostgreSQL runs them under pg_advisory_lock)
+                db = open_agent_database(location, **self.config.agent_settings)
                 await db.initialize()
                 self._db = db
             return self._db

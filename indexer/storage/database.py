@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from indexer.errors import IndexerError
+from indexer.locations import is_postgres
 from indexer.storage import driver, hot_queries, migrations, transactions
 from indexer.storage.driver import Connection
 from indexer.storage.worker import AsyncConnection, ConnectionThread
@@ -31,6 +32,9 @@ class Database:
     """
 
     def __init__(self, path: str | Path, *, migrate: bool = True, backup: bool = True) -> None:
+        if is_postgres(path):
+            raise IndexerError(f"Database is an SQLite file; for {str(path).split('://')[0]}:// use "
+                               "indexer.storage.engines.open_agent_database (memories only, so far)")
         self.path = Path(path) if str(path) != ":memory:" else Path(":memory:")
         self._migrate = migrate
         self._backup = backup

@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from indexer.errors import DriverError, IndexerError
+from indexer.locations import refuse_postgres
 from indexer.paths import create_private_file
 
 if TYPE_CHECKING:
@@ -131,6 +132,7 @@ def connect(path: str | Path, *, readonly: bool = False, load_vec: bool = True,
     byte-identical.
     """
     target = str(path)
+    refuse_postgres(target, "an SQLite connection")
     conn: Connection
     if readonly:
         if target == ":memory:":

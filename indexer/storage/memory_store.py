@@ -159,3 +159,13 @@ def expired_episodic(conn: Connection, cutoff: str) -> list[Any]:
 
 def delete_keys(conn: Connection, keys: Sequence[tuple[str, str]]) -> None:
     conn.executemany(SET_DELETED, [(1, ns, key, 0) for ns, key in keys])
+
+
+def lock_key(conn: Connection, namespace: str, key: str) -> None:
+    """Nothing to do: writes run under ``BEGIN IMMEDIATE``, one writer at a time
+    (:class:`indexer.storage.protocols.MemoryStatements`; PostgreSQL takes a key lock here)."""
+
+
+def lock_keys(conn: Connection, keys: Sequence[tuple[str, str]]) -> bool:
+    """Nothing to do (see :func:`lock_key`); False: what the caller read still holds."""
+    return False

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.errors import MigrationError, SchemaError
+from indexer.locations import refuse_postgres
 from indexer.paths import private_dir
 from indexer.storage import driver, legacy, transactions
 from indexer.storage.driver import Connection
@@ -224,6 +225,7 @@ def migrate(
     report = MigrationReport(str(path), state.kind, [m.name for m in todo], dry_run=dry_run)
     if dry_run or not todo:
         return report
+    refuse_postgres(path, "an SQLite migration")  # never a directory named 'postgresql:'
     private_dir(path.parent)
     if state.kind == "legacy":
         if backup:

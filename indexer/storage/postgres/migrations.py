@@ -1,0 +1,135 @@
+"""Numbered SQL migrations for PostgreSQL (``schema/postgres/*.sql``), recorded with checksums.
+
+The same rules as :mod:`indexer.storage.migrations` on SQLite: each migration runs in one
+transaction with its record (name, SHA-256, applied_at); a recorded checksum that differs from
+the file, or a recorded name this code does not know (a newer database), is refused before
+anything is written. The whole run holds a session-level ``pg_advisory_lock``, so daemons and
+CLIs starting together do not race: exactly one applies, the others wait, then find nothing
+pending. The DDL is idempotent (``IF NOT EXISTS``) besides.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from indexer.errors import IndexerError, MigrationError
+from indexer.storage.migrations import Migration
+from indexer.timeutil import now_ts
+
+VERSION_TABLE = "schema_migrations"
+VERSION_DDL = (
+    f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (name TEXT PRIMARY KEY, checksum TEXT NOT NULL, "
+    "applied_at TEXT NOT NULL)"
+)
+# One number for every indexer migrator on a server (the advisory-lock space is per database).
+MIGRATION_LOCK = 0x1DE8E5_0001
+
+
+@dataclass
+class PgState:
+    applied: dict[str, str] = field(default_factory=dict)
+    pending: list[str] = field(default_factory=list)
+    server_version: str = ""
+
+
+@dataclass
+class MigrationReport:
+    path: str
+    kind: str
+    pending: list[str]
+    applied: list[str] = field(default_factory=list)
+    dry_run: bool = False
+    backup: str | None = None
+    legacy: dict[str, Any] | None = None
+    engine: str = "postgresql"
+    server_version: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def redact(dsn: str) -> str:
+    """The DSN without its password, for messages."""
+    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", re.sub(r"password=\S+", "password=***", dsn))
+
+
+def load_migrations() -> list[Migration]:
+    root = importlib.resources.files("indexer.schema.postgres")
+    files = sorted((f for f in root.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
+    found = [Migration(f.name.removesuffix(".sql"), f.read_text(encoding="utf-8")) for f in files]
+    if not found:
+        raise MigrationError("no PostgreSQL migrations found; the package is incomplete (schema/postgres/*.sql)")
+    return found
+
+
+def one_line(exc: BaseException) -> str:
+    """A driver message (libpq's run over several lines) as one line."""
+    return " ".join(str(exc).split())
+
+
+def connect(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
+    try:
+        return psycopg.connect(dsn, **kwargs)
+    except psycopg.OperationalError as exc:
+        raise IndexerError(f"cannot connect to PostgreSQL at {redact(dsn)}: {one_line(exc)}") from None
+
+
+def _applied(conn: psycopg.Connection[Any]) -> dict[str, str]:
+    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (VERSION_TABLE,)).fetchone()
+    if not exists or not exists[0]:
+        return {}
+    return {name: checksum for name, checksum in conn.execute(f"SELECT name, checksum FROM {VERSION_TABLE}")}
+
+
+def _pending(applied: dict[str, str], known: list[Migration], where: str) -> list[Migration]:
+    names = {m.name for m in known}
+    unknown = sorted(set(applied) - names)
+    if unknown:
+        raise MigrationError(f"{where} has migrations this version does not know ({', '.join(unknown)}): "
+                             "it was made by a newer indexer; upgrade indexer")
+    for m in known:
+        if m.name in applied and applied[m.name] != m.checksum:
+            raise MigrationError(f"migration {m.name} in {where} has checksum {applied[m.name][:12]}…, "
+                                 f"the file has {m.checksum[:12]}…: the schema file was edited after it was applied")
+    return [m for m in known if m.name not in applied]
+
+
+def read_state(dsn: str) -> PgState:
+    with connect(dsn, autocommit=True) as conn:
+        applied = _applied(conn)
+        pending = _pending(applied, load_migrations(), redact(dsn))
+        version = conn.execute("SHOW server_version").fetchone()
+        return PgState(applied, [m.name for m in pending], str(version[0]) if version else "")
+
+
+def migrate(dsn: str, *, dry_run: bool = False) -> MigrationReport:
+    """Apply the pending migrations under the migration lock; a report of what was done."""
+    known = load_migrations()
+    where = redact(dsn)
+    with connect(dsn, autocommit=True) as conn:
+        version_row = conn.execute("SHOW server_version").fetchone()
+        server_version = str(version_row[0]) if version_row else ""
+        conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+        try:
+            applied = _applied(conn)
+            pending = _pending(applied, known, where)
+            report = MigrationReport(where, "current" if applied else "empty", [m.name for m in pending],
+                                     dry_run=dry_run, server_version=server_version)
+            if dry_run:
+                return report
+            for migration in pending:
+                with conn.transaction():
+                    conn.execute(VERSION_DDL)
+                    conn.execute(migration.sql)  # several statements: the simple query protocol
+                    conn.execute(f"INSERT INTO {VERSION_TABLE} (name, checksum, applied_at) VALUES (%s, %s, %s)",
+                                 (migration.name, migration.checksum, now_ts()))
+                report.applied.append(migration.name)
+            return report
+        finally:
+            if not conn.closed and not conn.broken:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))

@@ -1,0 +1,188 @@
+"""Location -> engine through the front doors: a path is an SQLite file, postgresql://… the
+team's PostgreSQL (agent store only, so far); the agent store's own setting (--agent-db,
+INDEXER_AGENT_DB, agent_db in the config file); migrate, doctor and status on PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from conftest import StoreRows
+from indexer.cli.app import cli
+from indexer.config import load_config
+from indexer.errors import IndexerError
+from indexer.storage import driver, migrations
+from indexer.storage.database import Database
+
+FAKE_DSN = "postgresql://nobody@/nodb?host=/nonexistent"
+
+
+def invoke(*args: str, ok: bool = True, env: dict[str, str] | None = None) -> Result:
+    result = CliRunner().invoke(cli, list(args), env=env)
+    assert (result.exit_code == 0) == ok, (args, result.output, result.exception)
+    return result
+
+
+# --- location -> engine --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", [["reindex"], ["search", "x"], ["backup", "b.db"], ["restore", "b.db"],
+                                     ["mcp", "--tools", "docs"]])
+def test_document_commands_pointed_at_postgres_say_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       command: list[str]) -> None:
+    """Before: a postgresql:// --db was taken for a file path and a directory named
+    'postgresql:' appeared. Now: one sentence, a non-zero exit, nothing created."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    (cwd / "b.db").write_bytes(b"")
+    result = invoke("--db", FAKE_DSN, *command, ok=False)
+    assert "cannot live on PostgreSQL yet" in result.output, result.output
+    assert sorted(p.name for p in cwd.iterdir()) == ["b.db"]
+
+
+def test_sqlite_entry_points_refuse_a_postgres_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    with pytest.raises(IndexerError, match="open_agent_database"):
+        Database(FAKE_DSN)
+    with pytest.raises(IndexerError, match="PostgreSQL"):
+        driver.connect(FAKE_DSN)
+    with pytest.raises(IndexerError, match="PostgreSQL"):
+        migrations.migrate(Path(FAKE_DSN))  # a URL already mangled into a Path
+    assert list(cwd.iterdir()) == []
+
+
+def test_agent_store_setting_flag_env_file(isolated_home: Path, tmp_path: Path) -> None:
+    base = {"INDEXER_HOME": str(isolated_home)}
+    assert load_config(env=base).agent_location == str(load_config(env=base).db)  # default: the one database
+    assert load_config(env=base).agent_engine == "sqlite"
+    (isolated_home / "config.toml").write_text(f'agent_db = "{FAKE_DSN}"\n')
+    config = load_config(env=base)
+    assert (config.agent_location, config.agent_engine, config.db_url) == (FAKE_DSN, "postgresql", None)
+    assert config.require_documents_db() is config  # the notes stay in the local file
+    env = {**base, "INDEXER_AGENT_DB": str(tmp_path / "agents.db")}
+    assert load_config(env=env).agent_location == str(tmp_path / "agents.db")
+    flagged = load_config({"agent_db": "postgresql://x@/team"}, env=env)
+    assert flagged.agent_location == "postgresql://x@/team"
+    assert flagged.sources["agent_db"] == "option --agent-db"
+    one = load_config({"db": FAKE_DSN}, env=base)
+    assert (one.db_url, one.agent_location) == (FAKE_DSN, FAKE_DSN)
+    with pytest.raises(IndexerError, match="cannot live on PostgreSQL yet"):
+        one.require_documents_db()
+
+
+def test_unreachable_server_is_one_sentence(tmp_path: Path) -> None:
+    result = invoke("--agent-db", FAKE_DSN, "--db", str(tmp_path / "notes.db"), "memory", "add", "user:a", "k", "1",
+                    ok=False)
+    assert result.output.startswith("error: cannot connect to PostgreSQL at postgresql://nobody@/nodb")
+    assert len(result.output.strip().splitlines()) == 1
+
+
+# --- against the suite's server ------------------------------------------------------------------
+
+def test_memory_commands_on_postgres_and_notes_in_sqlite(pg_dsn: str, tmp_path: Path) -> None:
+    """--db a local file (documents) and --agent-db the team's PostgreSQL (memories)."""
+    notes = tmp_path / "notes.db"
+    common = ["--db", str(notes), "--agent-db", pg_dsn]
+    invoke(*common, "memory", "add", "project:team", "style", '{"tabs": false}')
+    invoke(*common, "memory", "update", "project:team", "style", '{"tabs": true}')
+    got = json.loads(invoke(*common, "memory", "get", "project:team", "style", "--json").output)
+    assert (got["version"], got["value"]) == (2, {"tabs": True})
+    assert not notes.exists()  # the memory commands did not touch the notes database
+    # the same memory through the one-database form (--db postgresql://…)
+    again = json.loads(invoke("--db", pg_dsn, "memory", "get", "project:team", "style", "--json").output)
+    assert again["id"] == got["id"]
+    result = invoke("--db", pg_dsn, "session", "list", ok=False)
+    assert "sessions cannot live on PostgreSQL yet" in result.output
+
+
+def test_migrate_doctor_status_on_postgres(pg_server: Any, tmp_path: Path) -> None:
+    dsn = pg_server.fresh_database(migrated=False)
+    out = invoke("--db", dsn, "migrate").output
+    assert "PostgreSQL 1" in out and "applied 1 migration(s): 0001_memory" in out
+    assert "up to date" in invoke("--db", dsn, "migrate").output
+    report = json.loads(invoke("--db", dsn, "migrate", "--json").output)
+    assert (report["engine"], report["pending"]) == ("postgresql", [])
+    doctor = json.loads(invoke("--db", dsn, "doctor", "--json").output)
+    assert doctor["ok"] and {c["name"] for c in doctor["checks"]} >= {
+        "postgres.server_version", "postgres.migrations", "postgres.tables", "postgres.indexes",
+        "json_check.memory_entries.value", "timestamp_check.memory_entries.created_at"}
+    invoke("--db", dsn, "memory", "add", "user:a", "k", "1")
+    status = invoke("--db", dsn, "status").output
+    assert status.startswith("agent store: postgresql 18") and "1 memories, 1 versions, 1 audit rows" in status
+    both = json.loads(invoke("--db", str(tmp_path / "notes.db"), "--agent-db", dsn, "migrate", "--json").output)
+    assert both["path"] == str(tmp_path / "notes.db") and both["agent_store"]["engine"] == "postgresql"
+    both_doctor = invoke("--db", str(tmp_path / "notes.db"), "--agent-db", dsn, "doctor").output
+    assert "postgres.migrations" in both_doctor and "0 failed" in both_doctor
+
+
+def test_doctor_fails_on_an_unmigrated_store(pg_server: Any) -> None:
+    dsn = pg_server.fresh_database(migrated=False)
+    result = invoke("--db", dsn, "doctor", ok=False)
+    assert "FAIL  postgres.migrations" in result.output
+
+
+async def test_mcp_memory_tools_use_the_agent_store(pg_dsn: str, tmp_path: Path, isolated_home: Path) -> None:
+    """The MCP server's store is the agent store: notes in a file, memories on the server."""
+    from indexer import MemoryService
+    from indexer.mcp.common import ServerState
+
+    config = load_config({"db": str(tmp_path / "notes.db"), "agent_db": pg_dsn}, env={"INDEXER_HOME": str(isolated_home)})
+    state = ServerState(config)
+    try:
+        db = await state.database(create=True)
+        assert getattr(db, "engine", "sqlite") == "postgresql"
+        await MemoryService(db).create_memory("project:team", "k", 1, "semantic")
+    finally:
+        await state.close()
+    assert StoreRows(pg_dsn)("SELECT namespace, value FROM memory_entries") == [{"namespace": "project:team", "value": "1"}]
+    assert not (tmp_path / "notes.db").exists()
+
+
+# --- moving an SQLite store into PostgreSQL -------------------------------------------------------
+
+def test_migrate_to_moves_every_memory_and_audit_row(pg_server: Any, tmp_path: Path) -> None:
+    """`indexer migrate --to postgresql://…`: the moved store equals the source, row for row
+    (ids, versions, deleted flags, JSON text, timestamps, audit rows), and goes on from there."""
+    source = tmp_path / "agent.db"
+    common = ["--db", str(source)]
+    invoke(*common, "memory", "add", "user:a", "k", '{"z": 1, "a": [1.5, "é"]}', "--metadata", '{"m": 1}')
+    invoke(*common, "memory", "update", "user:a", "k", "2")
+    invoke(*common, "memory", "rollback", "user:a", "k", "1")
+    invoke(*common, "memory", "add", "project:p:x", "gone", "null", "--type", "episodic")
+    invoke(*common, "memory", "delete", "project:p:x", "gone")
+    invoke(*common, "session", "create", "app", "alice")  # sessions stay behind, with their own audit rows
+    dsn = pg_server.fresh_database(migrated=False)
+    out = invoke(*common, "migrate", "--to", dsn).output
+    assert "moved 4 memory versions and 5 audit rows" in out
+    before_memories = StoreRows(str(source))("SELECT * FROM memory_entries ORDER BY id")
+    before_audit = StoreRows(str(source))("SELECT * FROM audit WHERE memory_namespace IS NOT NULL ORDER BY id")
+    assert StoreRows(dsn)("SELECT * FROM memory_entries ORDER BY id") == before_memories
+    assert StoreRows(dsn)("SELECT * FROM audit ORDER BY id") == before_audit
+    # the moved store goes on: next version, next ids
+    entry = json.loads(invoke("--db", dsn, "memory", "update", "user:a", "k", "4", "--json").output)
+    assert entry["version"] == 4 and entry["id"] > max(r["id"] for r in before_memories)
+    # a second move is refused, and writes nothing
+    result = invoke(*common, "migrate", "--to", dsn, ok=False)
+    assert "already holds 5 memory versions" in result.output and "nothing was copied" in result.output
+    assert len(StoreRows(dsn)("SELECT id FROM audit")) == 6
+    assert "postgresql:// URL" in invoke(*common, "migrate", "--to", str(tmp_path / "x.db"), ok=False).output
+
+
+def test_pool_settings_from_the_config(isolated_home: Path, pg_dsn: str) -> None:
+    base = {"INDEXER_HOME": str(isolated_home)}
+    assert load_config(env=base).agent_settings == {}  # SQLite: no pool
+    env = {**base, "INDEXER_AGENT_DB": pg_dsn, "INDEXER_AGENT_POOL_SIZE": "2", "INDEXER_AGENT_PREPARED_STATEMENTS": "false"}
+    assert load_config(env=env).agent_settings == {"max_size": 2, "prepare_threshold": None}
+    (isolated_home / "config.toml").write_text("agent_prepared_statements = true\nagent_pool_size = 1\n")
+    assert load_config(env={**base, "INDEXER_AGENT_DB": pg_dsn}).agent_settings == {"max_size": 1, "prepare_threshold": 5}
+    with pytest.raises(IndexerError, match="agent_prepared_statements"):
+        load_config(env={**env, "INDEXER_AGENT_PREPARED_STATEMENTS": "maybe"})
+    (isolated_home / "config.toml").unlink()
+    invoke("memory", "add", "user:a", "k", "1", env=env)  # PgBouncer mode through the front door
+    assert json.loads(invoke("memory", "get", "user:a", "k", "--json", env=env).output)["version"] == 1
