@@ -170,10 +170,15 @@ class Watcher:
             self._observer = None
 
     def healthy(self) -> bool:
-        """False when the observer or one of its emitters died (a root removed, a watch
-        limit hit): the caller restarts it and reconciles everything."""
+        """False when a thread the watching depends on died: the observer, one of its emitters
+        (a root removed, a watch limit hit) or the inotify reader (an error in a callback, as
+        watchdog 7.1.1's ``on_events_lost`` once was; its dispatcher thread stops the reader
+        when it dies). The caller restarts the watcher and reconciles everything."""
         observer = self._observer
         if observer is None or not observer.is_alive():
+            return False
+        reader = getattr(observer, "inotify_fd", None)  # only the overflow-aware observer has one
+        if reader is not None and not reader.is_alive():
             return False
         return all(emitter.is_alive() for emitter in list(getattr(observer, "emitters", ())))
 
