@@ -303,14 +303,14 @@ class DocumentSync:
             if not batch:
                 break
             t0 = time.perf_counter()
-            vectors = self.embedder.embed_documents([text for _, _, text in batch])
+            vectors = self.embedder.embed_documents([c.embed_text for c in batch])
             if round_s > 0:
                 size = self._timed_round = round_size(round_s, time.perf_counter() - t0, len(batch), fetch)
-            with store.write(conn):
-                store.store_vectors(conn, [c for c, _, _ in batch], vectors)
-                store.finish_documents(conn, sorted({d for _, d, _ in batch}), self.embedder.name)
+            with store.write(conn):  # compare-and-set: rows re-chunked meanwhile by another process are left
+                written = store.store_vectors(conn, [(c.id, c.chunk_hash) for c in batch], vectors)
+                store.finish_documents(conn, sorted({c.document_id for c in batch}), self.embedder.name)
             done += len(batch)
-            report.chunks_embedded += len(batch)
+            report.chunks_embedded += len(written)
             self.progress(ProgressEvent(Stage.EMBED, done=done, total=max(total, done)))
         while not should_stop():  # then the document summaries (schema 0003), one round each
             pending = summaries.unembedded_summaries(conn, fetch)
