@@ -33,6 +33,7 @@ class StoredDoc:
     size: int | None
     content_hash: str
     sync_status: str
+    read_ns: int | None = None  # when the content behind content_hash was read (metadata $.read_ns)
 
 
 @dataclass(frozen=True)
@@ -119,21 +120,18 @@ def _store_fingerprint(conn: Connection, fingerprint: dict[str, Any]) -> None:
 
 # --- document rows ---------------------------------------------------------------------
 
+_DOC_COLUMNS = ("id, file_path, json_extract(metadata, '$.mtime_ns'), json_extract(metadata, '$.size'), "
+                "content_hash, sync_status, json_extract(metadata, '$.read_ns')")
+
+
 def load_docs(conn: Connection) -> list[StoredDoc]:
-    rows = conn.execute(
-        "SELECT id, file_path, json_extract(metadata, '$.mtime_ns'), json_extract(metadata, '$.size'), "
-        "content_hash, sync_status FROM document_index"
-    ).fetchall()
-    return [StoredDoc(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+    rows = conn.execute(f"SELECT {_DOC_COLUMNS} FROM document_index").fetchall()
+    return [StoredDoc(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
 
 
 def get_doc(conn: Connection, path: str) -> StoredDoc | None:
-    row = conn.execute(
-        "SELECT id, file_path, json_extract(metadata, '$.mtime_ns'), json_extract(metadata, '$.size'), "
-        "content_hash, sync_status FROM document_index WHERE file_path = ?",
-        (path,),
-    ).fetchone()
-    return StoredDoc(row[0], row[1], row[2], row[3], row[4], row[5]) if row else None
+    row = conn.execute(f"SELECT {_DOC_COLUMNS} FROM document_index WHERE file_path = ?", (path,)).fetchone()
+    return StoredDoc(row[0], row[1], row[2], row[3], row[4], row[5], row[6]) if row else None
 
 
 def _metadata(conn: Connection, doc_id: int) -> dict[str, Any]:
@@ -275,11 +273,12 @@ def failure_attempts(conn: Connection, path: str) -> int:
     return int(_metadata(conn, doc.id).get("attempts", 0)) if doc else 0
 
 
-def touch_document(conn: Connection, path: str, mtime_ns: int, size: int) -> None:
+def touch_document(conn: Connection, path: str, mtime_ns: int, size: int, read_ns: int | None = None) -> None:
+    """A new stat for unchanged content; ``read_ns``: when that content was last hashed."""
     conn.execute(
-        "UPDATE document_index SET metadata = json_set(json_set(coalesce(metadata, '{}'), '$.mtime_ns', ?), "
-        "'$.size', ?) WHERE file_path = ?",
-        (mtime_ns, size, path),
+        "UPDATE document_index SET metadata = json_set(coalesce(metadata, '{}'), '$.mtime_ns', ?, '$.size', ?"
+        + (", '$.read_ns', ?" if read_ns is not None else "") + ") WHERE file_path = ?",
+        (mtime_ns, size, *((read_ns,) if read_ns is not None else ()), path),
     )
 
 
