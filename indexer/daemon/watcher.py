@@ -81,8 +81,8 @@ class _OverflowCallback:
 
     def on_events_lost(self) -> None:
         """watchdog >= 7.1.1 calls this after every callback's ``on_queue_overflow`` (watches
-        rebuilt); 7.0 and 7.1.0 do not, so the reconcile is asked for in ``on_queue_overflow``,
-        which every 7.x calls. A missing method here killed watchdog's reader thread."""
+        rebuilt); 7.1.0 does not, so the reconcile is asked for in ``on_queue_overflow``,
+        which every 7.1+ calls. A missing method here killed watchdog's reader thread."""
 
 
 def overflow_aware_observer(queue: ChangeQueue) -> Any:
