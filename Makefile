@@ -14,6 +14,8 @@ INSTALL_SYSTEMD = (if [ "$$(id -u)" = 0 ]; then S=; else S="sudo -n"; fi; \
 
 # The exact versions the suite last passed with (`make lock` writes it; `make install` obeys it).
 LOCK   ?= constraints.txt
+# The extras installed with the project (and locked): add one here when the suite needs it.
+EXTRAS ?= dev
 # Scratch environments of `make lock` and `make test-latest`, beside .venv.
 LOCK_VENV   ?= .venv-lock
 LATEST_VENV ?= .venv-latest
@@ -28,7 +30,7 @@ $(STAMP): pyproject.toml Makefile $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -c $(LOCK) -e '.[dev]'
+	$(PY) -m pip install -q -c $(LOCK) -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 # Rewrite $(LOCK) from a fresh resolve: a new venv, torch first (pinned, as above), then the
@@ -42,7 +44,7 @@ lock:
 	$(PYTHON) -m venv $(LOCK_VENV)
 	$(LOCK_VENV)/bin/python -m pip install -q --upgrade pip
 	$(LOCK_VENV)/bin/python -m pip install -q $(TORCH)
-	$(LOCK_VENV)/bin/python -m pip install -q -e '.[dev]'
+	$(LOCK_VENV)/bin/python -m pip install -q -e '.[$(EXTRAS)]'
 	{ echo "# Written by \`make lock\` from a fresh resolve of pyproject.toml (torch first: $(TORCH));"; \
 	  echo "# \`make install\` installs exactly these. Python $$($(LOCK_VENV)/bin/python -c 'import platform; print(platform.python_version())'), $$(uname -sm)."; \
 	  $(LOCK_VENV)/bin/python -m pip freeze --all --exclude-editable --exclude pip --exclude indexer \
@@ -61,7 +63,7 @@ test-latest:
 	$(PYTHON) -m venv $(LATEST_VENV)
 	$(LATEST_VENV)/bin/python -m pip install -q --upgrade pip
 	$(LATEST_VENV)/bin/python -m pip install -q $(TORCH)
-	$(LATEST_VENV)/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e '.[dev]'
+	$(LATEST_VENV)/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e '.[$(EXTRAS)]'
 	@$(LATEST_VENV)/bin/python -m pip freeze --all --exclude-editable --exclude pip --exclude indexer \
 		> $(LATEST_VENV)/resolved.txt; grep -v '^#' $(LOCK) | diff - $(LATEST_VENV)/resolved.txt \
 		| sed -n 's/^> /not in $(LOCK): /p'; true
