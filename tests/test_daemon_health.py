@@ -57,8 +57,12 @@ def root(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def daemon(tmp_path: Path, root: Path) -> Iterator[Daemon]:
-    """A Daemon whose worker loop runs on a thread of this process (no signals, no socket)."""
+def daemon(tmp_path: Path, root: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Daemon]:
+    """A Daemon whose worker loop runs on a thread of this process (no signals, no socket);
+    its idle loop looks at the watcher every second rather than every 5."""
+    from indexer.daemon import service
+
+    monkeypatch.setattr(service, "WATCHER_CHECK_S", 1.0)
     config = load_config({"db": str(tmp_path / "index.db"), "roots": [str(root)], "debounce_ms": 20})
     embedder = HashEmbedder(dim=16)
     d = Daemon(lambda: config, embedder_factory=lambda _c: embedder)
