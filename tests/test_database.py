@@ -229,3 +229,67 @@ async def test_a_cancelled_operation_does_not_let_the_next_one_run_beside_it(db_
         release.set()
         thread_name, rows = await asyncio.wait_for(follower, 5)
     assert thread_name == "indexer-db" and rows == 0
+
+
+INSERT_METRIC = "INSERT INTO metrics (timestamp, metric_name, metric_value) VALUES ('2026-01-01T00:00:00.000Z', ?, ?)"
+
+
+async def test_a_transaction_cancelled_while_taking_the_lock_leaves_no_lock_held(db_path: Path) -> None:
+    """Cancelled while BEGIN IMMEDIATE waits for another process's write lock: the thread went
+    on and took the lock once free, and the transaction stayed open for good (every other
+    connection then found the database locked; the next call of this one, "cannot start a
+    transaction within a transaction"). Now the cancellation waits for the BEGIN, rolls back,
+    then is raised."""
+    import asyncio
+
+    async with Database(db_path) as db:
+        other = driver.connect(db_path)
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+
+        async def write() -> None:
+            async with db.transaction() as conn:
+                await conn.execute(INSERT_METRIC, ("x", 1))
+
+        task = asyncio.create_task(write())
+        await asyncio.sleep(0.3)  # its BEGIN IMMEDIATE is being retried on the thread
+        task.cancel()
+        await asyncio.sleep(0.1)
+        other.execute("ROLLBACK")
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)
+        await asyncio.sleep(1)  # (the thread's retries of BEGIN are at most 0.5 s apart)
+        # another connection can write at once, and so can this one
+        other.execute("PRAGMA busy_timeout=1000")
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("ROLLBACK")
+        other.close()
+        assert await db.run(lambda conn: conn.execute("SELECT count(*) FROM metrics").fetchone()[0]) == 0
+        async with db.transaction() as conn:
+            await conn.execute(INSERT_METRIC, ("y", 2))
+        assert await db.run(lambda conn: conn.execute("SELECT count(*) FROM metrics").fetchone()[0], write=False) == 1
+
+
+async def test_a_transaction_cancelled_in_its_body_is_rolled_back_before_the_lock_goes(db_path: Path) -> None:
+    import asyncio
+
+    async with Database(db_path) as db:
+        inside = asyncio.Event()
+
+        async def write() -> None:
+            async with db.transaction() as conn:
+                await conn.execute(INSERT_METRIC, ("x", 1))
+                inside.set()
+                await asyncio.sleep(30)
+
+        task = asyncio.create_task(write())
+        await asyncio.wait_for(inside.wait(), 5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        other = driver.connect(db_path)
+        other.execute("PRAGMA busy_timeout=1000")
+        other.execute("BEGIN IMMEDIATE")  # the write lock is free
+        assert other.execute("SELECT count(*) FROM metrics").fetchone()[0] == 0
+        other.execute("ROLLBACK")
+        other.close()
+        assert await db.run(lambda conn: conn.execute("SELECT count(*) FROM metrics").fetchone()[0]) == 0

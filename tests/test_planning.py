@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from indexer.documents.discovery import DiskFile, scan
-from indexer.documents.planning import ChangeSet, DbDoc, Move, plan_changes, sha256_file
+from indexer.documents.planning import RACY_MARGIN_NS, ChangeSet, DbDoc, Move, is_racy, plan_changes, sha256_file
 
 
 class Hasher:
@@ -65,6 +65,26 @@ def test_same_size_new_mtime_is_hashed() -> None:
     hasher = Hasher({"/r/a.md": "B"})
     changes = plan_changes([disk("/r/a.md", mtime=5)], [row("/r/a.md", "A")], hasher)
     assert paths(changes.modified) == ["/r/a.md"]
+
+
+def test_a_racily_clean_file_is_hashed_by_git_s_rule() -> None:
+    """Same stat as stored, but its mtime is not older than the moment its content was read
+    (less the margin): an edit saved in the same timestamp tick after the read would keep the
+    stat, so only its hash can say it is unchanged."""
+    second = 1_000_000_000
+    read = 100 * second
+    hasher = Hasher({"/r/same.md": "A", "/r/edited.md": "B", "/r/old.md": "A", "/r/legacy.md": "A"})
+    stored = [DbDoc(Path("/r/same.md"), read - 1, 10, "h:A", read),  # mtime just before the read: racy
+              DbDoc(Path("/r/edited.md"), read, 10, "h:A", read),  # equal to it: racy (and edited)
+              DbDoc(Path("/r/old.md"), read - RACY_MARGIN_NS - 1, 10, "h:A", read),  # older: the stat vouches
+              DbDoc(Path("/r/legacy.md"), read, 10, "h:A")]  # no read time (a row of an older version)
+    on_disk = [disk("/r/same.md", read - 1), disk("/r/edited.md", read), disk("/r/old.md", read - RACY_MARGIN_NS - 1),
+               disk("/r/legacy.md", read)]
+    changes = plan_changes(on_disk, stored, hasher)
+    assert sorted(hasher.calls) == ["/r/edited.md", "/r/same.md"]
+    assert paths(changes.modified) == ["/r/edited.md"]
+    assert paths(changes.verified) == ["/r/same.md"] and changes.unchanged_count == 3 and not changes.touched
+    assert is_racy(read, read) and not is_racy(read - 1, read, margin_ns=0) and not is_racy(read, None)
 
 
 def test_touch_only_refreshes_the_stat() -> None:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -379,6 +380,16 @@ def tmpfs_home(tmp_path: Path, size: str, model: str):
         _umount(mount)
 
 
+def assert_backed_off(log: str) -> None:
+    """Consecutive "...; retrying in N s" lines of the log are at least N s apart (the log's
+    timestamps have whole seconds: 1 s of slack)."""
+    retries = [(datetime.fromisoformat(m[1]), int(m[2]))
+               for m in re.finditer(r"^(\S+) ERROR: .*; retrying in (\d+) s$", log, re.M)]
+    assert len(retries) >= 2, log[-3000:]
+    for (at, delay), (then, _) in zip(retries, retries[1:]):
+        assert (then - at).total_seconds() >= delay - 1, f"retried {then - at} after 'retrying in {delay} s'"
+
+
 @pytest.mark.slow
 def test_a_full_disk_loses_no_memory_rows_and_the_index_recovers(tmp_path: Path) -> None:
     with tmpfs_home(tmp_path, "3m", "hash:384") as (mount, home, env):
@@ -390,7 +401,11 @@ def test_a_full_disk_loses_no_memory_rows_and_the_index_recovers(tmp_path: Path)
         try:
             d.ready(120)
             wait_until(lambda: "database or disk is full" in d.log(), 120, what="the disk fills up")
-            assert d.proc.poll() is None  # the daemon lives on, backing off
+            assert d.proc.poll() is None  # the daemon lives on, backing off:
+            # each retry waits the delay its line announced (before the fix, "retrying in 5 s" was
+            # followed by the next attempt a second later: the wait returned on a byte in the pipe)
+            time.sleep(8)
+            assert_backed_off(d.log())
             assert d.call({"op": "status"})["daemon"]["worker_errors"] >= 1
             out = cli(env, "memory", "get", "user:u7", "pref", "--json")
             assert out.returncode == 0 and json.loads(out.stdout)["value"] == {"i": 7}

@@ -136,6 +136,41 @@ def test_touch_only_refreshes_stat(db_path: Path, root: Path, embedder: HashEmbe
     assert rows(db_path, query) == [(1_000_000_000,)]
 
 
+def test_a_same_size_edit_in_the_same_timestamp_tick_is_still_read(db_path: Path, root: Path, embedder: HashEmbedder,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Racily clean (git's rule): an edit saved after the file was read, of the same size and
+    (on a coarse clock) the same mtime, left the stored stat true; it was never re-read."""
+    from indexer.documents import planning
+
+    note = root / "sub" / "other.md"
+    with make_sync(db_path, root, embedder) as sync:
+        sync.run()
+        stat = note.stat()
+        edited = note.read_text().replace("gardening", "beekeepin")
+        assert len(edited) == len(note.read_text())
+        note.write_text(edited)
+        os.utime(note, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # the same tick: the stat is as stored
+        report = sync.run()
+        assert report.modified == 1
+        assert rows(db_path, "SELECT count(*) FROM document_chunks WHERE text LIKE '%beekeepin%'") == [(1,)]
+        # an unchanged racy file is hashed and its new read time recorded; once its mtime is
+        # older than that (less the margin) it is not hashed again
+        read_ns = "SELECT json_extract(metadata, '$.read_ns') FROM document_index WHERE file_path = ?"
+        before = rows(db_path, read_ns, (str(note),))[0][0]
+        hashed: list[str] = []
+        real = planning.sha256_file
+        monkeypatch.setattr(planning, "sha256_file", lambda path: hashed.append(str(path)) or real(path))
+        monkeypatch.setattr(planning, "RACY_MARGIN_NS", 10**18)  # every file is racy: hashed
+        report = sync.run()
+        assert sorted(hashed) == sorted(str(p) for p in root.rglob("*.md"))
+        assert (report.modified, report.touched, report.unchanged) == (0, 0, 2)
+        assert rows(db_path, read_ns, (str(note),))[0][0] > before
+        monkeypatch.setattr(planning, "RACY_MARGIN_NS", 0)  # none is: the stat vouches again
+        hashed.clear()
+        sync.run()
+        assert hashed == []
+
+
 def test_delete_removes_row_chunks_vectors_and_fts(db_path: Path, root: Path, embedder: HashEmbedder) -> None:
     with make_sync(db_path, root, embedder) as sync:
         sync.run()

@@ -131,6 +131,19 @@ class ChangeQueue:
         except BlockingIOError:
             pass
 
+    def pause(self, seconds: float, interrupt: Callable[[], bool]) -> bool:
+        """Sleep ``seconds`` (a back-off) whatever is queued meanwhile: pokes are drained and
+        changes stay queued for later; return early (True) only once ``interrupt()`` says so
+        (a stop or a reload, whose signal handlers poke the pipe). :meth:`wait` alone returns
+        at once while a byte is in the pipe, which made the back-off a hot loop."""
+        deadline = time.monotonic() + seconds
+        while not interrupt():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self.wait(left)
+        return True
+
     def close(self) -> None:
         for fd in (self._read, self._write):
             try:

@@ -37,6 +37,7 @@ log = logging.getLogger("indexer.daemon")
 EMBED_ROUND = 32          # chunks per embedding round at most (or exactly, with embed_round_ms = 0)
 ERROR_BACKOFF_S = (1, 5, 30, 120)
 STATUS_EVERY_S = 1.0
+WATCHER_CHECK_S = 5.0  # an idle loop looks at the watcher's threads this often (a dead one sends no event)
 
 
 def default_embedder(config: Config) -> Any:
@@ -176,11 +177,7 @@ class Daemon:
                     next_periodic = time.monotonic() + interval if interval else None
                     continue
                 self.notifier.watchdog()  # only reached while the loop turns
-                assert self.watcher is not None
-                if not self.watcher.healthy():
-                    log.warning("the filesystem watcher stopped; restarting it and reconciling everything")
-                    self.watcher.restart()
-                    self.queue.request_full("watcher restarted")
+                self._keep_watching()
                 now = time.monotonic()
                 due = self.queue.due_in(now)
                 if due == 0:
@@ -196,7 +193,7 @@ class Daemon:
                     self._idle()
                     waits = [w for w in (due, None if next_periodic is None else next_periodic - now,
                                          None if self._next_retry is None else self._next_retry - time.time(),
-                                         self.notifier.wake_interval) if w is not None]
+                                         self.notifier.wake_interval, WATCHER_CHECK_S) if w is not None]
                     self.queue.wait(max(min(waits), 0.0) if waits else None)
                 failures = 0
             except IndexerError as exc:
@@ -207,6 +204,15 @@ class Daemon:
                 log.exception("worker error")
                 self._fail(f"{type(exc).__name__}: {exc}", failures)
 
+    def _keep_watching(self) -> None:
+        """A watcher with a dead thread (observer, emitter, inotify reader) sees nothing more:
+        restart it, and reconcile everything for what it missed meanwhile."""
+        assert self.watcher is not None
+        if not self.watcher.healthy():
+            log.warning("the filesystem watcher stopped; restarting it and reconciling everything")
+            self.watcher.restart()
+            self.queue.request_full("watcher restarted")
+
     def _fail(self, message: str, failures: int) -> None:
         self.shared.errors += 1
         delay = ERROR_BACKOFF_S[min(failures, len(ERROR_BACKOFF_S)) - 1]
@@ -214,7 +220,8 @@ class Daemon:
         self.shared.progress = {"error": message, "retry_in_s": delay}
         self.notifier.status(f"error: {message}; retrying in {delay} s")
         log.error("%s; retrying in %d s", message, delay)
-        self.queue.wait(delay)
+        # until the deadline: events and requests stay queued; only a stop or a reload ends it early
+        self.queue.pause(delay, lambda: self.shared.stopping or self._reload)
         if not self.shared.stopping:
             self.queue.request_full(f"retry after error: {message}")
 

@@ -81,8 +81,8 @@ class _OverflowCallback:
 
     def on_events_lost(self) -> None:
         """watchdog >= 7.1.1 calls this after every callback's ``on_queue_overflow`` (watches
-        rebuilt); 7.0 and 7.1.0 do not, so the reconcile is asked for in ``on_queue_overflow``,
-        which every 7.x calls. A missing method here killed watchdog's reader thread."""
+        rebuilt); 7.1.0 does not, so the reconcile is asked for in ``on_queue_overflow``,
+        which every 7.1+ calls. A missing method here killed watchdog's reader thread."""
 
 
 def overflow_aware_observer(queue: ChangeQueue) -> Any:
@@ -170,10 +170,15 @@ class Watcher:
             self._observer = None
 
     def healthy(self) -> bool:
-        """False when the observer or one of its emitters died (a root removed, a watch
-        limit hit): the caller restarts it and reconciles everything."""
+        """False when a thread the watching depends on died: the observer, one of its emitters
+        (a root removed, a watch limit hit) or the inotify reader (an error in a callback, as
+        watchdog 7.1.1's ``on_events_lost`` once was; its dispatcher thread stops the reader
+        when it dies). The caller restarts the watcher and reconciles everything."""
         observer = self._observer
         if observer is None or not observer.is_alive():
+            return False
+        reader = getattr(observer, "inotify_fd", None)  # only the overflow-aware observer has one
+        if reader is not None and not reader.is_alive():
             return False
         return all(emitter.is_alive() for emitter in list(getattr(observer, "emitters", ())))
 

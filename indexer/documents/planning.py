@@ -1,7 +1,12 @@
 """Change planning as a pure function: the disk against the database → a change set.
 
 - same mtime and size as stored → *unchanged*: the file is not read (``hash_file`` is not
-  called);
+  called), unless it is *racily clean* (git's rule): its mtime is not older than the moment
+  its stored content was read (``read_ns``), less :data:`RACY_MARGIN_NS` for timestamps
+  coarser than the clock. A same-size edit saved in the same timestamp tick after that read
+  keeps the stored stat, so only the hash can tell: such a file is hashed; unchanged, it is
+  listed in *verified* (record a new ``read_ns``, and it is not hashed again once its mtime is
+  older than that);
 - a changed stat (or no stored stat) → hashed: the same hash is a *touch* (refresh the
   stored stat, nothing else), a different one (or an unreadable file) a *modification*;
 - a path only in the database → *deleted*, but only when the scan's ``coverage`` proves it
@@ -36,9 +41,14 @@ from typing import NamedTuple
 
 from indexer.documents.discovery import Coverage, DiskFile
 
-__all__ = ["ChangeSet", "Coverage", "DbDoc", "DiskFile", "HashFn", "Move", "plan_changes", "sha256_file"]
+__all__ = ["RACY_MARGIN_NS", "ChangeSet", "Coverage", "DbDoc", "DiskFile", "HashFn", "Move", "is_racy", "plan_changes",
+           "sha256_file"]
 
 HashFn = Callable[[Path], "str | None"]
+# File timestamps lag the clock: Linux stamps them from a coarse clock (a tick of 1-10 ms),
+# FAT keeps 2 s, ext3 and HFS+ 1 s. A file whose mtime is within this of the moment its
+# content was read may be edited again without a visible stat change.
+RACY_MARGIN_NS = 2_000_000_000
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,14 @@ class DbDoc:
     mtime_ns: int | None  # None: unknown (or a retry is due): the file is hashed
     size: int | None
     content_hash: str  # "" when there is none (a failed document): never a move source
+    read_ns: int | None = None  # when the content behind content_hash was read (clock ns); None: long ago
+
+
+def is_racy(mtime_ns: int, read_ns: int | None, margin_ns: int | None = None) -> bool:
+    """Git's "racily clean": a stored stat cannot vouch for a file modified so close to the
+    moment its content was read (``read_ns``) that a later edit could share its timestamp."""
+    margin = RACY_MARGIN_NS if margin_ns is None else margin_ns
+    return read_ns is not None and mtime_ns >= read_ns - margin
 
 
 class Move(NamedTuple):
@@ -73,6 +91,7 @@ class ChangeSet:
     touched: tuple[DiskFile, ...] = ()  # same content, new stat: refresh the stat only
     unchanged_count: int = 0
     kept: tuple[DbDoc, ...] = ()  # not found, but not proven missing: left as they are
+    verified: tuple[DiskFile, ...] = ()  # racily clean, hashed, unchanged (and counted so): record the new read time
 
     @property
     def is_empty(self) -> bool:
@@ -117,6 +136,7 @@ def plan_changes(disk: Iterable[DiskFile], db: Iterable[DbDoc], hash_file: HashF
     added: list[DiskFile] = []
     modified: list[DiskFile] = []
     touched: list[DiskFile] = []
+    verified: list[DiskFile] = []
     unchanged = 0
     for key in sorted(on_disk):
         f = on_disk[key]
@@ -128,7 +148,8 @@ def plan_changes(disk: Iterable[DiskFile], db: Iterable[DbDoc], hash_file: HashF
             modified.append(f)  # re-read and re-chunked; chunks with unchanged hashes keep their vectors
             continue
         same_stat = doc.mtime_ns == f.mtime_ns and doc.size == f.size
-        if same_stat and not verify:
+        racy = same_stat and is_racy(f.mtime_ns, doc.read_ns)
+        if same_stat and not verify and not racy:
             unchanged += 1
             continue
         digest = hash_file(f.path)
@@ -136,6 +157,8 @@ def plan_changes(disk: Iterable[DiskFile], db: Iterable[DbDoc], hash_file: HashF
             modified.append(f)  # unreadable now: the sync step reads it and records why
         elif same_stat:
             unchanged += 1
+            if racy:
+                verified.append(f)
         else:
             touched.append(f)
     gone = [stored[key] for key in sorted(stored) if key not in on_disk]
@@ -148,7 +171,8 @@ def plan_changes(disk: Iterable[DiskFile], db: Iterable[DbDoc], hash_file: HashF
         moved_to = {m.new.path for m in moved}
         added = [f for f in added if f.path not in moved_to]
         deleted = [d for d in deleted if d.path not in moved_from]
-    return ChangeSet(tuple(added), tuple(modified), tuple(deleted), tuple(moved), tuple(touched), unchanged, kept)
+    return ChangeSet(tuple(added), tuple(modified), tuple(deleted), tuple(moved), tuple(touched), unchanged, kept,
+                     tuple(verified))
 
 
 def sha256_file(path: Path | str, max_bytes: int | None = None, *, block: int = 1 << 20) -> str | None:

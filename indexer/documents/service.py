@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from indexer.aio import settle
 from indexer.config import Config, load_config
 from indexer.documents.embedding import Embedder
 from indexer.documents.sync import DocumentSync, SyncReport
@@ -36,8 +37,11 @@ class DocumentIndexService:
         self._lock = asyncio.Lock()
 
     async def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """``fn`` on a worker thread, under the lock. A cancelled caller cannot stop the thread,
+        which uses the shared connection: the lock is kept until it ends (:func:`settle`), then
+        the cancellation is raised; the next call never runs beside it."""
         async with self._lock:
-            return await asyncio.to_thread(fn, *args, **kwargs)
+            return await settle(asyncio.ensure_future(asyncio.to_thread(fn, *args, **kwargs)))
 
     async def close(self) -> None:
         await self._run(self._sync.close)

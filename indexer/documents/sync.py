@@ -202,7 +202,8 @@ class DocumentSync:
         docs = [d for d in store.load_docs(conn) if in_scope(d.path)]
         retry_now = self.due_retries() if any(d.sync_status == "failed" for d in docs) else set()
         db_docs = [planning.DbDoc(Path(d.path), d.mtime_ns if d.path not in retry_now else None,
-                                  d.size, d.content_hash) for d in docs]
+                                  d.size, d.content_hash, d.read_ns) for d in docs]
+        planned_ns = time.time_ns()  # before the planner hashes anything
         changes = planning.plan_changes(disk, db_docs, planning.sha256_file, full=full, coverage=scan.coverage)
         report.unchanged += changes.unchanged_count
         report.kept += len(changes.kept)
@@ -212,8 +213,8 @@ class DocumentSync:
             for old, new in changes.moved:
                 store.move_document(conn, str(old.path), str(new.path), new.mtime_ns, new.size)
             report.moved += len(changes.moved)
-            for f in changes.touched:
-                store.touch_document(conn, str(f.path), f.mtime_ns, f.size)
+            for f in changes.touched + changes.verified:  # hashed by the planner: that is their new read time
+                store.touch_document(conn, str(f.path), f.mtime_ns, f.size, planned_ns)
             report.touched += len(changes.touched)
         # a moved file is re-read too: its title and type may come from its name (no heading,
         # no front matter), and so the context of its chunks; unchanged chunks keep their vectors
@@ -225,10 +226,11 @@ class DocumentSync:
                 stopped = True
                 break
             batch = work[start:start + APPLY_BATCH]
+            read_ns = time.time_ns()  # before any file of the batch is read (the racily-clean rule)
             prepared = [(f, kind, self._prepare_file(f)) for f, kind in batch]
             with store.write(conn):
                 for f, kind, result in prepared:
-                    self._write_file(conn, f, kind, result, report)
+                    self._write_file(conn, f, kind, result, report, read_ns)
             self.progress(ProgressEvent(Stage.FILES, done=min(start + APPLY_BATCH, len(work)), total=len(work)))
         if changes.deleted and not stopped:  # last, so new chunks could copy the vectors of deleted ones
             with store.write(conn):
@@ -266,7 +268,7 @@ class DocumentSync:
         return Prepared(meta, digest, rows, metadata, markdown_meta.document_summary(text, meta.title))
 
     def _write_file(self, conn: Any, f: planning.DiskFile, kind: str, result: Prepared | PrepareFailed,
-                    report: SyncReport) -> None:
+                    report: SyncReport, read_ns: int | None = None) -> None:
         path = str(f.path)
         if isinstance(result, PrepareFailed):
             attempts = store.failure_attempts(conn, path) + 1
@@ -276,7 +278,8 @@ class DocumentSync:
             report.failures.append({"path": path, "reason": result.reason})
             return
         store.upsert_document(conn, path=path, title=result.meta.title, document_type=result.meta.document_type,
-                              content_hash=result.digest, metadata=result.metadata, chunks=result.rows,
+                              content_hash=result.digest, chunks=result.rows,
+                              metadata={**result.metadata, **({"read_ns": read_ns} if read_ns is not None else {})},
                               model=self.embedder.name, summary=result.summary)
         report.chunks_written += len(result.rows)
         if kind == "added":
@@ -305,14 +308,14 @@ class DocumentSync:
             if not batch:
                 break
             t0 = time.perf_counter()
-            vectors = self.embedder.embed_documents([text for _, _, text in batch])
+            vectors = self.embedder.embed_documents([c.embed_text for c in batch])
             if round_s > 0:
                 size = self._timed_round = round_size(round_s, time.perf_counter() - t0, len(batch), fetch)
-            with store.write(conn):
-                store.store_vectors(conn, [c for c, _, _ in batch], vectors)
-                store.finish_documents(conn, sorted({d for _, d, _ in batch}), self.embedder.name)
+            with store.write(conn):  # compare-and-set: rows re-chunked meanwhile by another process are left
+                written = store.store_vectors(conn, [(c.id, c.chunk_hash) for c in batch], vectors)
+                store.finish_documents(conn, sorted({c.document_id for c in batch}), self.embedder.name)
             done += len(batch)
-            report.chunks_embedded += len(batch)
+            report.chunks_embedded += len(written)
             self.progress(ProgressEvent(Stage.EMBED, done=done, total=max(total, done)))
         while not should_stop():  # then the document summaries (schema 0003), one round each
             pending = summaries.unembedded_summaries(conn, fetch)

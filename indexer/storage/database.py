@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from indexer.aio import settle
 from indexer.errors import IndexerError
 from indexer.locations import is_postgres
 from indexer.storage import driver, hot_queries, migrations, transactions
@@ -108,19 +109,29 @@ class Database:
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on any error), statement by statement.
 
-        :func:`indexer.storage.transactions.transaction` on the connection's thread: the write
+        :func:`indexer.storage.transactions.begin` on the connection's thread: the write
         lock first, retried with back-off for up to 30 s while another process holds it.
+
+        A cancelled caller cannot stop the thread, so each step is awaited to its end
+        (:func:`indexer.aio.settle`) before the cancellation is raised: cancelled while the lock
+        is being taken, the transaction is rolled back once it began (the write lock is never
+        left held); cancelled in the body, rolled back; cancelled during ``COMMIT``, committed.
         """
         worker = self._require()
         async with self._lock:
-            scope = transactions.transaction(worker.conn)
-            await worker.call(scope.__enter__)
+            began = worker.call(transactions.begin, worker.conn)
+            try:
+                await settle(began)
+            except asyncio.CancelledError:
+                if not began.cancelled() and began.exception() is None:
+                    await settle(worker.call(transactions.rollback, worker.conn))
+                raise
             try:
                 yield AsyncConnection(worker)
-            except BaseException as exc:
-                await worker.call(scope.__exit__, type(exc), exc, exc.__traceback__)
+            except BaseException:
+                await settle(worker.call(transactions.rollback, worker.conn))
                 raise
-            await worker.call(scope.__exit__, None, None, None)
+            await settle(worker.call(transactions.commit, worker.conn))
 
     async def run(self, fn: Callable[..., T], *args: Any, write: bool = True, inline: bool = False) -> T:
         """``fn(sqlite_connection, *args)`` as one transaction on the connection's own thread.

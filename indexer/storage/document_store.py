@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -33,6 +33,7 @@ class StoredDoc:
     size: int | None
     content_hash: str
     sync_status: str
+    read_ns: int | None = None  # when the content behind content_hash was read (metadata $.read_ns)
 
 
 @dataclass(frozen=True)
@@ -119,21 +120,18 @@ def _store_fingerprint(conn: Connection, fingerprint: dict[str, Any]) -> None:
 
 # --- document rows ---------------------------------------------------------------------
 
+_DOC_COLUMNS = ("id, file_path, json_extract(metadata, '$.mtime_ns'), json_extract(metadata, '$.size'), "
+                "content_hash, sync_status, json_extract(metadata, '$.read_ns')")
+
+
 def load_docs(conn: Connection) -> list[StoredDoc]:
-    rows = conn.execute(
-        "SELECT id, file_path, json_extract(metadata, '$.mtime_ns'), json_extract(metadata, '$.size'), "
-        "content_hash, sync_status FROM document_index"
-    ).fetchall()
-    return [StoredDoc(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+    rows = conn.execute(f"SELECT {_DOC_COLUMNS} FROM document_index").fetchall()
+    return [StoredDoc(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
 
 
 def get_doc(conn: Connection, path: str) -> StoredDoc | None:
-    row = conn.execute(
-        "SELECT id, file_path, json_extract(metadata, '$.mtime_ns'), json_extract(metadata, '$.size'), "
-        "content_hash, sync_status FROM document_index WHERE file_path = ?",
-        (path,),
-    ).fetchone()
-    return StoredDoc(row[0], row[1], row[2], row[3], row[4], row[5]) if row else None
+    row = conn.execute(f"SELECT {_DOC_COLUMNS} FROM document_index WHERE file_path = ?", (path,)).fetchone()
+    return StoredDoc(row[0], row[1], row[2], row[3], row[4], row[5], row[6]) if row else None
 
 
 def _metadata(conn: Connection, doc_id: int) -> dict[str, Any]:
@@ -275,11 +273,12 @@ def failure_attempts(conn: Connection, path: str) -> int:
     return int(_metadata(conn, doc.id).get("attempts", 0)) if doc else 0
 
 
-def touch_document(conn: Connection, path: str, mtime_ns: int, size: int) -> None:
+def touch_document(conn: Connection, path: str, mtime_ns: int, size: int, read_ns: int | None = None) -> None:
+    """A new stat for unchanged content; ``read_ns``: when that content was last hashed."""
     conn.execute(
-        "UPDATE document_index SET metadata = json_set(json_set(coalesce(metadata, '{}'), '$.mtime_ns', ?), "
-        "'$.size', ?) WHERE file_path = ?",
-        (mtime_ns, size, path),
+        "UPDATE document_index SET metadata = json_set(coalesce(metadata, '{}'), '$.mtime_ns', ?, '$.size', ?"
+        + (", '$.read_ns', ?" if read_ns is not None else "") + ") WHERE file_path = ?",
+        (mtime_ns, size, *((read_ns,) if read_ns is not None else ()), path),
     )
 
 
@@ -302,14 +301,24 @@ def delete_documents(conn: Connection, paths: Iterable[str]) -> int:
 
 # --- the embedding queue ---------------------------------------------------------------
 
-def unembedded_chunks(conn: Connection, limit: int) -> list[tuple[int, int, str]]:
-    """(chunk id, document id, embed text) of chunks waiting for a vector, document by document,
-    the most recently changed documents first: an edit made during a long backlog (the first
-    index of a large tree) is searchable by meaning after one round, not after the backlog."""
+class PendingChunk(NamedTuple):
+    """A chunk waiting for a vector, as read: the vector is written back only to a row that
+    still has this id and hash (:func:`store_vectors`)."""
+
+    id: int
+    document_id: int
+    chunk_hash: str
+    embed_text: str
+
+
+def unembedded_chunks(conn: Connection, limit: int) -> list[PendingChunk]:
+    """Chunks waiting for a vector, document by document, the most recently changed
+    documents first: an edit made during a long backlog (the first index of a large tree) is
+    searchable by meaning after one round, not after the backlog."""
     return [
-        (r[0], r[1], r[2])
+        PendingChunk(r[0], r[1], r[2], r[3])
         for r in conn.execute(
-            "SELECT c.id, c.document_id, c.embed_text FROM document_chunks AS c "
+            "SELECT c.id, c.document_id, c.chunk_hash, c.embed_text FROM document_chunks AS c "
             "JOIN document_index AS d ON d.id = c.document_id WHERE c.embedded_at IS NULL "
             "ORDER BY d.updated_at DESC, c.document_id, c.chunk_index LIMIT ?",
             (limit,),
@@ -321,14 +330,29 @@ def count_unembedded(conn: Connection) -> int:
     return int(conn.execute("SELECT count(*) FROM document_chunks WHERE embedded_at IS NULL").fetchone()[0])
 
 
-def store_vectors(conn: Connection, chunk_ids: Sequence[int], vectors: np.ndarray) -> None:
+def store_vectors(conn: Connection, chunks: Sequence[tuple[int, str]], vectors: np.ndarray) -> list[int]:
+    """Write each vector to its chunk, given as (id, chunk hash) as it was read, by
+    compare-and-set: only where a row with that id still has that hash. Call inside
+    :func:`write`. Between the read and this write another process (``reindex`` beside the
+    daemon) may have re-chunked the document: the row is gone (its vector would be an
+    orphan) or its id was reused by a chunk of other text (the vector would be another's).
+    Those vectors are dropped; the rows that replaced them wait for the next round.
+    Returns the ids written."""
     now = now_ts()
-    conn.executemany(f"DELETE FROM {VEC_TABLE} WHERE rowid = ?", [(c,) for c in chunk_ids])
+    current: dict[int, str] = {}
+    ids = [c for c, _ in chunks]
+    for start in range(0, len(ids), 500):
+        part = ids[start:start + 500]
+        current.update((int(r[0]), str(r[1])) for r in conn.execute(
+            f"SELECT id, chunk_hash FROM document_chunks WHERE id IN ({','.join('?' * len(part))})", part))
+    kept = [(c, v) for (c, h), v in zip(chunks, vectors) if current.get(c) == h]
+    conn.executemany(f"DELETE FROM {VEC_TABLE} WHERE rowid = ?", [(c,) for c, _ in kept])
     conn.executemany(
         f"INSERT INTO {VEC_TABLE} (rowid, embedding) VALUES (?, ?)",
-        [(c, to_blob(v)) for c, v in zip(chunk_ids, vectors)],
+        [(c, to_blob(v)) for c, v in kept],
     )
-    conn.executemany("UPDATE document_chunks SET embedded_at = ? WHERE id = ?", [(now, c) for c in chunk_ids])
+    conn.executemany("UPDATE document_chunks SET embedded_at = ? WHERE id = ?", [(now, c) for c, _ in kept])
+    return [c for c, _ in kept]
 
 
 def finish_documents(conn: Connection, doc_ids: Iterable[int], model: str) -> list[int]:
