@@ -184,15 +184,21 @@ def test_cli_json_jsonl_explain(tmp_path: Path) -> None:
 
 
 def test_in_memory_vector_matrix_matches_sqlite_vec_and_follows_commits(tmp_path: Path) -> None:
-    from indexer.storage.search_store import VectorMatrix, vector_hits
+    from indexer.documents.vector_matrix import VectorMatrix
+    from indexer.storage.search_store import vector_hits
 
     db = build(tmp_path, CORPUS)
     query = EMBEDDER.embed_query("remote archive pattern")
     conn = driver.connect(db, readonly=True)
     matrix = VectorMatrix()
+
+    def cached_hits() -> list[tuple[int, float]]:
+        matrix.refresh(conn)
+        return matrix.nearest(query, 5)
+
     try:
         exact = vector_hits(conn, query, 5, Filters())
-        cached = vector_hits(conn, query, 5, Filters(), matrix)
+        cached = cached_hits()
         assert [c for c, _ in cached] == [c for c, _ in exact]
         assert [round(s, 5) for _, s in cached] == [round(s, 5) for _, s in exact]
         before = len(matrix.ids)
@@ -200,7 +206,7 @@ def test_in_memory_vector_matrix_matches_sqlite_vec_and_follows_commits(tmp_path
         config = load_config({"db": str(db), "roots": [str(tmp_path / "root")]})
         with DocumentSync(config, embedder=EMBEDDER, counter=WhitespaceTokenCounter()) as sync:
             sync.run()  # another connection commits new vectors
-        hits = vector_hits(conn, query, 5, Filters(), matrix)
+        hits = cached_hits()
         assert len(matrix.ids) > before
         assert [c for c, _ in hits] == [c for c, _ in vector_hits(conn, query, 5, Filters())]
     finally:
@@ -208,17 +214,17 @@ def test_in_memory_vector_matrix_matches_sqlite_vec_and_follows_commits(tmp_path
 
 
 def test_vector_matrix_prefilter_keeps_the_exact_top_hits() -> None:
-    from indexer.storage.search_store import VectorMatrix
+    from indexer.documents.vector_matrix import VectorMatrix
 
     rng = np.random.default_rng(3)
     centres = rng.standard_normal((40, 64)).astype(np.float32)
     vectors = centres[rng.integers(0, 40, 4000)] + 0.5 * rng.standard_normal((4000, 64)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     exact, filtered = VectorMatrix(), VectorMatrix()
+    filtered.PREFILTER_ABOVE = 1000  # type: ignore[misc]  # sign bits from 1,000 vectors on
     for m in (exact, filtered):
-        m.ids = np.arange(100, 4100, dtype=np.int64)
-        m.matrix = vectors
-    filtered.bits = filtered._sign_bits(vectors)  # as refresh() does above PREFILTER_ABOVE
+        m.load(np.arange(100, 4100, dtype=np.int64), vectors)
+    assert not exact.bits.size
     assert filtered.bits.shape == (1, 4000)  # 64 dims: one 64-bit word per vector
     hits = 0
     for c in range(20):
