@@ -235,3 +235,46 @@ def test_vector_matrix_prefilter_keeps_the_exact_top_hits() -> None:
         assert all(abs(s - float(vectors[i - 100] @ query)) < 1e-5 for i, s in got)
         hits += len({i for i, _ in want} & {i for i, _ in got})
     assert hits / 200 >= 0.95
+
+
+class _RechunkBetweenReads:
+    """A real read connection that lets another connection re-chunk every note just before the
+    search reads its results' details (what a daemon's sync can do between two reads)."""
+
+    def __init__(self, conn: driver.Connection, rechunk) -> None:
+        self._conn, self._rechunk, self.fired = conn, rechunk, False
+
+    def execute(self, sql: str, *args):
+        if "c.chunk_index, c.heading_path" in sql and not self.fired:
+            self.fired = True
+            self._rechunk()
+        return self._conn.execute(sql, *args)
+
+    def __getattr__(self, name: str):
+        return getattr(self._conn, name)
+
+
+def test_a_rechunk_during_a_search_does_not_break_it(tmp_path: Path) -> None:
+    """Issue 19: run_search made about ten autocommit reads; a re-chunk between them gave a
+    KeyError ("internal error"). Now every read is in one snapshot."""
+    db = build(tmp_path, CORPUS)
+    root = tmp_path / "root"
+
+    def rechunk() -> None:
+        for path in root.rglob("*.md"):
+            path.write_text(path.read_text() + "\n## Added\n\nnew words change every chunk\n")
+        config = load_config({"db": str(db), "roots": [str(root)]})
+        with DocumentSync(config, embedder=EMBEDDER, counter=WhitespaceTokenCounter()) as sync:
+            sync.run()
+
+    conn = driver.connect(db, readonly=True)
+    try:
+        wrapped = _RechunkBetweenReads(conn, rechunk)
+        response = run_search(wrapped, "remote archive", SearchOptions(mode="hybrid", k=4), EMBEDDER.embed_query)
+        assert wrapped.fired and not conn.in_transaction
+        assert {Path(r["path"]).name for r in response["results"]} == {"tar.md", "ssh.md", "grep.md", "cache.md"}
+        assert all("new words" not in r["snippet"] for r in response["results"])  # the snapshot's state
+        after = run_search(conn, "new words", SearchOptions(mode="keyword", k=4), EMBEDDER.embed_query)
+        assert len(after["results"]) == 4  # the next search sees the re-chunked notes
+    finally:
+        conn.close()

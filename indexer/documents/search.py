@@ -19,8 +19,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from indexer.documents import ranking
-from indexer.errors import ValidationError
 from indexer.documents.vector_matrix import SearchVectors
+from indexer.errors import ValidationError
 from indexer.storage import search_store, vector_log
 from indexer.storage.search_store import Filters
 
