@@ -21,8 +21,7 @@ from indexer.config import Config
 from indexer.mcp import docs, memory_tools, session_tools
 from indexer.mcp.catalog import GROUPS, select_tools
 from indexer.mcp.common import ServerState
-from indexer.mcp.schema import (lean_annotations, lean_description, lean_input, lean_output,
-                                plain_validation_error)
+from indexer.mcp.schema import lean_annotations, lean_description, lean_input, lean_output, plain_validation_error
 
 LOOPBACK = "127.0.0.1"
 DEFAULT_PORT = 8765
