@@ -220,7 +220,7 @@ def _title(state: ServerState, path: str) -> str | None:
 def _search(state: ServerState, query: str, mode: str, k: int, document_type: str | None, path: str | None,
             since: str | None) -> tuple[SearchResult, str]:
     from indexer.cli.daemon_client import ask
-    from indexer.cli.search_cmds import parse_since, path_filter
+    from indexer.cli.search_lean import parse_since, path_filter
 
     filters: dict[str, Any] = {"document_type": document_type, "since": parse_since(since) if since else None,
                                **(path_filter(path) if path else {})}
