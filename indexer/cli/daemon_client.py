@@ -1,7 +1,10 @@
-"""The CLI's side of the control socket: ask the running daemon, or say there is none."""
+"""The front doors' side of the control socket (the CLI's and the MCP server's): ask the
+running daemon, or say there is none, so that the caller does the work in its own process."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from indexer.config import Config
@@ -24,3 +27,27 @@ def ask(config: Config, request: dict[str, Any], *, timeout: float | None = 120.
 
         print(f"warning: {exc}; reading the database directly", file=sys.stderr)
         return None
+
+
+def reindex_by_daemon(config: Config, paths: Sequence[str], *, full: bool, wait: bool = True,
+                      timeout: float | None = None) -> tuple[dict[str, Any] | None, list[str]] | None:
+    """"Ask the daemon, else do it here" for ``reindex``, one rule for the CLI and MCP.
+
+    When a daemon runs it is the only writer of its roots' documents: the PATHs at or below
+    its roots (normalised as the daemon normalises them) go to it. Returns None when no daemon
+    answers (the caller does everything), else (the daemon's answer, or None when no PATH was
+    under its roots; the PATHs outside its roots, as given, left for the caller)."""
+    from indexer.documents.targets import partition
+
+    pong = ask(config, {"op": "ping"}, timeout=10)
+    if pong is None:
+        return None
+    daemon_roots = [Path(r) for r in pong.get("roots", [str(r) for r in config.roots])]
+    mine, rest = partition(paths, daemon_roots)
+    if paths and not mine:
+        return None, [str(p) for p in rest]
+    answer = ask(config, {"op": "reindex", "paths": [str(p) for p in mine], "full": full, "wait": wait},
+                 timeout=timeout)
+    if answer is None:
+        return None
+    return answer, [str(p) for p in rest]

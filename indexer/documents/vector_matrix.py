@@ -108,11 +108,13 @@ class VectorMatrix:
             self._free = []
         touched: list[int] = []
         for item, n in present.items():
-            slot = self._slot.get(item)
-            if slot is None:
+            found = self._slot.get(item)
+            if found is None:
                 slot = self._free.pop() if self._free else self._append_slot()
                 self._slot[item] = slot
                 self._ids[slot] = item
+            else:
+                slot = found
             self._matrix[slot] = rows[n]
             touched.append(slot)
         if len(self._free) > max(64, self._size // 4):

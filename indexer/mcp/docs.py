@@ -267,35 +267,31 @@ def _status(state: ServerState) -> IndexStatus:
     )
 
 
-def _targets(raw: list[str]) -> list[Path]:
-    absolute = [Path(p).expanduser().absolute() for p in raw]
-    return [p.resolve() if p.exists() else p for p in absolute]
-
-
 def _reindex(state: ServerState, paths: list[str], full: bool, wait: bool) -> ReindexResult:
-    from indexer.cli.daemon_client import ask
+    from indexer.cli.daemon_client import reindex_by_daemon
+    from indexer.errors import ConfigError, ValidationError
 
-    targets = _targets(paths)
-    answer = ask(state.config, {"op": "reindex", "paths": [str(t) for t in targets], "full": full, "wait": wait},
-                 timeout=None if wait else 30)
-    if answer is not None:
+    asked = reindex_by_daemon(state.config, paths, full=full, wait=wait, timeout=None if wait else 30)
+    if asked is not None:
+        answer, rest = asked
+        if rest:  # a server has no roots of its own beside the daemon's: one writer per root
+            raise ValidationError(f"{rest[0]} is outside the daemon's roots")
+        assert answer is not None
         report = answer.get("report")
         if report is not None:
             report = {**report, "failures": report.get("failures", [])[:20]}
         return ReindexResult(served_by="daemon", done=bool(answer.get("done")), ticket=answer.get("ticket"),
                              report=report)
     from indexer.documents.sync import DocumentSync
-    from indexer.documents.targets import within
-    from indexer.errors import ConfigError, ValidationError
+    from indexer.documents.targets import partition
 
     roots = tuple(state.config.roots)
     if not roots:
         raise ConfigError("no daemon runs and no roots are configured: set `roots` in the config, "
                           "or start `indexer daemon --root DIR`")
-    inside = within(roots)
-    for raw, target in zip(paths, targets):
-        if not inside(str(target)):
-            raise ValidationError(f"{raw} is outside the configured roots ({', '.join(map(str, roots))})")
+    targets, outside = partition(paths, roots)
+    if outside:
+        raise ValidationError(f"{outside[0]} is outside the configured roots ({', '.join(map(str, roots))})")
     with DocumentSync(state.config) as sync:
         report = sync.run(roots, paths=targets or None, full=full).as_dict()
     report["failures"] = report["failures"][:20]

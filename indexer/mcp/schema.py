@@ -12,6 +12,7 @@ sentence instead of pydantic's dump. A bad argument becomes one plain sentence i
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 _SPACE = re.compile(r"\s+")
@@ -97,7 +98,7 @@ def lean_annotations(hints: dict[str, Any] | None) -> dict[str, Any] | None:
     return out
 
 
-def plain_validation_error(errors: list[dict[str, Any]]) -> str:
+def plain_validation_error(errors: Sequence[Mapping[str, Any]]) -> str:
     """Pydantic's argument errors as one sentence: which argument, what is wrong (never the
     value, which may be long or private, nor a documentation URL)."""
     parts = []
