@@ -35,3 +35,8 @@ END;
 CREATE TRIGGER vector_changes_prune AFTER INSERT ON vector_changes WHEN new.seq % 4096 = 0 BEGIN
     DELETE FROM vector_changes WHERE seq <= new.seq - 65536;
 END;
+
+-- Every search reports how far the index is (storage/search_store.index_progress): the count of
+-- synced documents had only the partial index of 0001 (pending, stale) and read every wide
+-- row (1.5 KB of mean vector each): 2 ms at 4.6k documents, on every search.
+CREATE INDEX idx_document_index_status ON document_index(sync_status);
