@@ -64,3 +64,40 @@ def test_a_daemon_answered_search_is_lean_and_answers_as_the_full_command(tmp_pa
         daemon.stop()
         daemon.close()
     assert os.path.exists(daemon.db)
+
+
+@pytest.mark.parametrize("case", ["home", "home+db env", "home+db flag", "xdg", "xdg+db flag ~", "config file",
+                                  "config env", "empty db"])
+def test_the_lean_daemon_address_agrees_with_the_config(case: str, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from indexer.config import load_config
+    from indexer.paths import daemon_locations
+
+    for key in [k for k in os.environ if k.startswith("INDEXER_") or k.startswith("XDG_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    monkeypatch.chdir(tmp_path)
+    flag = None
+    if case.startswith("home"):
+        monkeypatch.setenv("INDEXER_HOME", str(tmp_path / "home"))
+    else:
+        monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "xdg-run"))
+    if "db env" in case:
+        monkeypatch.setenv("INDEXER_DB", "rel/env.db")
+    if "db flag" in case:
+        flag = "~/flag.db" if "~" in case else "flag.db"
+    if case == "empty db":
+        flag = ""
+    if case == "config file":
+        monkeypatch.setenv("INDEXER_HOME", str(tmp_path / "home"))
+        (tmp_path / "home").mkdir()
+        (tmp_path / "home" / "config.toml").write_text(f'db = "{tmp_path / "moved.db"}"\n')
+    if case == "config env":
+        (tmp_path / "c.toml").write_text("")
+        monkeypatch.setenv("INDEXER_CONFIG", str(tmp_path / "c.toml"))
+    quick = daemon_locations(flag, None)
+    if case in ("config file", "config env", "empty db"):
+        assert quick is None  # the full config decides (and reports a bad value)
+        return
+    config = load_config({"db": flag} if flag else {})
+    assert quick == (config.db.resolve(), config.runtime_dir)

@@ -5,17 +5,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from indexer.config import Config
+if TYPE_CHECKING:  # the lean search imports this module: no config module (dataclasses) at run time
+    from indexer.config import Config
 
 
 def ask(config: Config, request: dict[str, Any], *, timeout: float | None = 120.0) -> Any | None:
     """The daemon's answer, or None when no daemon serves this database. An error the daemon
     reports is raised (as :class:`~indexer.daemon.control.DaemonError`, an IndexerError)."""
-    from indexer.daemon.control import DaemonTimeout, DaemonUnavailable, call, socket_path
+    from indexer.daemon.control import socket_path
 
-    path = socket_path(config.runtime_dir, config.db)
+    return ask_at(socket_path(config.runtime_dir, config.db), request, timeout=timeout)
+
+
+def ask_at(path: Path, request: dict[str, Any], *, timeout: float | None = 120.0) -> Any | None:
+    """:func:`ask`, given the daemon's socket path."""
+    from indexer.daemon.control import DaemonTimeout, DaemonUnavailable, call
+
     if not path.exists():
         return None
     try:

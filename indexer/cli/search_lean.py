@@ -150,14 +150,20 @@ def _search_by_daemon(p: dict[str, Any]) -> bool:
     from indexer.errors import IndexerError
 
     try:
-        from indexer.cli.daemon_client import ask
-        from indexer.config import load_config
+        from indexer.cli.daemon_client import ask_at
+        from indexer.daemon.control import socket_path
+        from indexer.paths import daemon_locations
 
-        flags = {"db": p["db"]} if p.get("db") else {}
-        config = load_config(flags, config_file=Path(p["config"]) if p.get("config") else None)
+        where = daemon_locations(p.get("db"), p.get("config"))
+        if where is None:  # a config file may move the database: the config decides
+            from indexer.config import load_config
+
+            flags = {"db": p["db"]} if p.get("db") else {}
+            config = load_config(flags, config_file=Path(p["config"]) if p.get("config") else None)
+            where = (config.db, config.runtime_dir)
         request = {"op": "search", "query": p["text"], "mode": p["mode"], "k": p["k"],
                    "filters": filters_for(p["doc_type"], p["path"], p["since"])}
-        response = ask(config, request, timeout=30)
+        response = ask_at(socket_path(where[1], where[0]), request, timeout=30)
         if response is None:
             return False
         render(response, as_json=p["as_json"], as_jsonl=p["as_jsonl"], explain=p["explain"],
