@@ -34,8 +34,9 @@ from indexer.config import load_config  # noqa: E402
 from indexer.documents import ranking  # noqa: E402
 from indexer.documents.embedding import make_embedder  # noqa: E402
 from indexer.documents.markdown_meta import document_summary  # noqa: E402
+from indexer.documents.vector_matrix import VectorMatrix  # noqa: E402
 from indexer.storage import driver  # noqa: E402
-from indexer.storage.search_store import Filters, VectorMatrix, keyword_hits  # noqa: E402
+from indexer.storage.search_store import Filters, keyword_hits  # noqa: E402
 from indexer.storage.vectors import from_blob  # noqa: E402
 
 CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"

@@ -36,8 +36,8 @@ from indexer.config import load_config  # noqa: E402
 from indexer.documents.embedding import make_embedder  # noqa: E402
 from indexer.documents.search import Fusion, SearchOptions, run_search  # noqa: E402
 from indexer.documents.sync import DocumentSync  # noqa: E402
+from indexer.documents.vector_matrix import SearchVectors  # noqa: E402
 from indexer.storage import driver  # noqa: E402
-from indexer.storage.search_store import VectorMatrix  # noqa: E402
 from indexer.storage.vectors import to_blob  # noqa: E402
 
 CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
@@ -59,7 +59,7 @@ def load_queries(path: Path = QUERIES) -> list[dict]:
     return queries
 
 
-def evaluate(conn, embed, queries, mode: str, matrix: VectorMatrix | None = None) -> dict[str, float]:
+def evaluate(conn, embed, queries, mode: str, matrix: SearchVectors | None = None) -> dict[str, float]:
     rr, recall = [], []
     by_kind: dict[str, list[tuple[float, float]]] = {}
     for q in queries:
@@ -99,7 +99,7 @@ def bench_quality(db: Path, backend: str, queries: list[dict]) -> dict[str, obje
         return cache[text]
 
     conn = driver.connect(db, readonly=True)
-    matrix = VectorMatrix()  # in memory, as the daemon searches
+    matrix = SearchVectors()  # in memory, as the daemon searches
     try:
         counts = conn.execute("SELECT (SELECT count(*) FROM document_index), (SELECT count(*) FROM document_chunks)").fetchone()
         result: dict[str, object] = {"db": str(db), "db_mb": round(db.stat().st_size / 2**20, 1),
@@ -156,7 +156,7 @@ def bench_latency(tmp: Path, size: int, embedder, texts: list[str], queries: lis
     conn = driver.connect(db, readonly=True)
     search_ms, cached_ms, embed_ms, numpy_ms, plain_ms = [], [], [], [], []
     plain = SearchOptions(mode="hybrid", k=10, fusion=Fusion(summary_weight=0.0))  # chunks only
-    matrix = VectorMatrix()
+    matrix = SearchVectors()
     try:
         run_search(conn, "warm", SearchOptions(mode="hybrid", k=10), embedder.embed_query, matrix)
         for q in queries:

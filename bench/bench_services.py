@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_services.py [--memories 100000] [--sessions 10000]
         [--list-memories 1000000] [--big-events 10000] [--ops 2000] [--repeat 3] [--samples 2000]
-        [--json out.json] [--only reads|writes|session-listing|big-session|listing|tasks ...]
+        [--json out.json] [--only reads|writes|session-listing|big-session|listing|tasks ...] [--only-compare]
 
 Figures (all through the async services, one ``await`` at a time, a commit per write):
 
@@ -13,6 +13,11 @@ Figures (all through the async services, one ``await`` at a time, a commit per w
   on ``:memory:``; beside it, on the same machine, a reference-style baseline: one aiosqlite
   ``await`` per statement (INSERT, then commit; events read, extended and written back) on
   ``:memory:``, no audit row. Median of --repeat rounds, the kinds interleaved;
+* like for like (``like_*``): ours and the reference style each on a fresh file with the
+  spec's PRAGMAs, and each in memory, in the same round; the ratio ours / reference;
+* concurrent writers (``writers_N_*``): 1, 4 and 8 asyncio writers on one Database, and the
+  ceiling group commit could reach (``grouped_N_per_commit_sql_*``: the same transactions N
+  to a commit, one SAVEPOINT each);
 * the same write transactions in a plain loop without asyncio (``sql_floor_*``): the ceiling
   the database file allows on this machine; beside it the WAL frames a create writes and the
   create floor in memory, on the file with no checkpoint, and with ``synchronous=OFF``
@@ -267,14 +272,18 @@ async def in_memory_writes(ops: int) -> dict[str, float]:
             "inmem_append_event_per_s": appended}
 
 
-async def reference_style(ops: int) -> dict[str, float]:
+async def reference_style(ops: int, target: str | Path = ":memory:") -> dict[str, float]:
     """One aiosqlite await per statement, as the reference did; no audit row, no checks, the
-    events array read, extended in Python and written back."""
-    conn = await driver.connect_async(":memory:")
+    events array read, extended in Python and written back. ``target``: ``:memory:`` or a file
+    (opened through the driver: the spec's PRAGMAs, WAL, synchronous=NORMAL)."""
+    if str(target) != ":memory:":
+        migrations.migrate(Path(target))
+    conn = await driver.connect_async(target)
     try:
-        for migration in migrations.load_migrations():
-            for statement in migrations.split_statements(migration.sql):
-                await conn.execute(statement)
+        if str(target) == ":memory:":
+            for migration in migrations.load_migrations():
+                for statement in migrations.split_statements(migration.sql):
+                    await conn.execute(statement)
 
         async def write_memory(i: int) -> None:
             await conn.execute("BEGIN")
@@ -284,6 +293,7 @@ async def reference_style(ops: int) -> dict[str, float]:
 
         await conn.executemany("INSERT INTO sessions (id, app_name, user_id) VALUES (?, 'app', 'u')",
                                [(f"s{i}",) for i in range(1000)])
+        await conn.commit()
 
         async def append(i: int) -> None:
             await conn.execute("BEGIN")
@@ -299,6 +309,72 @@ async def reference_style(ops: int) -> dict[str, float]:
         await conn.close()
 
 
+async def ours_on(ops: int, target: str | Path) -> dict[str, float]:
+    """Our services on a fresh ``target`` (a file or ``:memory:``), the same writes as
+    :func:`reference_style`: memory creates, and appends spread over 1,000 sessions."""
+    async with Database(target) as db:
+        mem, ses = MemoryService(db), SessionService(db)
+        created = await throughput(lambda i: mem.create_memory(f"user:w{i % 100}", f"k{i}", {"i": i}, "semantic"), ops)
+        ids = [(await ses.create_session("app", f"u{i}")).id for i in range(1000)]
+        appended = await throughput(lambda i: ses.append_event(ids[i % 1000], {"type": "m", "i": i}), ops)
+    return {"memory_writes_per_s": created, "event_appends_per_s": appended}
+
+
+async def like_for_like(tmp: Path, ops: int, round_no: int) -> dict[str, float]:
+    """Ours and the reference style on the same kind of target in the same round: each on a
+    fresh file with the spec's PRAGMAs, and each in memory. Ratios: ours / reference."""
+    figures: dict[str, float] = {}
+    for where, ours_target, ref_target in (("file", tmp / f"ours-{round_no}.db", tmp / f"ref-{round_no}.db"),
+                                           ("inmem", ":memory:", ":memory:")):
+        ours = await ours_on(ops, ours_target)
+        ref = await reference_style(ops, ref_target)
+        for kind, ref_key in (("memory_writes", "reference_style_inmem_memory_writes_per_s"),
+                              ("event_appends", "reference_style_inmem_event_appends_per_s")):
+            figures[f"like_{where}_ours_{kind}_per_s"] = ours[f"{kind}_per_s"]
+            figures[f"like_{where}_reference_{kind}_per_s"] = ref[ref_key]
+            figures[f"like_{where}_ratio_{kind}"] = ours[f"{kind}_per_s"] / ref[ref_key]
+    return figures
+
+
+async def concurrent_writers(tmp: Path, ops: int, round_no: int) -> dict[str, float]:
+    """Memory creates per second with 1, 4 and 8 writers at once on a fresh file: asyncio tasks
+    sharing one Database (one connection, one commit per write), and beside it what grouping
+    the same transactions N to a commit would allow at most (the SQL floor with one SAVEPOINT
+    per write inside a shared BEGIN IMMEDIATE: group commit's ceiling, not a product path)."""
+    from indexer.agent import memory
+    from indexer.timeutil import now_ts
+
+    figures: dict[str, float] = {}
+    for writers in (1, 4, 8):
+        path = tmp / f"group-{round_no}-{writers}.db"
+        async with Database(path) as db:
+            mem = MemoryService(db)
+            per = ops // writers
+
+            async def writer(w: int) -> None:
+                for i in range(per):
+                    await mem.create_memory(f"user:g{w}", f"k{i}", {"i": i}, "semantic")
+
+            start = time.perf_counter()
+            await asyncio.gather(*(writer(w) for w in range(writers)))
+            figures[f"writers_{writers}_create_memory_per_s"] = per * writers / (time.perf_counter() - start)
+        conn = driver.connect(path)
+        try:
+            start = time.perf_counter()
+            for batch in range(0, ops, writers):
+                conn.execute("BEGIN IMMEDIATE")
+                for i in range(batch, min(batch + writers, ops)):
+                    conn.execute("SAVEPOINT one")
+                    memory._create(conn, f"user:grouped{i % 100}", f"k{i}", '{"i":1}', "semantic", "{}", "bench",
+                                   now_ts())
+                    conn.execute("RELEASE one")
+                conn.execute("COMMIT")
+            figures[f"grouped_{writers}_per_commit_sql_create_memory_per_s"] = ops / (time.perf_counter() - start)
+        finally:
+            conn.close()
+    return figures
+
+
 async def bench_writes(path: Path, sessions: int, ops: int, repeat: int) -> dict[str, Any]:
     """Each figure ``repeat`` times, the kinds interleaved so that they share the machine's
     noise; the median is reported (and every round, in the JSON)."""
@@ -311,6 +387,20 @@ async def bench_writes(path: Path, sessions: int, ops: int, repeat: int) -> dict
         figures.update(write_ceilings(path, ops, round_no))
         figures.update(await in_memory_writes(ops))
         figures.update(await reference_style(ops))
+        figures.update(await like_for_like(path.parent, ops, round_no))
+        figures.update(await concurrent_writers(path.parent, ops, round_no))
+        rounds.append(figures)
+    result: dict[str, Any] = {name: statistics.median(r[name] for r in rounds) for name in rounds[0]}
+    result["write_rounds"] = rounds
+    return result
+
+
+async def bench_compare(tmp: Path, ops: int, repeat: int) -> dict[str, Any]:
+    """Only the like-for-like comparison and the concurrent writers (``--only-compare``)."""
+    rounds: list[dict[str, float]] = []
+    for round_no in range(repeat):
+        figures = await like_for_like(tmp, ops, round_no)
+        figures.update(await concurrent_writers(tmp, ops, round_no))
         rounds.append(figures)
     result: dict[str, Any] = {name: statistics.median(r[name] for r in rounds) for name in rounds[0]}
     result["write_rounds"] = rounds
@@ -561,6 +651,8 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         ("listing", lambda: bench_listing(tmp / "list.db", args.list_memories, args.samples)),
         ("tasks", lambda: bench_task_claims(tmp / "tasks.db", args.tasks, args.repeat)),
     )
+    if args.only_compare:
+        stages = (("compare", lambda: bench_compare(tmp, args.ops, args.repeat)),)
     for name, stage in stages:
         if args.only and name.replace(" ", "-") not in args.only:
             continue
@@ -583,6 +675,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=2000, help="Calls per latency figure.")
     parser.add_argument("--repeat", type=int, default=3, help="Rounds of the write-throughput figures (median).")
     parser.add_argument("--tasks", type=int, default=2000, help="Tasks in the queue each claim round empties.")
+    parser.add_argument("--only-compare", action="store_true",
+                        help="Only the like-for-like comparison with the reference style and the concurrent writers.")
     parser.add_argument("--dir", type=Path, help="Where the databases go (default: a temporary directory).")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--only", action="append",

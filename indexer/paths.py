@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 APP = "indexer"
 PRIVATE_DIR = 0o700
 PRIVATE_FILE = 0o600
 
 
-@dataclass(frozen=True)
-class StatePaths:
+class StatePaths(NamedTuple):  # a tuple, not a dataclass: `indexer search` imports this module
     data_dir: Path
     config_file: Path
     runtime_dir: Path
@@ -100,3 +99,22 @@ def write_private(path: Path, text: str) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
+
+
+def daemon_locations(db_flag: str | None, config_flag: str | None,
+                     env: dict[str, str] | None = None) -> tuple[Path, Path] | None:
+    """(database, runtime directory) that name a running daemon's socket, without loading the
+    config, when no config file can change them: what a daemon-answered ``indexer search``
+    needs, and all it needs. None when a config file is given or exists (then the caller loads
+    the config: ``indexer.config.load_config``, which this must always agree with)."""
+    env = dict(os.environ) if env is None else env
+    if config_flag is not None or env.get("INDEXER_CONFIG"):
+        return None
+    paths = state_paths(env)
+    if paths.config_file.exists():
+        return None
+    raw = db_flag if db_flag is not None else env.get("INDEXER_DB")
+    if raw is not None and not raw:
+        return None  # an empty path: the config's own error
+    db = Path(raw).expanduser().resolve() if raw else paths.default_db
+    return db, paths.runtime_dir

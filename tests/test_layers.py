@@ -126,3 +126,16 @@ def test_every_layer_has_modules(layer: str) -> None:
     """The map above describes packages that exist (a renamed package cannot silently pass)."""
     names = {layer_of(module_name(p)) for p in source_files() if module_name(p)}
     assert layer in names
+
+
+def test_the_in_memory_search_engine_is_not_in_storage() -> None:
+    """storage holds SQL; the numpy vector engine (documents/vector_matrix.py) is search
+    machinery and lives above it, reading the vectors through storage/vector_log.py."""
+    engines = []
+    for path in source_files():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and any(
+                    isinstance(f, ast.FunctionDef) and f.name == "nearest" for f in node.body):
+                engines.append(layer_of(module_name(path)))
+    assert engines and "storage" not in engines

@@ -67,7 +67,7 @@ async def test_tools_listed_with_schemas_and_hints(root: Path) -> None:
         tool = tools[info.name]
         assert tool.description and len(tool.description) > 60, info.name
         assert tool.output_schema and tool.output_schema["type"] == "object", info.name
-        assert tool.annotations.read_only_hint is (not info.writes), info.name
+        assert bool(tool.annotations.read_only_hint) is (not info.writes), info.name  # absent: false
         assert tool.annotations.open_world_hint is False
     assert [n for n, t in tools.items() if t.annotations.destructive_hint] == ["memory_delete"]
     assert tools["search"].input_schema["properties"]["k"]["maximum"] == 25

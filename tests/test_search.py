@@ -184,15 +184,21 @@ def test_cli_json_jsonl_explain(tmp_path: Path) -> None:
 
 
 def test_in_memory_vector_matrix_matches_sqlite_vec_and_follows_commits(tmp_path: Path) -> None:
-    from indexer.storage.search_store import VectorMatrix, vector_hits
+    from indexer.documents.vector_matrix import VectorMatrix
+    from indexer.storage.search_store import vector_hits
 
     db = build(tmp_path, CORPUS)
     query = EMBEDDER.embed_query("remote archive pattern")
     conn = driver.connect(db, readonly=True)
     matrix = VectorMatrix()
+
+    def cached_hits() -> list[tuple[int, float]]:
+        matrix.refresh(conn)
+        return matrix.nearest(query, 5)
+
     try:
         exact = vector_hits(conn, query, 5, Filters())
-        cached = vector_hits(conn, query, 5, Filters(), matrix)
+        cached = cached_hits()
         assert [c for c, _ in cached] == [c for c, _ in exact]
         assert [round(s, 5) for _, s in cached] == [round(s, 5) for _, s in exact]
         before = len(matrix.ids)
@@ -200,7 +206,7 @@ def test_in_memory_vector_matrix_matches_sqlite_vec_and_follows_commits(tmp_path
         config = load_config({"db": str(db), "roots": [str(tmp_path / "root")]})
         with DocumentSync(config, embedder=EMBEDDER, counter=WhitespaceTokenCounter()) as sync:
             sync.run()  # another connection commits new vectors
-        hits = vector_hits(conn, query, 5, Filters(), matrix)
+        hits = cached_hits()
         assert len(matrix.ids) > before
         assert [c for c, _ in hits] == [c for c, _ in vector_hits(conn, query, 5, Filters())]
     finally:
@@ -208,17 +214,17 @@ def test_in_memory_vector_matrix_matches_sqlite_vec_and_follows_commits(tmp_path
 
 
 def test_vector_matrix_prefilter_keeps_the_exact_top_hits() -> None:
-    from indexer.storage.search_store import VectorMatrix
+    from indexer.documents.vector_matrix import VectorMatrix
 
     rng = np.random.default_rng(3)
     centres = rng.standard_normal((40, 64)).astype(np.float32)
     vectors = centres[rng.integers(0, 40, 4000)] + 0.5 * rng.standard_normal((4000, 64)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     exact, filtered = VectorMatrix(), VectorMatrix()
+    filtered.PREFILTER_ABOVE = 1000  # type: ignore[misc]  # sign bits from 1,000 vectors on
     for m in (exact, filtered):
-        m.ids = np.arange(100, 4100, dtype=np.int64)
-        m.matrix = vectors
-    filtered.bits = filtered._sign_bits(vectors)  # as refresh() does above PREFILTER_ABOVE
+        m.load(np.arange(100, 4100, dtype=np.int64), vectors)
+    assert not exact.bits.size
     assert filtered.bits.shape == (1, 4000)  # 64 dims: one 64-bit word per vector
     hits = 0
     for c in range(20):
@@ -229,3 +235,46 @@ def test_vector_matrix_prefilter_keeps_the_exact_top_hits() -> None:
         assert all(abs(s - float(vectors[i - 100] @ query)) < 1e-5 for i, s in got)
         hits += len({i for i, _ in want} & {i for i, _ in got})
     assert hits / 200 >= 0.95
+
+
+class _RechunkBetweenReads:
+    """A real read connection that lets another connection re-chunk every note just before the
+    search reads its results' details (what a daemon's sync can do between two reads)."""
+
+    def __init__(self, conn: driver.Connection, rechunk) -> None:
+        self._conn, self._rechunk, self.fired = conn, rechunk, False
+
+    def execute(self, sql: str, *args):
+        if "c.chunk_index, c.heading_path" in sql and not self.fired:
+            self.fired = True
+            self._rechunk()
+        return self._conn.execute(sql, *args)
+
+    def __getattr__(self, name: str):
+        return getattr(self._conn, name)
+
+
+def test_a_rechunk_during_a_search_does_not_break_it(tmp_path: Path) -> None:
+    """Issue 19: run_search made about ten autocommit reads; a re-chunk between them gave a
+    KeyError ("internal error"). Now every read is in one snapshot."""
+    db = build(tmp_path, CORPUS)
+    root = tmp_path / "root"
+
+    def rechunk() -> None:
+        for path in root.rglob("*.md"):
+            path.write_text(path.read_text() + "\n## Added\n\nnew words change every chunk\n")
+        config = load_config({"db": str(db), "roots": [str(root)]})
+        with DocumentSync(config, embedder=EMBEDDER, counter=WhitespaceTokenCounter()) as sync:
+            sync.run()
+
+    conn = driver.connect(db, readonly=True)
+    try:
+        wrapped = _RechunkBetweenReads(conn, rechunk)
+        response = run_search(wrapped, "remote archive", SearchOptions(mode="hybrid", k=4), EMBEDDER.embed_query)
+        assert wrapped.fired and not conn.in_transaction
+        assert {Path(r["path"]).name for r in response["results"]} == {"tar.md", "ssh.md", "grep.md", "cache.md"}
+        assert all("new words" not in r["snippet"] for r in response["results"])  # the snapshot's state
+        after = run_search(conn, "new words", SearchOptions(mode="keyword", k=4), EMBEDDER.embed_query)
+        assert len(after["results"]) == 4  # the next search sees the re-chunked notes
+    finally:
+        conn.close()

@@ -12,8 +12,9 @@ from indexer.config import load_config
 from indexer.documents.markdown_meta import document_summary
 from indexer.documents.search import Fusion, SearchOptions, fuse_documents, run_search, semantic_documents
 from indexer.documents.sync import DocumentSync
+from indexer.documents.vector_matrix import SummaryMatrix
 from indexer.storage import driver
-from indexer.storage.search_store import Filters, SummaryMatrix, summary_hits
+from indexer.storage.search_store import Filters, summary_hits
 from indexer.storage.vectors import from_blob
 from indexer.testing import HashEmbedder, WhitespaceTokenCounter
 
@@ -142,7 +143,9 @@ def test_summary_hits_score_every_summary_and_honour_filters(tmp_path: Path, roo
     try:
         exact = summary_hits(conn, vector, 10, Filters())
         assert len(exact) == 3 and exact == sorted(exact, key=lambda h: -h[1])
-        in_memory = summary_hits(conn, vector, 10, Filters(), SummaryMatrix())
+        in_memory_matrix = SummaryMatrix()
+        in_memory_matrix.refresh(conn)
+        in_memory = in_memory_matrix.nearest(vector, 10)
         assert [d for d, _ in in_memory] == [d for d, _ in exact]
         assert [s for _, s in in_memory] == pytest.approx([s for _, s in exact])
         only_rfcs = summary_hits(conn, vector, 10, Filters(path_prefix=str(root / "rfcs")))

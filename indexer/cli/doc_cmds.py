@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
@@ -53,27 +52,20 @@ def _reindex_by_daemon(config: Any, paths: tuple[str, ...], full: bool) -> tuple
     """When the daemon runs it is the only writer of its roots' documents: ask it, and wait.
     Returns (its report, the PATHs outside its roots, left for this process), or None when
     no daemon answers."""
-    from indexer.cli.daemon_client import ask
+    from indexer.cli.daemon_client import reindex_by_daemon
     from indexer.documents.sync import SyncReport
-    from indexer.documents.targets import normal_path, within
 
-    pong = ask(config, {"op": "ping"}, timeout=10)
-    if pong is None:
+    asked = reindex_by_daemon(config, paths, full=full)
+    if asked is None:
         return None
-    daemon_roots = [Path(r) for r in pong.get("roots", [str(r) for r in config.roots])]
-    ours = within(daemon_roots)
-    mine = [str(normal_path(p)) for p in paths if ours(str(normal_path(p)))]
-    rest = tuple(p for p in paths if not ours(str(normal_path(p))))
-    if paths and not mine:
-        return SyncReport(), rest
-    answer = ask(config, {"op": "reindex", "paths": mine, "full": full, "wait": True}, timeout=None)
-    if answer is None:
-        return None
+    answer, rest = asked
+    if answer is None:  # no PATH under its roots
+        return SyncReport(), tuple(rest)
     click.echo(f"reindexed by the running daemon (pid {answer['daemon']['pid']})", err=True)
     report = SyncReport()
     for key, value in answer["report"].items():
         setattr(report, key, value)
-    return report, rest
+    return report, tuple(rest)
 
 
 def _reindex_here(config: Any, paths: tuple[str, ...], full: bool, as_json: bool) -> Any:

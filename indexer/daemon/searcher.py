@@ -1,6 +1,7 @@
 """The daemon's warm search path: a query embedder of its own (never shared with the document
 embedder, whose tokenizer is not safe across threads), a read-only connection and the vectors
-in memory (:class:`~indexer.storage.search_store.VectorMatrix`, reloaded when the index moves).
+in memory (:class:`~indexer.documents.vector_matrix.SearchVectors`, updated from the vector
+change log inside each search's read snapshot).
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ class WarmSearcher:
 
     def _vectors(self) -> Any:
         if self._matrix is None:
-            from indexer.storage import search_store
+            from indexer.documents.vector_matrix import SearchVectors
 
-            self._matrix = search_store.VectorMatrix()
+            self._matrix = SearchVectors()
         return self._matrix
 
     def _connection(self) -> Any:
@@ -50,12 +51,14 @@ class WarmSearcher:
         started = time.perf_counter()
         try:
             with self._lock:
-                from indexer.storage import search_store
+                from indexer.storage import vector_log
 
                 self._embedder_for_queries().embed_query("warm up")
                 conn = self._connection()
-                if search_store.vector_table_exists(conn):
-                    self._vectors().refresh(conn)
+                vectors = self._vectors()
+                with vector_log.snapshot(conn):
+                    vectors.chunks.refresh(conn)
+                    vectors.summaries.refresh(conn)
         except Exception:  # a broken model is reported by the first search, with its message
             log.exception("warming the search model failed")
             return

@@ -19,8 +19,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from indexer.documents import ranking
+from indexer.documents.vector_matrix import SearchVectors
 from indexer.errors import ValidationError
-from indexer.storage import search_store
+from indexer.storage import search_store, vector_log
 from indexer.storage.search_store import Filters
 
 MODES = ("hybrid", "semantic", "keyword")
@@ -147,14 +148,37 @@ def snippet(text: str, query: str, width: int = SNIPPET_CHARS) -> str:
     return ("…" if start > 0 else "") + piece + ("…" if start + width < len(flat) else "")
 
 
+def _vector_hits(conn: Any, vector: np.ndarray, limit: int, filters: Filters,
+                 vectors: SearchVectors | None) -> Ranking:
+    if vectors is None or filters.active or not search_store.vector_table_exists(conn):
+        return search_store.vector_hits(conn, vector, limit, filters)
+    vectors.chunks.refresh(conn)
+    return vectors.chunks.nearest(vector, limit)
+
+
+def _summary_hits(conn: Any, vector: np.ndarray, limit: int, filters: Filters,
+                  vectors: SearchVectors | None) -> Ranking:
+    if vectors is None or filters.active:
+        return search_store.summary_hits(conn, vector, limit, filters)
+    vectors.summaries.refresh(conn)
+    return vectors.summaries.nearest(vector, limit)
+
+
 def run_search(conn: Any, query: str, options: SearchOptions,
                embed_query: Callable[[str], np.ndarray] | None,
-               matrix: search_store.VectorMatrix | None = None) -> dict[str, Any]:
+               matrix: SearchVectors | None = None) -> dict[str, Any]:
     """Search the index behind ``conn``. ``embed_query`` is only called in semantic/hybrid mode;
-    a long-lived caller passes a :class:`VectorMatrix` to keep the vectors in memory."""
+    a long-lived caller passes :class:`SearchVectors` to keep the vectors in memory. Every read
+    is made in one read snapshot, so a commit between them (a re-chunk) cannot mix two states."""
     options.validate()
     if not query.strip():
         raise ValidationError("the query is empty")
+    with vector_log.snapshot(conn):
+        return _search(conn, query, options, embed_query, matrix)
+
+
+def _search(conn: Any, query: str, options: SearchOptions, embed_query: Callable[[str], np.ndarray] | None,
+            matrix: SearchVectors | None) -> dict[str, Any]:
     progress = search_store.index_progress(conn)
     response: dict[str, Any] = {"query": query, "mode": options.mode, "k": options.k, "results": [], "index": progress}
     if progress["documents"] == 0:
@@ -167,15 +191,14 @@ def run_search(conn: Any, query: str, options: SearchOptions,
     fusion = options.fusion
     summaries: Ranking = []
     if vector is not None and fusion.summary_weight > 0:
-        summaries = search_store.summary_hits(conn, vector, max(options.k * 20, 200), options.filters,
-                                              search_store.summaries_for(matrix))
+        summaries = _summary_hits(conn, vector, max(options.k * 20, 200), options.filters, matrix)
     depth = max(options.k * 20, 200)
     while True:
         rankings: dict[str, Ranking] = {}
         if options.mode in ("hybrid", "keyword"):
             rankings["keyword"] = search_store.keyword_hits(conn, query, depth, options.filters)
         if options.mode in ("hybrid", "semantic") and vector is not None:
-            rankings["semantic"] = search_store.vector_hits(conn, vector, depth, options.filters, matrix)
+            rankings["semantic"] = _vector_hits(conn, vector, depth, options.filters, matrix)
         doc_of = search_store.chunk_documents(conn, sorted({c for r in rankings.values() for c, _ in r}))
         keyword_weight = fusion.keyword_weight(query)
         fused = fuse(rankings, {"semantic": 1.0, "keyword": keyword_weight}, fusion.rrf_k)
@@ -196,7 +219,9 @@ def run_search(conn: Any, query: str, options: SearchOptions,
         depth = min(depth * 4, search_store.MAX_K)
     details = search_store.chunk_details(conn, sorted({hit.chunk_id for group in groups for hit in group.chunks[:6]}))
     for group in groups:
-        top = details[group.chunks[0].chunk_id]
+        top = details.get(group.chunks[0].chunk_id)
+        if top is None:  # gone since it was ranked (a caller's own transaction spanning commits)
+            continue
         response["results"].append({
             "path": top["path"], "title": top["title"], "document_type": top["document_type"],
             "heading_path": top["heading_path"], "start_line": top["start_line"], "end_line": top["end_line"],
@@ -205,7 +230,7 @@ def run_search(conn: Any, query: str, options: SearchOptions,
             "other_chunks": [
                 {"heading_path": details[hit.chunk_id]["heading_path"], "start_line": details[hit.chunk_id]["start_line"],
                  "end_line": details[hit.chunk_id]["end_line"], "score": round(hit.score, 6)}
-                for hit in group.chunks[1:6]
+                for hit in group.chunks[1:6] if hit.chunk_id in details
             ],
         })
     return response

@@ -47,6 +47,21 @@ def split_targets(paths: Sequence[Path | str], roots: Sequence[Path]) -> tuple[l
     return extra_roots, targets
 
 
+def partition(paths: Sequence[Path | str], bases: Sequence[Path | str]) -> tuple[list[Path], list[Path | str]]:
+    """(the paths at or below one of ``bases``, normalised; the others, as given): which
+    PATHs a running daemon takes (its roots) and which are left for this process."""
+    inside = within(bases)
+    mine: list[Path] = []
+    rest: list[Path | str] = []
+    for raw in paths:
+        path = normal_path(raw)
+        if inside(str(path)):
+            mine.append(path)
+        else:
+            rest.append(raw)
+    return mine, rest
+
+
 def within(bases: Sequence[Path | str]) -> Callable[[str], bool]:
     """A test for "this path is one of ``bases`` or below one of them" (absolute paths)."""
     prefixes = [str(b) for b in bases]

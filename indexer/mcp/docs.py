@@ -161,42 +161,28 @@ def register(server: MCPServer, state: ServerState, names: set[str]) -> None:
     if "search" in names:
         @server.tool(annotations=READ)
         def search(
-            query: Annotated[str, Field(min_length=1, max_length=1000, description="what to look for, in words")],
+            query: Annotated[str, Field(min_length=1, max_length=1000)],
             mode: Annotated[Literal["hybrid", "keyword", "semantic"],
-                            Field(description="hybrid (default) fuses meaning and keywords; keyword is BM25 only")] = "hybrid",
-            k: Annotated[int, Field(ge=1, le=25, description="number of documents")] = 8,
-            document_type: Annotated[str | None, Field(max_length=200, description="only this document_type")] = None,
-            path: Annotated[str | None, Field(max_length=4096,
-                                              description=("only paths under this absolute directory, "
-                                                           "or matching this glob (*, ?, [)"))] = None,
-            since: Annotated[str | None, Field(max_length=64,
-                                               description=("only documents changed since: "
-                                                            "ISO date/time, or 7d, 12h, 30m"))] = None,
+                            Field(description="keyword: BM25 only")] = "hybrid",
+            k: Annotated[int, Field(ge=1, le=25, description="documents")] = 8,
+            document_type: Annotated[str | None, Field(max_length=200)] = None,
+            path: Annotated[str | None, Field(max_length=4096, description="a directory or a glob")] = None,
+            since: Annotated[str | None, Field(max_length=64, description="ISO date/time, or 7d, 12h, 30m")] = None,
         ) -> Annotated[CallToolResult, SearchResult]:
-            """Search the user's indexed markdown notes and docs by meaning and keywords.
-
-            Returns the best documents, one hit each: path, line range and heading of the
-            best-matching section, a short snippet, and up to 3 other matching sections. Use
-            read_document with the path (and start_line) to read a hit in full. Served by the
-            running daemon when there is one, else in this process (served_by says which).
-            """
+            """Search the user's markdown notes by meaning and keywords: the best documents,
+            each with path, lines, heading and snippet of its best section."""
             with tool_errors():
                 return respond(*_search(state, query, mode, k, document_type, path, since))
 
     if "read_document" in names:
         @server.tool(annotations=READ)
         def read_document(
-            path: Annotated[str, Field(min_length=1, max_length=4096,
-                                       description="an indexed file: the path a search hit gives, or relative to a root")],
-            start_line: Annotated[int, Field(ge=1, description="first line to return (1-based)")] = 1,
-            max_lines: Annotated[int, Field(ge=1, le=2000, description="at most this many lines")] = 200,
+            path: Annotated[str, Field(min_length=1, max_length=4096, description="a hit's path, or relative to a root")],
+            start_line: Annotated[int, Field(ge=1)] = 1,
+            max_lines: Annotated[int, Field(ge=1, le=2000)] = 200,
         ) -> Annotated[CallToolResult, Document]:
-            """Read an indexed markdown file, a page of lines at a time.
-
-            Only files in the index under a configured root can be read (no other path, no
-            symlink leading out). The result holds at most max_lines lines and 40,000
-            characters; when more remain, next_start_line says where to continue.
-            """
+            """Read lines of an indexed file (at most max_lines, 40,000 characters);
+            next_start_line continues."""
             with tool_errors():
                 real = reading.resolve_indexed(path, allowed_roots(state), is_indexed(state))
                 text = reading.read_text(real, state.config.max_file_bytes)
@@ -208,8 +194,8 @@ def register(server: MCPServer, state: ServerState, names: set[str]) -> None:
     if "index_status" in names:
         @server.tool(annotations=READ)
         def index_status() -> Annotated[CallToolResult, IndexStatus]:
-            """How the index stands: documents per sync status, chunks embedded, the model,
-            the roots, the daemon's state (null when none runs), and failed files with reasons."""
+            """The index: documents per status, chunks embedded, model, roots, daemon state,
+            failed files."""
             with tool_errors():
                 return respond(_status(state))
 
@@ -217,16 +203,12 @@ def register(server: MCPServer, state: ServerState, names: set[str]) -> None:
         @server.tool(annotations=IDEMPOTENT_WRITE)
         def reindex(
             paths: Annotated[list[Annotated[str, Field(min_length=1, max_length=4096)]] | None,
-                             Field(max_length=100,
-                                   description="only these files or directories: absolute paths under the roots")] = None,
-            full: Annotated[bool, Field(description="re-read and re-hash every file, ignoring mtime and size")] = False,
-            wait: Annotated[bool, Field(
-                description="wait for the sync to finish (daemon only; without one it always waits)")] = True,
+                             Field(max_length=100, description="only these, under the roots")] = None,
+            full: Annotated[bool, Field(description="re-hash every file")] = False,
+            wait: Annotated[bool, Field(description="wait for the sync to finish")] = True,
         ) -> Annotated[CallToolResult, ReindexResult]:
-            """Sync the indexed roots (or just some paths) with the disk now and embed what
-            changed. The daemon does this by itself as files change; call this after changes
-            it cannot see, or with full=true to re-read everything. Without a daemon the sync
-            runs in this process (the first one loads the model)."""
+            """Sync the roots (or some paths) with the disk now and embed what changed (the
+            daemon does this by itself as files change)."""
             with tool_errors():
                 return respond(_reindex(state, paths or [], full, wait))
 
@@ -245,7 +227,7 @@ def _title(state: ServerState, path: str) -> str | None:
 def _search(state: ServerState, query: str, mode: str, k: int, document_type: str | None, path: str | None,
             since: str | None) -> tuple[SearchResult, str]:
     from indexer.cli.daemon_client import ask
-    from indexer.cli.search_cmds import parse_since, path_filter
+    from indexer.cli.search_lean import parse_since, path_filter
 
     filters: dict[str, Any] = {"document_type": document_type, "since": parse_since(since) if since else None,
                                **(path_filter(path) if path else {})}
@@ -295,18 +277,16 @@ def _status(state: ServerState) -> IndexStatus:
     )
 
 
-def _targets(raw: list[str]) -> list[Path]:
-    absolute = [Path(p).expanduser().absolute() for p in raw]
-    return [p.resolve() if p.exists() else p for p in absolute]
-
-
 def _reindex(state: ServerState, paths: list[str], full: bool, wait: bool) -> ReindexResult:
-    from indexer.cli.daemon_client import ask
+    from indexer.cli.daemon_client import reindex_by_daemon
+    from indexer.errors import ConfigError, ValidationError
 
-    targets = _targets(paths)
-    answer = ask(state.config, {"op": "reindex", "paths": [str(t) for t in targets], "full": full, "wait": wait},
-                 timeout=None if wait else 30)
-    if answer is not None:
+    asked = reindex_by_daemon(state.config, paths, full=full, wait=wait, timeout=None if wait else 30)
+    if asked is not None:
+        answer, rest = asked
+        if rest:  # a server has no roots of its own beside the daemon's: one writer per root
+            raise ValidationError(f"{rest[0]} is outside the daemon's roots")
+        assert answer is not None
         report = answer.get("report")
         if report is not None:
             report = {**report, "failures": report.get("failures", [])[:20]}
@@ -314,17 +294,15 @@ def _reindex(state: ServerState, paths: list[str], full: bool, wait: bool) -> Re
                              report=report)
     from indexer.documents.roots import effective_roots
     from indexer.documents.sync import DocumentSync
-    from indexer.documents.targets import within
-    from indexer.errors import ConfigError, ValidationError
+    from indexer.documents.targets import partition
 
     roots = effective_roots(state.config)
     if not roots:
         raise ConfigError("no daemon runs and no roots are configured or indexed yet: set `roots` in the config, "
                           "run `indexer reindex --root DIR`, or start `indexer daemon --root DIR`")
-    inside = within(roots)
-    for raw, target in zip(paths, targets):
-        if not inside(str(target)):
-            raise ValidationError(f"{raw} is outside the configured roots ({', '.join(map(str, roots))})")
+    targets, outside = partition(paths, roots)
+    if outside:
+        raise ValidationError(f"{outside[0]} is outside the configured roots ({', '.join(map(str, roots))})")
     with DocumentSync(state.config) as sync:
         report = sync.run(roots, paths=targets or None, full=full).as_dict()
     report["failures"] = report["failures"][:20]

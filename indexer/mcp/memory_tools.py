@@ -17,10 +17,10 @@ from indexer.mcp.common import DESTRUCTIVE, READ, WRITE, ServerState, fit, fit_p
 
 HISTORY_MAX = 50
 
-Namespace = Annotated[str, Field(min_length=1, max_length=512, description=(
-    "':'-separated segments, the first one of project, app, user, session, temp (e.g. user:alice:prefs)"))]
-Key = Annotated[str, Field(min_length=1, max_length=512, description="the memory's key within its namespace")]
-By = Annotated[str | None, Field(max_length=200, description="who acts (recorded in the audit row); default: the server's --by")]
+# The namespace rules and an example are in the server's instructions (once, not once a tool).
+Namespace = Annotated[str, Field(min_length=1, max_length=512)]
+Key = Annotated[str, Field(min_length=1, max_length=512)]
+By = Annotated[str | None, Field(max_length=200, description="who acts (audit)")]
 
 
 class Memory(BaseModel):
@@ -94,13 +94,11 @@ def register(server: MCPServer, state: ServerState, names: set[str]) -> None:
         @server.tool(annotations=READ)
         async def memory_get(
             namespace: Namespace, key: Key,
-            version: Annotated[int | None, Field(
-                ge=1, description="this version (even a deleted one) instead of the latest")] = None,
-            history: Annotated[bool, Field(description="also return the versions (newest 50), deleted ones included")] = False,
+            version: Annotated[int | None, Field(ge=1)] = None,
+            history: Annotated[bool, Field(description="also the versions (newest 50)")] = False,
         ) -> Annotated[CallToolResult, MemoryWithHistory]:
-            """Read a memory: its latest live version (or the given version), with value,
-            type, metadata and who wrote it. With history=true, also its versions, so you can
-            pick one for memory_restore; a deleted memory is then shown as its newest version."""
+            """Read a memory (the latest live version, or the given one); history=true adds
+            its versions, deleted ones too, for memory_restore."""
             from indexer.errors import NotFoundError
 
             with tool_errors():
@@ -125,15 +123,13 @@ def register(server: MCPServer, state: ServerState, names: set[str]) -> None:
     if "memory_list" in names:
         @server.tool(annotations=READ)
         async def memory_list(
-            prefix: Annotated[str, Field(min_length=1, max_length=512, description=(
-                "a namespace; lists it and the namespaces below it (whole segments: user:al does not match user:alice)"))],
-            memory_type: Annotated[Literal["semantic", "episodic", "procedural"] | None,
-                                   Field(description="only this type")] = None,
-            limit: Annotated[int, Field(ge=1, le=200, description="page size")] = 50,
-            cursor: Annotated[str | None, Field(max_length=4096, description="next_cursor of the previous page")] = None,
+            prefix: Annotated[str, Field(min_length=1, max_length=512, description="a namespace and those below it")],
+            memory_type: Literal["semantic", "episodic", "procedural"] | None = None,
+            limit: Annotated[int, Field(ge=1, le=200)] = 50,
+            cursor: Annotated[str | None, Field(max_length=4096)] = None,
         ) -> Annotated[CallToolResult, MemoryPage]:
-            """List memories (latest live version of each key) under a namespace prefix, by
-            namespace then key, one page at a time. This is a listing, not a text search."""
+            """List memories under a namespace prefix (latest live versions), a page at a
+            time."""
             with tool_errors():
                 page = await (await service()).list_memories(prefix, memory_type, limit, cursor)
                 items, next_cursor = fit_page([_memory(e) for e in page.items], page.next_cursor,
@@ -144,17 +140,14 @@ def register(server: MCPServer, state: ServerState, names: set[str]) -> None:
         @server.tool(annotations=WRITE)
         async def memory_write(
             namespace: Namespace, key: Key,
-            value: Annotated[Any, Field(description="any JSON value: object, array, string, number, boolean")],
+            value: Annotated[Any, Field(description="any JSON value")],
             memory_type: Annotated[Literal["semantic", "episodic", "procedural"],
-                                   Field(description=("used when the key is created; "
-                                                      "an update keeps the key's type"))] = "semantic",
-            metadata: Annotated[dict[str, Any] | None,
-                                Field(description="a JSON object; on an update, replaces the metadata")] = None,
+                                   Field(description="on creation only")] = "semantic",
+            metadata: dict[str, Any] | None = None,
             by: By = None,
         ) -> Annotated[CallToolResult, WriteResult]:
-            """Store a memory: creates the key (version 1) or writes its next version; a
-            deleted key is created again with its version numbers continued. Earlier versions
-            stay readable (memory_get history=true) and can be restored."""
+            """Create a memory or write its next version (earlier versions stay readable and
+            restorable)."""
             with tool_errors():
                 svc = await service(create=True)
                 entry, created = await write_memory(svc, namespace, key, value, memory_type, metadata, by or state.by)
@@ -163,8 +156,8 @@ def register(server: MCPServer, state: ServerState, names: set[str]) -> None:
     if "memory_delete" in names:
         @server.tool(annotations=DESTRUCTIVE)
         async def memory_delete(namespace: Namespace, key: Key, by: By = None) -> Annotated[CallToolResult, DeleteResult]:
-            """Delete a memory: every version is hidden (a soft delete, recorded in the audit
-            log). memory_restore undoes it."""
+            """Delete a memory: every version is hidden (a soft delete); memory_restore
+            undoes it."""
             with tool_errors():
                 count = await (await service()).delete_memory(namespace, key, by or state.by)
                 return respond(DeleteResult(namespace=namespace, key=key, deleted=True, versions=count))
@@ -173,12 +166,11 @@ def register(server: MCPServer, state: ServerState, names: set[str]) -> None:
         @server.tool(annotations=WRITE)
         async def memory_restore(
             namespace: Namespace, key: Key,
-            version: Annotated[int | None, Field(ge=1, description=(
-                "roll back: write a new version holding this version's value; omit to undo a delete"))] = None,
+            version: Annotated[int | None, Field(ge=1, description="roll back to it; omit to undelete")] = None,
             by: By = None,
         ) -> Annotated[CallToolResult, Memory]:
-            """Undo a delete (without version), or roll a live memory back to an older
-            version (with version: a new version holding that value; nothing is erased)."""
+            """Undo a delete, or roll a memory back to an older version (written as a new
+            version; nothing is erased)."""
             with tool_errors():
                 svc = await service()
                 if version is None:

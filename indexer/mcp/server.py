@@ -9,14 +9,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import Tool, ToolAnnotations
+from pydantic import ValidationError
 
 from indexer import __version__
 from indexer.config import Config
 from indexer.mcp import docs, memory_tools, session_tools, task_tools
 from indexer.mcp.catalog import GROUPS, select_tools
 from indexer.mcp.common import ServerState
+from indexer.mcp.schema import lean_annotations, lean_description, lean_input, lean_output, plain_validation_error
 
 LOOPBACK = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -34,6 +39,36 @@ keywords, plus a versioned long-term memory and session logs for agents.
 Lists are paginated: pass next_cursor back as cursor."""
 
 
+class LeanServer(MCPServer):
+    """The SDK's server with a lean ``tools/list`` (``mcp/schema.py``) and bad arguments
+    answered in one plain sentence."""
+
+    _lean: list[Tool] | None = None
+
+    async def list_tools(self) -> list[Tool]:
+        if self._lean is None:
+            self._lean = [tool.model_copy(update={
+                "description": lean_description(tool.description), "input_schema": lean_input(tool.input_schema),
+                "output_schema": lean_output(tool.output_schema), "annotations": self._hints(tool.annotations)})
+                for tool in await super().list_tools()]
+        return self._lean
+
+    @staticmethod
+    def _hints(annotations: ToolAnnotations | None) -> ToolAnnotations | None:
+        if annotations is None:
+            return None
+        lean = lean_annotations(annotations.model_dump(by_alias=True, exclude_none=True))
+        return ToolAnnotations.model_validate(lean)
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            if isinstance(exc.__cause__, ValidationError):
+                raise ToolError(plain_validation_error(exc.__cause__.errors())) from exc.__cause__
+            raise
+
+
 def build_server(config: Config, *, groups: Iterable[str] = GROUPS, read_only: bool = False,
                  by: str = "mcp") -> MCPServer:
     """The server with the tools of ``groups`` (docs, memory, sessions, tasks), without the write
@@ -47,7 +82,7 @@ def build_server(config: Config, *, groups: Iterable[str] = GROUPS, read_only: b
         finally:
             await state.close()
 
-    server = MCPServer(name="indexer", title="indexer: markdown search, memory and sessions",
+    server = LeanServer(name="indexer", title="indexer: markdown search, memory and sessions",
                        instructions=INSTRUCTIONS, version=__version__, lifespan=lifespan,
                        log_level="WARNING")
     names = {t.name for t in select_tools(groups, read_only=read_only)}

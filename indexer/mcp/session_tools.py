@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from indexer.mcp.common import MAX_OUTPUT_CHARS, READ, WRITE, ServerState, fit, fit_page, respond, size, tool_errors
 
-SessionId = Annotated[str, Field(min_length=1, max_length=200, description="the session's id")]
+SessionId = Annotated[str, Field(min_length=1, max_length=200)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 JsonObject = dict[str, Any]
 
@@ -73,14 +73,12 @@ def register(server: MCPServer, app: ServerState, names: set[str]) -> None:
         async def session_create(
             app_name: Name, user_id: Name,
             project_id: Annotated[str | None, Field(min_length=1, max_length=200)] = None,
-            session_id: Annotated[str | None, Field(min_length=1, max_length=200,
-                                                    description="use this id (default: a new uuid4)")] = None,
-            state: Annotated[JsonObject | None,
-                             Field(description="initial state, a JSON object (same key rules as state_delta)")] = None,
-            metadata: Annotated[JsonObject | None, Field(description="a JSON object")] = None,
+            session_id: Annotated[str | None, Field(min_length=1, max_length=200)] = None,
+            state: JsonObject | None = None,
+            metadata: JsonObject | None = None,
         ) -> Annotated[CallToolResult, Session]:
-            """Start a session (status created) for an app and a user; returns it with its id.
-            Record what happens with session_append; move it on with session_update."""
+            """Start a session for an app and a user; returns it with its id (for
+            session_append and session_update)."""
             with tool_errors():
                 created = await (await service(create=True)).create_session(
                     app_name, user_id, project_id, session_id, state, metadata=metadata)
@@ -90,13 +88,11 @@ def register(server: MCPServer, app: ServerState, names: set[str]) -> None:
         @server.tool(annotations=READ)
         async def session_get(
             session_id: SessionId,
-            events: Annotated[int, Field(ge=0, le=200, description="how many events to return")] = 20,
-            after: Annotated[int | None, Field(ge=0, description="return the events after this sequence number "
-                                                                 "(0: from the first) instead of the last ones")] = None,
+            events: Annotated[int, Field(ge=0, le=200, description="the last N events")] = 20,
+            after: Annotated[int | None, Field(ge=0, description="events after this seq (0: from the first)")] = None,
         ) -> Annotated[CallToolResult, SessionWithEvents]:
-            """A session: status, state, times, how many events it has, and its last events
-            (at most `events`, and fewer if they would not fit in 40,000 characters). To read
-            a long log from the start, pass after=0, then each answer's next_after."""
+            """A session: status, state, times, event count and its last events (as many as
+            fit in 40,000 characters); after=N pages from N, then each answer's next_after."""
             with tool_errors():
                 svc = await service()
                 s = await svc.get_session(session_id, events=False)
@@ -127,11 +123,11 @@ def register(server: MCPServer, app: ServerState, names: set[str]) -> None:
             user_id: Annotated[str | None, Field(min_length=1, max_length=200)] = None,
             project_id: Annotated[str | None, Field(min_length=1, max_length=200)] = None,
             status: Literal["created", "active", "paused", "terminated", "archived"] | None = None,
-            limit: Annotated[int, Field(ge=1, le=100, description="page size")] = 20,
-            cursor: Annotated[str | None, Field(max_length=4096, description="next_cursor of the previous page")] = None,
+            limit: Annotated[int, Field(ge=1, le=100)] = 20,
+            cursor: Annotated[str | None, Field(max_length=4096)] = None,
         ) -> Annotated[CallToolResult, SessionPage]:
-            """List sessions matching every filter given, newest first, without their events
-            (event_count says how many), one page at a time."""
+            """Sessions matching every filter, newest first, without events, a page at a
+            time."""
             with tool_errors():
                 page = await (await service()).list_sessions(app_name, user_id, project_id, status, limit, cursor)
                 items, next_cursor = fit_page([_session(s) for s in page.items], page.next_cursor,
@@ -142,12 +138,11 @@ def register(server: MCPServer, app: ServerState, names: set[str]) -> None:
         @server.tool(annotations=WRITE)
         async def session_append(
             session_id: SessionId,
-            event: Annotated[JsonObject, Field(description="a JSON object; given an id and a timestamp when it has none")],
-            state_delta: Annotated[JsonObject | None,
-                                   Field(description="state changes applied with the event; null removes a key")] = None,
+            event: JsonObject,
+            state_delta: Annotated[JsonObject | None, Field(description="null removes a key")] = None,
         ) -> Annotated[CallToolResult, Appended]:
-            """Append an event to a session's log (atomically with an optional state delta).
-            Only created, active or paused sessions take events."""
+            """Append an event to a session (created, active or paused), with an optional
+            state delta, atomically."""
             with tool_errors():
                 svc = await service()
                 stored = await svc.append_event(session_id, event, state_delta)
@@ -158,12 +153,12 @@ def register(server: MCPServer, app: ServerState, names: set[str]) -> None:
         @server.tool(annotations=WRITE)
         async def session_update(
             session_id: SessionId,
-            state_delta: Annotated[JsonObject | None, Field(description="merged into the state; null removes a key")] = None,
+            state_delta: Annotated[JsonObject | None, Field(description="merged; null removes a key")] = None,
             status: Annotated[Literal["active", "paused", "terminated", "archived"] | None,
-                              Field(description="move the session on: created→active⇄paused, →terminated→archived")] = None,
+                              Field(description="created→active⇄paused→terminated→archived")] = None,
         ) -> Annotated[CallToolResult, Session]:
-            """Change a session: merge a state delta and/or move it along its lifecycle
-            (the delta is applied first). An illegal transition is an error naming both states."""
+            """Change a session: merge a state delta and/or move it along its lifecycle (the
+            delta first)."""
             from indexer.errors import ValidationError
 
             with tool_errors():

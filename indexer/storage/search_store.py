@@ -131,85 +131,10 @@ def _filtered_chunk_ids(conn: Connection, filters: Filters, cap: int) -> list[in
     return [int(r[0]) for r in rows]
 
 
-class VectorMatrix:
-    """All chunk vectors of one connection's database in memory, for long-lived searchers
-    (the daemon, benchmarks): an exact brute-force KNN in numpy instead of sqlite-vec's.
-
-    Reloaded whenever ``PRAGMA data_version`` says another connection committed, so it never
-    serves stale vectors. One-shot commands do not use it (loading costs more than one KNN).
-    """
-
-    # Above this many vectors, candidates are first chosen by the Hamming distance of sign
-    # bits (48 bytes a vector instead of 1,536), then re-scored exactly with the floats:
-    # the best 5 % (at least 10 per result wanted). On the real-model quality index that
-    # keeps 99.7 % of the exact top 10 and 93 % of the top 50 (docs/search.md, "Speed").
-    PREFILTER_ABOVE = 20_000
-    PREFILTER_FRACTION = 20  # 1/20 of the vectors are re-scored
-    PREFILTER_FACTOR = 10
-
-    SQL = f"SELECT rowid, embedding FROM {VEC_TABLE}"
-
-    def __init__(self) -> None:
-        self._version: int | None = None
-        self.ids = np.zeros(0, dtype=np.int64)
-        self.matrix = np.zeros((0, 0), dtype=np.float32)
-        self.bits = np.zeros((0, 0), dtype=np.uint64)  # (words, vectors), when prefiltering
-
-    def refresh(self, conn: Connection) -> None:
-        version = int(conn.execute("PRAGMA data_version").fetchone()[0])
-        if version == self._version:
-            return
-        rows = conn.execute(self.SQL).fetchall()
-        self.ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        self.matrix = (np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1)
-                       if rows else np.zeros((0, 0), dtype=np.float32))
-        self.bits = (self._sign_bits(self.matrix) if len(rows) > self.PREFILTER_ABOVE
-                     else np.zeros((0, 0), dtype=np.uint64))
-        self._version = version
-
-    @staticmethod
-    def _sign_bits(matrix: np.ndarray) -> np.ndarray:
-        """One bit a dimension (positive or not), packed into 64-bit words, one row per word
-        (word-major: the Hamming distance is then a few passes over contiguous arrays)."""
-        packed = np.packbits(matrix > 0, axis=-1)
-        pad = (-packed.shape[-1]) % 8
-        if pad:
-            packed = np.pad(packed, [(0, 0), (0, pad)])
-        return np.ascontiguousarray(np.ascontiguousarray(packed).view(np.uint64).T)
-
-    def _hamming(self, vector: np.ndarray) -> np.ndarray:
-        query = self._sign_bits(vector[None, :])[:, 0]
-        distance: np.ndarray = np.bitwise_count(self.bits[0] ^ query[0]).astype(np.uint16)
-        for word in range(1, len(query)):
-            distance += np.bitwise_count(self.bits[word] ^ query[word])
-        return distance
-
-    def nearest(self, vector: np.ndarray, limit: int) -> list[tuple[int, float]]:
-        if not len(self.ids):
-            return []
-        vector = np.asarray(vector, dtype=np.float32)
-        candidates = max(limit * self.PREFILTER_FACTOR, len(self.ids) // self.PREFILTER_FRACTION)
-        if self.bits.size and candidates < len(self.ids):
-            rows = np.argpartition(self._hamming(vector), candidates - 1)[:candidates]
-            scores = self.matrix[rows] @ vector
-        else:
-            rows = None
-            scores = self.matrix @ vector
-        limit = min(limit, len(scores))
-        top = np.argpartition(-scores, limit - 1)[:limit]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        index = top if rows is None else rows[top]
-        return [(int(self.ids[i]), float(s)) for i, s in zip(index, scores[top])]
-
-
-def vector_hits(conn: Connection, vector: np.ndarray, limit: int, filters: Filters,
-                matrix: VectorMatrix | None = None) -> list[tuple[int, float]]:
-    """(chunk id, cosine similarity), best first; filters honoured exactly."""
+def vector_hits(conn: Connection, vector: np.ndarray, limit: int, filters: Filters) -> list[tuple[int, float]]:
+    """(chunk id, cosine similarity), best first, by sqlite-vec; filters honoured exactly."""
     if not vector_table_exists(conn):
         return []
-    if matrix is not None and not filters.active:
-        matrix.refresh(conn)
-        return matrix.nearest(vector, limit)
     blob = to_blob(vector)
     if filters.active:
         ids = _filtered_chunk_ids(conn, filters, EXACT_LIMIT)
@@ -242,24 +167,6 @@ def vector_hits(conn: Connection, vector: np.ndarray, limit: int, filters: Filte
         k = min(k * 4, MAX_K)
 
 
-class SummaryMatrix(VectorMatrix):
-    """The document summary vectors (schema 0003) in memory; always scored exactly (one
-    vector a document: far fewer than chunks)."""
-
-    SQL = "SELECT document_id, embedding FROM document_summaries WHERE embedding IS NOT NULL"
-    PREFILTER_ABOVE = 1 << 62
-
-
-def summaries_for(matrix: VectorMatrix | None) -> SummaryMatrix | None:
-    """The summary vectors kept in memory beside a long-lived searcher's chunk vectors."""
-    if matrix is None:
-        return None
-    if getattr(matrix, "summaries", None) is None:
-        matrix.summaries = SummaryMatrix()  # type: ignore[attr-defined]
-    summaries: SummaryMatrix = matrix.summaries  # type: ignore[attr-defined]
-    return summaries
-
-
 def first_chunks(conn: Connection, doc_ids: Sequence[int]) -> dict[int, int]:
     """document id -> id of its first chunk."""
     out: dict[int, int] = {}
@@ -271,24 +178,20 @@ def first_chunks(conn: Connection, doc_ids: Sequence[int]) -> dict[int, int]:
     return out
 
 
-def summary_hits(conn: Connection, vector: np.ndarray, limit: int, filters: Filters,
-                 matrix: SummaryMatrix | None = None) -> list[tuple[int, float]]:
+def summary_hits(conn: Connection, vector: np.ndarray, limit: int, filters: Filters) -> list[tuple[int, float]]:
     """(document id, cosine of its summary vector), best first; filters honoured exactly."""
-    if matrix is None or filters.active:
-        where, params = filters.sql()
-        rows = conn.execute(
-            "SELECT s.document_id, s.embedding FROM document_summaries AS s JOIN document_index AS d "
-            f"ON d.id = s.document_id WHERE s.embedding IS NOT NULL AND {where}", params).fetchall()
-        if not rows:
-            return []
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        scores = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1) @ vector
-        limit = min(limit, len(ids))
-        top = np.argpartition(-scores, limit - 1)[:limit]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return [(int(ids[i]), float(scores[i])) for i in top]
-    matrix.refresh(conn)
-    return matrix.nearest(vector, limit)
+    where, params = filters.sql()
+    rows = conn.execute(
+        "SELECT s.document_id, s.embedding FROM document_summaries AS s JOIN document_index AS d "
+        f"ON d.id = s.document_id WHERE s.embedding IS NOT NULL AND {where}", params).fetchall()
+    if not rows:
+        return []
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    scores = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1) @ vector
+    limit = min(limit, len(ids))
+    top = np.argpartition(-scores, limit - 1)[:limit]
+    top = top[np.argsort(-scores[top], kind="stable")]
+    return [(int(ids[i]), float(scores[i])) for i in top]
 
 
 def chunk_documents(conn: Connection, chunk_ids: Sequence[int]) -> dict[int, int]:
