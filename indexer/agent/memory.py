@@ -19,7 +19,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
-from indexer.agent.common import DEFAULT_LIMIT, check_text, decode_cursor, encode_cursor, to_json, validate_limit
+from indexer.agent.common import (DEFAULT_LIMIT, Limits, check_text, decode_cursor, encode_cursor, to_json,
+                                  validate_limit)
 from indexer.errors import ConflictError, NotFoundError, ValidationError
 from indexer.storage import memory_store as store
 from indexer.storage.database import Database
@@ -254,11 +255,14 @@ class MemoryService:
     """The report's memory API over a :class:`~indexer.storage.database.Database`.
 
     Each method validates its arguments, then runs as one transaction (writes: ``BEGIN
-    IMMEDIATE``) with its audit row; a failure anywhere leaves nothing behind.
+    IMMEDIATE``) with its audit row; a failure anywhere leaves nothing behind. A value or
+    metadata larger than ``limits`` (default :class:`~indexer.agent.common.Limits`, the
+    config's defaults; pass ``Limits.from_config(config)`` for a config's) is refused.
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, limits: Limits | None = None) -> None:
         self.db = db
+        self.limits = limits or Limits()
 
     async def create_memory(self, namespace: str, key: str, value: Any, memory_type: str,
                             created_by: str | None = None, metadata: dict[str, Any] | None = None) -> MemoryEntry:
@@ -267,8 +271,8 @@ class MemoryService:
         validate_namespace(namespace)
         validate_key(key)
         validate_memory_type(memory_type)
-        value_json = to_json(value)
-        meta_json = metadata_json(metadata)
+        value_json = self.limits.value(to_json(value))
+        meta_json = self.limits.metadata(metadata_json(metadata))
         row = await self.db.run(_create, namespace, key, value_json, memory_type, meta_json,
                                     created_by, now_ts(), inline=True)
         return entry_from_row(row)
@@ -280,8 +284,8 @@ class MemoryService:
         the key has no live version."""
         validate_namespace(namespace)
         validate_key(key)
-        value_json = to_json(value)
-        meta_json = metadata_json(metadata) if metadata is not None else None
+        value_json = self.limits.value(to_json(value))
+        meta_json = self.limits.metadata(metadata_json(metadata)) if metadata is not None else None
         row = await self.db.run(_update, namespace, key, value_json, meta_json, updated_by, now_ts(), inline=True)
         return entry_from_row(row)
 

@@ -329,14 +329,16 @@ def chunker_id(target_tokens: int) -> str:
 
 
 def chunk_markdown(text: str, counter: TokenCounter, *, target_tokens: int = DEFAULT_TARGET_TOKENS, max_tokens: int = 254,
-                   title: str | None = None) -> list[Chunk]:
+                   title: str | None = None, body_start: int | None = None) -> list[Chunk]:
     """Chunks of a markdown document (front matter skipped, its lines counted).
 
     ``title`` (the document's title) is put in front of the context of chunks whose heading
-    path does not start with it; ``max_tokens`` is the hard limit on ``embed_text``."""
+    path does not start with it; ``max_tokens`` is the hard limit on ``embed_text``;
+    ``body_start``, when the caller has parsed the front matter already, its first body line."""
     if max_tokens < 8:
         raise ValueError("max_tokens must be at least 8")
-    _, _, body_start = split_front_matter(text)
+    if body_start is None:
+        body_start = split_front_matter(text)[2]
     doc = _Doc(text, counter, body_start)
     ctx = _Context(counter, title, max_tokens // 4)
     target = max(min(target_tokens, max_tokens), 1)

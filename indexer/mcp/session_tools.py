@@ -14,7 +14,8 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 
-from indexer.mcp.common import MAX_OUTPUT_CHARS, READ, WRITE, ServerState, fit, fit_page, respond, size, tool_errors
+from indexer.mcp.common import (MAX_OUTPUT_CHARS, READ, WRITE, ServerState, fit, fit_page, json_size, respond, size,
+                                tool_errors)
 
 SessionId = Annotated[str, Field(min_length=1, max_length=200, description="the session's id")]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
@@ -46,10 +47,30 @@ class SessionPage(BaseModel):
     next_cursor: str | None = Field(description="pass as cursor for the next page; null: this was the last")
 
 
-class Appended(BaseModel):
-    event: dict[str, Any]
+class SessionWritten(BaseModel):
+    """What a write answers: the session's status and times, and the sizes of its state and
+    metadata, never their values (session_get reads them)."""
+
+    id: str
+    app_name: str
+    user_id: str
+    project_id: str | None
+    status: str
+    state_bytes: int = Field(description="the size of the state as JSON")
+    metadata_bytes: int
+    created_at: str
+    last_update_time: str
+    terminated_at: str | None
+    archived_at: str | None
     event_count: int
-    state: dict[str, Any]
+
+
+class Appended(BaseModel):
+    event_id: Any = Field(description="the event's id (given, or a new uuid4)")
+    timestamp: Any
+    event_bytes: int = Field(description="the size of the stored event as JSON")
+    event_count: int
+    state_bytes: int
 
 
 def _session(s: Any) -> Session:
@@ -58,11 +79,18 @@ def _session(s: Any) -> Session:
     return Session(**data)
 
 
+def _written(s: Any) -> SessionWritten:
+    data = s.as_dict()
+    for name in ("events", "state", "metadata"):
+        data.pop(name, None)
+    return SessionWritten(**data, state_bytes=json_size(s.state), metadata_bytes=json_size(s.metadata))
+
+
 def register(server: MCPServer, app: ServerState, names: set[str]) -> None:
     from indexer.agent.sessions import SessionService
 
     async def service(create: bool = False) -> SessionService:
-        return SessionService(await app.database(create=create))
+        return SessionService(await app.database(create=create), app.limits)
 
     if "session_create" in names:
         @server.tool(annotations=WRITE)
@@ -74,13 +102,14 @@ def register(server: MCPServer, app: ServerState, names: set[str]) -> None:
             state: Annotated[JsonObject | None,
                              Field(description="initial state, a JSON object (same key rules as state_delta)")] = None,
             metadata: Annotated[JsonObject | None, Field(description="a JSON object")] = None,
-        ) -> Annotated[CallToolResult, Session]:
-            """Start a session (status created) for an app and a user; returns it with its id.
-            Record what happens with session_append; move it on with session_update."""
+        ) -> Annotated[CallToolResult, SessionWritten]:
+            """Start a session (status created) for an app and a user; returns its id, status
+            and the sizes of its state and metadata. Record what happens with session_append;
+            move it on with session_update."""
             with tool_errors():
                 created = await (await service(create=True)).create_session(
                     app_name, user_id, project_id, session_id, state, metadata=metadata)
-                return respond(_session(created))
+                return respond(_written(created))
 
     if "session_get" in names:
         @server.tool(annotations=READ)
@@ -128,12 +157,15 @@ def register(server: MCPServer, app: ServerState, names: set[str]) -> None:
                                    Field(description="state changes applied with the event; null removes a key")] = None,
         ) -> Annotated[CallToolResult, Appended]:
             """Append an event to a session's log (atomically with an optional state delta).
-            Only created, active or paused sessions take events."""
+            Only created, active or paused sessions take events. The reply names the event
+            (id, timestamp, size) and counts the log, without echoing the event or the state."""
             with tool_errors():
                 svc = await service()
                 stored = await svc.append_event(session_id, event, state_delta)
                 s = await svc.get_session(session_id)
-                return respond(Appended(event=stored, event_count=s.event_count, state=s.state))
+                return respond(Appended(event_id=stored.get("id"), timestamp=stored.get("timestamp"),
+                                        event_bytes=json_size(stored), event_count=s.event_count,
+                                        state_bytes=json_size(s.state)))
 
     if "session_update" in names:
         @server.tool(annotations=WRITE)
@@ -142,9 +174,10 @@ def register(server: MCPServer, app: ServerState, names: set[str]) -> None:
             state_delta: Annotated[JsonObject | None, Field(description="merged into the state; null removes a key")] = None,
             status: Annotated[Literal["active", "paused", "terminated", "archived"] | None,
                               Field(description="move the session on: created→active⇄paused, →terminated→archived")] = None,
-        ) -> Annotated[CallToolResult, Session]:
+        ) -> Annotated[CallToolResult, SessionWritten]:
             """Change a session: merge a state delta and/or move it along its lifecycle
-            (the delta is applied first). An illegal transition is an error naming both states."""
+            (the delta is applied first). An illegal transition is an error naming both states.
+            The reply gives the status, times and sizes (session_get reads the state)."""
             from indexer.errors import ValidationError
 
             with tool_errors():
@@ -157,4 +190,4 @@ def register(server: MCPServer, app: ServerState, names: set[str]) -> None:
                     s = await svc.set_status(session_id, status)
                 else:
                     s = await svc.get_session(session_id)
-                return respond(_session(s))
+                return respond(_written(s))
