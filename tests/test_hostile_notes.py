@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES_SCALE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import EXAMPLES_SCALE
 from indexer.config import load_config
 from indexer.documents import chunking, front_matter, markdown_meta, planning
 from indexer.documents.sync import DocumentSync, Prepared, PrepareFailed

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from daemon_harness import DaemonProcess, wait_until
 
+from daemon_harness import DaemonProcess, wait_until
 from indexer.storage import driver
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(300)]

@@ -9,8 +9,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from indexer.config import Config
 from indexer.config import DEFAULT_SIZE_LIMITS as _DEFAULTS
+from indexer.config import Config
 from indexer.errors import ValidationError
 
 DEFAULT_LIMIT = 100

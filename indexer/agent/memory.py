@@ -19,8 +19,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
-from indexer.agent.common import (DEFAULT_LIMIT, Limits, check_text, decode_cursor, encode_cursor, to_json,
-                                  validate_limit)
+from indexer.agent.common import DEFAULT_LIMIT, Limits, check_text, decode_cursor, encode_cursor, to_json, validate_limit
 from indexer.errors import ConflictError, NotFoundError, ValidationError
 from indexer.storage import memory_store as store
 from indexer.storage.database import Database

@@ -26,8 +26,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from indexer.agent.common import (DEFAULT_LIMIT, Limits, check_text, decode_cursor, encode_cursor, to_json,
-                                  validate_limit)
+from indexer.agent.common import DEFAULT_LIMIT, Limits, check_text, decode_cursor, encode_cursor, to_json, validate_limit
 from indexer.errors import ConflictError, NotFoundError, ValidationError
 from indexer.storage import session_store as store
 from indexer.storage.database import Database

@@ -109,7 +109,8 @@ def memory_update(app: AppContext, namespace: str, key: str, value: str, by: str
 
     data = json_argument(value, "VALUE")
     meta = json_object_option(metadata, "--metadata")
-    entry = run_with_db(app, lambda db: MemoryService(db, limits(app)).update_memory(namespace, key, data, by, metadata=meta), create=False)
+    entry = run_with_db(app, lambda db: MemoryService(db, limits(app)).update_memory(namespace, key, data, by, metadata=meta),
+                        create=False)
     if as_json:
         emit_json(entry.as_dict())
     else:

@@ -14,8 +14,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 
-from indexer.mcp.common import (MAX_OUTPUT_CHARS, READ, WRITE, ServerState, fit, fit_page, json_size, respond, size,
-                                tool_errors)
+from indexer.mcp.common import MAX_OUTPUT_CHARS, READ, WRITE, ServerState, fit, fit_page, json_size, respond, size, tool_errors
 
 SessionId = Annotated[str, Field(min_length=1, max_length=200, description="the session's id")]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
