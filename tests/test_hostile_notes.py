@@ -6,6 +6,7 @@ daemon on the same notes: tests/test_hostile_notes_e2e.py."""
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -113,11 +114,12 @@ def test_deep_toml_tables_are_refused_not_a_recursion_error() -> None:
 
 def test_values_json_cannot_hold_are_kept_as_text(tmp_path: Path) -> None:
     """Before: ``.inf`` reached the database as ``Infinity`` and the CHECK json_valid(metadata)
-    failed the whole batch (no note of it indexed)."""
+    failed the whole batch (no note of it indexed); a lone surrogate failed the note."""
     root = tmp_path / "notes"
     good_notes(root, 3)
     (root / "odd.md").write_text("---\nup: .inf\ndown: -.inf\nnan: .nan\nbig: 0x" + "f" * 40
-                                 + "\nhuge: 0x" + "f" * 4000 + "\n---\n# Odd\n", encoding="utf-8")
+                                 + "\nhuge: 0x" + "f" * 4000 + '\ntitle: "odd \\uD800 title"\n"k\\uDC00": 1'
+                                 + "\n---\n# Odd\n", encoding="utf-8")
     with make_sync(tmp_path, root) as sync:
         sync.run()
     got = rows(tmp_path / "index.db")
@@ -125,6 +127,7 @@ def test_values_json_cannot_hold_are_kept_as_text(tmp_path: Path) -> None:
     fm = got["odd.md"][1]["front_matter"]
     assert (fm["up"], fm["down"], fm["nan"], fm["big"]) == ("inf", "-inf", None, str(int("f" * 40, 16)))
     assert fm["huge"] == "0x" + "f" * 4000
+    assert fm["title"] == "odd \ufffd title" and fm["k\ufffd"] == 1  # a lone surrogate cannot be stored
 
 
 def test_an_unexpected_exception_fails_that_file_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -149,6 +152,22 @@ def test_an_unexpected_exception_fails_that_file_only(tmp_path: Path, monkeypatc
     assert sorted(n for n, (s, _) in got.items() if s == "synced") == [f"good{i:02d}.md" for i in range(5)]
     assert report.failures == [{"path": str(root / "trigger.md"),
                                 "reason": "could not be indexed: ZeroDivisionError: boom second line"}]
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_not_fatal(tmp_path: Path) -> None:
+    """Before: its path (surrogates from the OS's bytes) failed to encode in the first SQL
+    statement that named it, a traceback, and no note indexed."""
+    root = tmp_path / "notes"
+    good_notes(root, 3)
+    bad = Path(os.fsdecode(bytes(root) + b"/bad\xff.md"))
+    bad.write_text("# Bad name\n\nbody\n", encoding="utf-8")
+    (root / "sub\udcfe").mkdir()  # a directory too
+    (root / "sub\udcfe" / "inside.md").write_text("# Inside\n", encoding="utf-8")
+    with make_sync(tmp_path, root) as sync:
+        report = sync.run()
+        assert report.added == 3 and report.skipped == 2
+        sync.reconcile(paths=[bad])  # as the watcher asks for one path
+    assert sorted(rows(tmp_path / "index.db")) == ["good00.md", "good01.md", "good02.md"]
 
 
 # -- cost linear in the size ----------------------------------------------------------------

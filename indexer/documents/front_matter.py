@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import re
 from typing import Any
 
 MAX_BYTES = 64 * 1024
@@ -28,6 +29,7 @@ MAX_DEPTH = 32
 MAX_ALIASES = 100
 MAX_EXPANDED = 256 * 1024
 _JSON_INT = 1 << 63  # integers JSON and SQLite hold exactly; larger ones are kept as strings
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _DECIMAL_BITS = 12_000  # about 3,600 digits: below Python's limit on int-to-decimal conversion
 
 
@@ -137,8 +139,8 @@ def parse_block(fence: str, raw: str) -> dict[str, Any]:
 
 def jsonable(value: Any, depth: int = 0) -> Any:
     """``value`` as JSON can hold it: dates and times as ISO 8601 strings, keys as strings,
-    NaN as null, infinities and integers past 64 bits as strings, bytes decoded, anything else
-    ``str()``. FrontMatterRefused past :data:`MAX_DEPTH` levels."""
+    NaN as null, infinities and integers past 64 bits as strings, bytes decoded, lone
+    surrogates replaced, anything else ``str()``. FrontMatterRefused past :data:`MAX_DEPTH` levels."""
     if depth > MAX_DEPTH:
         raise FrontMatterRefused(f"front matter nests deeper than {MAX_DEPTH} levels")
     if isinstance(value, dict):
@@ -147,7 +149,9 @@ def jsonable(value: Any, depth: int = 0) -> Any:
         return [jsonable(v, depth + 1) for v in value]
     if isinstance(value, (_dt.date, _dt.datetime, _dt.time)):
         return value.isoformat()
-    if isinstance(value, bool) or value is None or isinstance(value, str):
+    if isinstance(value, str):
+        return _text(value)
+    if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int):
         return value if -_JSON_INT <= value < _JSON_INT else _big_int(value)
@@ -167,4 +171,9 @@ def _big_int(value: int) -> str:
 def _key(key: Any) -> str:
     if isinstance(key, int) and not isinstance(key, bool):
         return _big_int(key)
-    return str(key)
+    return _text(str(key))
+
+
+def _text(value: str) -> str:
+    """A string UTF-8 can hold: a lone surrogate (YAML's ``"\\uD800"``) becomes U+FFFD."""
+    return value if value.isascii() else _SURROGATE.sub("\ufffd", value)
