@@ -264,14 +264,15 @@ class DocumentSync:
             text, digest = read_markdown(f.path, self.config.max_file_bytes)
         except FileProblem as exc:
             return PrepareFailed(str(exc))
+        counter = self.counter  # a tokenizer that cannot load is the run's error, not each file's
         try:
-            return self._parse_file(f, text, digest)
+            return self._parse_file(f, text, digest, counter)
         except Exception as exc:  # the last resort: one file's bug must not stop the others
             return PrepareFailed(unexpected_reason(exc))
 
-    def _parse_file(self, f: planning.DiskFile, text: str, digest: str) -> Prepared:
+    def _parse_file(self, f: planning.DiskFile, text: str, digest: str, counter: TokenCounter) -> Prepared:
         meta = markdown_meta.parse_document(text, f.path)
-        chunks = chunking.chunk_markdown(text, self.counter, target_tokens=min(self.config.chunk_tokens, self.max_tokens),
+        chunks = chunking.chunk_markdown(text, counter, target_tokens=min(self.config.chunk_tokens, self.max_tokens),
                                          max_tokens=self.max_tokens, title=meta.title, body_start=meta.body_start_line)
         rows = [store.ChunkRow(c.index, c.chunk_hash, tuple(c.heading_path), c.start_line, c.end_line,
                                c.token_count, c.text, c.embed_text) for c in chunks]
