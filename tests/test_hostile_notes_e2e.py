@@ -12,9 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from conftest import EXAMPLES_SCALE
 from daemon_harness import DaemonProcess, wait_until
 from indexer.storage import driver
+from test_hostile_notes import hostile_note
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(300)]
 
@@ -108,3 +112,26 @@ def test_the_daemon_indexes_the_good_notes_and_stays_quiet(tmp_path: Path) -> No
     finally:
         assert d.stop() == 0
         d.close()
+
+
+@settings(max_examples=3 * EXAMPLES_SCALE, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(hostile=st.lists(hostile_note(), min_size=4, max_size=8))
+def test_fuzz_reindex_as_a_process_beside_good_notes(hostile: list[bytes]) -> None:
+    """Fuzzed notes, each with a good note beside it, through ``indexer reindex --root``."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(dir="/dev/shm" if Path("/dev/shm").is_dir() else None) as tmp:
+        root = Path(tmp) / "notes"
+        root.mkdir()
+        for i, data in enumerate(hostile):
+            (root / f"hostile{i}.md").write_bytes(data)
+            (root / f"good{i}.md").write_text(f"# Good {i}\n\nbeside hostile note {i}\n", encoding="utf-8")
+        env = {**os.environ, "INDEXER_HOME": str(Path(tmp) / "home"), "INDEXER_MODEL": "hash:64"}
+        done = subprocess.run([sys.executable, "-m", "indexer", "reindex", "--root", str(root)], env=env,
+                              capture_output=True, text=True, timeout=240)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, (done.stdout, done.stderr)
+        got = rows(Path(tmp) / "home" / "indexer.db")
+        assert len(got) == 2 * len(hostile)
+        for name, (status, metadata) in got.items():
+            assert status == "synced" if name.startswith("good") else status in ("synced", "failed"), (name, status)
+            assert status == "synced" or "\n" not in metadata["last_error"]
