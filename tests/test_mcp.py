@@ -196,10 +196,12 @@ async def test_memory_lifecycle() -> None:
         shown = await call(client, "memory_get", namespace="user:alice", key="theme", history=True)
         assert shown["is_deleted"] and shown["versions_total"] == 2
         restored = await call(client, "memory_restore", namespace="user:alice", key="theme")
-        assert restored["version"] == 2 and restored["value"] == "light" and not restored["is_deleted"]
+        assert restored["version"] == 2 and restored["value_bytes"] == len('"light"') and not restored["is_deleted"]
+        assert (await call(client, "memory_get", namespace="user:alice", key="theme"))["value"] == "light"
         assert "is not deleted" in await error(client, "memory_restore", namespace="user:alice", key="theme")
         rolled = await call(client, "memory_restore", namespace="user:alice", key="theme", version=1)
-        assert rolled["version"] == 3 and rolled["value"] == {"mode": "dark"}
+        assert rolled["version"] == 3 and "value" not in rolled  # a write answers sizes, not the value
+        assert (await call(client, "memory_get", namespace="user:alice", key="theme"))["value"] == {"mode": "dark"}
         assert "has no version 9" in await error(client, "memory_restore", namespace="user:alice", key="theme", version=9)
         assert "must start with one of" in await error(client, "memory_write", namespace="people:bob", key="k", value=1)
         # a deleted key written again continues its versions
@@ -242,15 +244,18 @@ async def test_session_lifecycle_with_events_and_an_illegal_transition() -> None
         s = await call(client, "session_create", app_name="coder", user_id="alice", project_id="p1",
                        state='{"user:lang": "en", "temp:scratch": 1}')
         sid = s["id"]
-        assert s["status"] == "created" and s["state"] == {"user:lang": "en"} and s["event_count"] == 0
+        assert s["status"] == "created" and s["state_bytes"] == len('{"user:lang":"en"}') and s["event_count"] == 0
+        assert (await call(client, "session_get", session_id=sid))["state"] == {"user:lang": "en"}
         for i in range(5):
             appended = await call(client, "session_append", session_id=sid, event={"type": "msg", "n": i},
                                   state_delta={"turn": i})
-        assert appended["event_count"] == 5 and appended["state"]["turn"] == 4 and appended["event"]["id"]
+        assert appended["event_count"] == 5 and appended["event_id"] and "event" not in appended
         got = await call(client, "session_get", session_id=sid, events=2)
         assert [e["n"] for e in got["events"]] == [3, 4] and got["events_truncated"] and got["event_count"] == 5
+        assert got["state"]["turn"] == 4 and got["events"][-1]["id"] == appended["event_id"]
         active = await call(client, "session_update", session_id=sid, status="active", state_delta={"turn": None})
-        assert active["status"] == "active" and "turn" not in active["state"]
+        assert active["status"] == "active" and "state" not in active
+        assert "turn" not in (await call(client, "session_get", session_id=sid))["state"]
         assert (await call(client, "session_update", session_id=sid, status="paused"))["status"] == "paused"
         assert (await call(client, "session_update", session_id=sid, status="terminated"))["terminated_at"]
         message = await error(client, "session_update", session_id=sid, status="active")
@@ -302,7 +307,7 @@ async def test_legacy_handshake_client() -> None:
     async with Client(build_server(load_config()), mode="legacy") as client:
         assert len((await client.list_tools()).tools) == len(TOOLS)
         entry = await call(client, "memory_write", namespace="app:x", key="k", value=[1, 2])
-        assert entry["entry"]["value"] == [1, 2]
+        assert entry["entry"]["version"] == 1 and entry["entry"]["value_bytes"] == len("[1,2]")
 
 
 def test_server_start_imports_no_model(tmp_path: Path) -> None:

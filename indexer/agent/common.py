@@ -1,12 +1,16 @@
-"""Rules shared by the agent services (memory and sessions): text checks, limits, JSON values
-and opaque page cursors. Pure functions; the SQL lives in :mod:`indexer.storage`."""
+"""Rules shared by the agent services (memory and sessions): text checks, limits, JSON values,
+the size caps on what agents store, and opaque page cursors. Pure functions; the SQL lives
+in :mod:`indexer.storage`."""
 
 from __future__ import annotations
 
 import base64
 import json
+from dataclasses import dataclass
 from typing import Any
 
+from indexer.config import DEFAULT_SIZE_LIMITS as _DEFAULTS
+from indexer.config import Config
 from indexer.errors import ValidationError
 
 DEFAULT_LIMIT = 100
@@ -46,6 +50,61 @@ def parse_json(text: str, what: str = "value") -> Any:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed in JSON")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The largest values the services store, in bytes of their JSON text (UTF-8): a memory
+    value, metadata (of a memory or a session), one session event, a session's state as
+    written by one call (an initial state or a delta). Larger ones are refused with a
+    ValidationError naming the size, the limit and the setting. The defaults are the config's
+    (``max_value_bytes``, ``max_metadata_bytes``, ``max_event_bytes``, ``max_state_bytes``);
+    :meth:`from_config` takes a config's own."""
+
+    value_bytes: int = _DEFAULTS["max_value_bytes"]
+    metadata_bytes: int = _DEFAULTS["max_metadata_bytes"]
+    event_bytes: int = _DEFAULTS["max_event_bytes"]
+    state_bytes: int = _DEFAULTS["max_state_bytes"]
+
+    @classmethod
+    def from_config(cls, config: Config) -> Limits:
+        return cls(config.max_value_bytes, config.max_metadata_bytes, config.max_event_bytes, config.max_state_bytes)
+
+    def value(self, text: str) -> str:
+        return _within(text, "the value", self.value_bytes, "max_value_bytes")
+
+    def metadata(self, text: str) -> str:
+        return _within(text, "the metadata", self.metadata_bytes, "max_metadata_bytes")
+
+    def event(self, text: str) -> str:
+        return _within(text, "the event", self.event_bytes, "max_event_bytes")
+
+    def state_json(self, text: str) -> str:
+        """A whole state object's JSON text (a new session's)."""
+        return _within(text, "the state", self.state_bytes, "max_state_bytes")
+
+    def state(self, ops: list[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
+        """A state write's (key, JSON text or None) pairs, measured as the object they make."""
+        size = 2 + sum(len(key.encode("utf-8")) + 4 + json_bytes(value or "null") for key, value in ops)
+        if size > self.state_bytes:
+            raise ValidationError(_over("the state", size, self.state_bytes, "max_state_bytes"))
+        return ops
+
+
+def json_bytes(text: str) -> int:
+    """The size of JSON text in UTF-8 bytes (what is stored)."""
+    return len(text.encode("utf-8", errors="surrogatepass"))
+
+
+def _over(what: str, size: int, limit: int, setting: str) -> str:
+    return f"{what} is {size:,} bytes as JSON, over the limit of {limit:,} bytes (setting {setting})"
+
+
+def _within(text: str, what: str, limit: int, setting: str) -> str:
+    size = json_bytes(text)
+    if size > limit:
+        raise ValidationError(_over(what, size, limit, setting))
+    return text
 
 
 def encode_cursor(position: list[Any]) -> str:

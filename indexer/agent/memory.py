@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
-from indexer.agent.common import DEFAULT_LIMIT, check_text, decode_cursor, encode_cursor, to_json, validate_limit
+from indexer.agent.common import DEFAULT_LIMIT, Limits, check_text, decode_cursor, encode_cursor, to_json, validate_limit
 from indexer.errors import ConflictError, NotFoundError, ValidationError
 from indexer.storage import engines
 from indexer.storage.protocols import AgentDatabase, MemoryStatements
@@ -267,12 +267,15 @@ class MemoryService:
     """The report's memory API over a :class:`~indexer.storage.database.Database`.
 
     Each method validates its arguments, then runs as one transaction (writes: ``BEGIN
-    IMMEDIATE``) with its audit row; a failure anywhere leaves nothing behind.
+    IMMEDIATE``) with its audit row; a failure anywhere leaves nothing behind. A value or
+    metadata larger than ``limits`` (default :class:`~indexer.agent.common.Limits`, the
+    config's defaults; pass ``Limits.from_config(config)`` for a config's) is refused.
     """
 
-    def __init__(self, db: AgentDatabase) -> None:
+    def __init__(self, db: AgentDatabase, limits: Limits | None = None) -> None:
         self.db = db
         self.store = engines.memory_statements(db)  # the SQL of the store's engine
+        self.limits = limits or Limits()
 
     async def create_memory(self, namespace: str, key: str, value: Any, memory_type: str,
                             created_by: str | None = None, metadata: dict[str, Any] | None = None) -> MemoryEntry:
@@ -281,8 +284,8 @@ class MemoryService:
         validate_namespace(namespace)
         validate_key(key)
         validate_memory_type(memory_type)
-        value_json = to_json(value)
-        meta_json = metadata_json(metadata)
+        value_json = self.limits.value(to_json(value))
+        meta_json = self.limits.metadata(metadata_json(metadata))
         row = await self.db.run(_create, self.store, namespace, key, value_json, memory_type, meta_json,
                                     created_by, now_ts(), inline=True)
         return entry_from_row(row)
@@ -294,8 +297,8 @@ class MemoryService:
         the key has no live version."""
         validate_namespace(namespace)
         validate_key(key)
-        value_json = to_json(value)
-        meta_json = metadata_json(metadata) if metadata is not None else None
+        value_json = self.limits.value(to_json(value))
+        meta_json = self.limits.metadata(metadata_json(metadata)) if metadata is not None else None
         row = await self.db.run(_update, self.store, namespace, key, value_json, meta_json, updated_by, now_ts(), inline=True)
         return entry_from_row(row)
 

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from indexer.agent.common import DEFAULT_LIMIT, check_text, decode_cursor, encode_cursor, to_json, validate_limit
+from indexer.agent.common import DEFAULT_LIMIT, Limits, check_text, decode_cursor, encode_cursor, to_json, validate_limit
 from indexer.errors import ConflictError, NotFoundError, ValidationError
 from indexer.storage import engines, event_store
 from indexer.storage import session_store as store
@@ -285,9 +285,10 @@ def _set_status(conn: Any, session_id: str, new: str, now: str) -> Any:
 class SessionService:
     """The report's session API over a :class:`~indexer.storage.database.Database`."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, limits: Limits | None = None) -> None:
         engines.require_sqlite(db, "sessions")  # until sessions and events are behind the seam
         self.db = db
+        self.limits = limits or Limits()  # sizes of events, state writes and metadata
 
     async def create_session(self, app_name: str, user_id: str, project_id: str | None = None,
                              session_id: str | None = None, state: dict[str, Any] | None = None,
@@ -302,7 +303,8 @@ class SessionService:
         state_json = initial_state(state)
         if metadata is not None and not isinstance(metadata, dict):
             raise ValidationError(f"metadata must be a JSON object, got {type(metadata).__name__}")
-        metadata_json = to_json(metadata or {}, "metadata")
+        metadata_json = self.limits.metadata(to_json(metadata or {}, "metadata"))
+        self.limits.state_json(state_json)
         now = now_ts()
         row = await self.db.run(_create, session_id, app_name, user_id, project_id, state_json, metadata_json, now, inline=True)
         return session_from_row(row, events=[])
@@ -356,8 +358,8 @@ class SessionService:
         check_text(session_id, "session_id")
         now = now_ts()
         prepared = prepare_event(event, now)
-        event_json = to_json(prepared, "event")
-        ops = state_ops(state_delta) if state_delta is not None else []
+        event_json = self.limits.event(to_json(prepared, "event"))
+        ops = self.limits.state(state_ops(state_delta) if state_delta is not None else [])
         await self.db.run(_append, session_id, event_json, event_type(prepared), ops, now)
         return prepared
 
@@ -365,7 +367,7 @@ class SessionService:
         """Merge ``delta`` into the session's state (top-level keys; null removes a key;
         ``temp:`` keys are dropped, never persisted); returns the new state."""
         check_text(session_id, "session_id")
-        ops = state_ops(delta)
+        ops = self.limits.state(state_ops(delta))
         state = await self.db.run(_update_state, session_id, ops, now_ts(), inline=True)
         return dict(json.loads(state))
 

@@ -75,3 +75,10 @@ def compact(value: Any, width: int = 0) -> str:
     text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
     text = text.replace("\n", "\\n")
     return text if not width or len(text) <= width else text[: width - 1] + "…"
+
+
+def limits(app: AppContext) -> Any:
+    """The sizes the agent services accept, from the config (max_value_bytes and the rest)."""
+    from indexer.agent.common import Limits
+
+    return Limits.from_config(app.config())

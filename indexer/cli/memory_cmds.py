@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from indexer.cli.app import AppContext, cli
-from indexer.cli.common import compact, json_argument, json_object_option, run_with_db
+from indexer.cli.common import compact, json_argument, json_object_option, limits, run_with_db
 from indexer.cli.output import emit_json
 from indexer.errors import ValidationError
 
@@ -67,7 +67,7 @@ def memory_add(app: AppContext, namespace: str, key: str, value: str, memory_typ
     validate_memory_type(memory_type)
     data = json_argument(value, "VALUE")
     meta = json_object_option(metadata, "--metadata")
-    entry = run_with_db(app, lambda db: MemoryService(db).create_memory(namespace, key, data, memory_type, by, meta))
+    entry = run_with_db(app, lambda db: MemoryService(db, limits(app)).create_memory(namespace, key, data, memory_type, by, meta))
     if as_json:
         emit_json(entry.as_dict())
     else:
@@ -84,7 +84,7 @@ def memory_get(app: AppContext, namespace: str, key: str, version: int | None, a
     """Show the latest live version of KEY (or --version N)."""
     from indexer.agent.memory import MemoryService
 
-    entry = run_with_db(app, lambda db: MemoryService(db).get_memory(namespace, key, version), create=False)
+    entry = run_with_db(app, lambda db: MemoryService(db, limits(app)).get_memory(namespace, key, version), create=False)
     if as_json:
         emit_json(entry.as_dict())
         return
@@ -109,7 +109,8 @@ def memory_update(app: AppContext, namespace: str, key: str, value: str, by: str
 
     data = json_argument(value, "VALUE")
     meta = json_object_option(metadata, "--metadata")
-    entry = run_with_db(app, lambda db: MemoryService(db).update_memory(namespace, key, data, by, metadata=meta), create=False)
+    entry = run_with_db(app, lambda db: MemoryService(db, limits(app)).update_memory(namespace, key, data, by, metadata=meta),
+                        create=False)
     if as_json:
         emit_json(entry.as_dict())
     else:
@@ -126,7 +127,7 @@ def memory_delete(app: AppContext, namespace: str, key: str, by: str | None, as_
     """Soft-delete KEY: every version is hidden (restore undoes it)."""
     from indexer.agent.memory import MemoryService
 
-    count = run_with_db(app, lambda db: MemoryService(db).delete_memory(namespace, key, by), create=False)
+    count = run_with_db(app, lambda db: MemoryService(db, limits(app)).delete_memory(namespace, key, by), create=False)
     if as_json:
         emit_json({"namespace": namespace, "key": key, "deleted": True, "versions": count})
     else:
@@ -143,7 +144,7 @@ def memory_restore(app: AppContext, namespace: str, key: str, by: str | None, as
     """Undo the delete of KEY."""
     from indexer.agent.memory import MemoryService
 
-    entry = run_with_db(app, lambda db: MemoryService(db).restore_memory(namespace, key, by), create=False)
+    entry = run_with_db(app, lambda db: MemoryService(db, limits(app)).restore_memory(namespace, key, by), create=False)
     if as_json:
         emit_json(entry.as_dict())
     else:
@@ -161,7 +162,7 @@ def memory_rollback(app: AppContext, namespace: str, key: str, version: int, by:
     """Write a new version of KEY holding the value of VERSION."""
     from indexer.agent.memory import MemoryService
 
-    entry = run_with_db(app, lambda db: MemoryService(db).rollback_memory(namespace, key, version, by), create=False)
+    entry = run_with_db(app, lambda db: MemoryService(db, limits(app)).rollback_memory(namespace, key, version, by), create=False)
     if as_json:
         emit_json(entry.as_dict())
     else:
@@ -177,7 +178,7 @@ def memory_history(app: AppContext, namespace: str, key: str, as_json: bool) -> 
     """Every version of KEY, oldest first, deleted ones included."""
     from indexer.agent.memory import MemoryService
 
-    entries = run_with_db(app, lambda db: MemoryService(db).get_memory_history(namespace, key), create=False)
+    entries = run_with_db(app, lambda db: MemoryService(db, limits(app)).get_memory_history(namespace, key), create=False)
     if as_json:
         emit_json([e.as_dict() for e in entries])
         return
@@ -201,7 +202,7 @@ def memory_list(app: AppContext, prefix: str, memory_type: str | None, limit: in
     from indexer.agent.memory import MemoryPage, MemoryService
 
     async def pages(db: Any) -> MemoryPage:
-        service = MemoryService(db)
+        service = MemoryService(db, limits(app))
         page = await service.list_memories(prefix, memory_type, limit, cursor)
         items = list(page.items)
         while all_pages and page.next_cursor:
@@ -230,7 +231,7 @@ def memory_cleanup(app: AppContext, ttl: str, as_json: bool) -> None:
     from indexer.agent.memory import MemoryService
 
     seconds = parse_span(ttl)
-    count = run_with_db(app, lambda db: MemoryService(db).cleanup_expired(seconds), create=False)
+    count = run_with_db(app, lambda db: MemoryService(db, limits(app)).cleanup_expired(seconds), create=False)
     if as_json:
         emit_json({"deleted": count, "ttl_seconds": seconds})
     else:

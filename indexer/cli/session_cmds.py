@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from indexer.cli.app import AppContext, cli
-from indexer.cli.common import compact, json_argument, json_object_option, run_with_db
+from indexer.cli.common import compact, json_argument, json_object_option, limits, run_with_db
 from indexer.cli.output import emit_json
 from indexer.errors import ValidationError
 
@@ -49,7 +49,7 @@ def session_create(app: AppContext, app_name: str, user_id: str, project_id: str
     state_value = json_object_option(state, "--state")
     initial_state(state_value)
     meta = json_object_option(metadata, "--metadata")
-    created = run_with_db(app, lambda db: SessionService(db).create_session(
+    created = run_with_db(app, lambda db: SessionService(db, limits(app)).create_session(
         app_name, user_id, project_id, session_id, state_value, metadata=meta))
     if as_json:
         emit_json(created.as_dict())
@@ -154,7 +154,7 @@ def session_list(app: AppContext, app_name: str | None, user_id: str | None, pro
     from indexer.agent.sessions import SessionPage, SessionService
 
     async def pages(db: Any) -> SessionPage:
-        service = SessionService(db)
+        service = SessionService(db, limits(app))
         page = await service.list_sessions(app_name, user_id, project_id, status, limit, cursor)
         items = list(page.items)
         while all_pages and page.next_cursor:
@@ -188,7 +188,7 @@ def session_append(app: AppContext, session_id: str, event: str, state_delta: st
     if not isinstance(data, dict):
         raise ValidationError("EVENT must be a JSON object")
     delta = json_object_option(state_delta, "--state-delta")
-    stored = run_with_db(app, lambda db: SessionService(db).append_event(session_id, data, delta), create=False)
+    stored = run_with_db(app, lambda db: SessionService(db, limits(app)).append_event(session_id, data, delta), create=False)
     if as_json:
         emit_json(stored)
     else:
@@ -210,7 +210,7 @@ def session_state(app: AppContext, session_id: str, delta: str | None, as_json: 
     else:
         changes = json_object_option(delta, "DELTA")
         assert changes is not None
-        state = run_with_db(app, lambda db: SessionService(db).update_state(session_id, changes), create=False)
+        state = run_with_db(app, lambda db: SessionService(db, limits(app)).update_state(session_id, changes), create=False)
     if as_json:
         emit_json(state)
     else:
@@ -226,7 +226,7 @@ def session_status(app: AppContext, session_id: str, new_status: str, as_json: b
     """Move a session to STATUS: active, paused, terminated or archived."""
     from indexer.agent.sessions import SessionService
 
-    s = run_with_db(app, lambda db: SessionService(db).set_status(session_id, new_status), create=False)
+    s = run_with_db(app, lambda db: SessionService(db, limits(app)).set_status(session_id, new_status), create=False)
     if as_json:
         emit_json(s.as_dict())
     else:

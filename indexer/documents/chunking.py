@@ -29,7 +29,7 @@ import hashlib
 import math
 import os
 import re
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import accumulate
@@ -171,6 +171,30 @@ def _cut_penalty(before: _Unit, after: _Unit, goal: float) -> float:
     return 0.0 if after.block_first else goal / 4  # inside a block
 
 
+_WIDE_WINDOW = 48  # candidate starts past which _pack's step runs in numpy
+
+
+class _WideWindow:
+    """One step of :func:`_pack` over many candidate starts at once, with the same arithmetic
+    and the same choice among equal costs (the latest start)."""
+
+    def __init__(self, sums: Sequence[int]) -> None:
+        import numpy as np
+
+        self.np = np
+        self.sums = np.asarray(sums, dtype=np.float64)
+        self.best_np = np.full(len(sums), np.inf)
+        self.filled = 0  # best_np[:filled] mirrors best
+
+    def best(self, best: list[float], lo: int, j: int, goal: float, penalty: float) -> tuple[float, int]:
+        self.best_np[self.filled:j] = best[self.filled:j]
+        self.filled = j
+        d = self.sums[j] - self.sums[lo:j] - goal
+        costs = self.best_np[lo:j] + d * d / goal + penalty
+        k = int(self.np.argmin(costs[::-1]))  # the first minimum from the end: the latest start
+        return float(costs[j - lo - 1 - k]), j - 1 - k
+
+
 def _pack(units: list[_Unit], budget: int, target: int) -> list[list[_Unit]]:
     """Units into chunks of at most ``budget`` tokens, each near the same size (about
     ``target``), cut at block boundaries where that costs little: the cheapest partition
@@ -187,15 +211,21 @@ def _pack(units: list[_Unit], budget: int, target: int) -> list[list[_Unit]]:
         chain[j] = chain[j - 1] if units[j - 1].glue and j > 1 and units[j - 2].glue else j - 1
     best = [0.0] + [math.inf] * n
     back = [0] * (n + 1)
+    wide: _WideWindow | None = None
     for j in range(1, n + 1):
         penalty = _cut_penalty(units[j - 1], units[j], goal) if j < n else 0.0
         if j < n and units[j - 1].glue and sums[j + 1] - sums[chain[j]] <= budget:
             penalty = goal * 1e6  # an intro that fits with the start of what it introduces stays with it
-        for i in range(j - 1, -1, -1):
-            size = sums[j] - sums[i]
-            if size > budget and i < j - 1:
-                break
-            cost = best[i] + (size - goal) ** 2 / goal + penalty
+        # a chunk ends at unit j-1 and starts at unit i: the last unit alone, or any start within
+        # the budget (at most ``budget`` units back, so units of no tokens cannot widen it)
+        lo = max(bisect_left(sums, sums[j] - budget, 0, j - 1), j - 1 - budget, 0)
+        if j - lo > _WIDE_WINDOW:  # many tiny units (a file of headings): the same sums, vectorised
+            wide = wide or _WideWindow(sums)
+            best[j], back[j] = wide.best(best, lo, j, goal, penalty)
+            continue
+        for i in range(j - 1, lo - 1, -1):
+            d = sums[j] - sums[i] - goal
+            cost = best[i] + d * d / goal + penalty
             if cost < best[j]:
                 best[j], back[j] = cost, i
     chunks: list[list[_Unit]] = []
@@ -299,14 +329,16 @@ def chunker_id(target_tokens: int) -> str:
 
 
 def chunk_markdown(text: str, counter: TokenCounter, *, target_tokens: int = DEFAULT_TARGET_TOKENS, max_tokens: int = 254,
-                   title: str | None = None) -> list[Chunk]:
+                   title: str | None = None, body_start: int | None = None) -> list[Chunk]:
     """Chunks of a markdown document (front matter skipped, its lines counted).
 
     ``title`` (the document's title) is put in front of the context of chunks whose heading
-    path does not start with it; ``max_tokens`` is the hard limit on ``embed_text``."""
+    path does not start with it; ``max_tokens`` is the hard limit on ``embed_text``;
+    ``body_start``, when the caller has parsed the front matter already, its first body line."""
     if max_tokens < 8:
         raise ValueError("max_tokens must be at least 8")
-    _, _, body_start = split_front_matter(text)
+    if body_start is None:
+        body_start = split_front_matter(text)[2]
     doc = _Doc(text, counter, body_start)
     ctx = _Context(counter, title, max_tokens // 4)
     target = max(min(target_tokens, max_tokens), 1)
@@ -319,15 +351,16 @@ def chunk_markdown(text: str, counter: TokenCounter, *, target_tokens: int = DEF
         _, full_tokens = ctx.line(ctx.elements(section.path, 0))
         budget = max_tokens - full_tokens
         units: list[_Unit] = []
+        lead = 0  # the tokens of the run of gluing units at the end of ``units`` (kept as it grows: linear)
         for k, block in enumerate(section.blocks):
             glue = k + 1 < len(section.blocks) and (
                 block.kind == "heading" or doc.lines[block.last].rstrip().endswith(":"))
-            lead = 0  # the tokens glued in front of this block
-            for unit in reversed(units):
-                if not unit.glue:
-                    break
-                lead += unit.tokens
-            units.extend(_block_units(doc, block, next(spans_iter), next(block_tokens), budget, glue, lead))
+            added = _block_units(doc, block, next(spans_iter), next(block_tokens), budget, glue, lead)
+            units.extend(added)
+            if not added or not added[-1].glue:
+                lead = 0 if added else lead
+            else:  # only a block's last unit glues: a one-unit block extends the run, else starts it
+                lead = lead + added[0].tokens if len(added) == 1 else added[-1].tokens
         packed = _pack(units, budget, target)
         groups.extend(_Group(p, [section.path], len(packed) == 1) for p in packed if p)
     merged: list[_Group] = []

@@ -186,6 +186,15 @@ def _skip_name(name: str) -> bool:
     return name.startswith(".") or name in SKIP_DIRS
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+NOT_UTF8_NAME = "name is not valid UTF-8 (not indexed: the database stores paths as UTF-8)"
+
+
+def _not_utf8(name: str) -> bool:
+    """A name the OS gave with undecodable bytes (held as surrogates): it cannot be stored."""
+    return not name.isascii() and _SURROGATE.search(name) is not None
+
+
 def scan(roots: Sequence[Path], *, include: Sequence[str] = DEFAULT_INCLUDE,
          exclude: Sequence[str] = ()) -> ScanResult:
     """Every indexable file under ``roots``, sorted by path."""
@@ -259,6 +268,9 @@ def _walk(root: str, rules: Rules, acc: _Acc, *, rel_dir: str = "", ignores: Ign
         for entry in entries:
             name = entry.name
             if _skip_name(name):
+                continue
+            if _not_utf8(name):
+                acc.skipped.append(Skipped(entry.path, NOT_UTF8_NAME))
                 continue
             rel = rel_dir + name
             try:
@@ -376,6 +388,9 @@ def scan_paths(paths: Sequence[Path | str], roots: Sequence[Path], *, include: S
 
 def _scan_one(root: str, parts: list[str], rules: Rules, acc: _Acc) -> None:
     full = os.path.join(root, *parts)
+    if _not_utf8(full):
+        acc.skipped.append(Skipped(full, NOT_UTF8_NAME))
+        return
     try:
         st = os.lstat(full)
     except FileNotFoundError:

@@ -4,7 +4,9 @@
   TOML between ``+++`` lines. Broken front matter is recorded as an error and skipped (the
   body starts after it); an opening fence that is never closed is no front matter at all
   (the line is a thematic break). Values are made JSON-serialisable: dates and times become
-  ISO 8601 strings, keys strings, anything else unknown ``str()``.
+  ISO 8601 strings, keys strings, anything else unknown ``str()``. Its cost is bounded:
+  a block over the caps of :mod:`indexer.documents.front_matter` (size, depth, aliases,
+  expansion) is skipped the same way, with the cap it broke as the error.
 - **Title**: front matter ``title``, else the first level-1 heading (ATX ``# T`` or setext
   ``T`` over ``===``, outside code fences), else the file's stem.
 - **Document type**: front matter ``type`` (lower-cased, trimmed), else a guess from the
@@ -18,12 +20,12 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import re
 from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
+from indexer.documents import front_matter
 from indexer.documents import markdown_scan as scan
 
 FRONT_MATTER_MAX_LINES = 1000
@@ -49,46 +51,6 @@ class DocMeta:
     body_start_line: int = 1  # 1-based line where the body starts (after any front matter)
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (_dt.date, _dt.datetime, _dt.time)):
-        return value.isoformat()
-    if isinstance(value, float) and value != value:  # NaN is not JSON
-        return None
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    return str(value)
-
-
-class _NotFrontMatter(Exception):
-    """The fenced block is one plain sentence: a thematic break and prose, not metadata."""
-
-
-def _parse_block(fence: str, raw: str) -> dict[str, Any]:
-    if not raw.strip():
-        return {}
-    if fence == "---":
-        import yaml
-
-        data = yaml.safe_load(raw)
-    else:
-        import tomllib
-
-        data = tomllib.loads(raw)
-    if data is None:
-        return {}
-    if isinstance(data, str):
-        raise _NotFrontMatter
-    if not isinstance(data, dict):
-        raise ValueError(f"front matter is a {type(data).__name__}, not a mapping")
-    return data
-
-
 def split_front_matter(text: str) -> tuple[dict[str, Any], str | None, int]:
     """(front matter, error or None, 1-based first body line). YAML ``---`` or TOML ``+++``."""
     first_end = text.find("\n")
@@ -100,13 +62,14 @@ def split_front_matter(text: str) -> tuple[dict[str, Any], str | None, int]:
     for i in range(1, min(len(lines), FRONT_MATTER_MAX_LINES + 1)):
         if lines[i].rstrip() in closers:
             try:
-                data = _parse_block(first, "\n".join(lines[1:i]))
-            except _NotFrontMatter:
+                return front_matter.parse_block(first, "\n".join(lines[1:i])), None, i + 2
+            except front_matter.NotFrontMatter:
                 return {}, None, 1
-            except Exception as exc:  # broken front matter: keep going, say why
+            except front_matter.FrontMatterRefused as exc:  # over a cap: skipped, the body indexed
+                return {}, f"{exc}; it was skipped", i + 2
+            except Exception as exc:  # broken front matter (RecursionError included): keep going, say why
                 message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 return {}, f"front matter is not valid {'YAML' if first == '---' else 'TOML'}: {message}", i + 2
-            return _jsonable(data), None, i + 2
     return {}, None, 1  # no closing fence: not front matter
 
 
@@ -185,11 +148,14 @@ _LINK_DEFINITION = re.compile(r"^ {0,3}\[[^\]]+\]:\s")
 _LIST_ITEM = re.compile(r"^\s*(?:[-+*]|\d{1,9}[.)])\s")
 
 
-def document_summary(text: str, title: str, max_words: int = 80) -> str:
+def document_summary(text: str, title: str, max_words: int = 80, *, body_start: int | None = None) -> str:
     """What a document is about in a few lines: its title (hyphens and underscores as spaces)
     and its first prose paragraph (quoted lines count; headings, lists, code, tables, link
-    definitions and "More information" lines do not), cut to ``max_words`` words."""
-    _front, _error, body_start = split_front_matter(text)
+    definitions and "More information" lines do not), cut to ``max_words`` words.
+    ``body_start``: :attr:`DocMeta.body_start_line`, when known (the front matter is not
+    parsed again)."""
+    if body_start is None:
+        body_start = split_front_matter(text)[2]
     para: list[str] = []
     fence: scan.Fence | None = None
     for line in text.split("\n")[body_start - 1:]:

@@ -56,12 +56,21 @@ def closes_fence(line: str, marker: str) -> bool:
     return leading <= 3 and stripped.startswith(marker) and not stripped.strip(marker[0])
 
 
-def fence_end(lines: Sequence[str], start: int, fence: Fence) -> int | None:
+def fence_end(lines: Sequence[str], start: int, fence: Fence, unclosed: dict[str, int] | None = None) -> int | None:
     """The index of the line closing the fence opened at ``lines[start]``; an unclosed fence
-    runs to the last line, unless it was indented past three (then it is no fence: None)."""
-    for j in range(start + 1, len(lines)):
-        if closes_fence(lines[j], fence.marker):
-            return j
+    runs to the last line, unless it was indented past three (then it is no fence: None).
+
+    ``unclosed``, shared by the calls of one scan going down the lines, remembers for each
+    fence character the shortest marker found to have no closing line below: a later call
+    with a marker at least as long skips the search, so a run of unclosed indented fences
+    costs one pass, not one per line."""
+    char, length = fence.marker[0], len(fence.marker)
+    if unclosed is None or length < unclosed.get(char, length + 1):
+        for j in range(start + 1, len(lines)):
+            if closes_fence(lines[j], fence.marker):
+                return j
+        if unclosed is not None:
+            unclosed[char] = length
     return None if fence.indent > 3 else len(lines) - 1
 
 

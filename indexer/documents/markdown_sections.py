@@ -33,6 +33,7 @@ def parse_sections(lines: Sequence[str]) -> list[Section]:
     sections = [Section(())]
     stack: list[str] = []
     para_start: int | None = None
+    unclosed: dict[str, int] = {}  # fence_end's memory of markers no line below closes
 
     def flush(end: int) -> None:
         nonlocal para_start
@@ -60,7 +61,7 @@ def parse_sections(lines: Sequence[str]) -> list[Section]:
             continue
         fence = scan.fence_opening(line, indented=True)
         if fence is not None:
-            end = scan.fence_end(lines, i, fence)
+            end = scan.fence_end(lines, i, fence, unclosed)
             if end is not None:
                 flush(i - 1)
                 sections[-1].blocks.append(Block("code", i, end))
@@ -93,8 +94,8 @@ def _merge_bare_headings(sections: list[Section]) -> list[Section]:
     merged: list[Section] = []
     carry: list[Block] = []
     for index, section in enumerate(sections):
-        blocks = carry + section.blocks
-        carry = []
+        carry.extend(section.blocks)  # extended in place: a run of bare headings stays linear
+        blocks, carry = carry, []
         nxt = sections[index + 1] if index + 1 < len(sections) else None
         bare = all(b.kind == "heading" for b in section.blocks)
         if bare and section.path and nxt is not None and nxt.path[: len(section.path)] == section.path:

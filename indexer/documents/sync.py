@@ -9,6 +9,7 @@ each batch written in one transaction.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -92,6 +93,14 @@ def read_markdown(path: Path, max_bytes: int) -> tuple[str, str]:
     except UnicodeDecodeError as exc:
         raise FileProblem(f"not valid UTF-8 (byte offset {exc.start})") from None
     return text.removeprefix("\ufeff"), digest
+
+
+def unexpected_reason(exc: BaseException, most: int = 300) -> str:
+    """One line naming an unexpected failure: ``could not be indexed: TypeError: message``."""
+    message = " ".join(str(exc).split())
+    if len(message) > most:
+        message = message[:most] + "…"
+    return f"could not be indexed: {type(exc).__name__}" + (f": {message}" if message else "")
 
 
 def retry_time(attempts: int, now: datetime | None = None) -> str:
@@ -252,20 +261,31 @@ class DocumentSync:
         return due
 
     def _prepare_file(self, f: planning.DiskFile) -> Prepared | PrepareFailed:
-        """Read, parse and chunk one file outside the write transaction."""
+        """Read, parse and chunk one file outside the write transaction. Whatever the file
+        holds, the answer is Prepared or PrepareFailed: an unexpected exception from parsing
+        or chunking fails this file (its type and message as the reason), never the batch."""
         try:
             text, digest = read_markdown(f.path, self.config.max_file_bytes)
         except FileProblem as exc:
             return PrepareFailed(str(exc))
+        counter = self.counter  # a tokenizer that cannot load is the run's error, not each file's
+        try:
+            return self._parse_file(f, text, digest, counter)
+        except Exception as exc:  # the last resort: one file's bug must not stop the others
+            return PrepareFailed(unexpected_reason(exc))
+
+    def _parse_file(self, f: planning.DiskFile, text: str, digest: str, counter: TokenCounter) -> Prepared:
         meta = markdown_meta.parse_document(text, f.path)
-        chunks = chunking.chunk_markdown(text, self.counter, target_tokens=min(self.config.chunk_tokens, self.max_tokens),
-                                         max_tokens=self.max_tokens, title=meta.title)
+        chunks = chunking.chunk_markdown(text, counter, target_tokens=min(self.config.chunk_tokens, self.max_tokens),
+                                         max_tokens=self.max_tokens, title=meta.title, body_start=meta.body_start_line)
         rows = [store.ChunkRow(c.index, c.chunk_hash, tuple(c.heading_path), c.start_line, c.end_line,
                                c.token_count, c.text, c.embed_text) for c in chunks]
         metadata = {"front_matter": meta.front_matter, "size": f.size, "mtime_ns": f.mtime_ns}
         if meta.front_matter_error:
             metadata["front_matter_error"] = meta.front_matter_error
-        return Prepared(meta, digest, rows, metadata, markdown_meta.document_summary(text, meta.title))
+        json.dumps(metadata, allow_nan=False)  # what the write will store: refused here, not in the batch
+        summary = markdown_meta.document_summary(text, meta.title, body_start=meta.body_start_line)
+        return Prepared(meta, digest, rows, metadata, summary)
 
     def _write_file(self, conn: Any, f: planning.DiskFile, kind: str, result: Prepared | PrepareFailed,
                     report: SyncReport, read_ns: int | None = None) -> None:

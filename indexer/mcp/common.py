@@ -45,6 +45,13 @@ class ServerState:
         self._embedder: Any = None
         self._embed_lock = threading.Lock()
 
+    @property
+    def limits(self) -> Any:
+        """The sizes the agent services accept (the config's max_*_bytes)."""
+        from indexer.agent.common import Limits
+
+        return Limits.from_config(self.config)
+
     async def database(self, *, create: bool = False) -> Any:
         """The agent store (memories, sessions): ``config.agent_location``, a file or a
         postgresql:// server."""
@@ -115,6 +122,13 @@ def respond(data: BaseModel, text: str | None = None) -> CallToolResult:
 
 def size(value: Any) -> int:
     return len(compact(value))
+
+
+def json_size(value: Any) -> int:
+    """The UTF-8 bytes of a value's JSON, as the services measure it against their limits."""
+    from indexer.agent.common import json_bytes, to_json
+
+    return json_bytes(to_json(value))
 
 
 def fit_page(items: list[M], next_cursor: str | None, position: Callable[[M], list[str]]) -> tuple[list[M], str | None]:

@@ -13,7 +13,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 
-from indexer.mcp.common import DESTRUCTIVE, READ, WRITE, ServerState, fit, fit_page, respond, tool_errors
+from indexer.mcp.common import DESTRUCTIVE, READ, WRITE, ServerState, fit, fit_page, json_size, respond, tool_errors
 
 HISTORY_MAX = 50
 
@@ -42,13 +42,29 @@ class MemoryWithHistory(Memory):
     versions_total: int | None = None
 
 
+class MemoryWritten(BaseModel):
+    """What a write answers: which version it made and how big it is, never the value."""
+
+    namespace: str
+    key: str
+    memory_type: str
+    version: int
+    is_deleted: bool
+    value_bytes: int = Field(description="the size of the stored value as JSON (memory_get reads it)")
+    metadata_bytes: int
+    created_by: str | None
+    updated_by: str | None
+    created_at: str
+    updated_at: str
+
+
 class MemoryPage(BaseModel):
     items: list[Memory]
     next_cursor: str | None = Field(description="pass as cursor for the next page; null: this was the last")
 
 
 class WriteResult(BaseModel):
-    entry: Memory
+    entry: MemoryWritten
     created: bool = Field(description="true when this write made version 1 or re-created a deleted key")
 
 
@@ -63,6 +79,13 @@ def _memory(entry: Any) -> Memory:
     data = entry.as_dict()
     data.pop("id", None)
     return Memory(**data)
+
+
+def _written(entry: Any) -> MemoryWritten:
+    data = entry.as_dict()
+    for name in ("id", "value", "metadata"):
+        data.pop(name, None)
+    return MemoryWritten(**data, value_bytes=json_size(entry.value), metadata_bytes=json_size(entry.metadata))
 
 
 async def write_memory(service: Any, namespace: str, key: str, value: Any, memory_type: str,
@@ -88,7 +111,7 @@ def register(server: MCPServer, state: ServerState, names: set[str]) -> None:
     from indexer.agent.memory import MemoryService
 
     async def service(create: bool = False) -> MemoryService:
-        return MemoryService(await state.database(create=create))
+        return MemoryService(await state.database(create=create), state.limits)
 
     if "memory_get" in names:
         @server.tool(annotations=READ)
@@ -147,11 +170,11 @@ def register(server: MCPServer, state: ServerState, names: set[str]) -> None:
             by: By = None,
         ) -> Annotated[CallToolResult, WriteResult]:
             """Create a memory or write its next version (earlier versions stay readable and
-            restorable)."""
+            restorable). Replies with the version and size, not the value."""
             with tool_errors():
                 svc = await service(create=True)
                 entry, created = await write_memory(svc, namespace, key, value, memory_type, metadata, by or state.by)
-                return respond(WriteResult(entry=_memory(entry), created=created))
+                return respond(WriteResult(entry=_written(entry), created=created))
 
     if "memory_delete" in names:
         @server.tool(annotations=DESTRUCTIVE)
@@ -168,13 +191,13 @@ def register(server: MCPServer, state: ServerState, names: set[str]) -> None:
             namespace: Namespace, key: Key,
             version: Annotated[int | None, Field(ge=1, description="roll back to it; omit to undelete")] = None,
             by: By = None,
-        ) -> Annotated[CallToolResult, Memory]:
+        ) -> Annotated[CallToolResult, MemoryWritten]:
             """Undo a delete, or roll a memory back to an older version (written as a new
-            version; nothing is erased)."""
+            version; nothing is erased). Replies with the version and size."""
             with tool_errors():
                 svc = await service()
                 if version is None:
                     entry = await svc.restore_memory(namespace, key, by or state.by)
                 else:
                     entry = await svc.rollback_memory(namespace, key, version, by or state.by)
-                return respond(_memory(entry))
+                return respond(_written(entry))

@@ -14,7 +14,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 
-from indexer.mcp.common import MAX_OUTPUT_CHARS, READ, WRITE, ServerState, fit, fit_page, respond, size, tool_errors
+from indexer.mcp.common import MAX_OUTPUT_CHARS, READ, WRITE, ServerState, fit, fit_page, json_size, respond, size, tool_errors
 
 SessionId = Annotated[str, Field(min_length=1, max_length=200)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
@@ -50,10 +50,30 @@ class SessionPage(BaseModel):
     next_cursor: str | None = Field(description="pass as cursor for the next page; null: this was the last")
 
 
-class Appended(BaseModel):
-    event: dict[str, Any]
+class SessionWritten(BaseModel):
+    """What a write answers: the session's status and times, and the sizes of its state and
+    metadata, never their values (session_get reads them)."""
+
+    id: str
+    app_name: str
+    user_id: str
+    project_id: str | None
+    status: str
+    state_bytes: int = Field(description="the size of the state as JSON")
+    metadata_bytes: int
+    created_at: str
+    last_update_time: str
+    terminated_at: str | None
+    archived_at: str | None
     event_count: int
-    state: dict[str, Any]
+
+
+class Appended(BaseModel):
+    event_id: Any = Field(description="the event's id (given, or a new uuid4)")
+    timestamp: Any
+    event_bytes: int = Field(description="the size of the stored event as JSON")
+    event_count: int
+    state_bytes: int
 
 
 def _session(s: Any) -> Session:
@@ -62,11 +82,18 @@ def _session(s: Any) -> Session:
     return Session(**data)
 
 
+def _written(s: Any) -> SessionWritten:
+    data = s.as_dict()
+    for name in ("events", "state", "metadata"):
+        data.pop(name, None)
+    return SessionWritten(**data, state_bytes=json_size(s.state), metadata_bytes=json_size(s.metadata))
+
+
 def register(server: MCPServer, app: ServerState, names: set[str]) -> None:
     from indexer.agent.sessions import SessionService
 
     async def service(create: bool = False) -> SessionService:
-        return SessionService(await app.database(create=create))
+        return SessionService(await app.database(create=create), app.limits)
 
     if "session_create" in names:
         @server.tool(annotations=WRITE)
@@ -76,13 +103,13 @@ def register(server: MCPServer, app: ServerState, names: set[str]) -> None:
             session_id: Annotated[str | None, Field(min_length=1, max_length=200)] = None,
             state: JsonObject | None = None,
             metadata: JsonObject | None = None,
-        ) -> Annotated[CallToolResult, Session]:
-            """Start a session for an app and a user; returns it with its id (for
-            session_append and session_update)."""
+        ) -> Annotated[CallToolResult, SessionWritten]:
+            """Start a session for an app and a user; returns its id, status and
+            sizes (for session_append and session_update)."""
             with tool_errors():
                 created = await (await service(create=True)).create_session(
                     app_name, user_id, project_id, session_id, state, metadata=metadata)
-                return respond(_session(created))
+                return respond(_written(created))
 
     if "session_get" in names:
         @server.tool(annotations=READ)
@@ -142,12 +169,14 @@ def register(server: MCPServer, app: ServerState, names: set[str]) -> None:
             state_delta: Annotated[JsonObject | None, Field(description="null removes a key")] = None,
         ) -> Annotated[CallToolResult, Appended]:
             """Append an event to a session (created, active or paused), with an optional
-            state delta, atomically."""
+            state delta, atomically. Replies with the event's id and size, not the event."""
             with tool_errors():
                 svc = await service()
                 stored = await svc.append_event(session_id, event, state_delta)
                 s = await svc.get_session(session_id, events=False)
-                return respond(Appended(event=stored, event_count=s.event_count, state=s.state))
+                return respond(Appended(event_id=stored.get("id"), timestamp=stored.get("timestamp"),
+                                        event_bytes=json_size(stored), event_count=s.event_count,
+                                        state_bytes=json_size(s.state)))
 
     if "session_update" in names:
         @server.tool(annotations=WRITE)
@@ -156,7 +185,7 @@ def register(server: MCPServer, app: ServerState, names: set[str]) -> None:
             state_delta: Annotated[JsonObject | None, Field(description="merged; null removes a key")] = None,
             status: Annotated[Literal["active", "paused", "terminated", "archived"] | None,
                               Field(description="created→active⇄paused→terminated→archived")] = None,
-        ) -> Annotated[CallToolResult, Session]:
+        ) -> Annotated[CallToolResult, SessionWritten]:
             """Change a session: merge a state delta and/or move it along its lifecycle (the
             delta first)."""
             from indexer.errors import ValidationError
@@ -171,4 +200,4 @@ def register(server: MCPServer, app: ServerState, names: set[str]) -> None:
                     s = await svc.set_status(session_id, status)
                 else:
                     s = await svc.get_session(session_id)
-                return respond(_session(s))
+                return respond(_written(s))
