@@ -50,7 +50,7 @@ class MemoryWritten(BaseModel):
     memory_type: str
     version: int
     is_deleted: bool
-    value_bytes: int = Field(description="the size of the stored value as JSON (memory_get reads it)")
+    value_bytes: int
     metadata_bytes: int
     created_by: str | None
     updated_by: str | None
@@ -169,8 +169,7 @@ def register(server: MCPServer, state: ServerState, names: set[str]) -> None:
             metadata: dict[str, Any] | None = None,
             by: By = None,
         ) -> Annotated[CallToolResult, WriteResult]:
-            """Create a memory or write its next version (earlier versions stay readable and
-            restorable). Replies with the version and size, not the value."""
+            """Create a memory or write its next version (earlier ones stay restorable)."""
             with tool_errors():
                 svc = await service(create=True)
                 entry, created = await write_memory(svc, namespace, key, value, memory_type, metadata, by or state.by)
@@ -192,8 +191,7 @@ def register(server: MCPServer, state: ServerState, names: set[str]) -> None:
             version: Annotated[int | None, Field(ge=1, description="roll back to it; omit to undelete")] = None,
             by: By = None,
         ) -> Annotated[CallToolResult, MemoryWritten]:
-            """Undo a delete, or roll a memory back to an older version (written as a new
-            version; nothing is erased). Replies with the version and size."""
+            """Undo a delete, or roll a memory back to an older version (as a new version)."""
             with tool_errors():
                 svc = await service()
                 if version is None:

@@ -59,7 +59,7 @@ class SessionWritten(BaseModel):
     user_id: str
     project_id: str | None
     status: str
-    state_bytes: int = Field(description="the size of the state as JSON")
+    state_bytes: int
     metadata_bytes: int
     created_at: str
     last_update_time: str
@@ -104,8 +104,7 @@ def register(server: MCPServer, app: ServerState, names: set[str]) -> None:
             state: JsonObject | None = None,
             metadata: JsonObject | None = None,
         ) -> Annotated[CallToolResult, SessionWritten]:
-            """Start a session for an app and a user; returns its id, status and
-            sizes (for session_append and session_update)."""
+            """Start a session for an app and a user; returns its id for the other tools."""
             with tool_errors():
                 created = await (await service(create=True)).create_session(
                     app_name, user_id, project_id, session_id, state, metadata=metadata)
@@ -118,8 +117,8 @@ def register(server: MCPServer, app: ServerState, names: set[str]) -> None:
             events: Annotated[int, Field(ge=0, le=200, description="the last N events")] = 20,
             after: Annotated[int | None, Field(ge=0, description="events after this seq (0: from the first)")] = None,
         ) -> Annotated[CallToolResult, SessionWithEvents]:
-            """A session: status, state, times, event count and its last events (as many as
-            fit in 40,000 characters); after=N pages from N, then each answer's next_after."""
+            """A session with its last events (as many as fit in 40,000 characters); after=N
+            pages on from N (then next_after)."""
             with tool_errors():
                 svc = await service()
                 s = await svc.get_session(session_id, events=False)
@@ -168,8 +167,8 @@ def register(server: MCPServer, app: ServerState, names: set[str]) -> None:
             event: JsonObject,
             state_delta: Annotated[JsonObject | None, Field(description="null removes a key")] = None,
         ) -> Annotated[CallToolResult, Appended]:
-            """Append an event to a session (created, active or paused), with an optional
-            state delta, atomically. Replies with the event's id and size, not the event."""
+            """Append an event (and optionally a state delta, atomically) to a created, active
+            or paused session."""
             with tool_errors():
                 svc = await service()
                 stored = await svc.append_event(session_id, event, state_delta)
