@@ -38,7 +38,7 @@ from indexer.storage import driver  # noqa: E402
 from indexer.storage.search_store import Filters, VectorMatrix, keyword_hits  # noqa: E402
 from indexer.storage.vectors import from_blob  # noqa: E402
 
-CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+CORPORA = Path(os.environ.get("INDEXER_TEST_CORPORA") or Path(__file__).resolve().parents[2] / "shared" / "corpora")
 QUERIES = Path(__file__).with_name("queries.json")
 DEPTH = 200  # chunks per ranker, as the product fetches for k=10
 

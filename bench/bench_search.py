@@ -40,7 +40,7 @@ from indexer.storage import driver  # noqa: E402
 from indexer.storage.search_store import VectorMatrix  # noqa: E402
 from indexer.storage.vectors import to_blob  # noqa: E402
 
-CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+CORPORA = Path(os.environ.get("INDEXER_TEST_CORPORA") or Path(__file__).resolve().parents[2] / "shared" / "corpora")
 QUERIES = Path(__file__).with_name("queries.json")
 ROOTS = (CORPORA / "tldr" / "pages", CORPORA / "rust-rfcs" / "text")
 MODES = ("keyword", "semantic", "hybrid")
