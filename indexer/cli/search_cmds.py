@@ -43,7 +43,7 @@ def path_filter(value: str) -> dict[str, str]:
 @click.option("--since", help="Only documents changed since (ISO date/time, or 7d, 12h, 30m).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object with all results.")
 @click.option("--jsonl", "as_jsonl", is_flag=True, help="One JSON line per result.")
-@click.option("--explain", is_flag=True, help="Show each ranker's rank and score.")
+@click.option("--explain", is_flag=True, help="Show each ranker's rank and score, and BM25's weight and evidence.")
 @click.option("--direct", is_flag=True, help="Search the database in this process even if the daemon runs.")
 @click.pass_obj
 def search(app: AppContext, query: tuple[str, ...], mode: str, k: int, doc_type: str | None, path: str | None,
@@ -79,13 +79,20 @@ def search(app: AppContext, query: tuple[str, ...], mode: str, k: int, doc_type:
     if not response["results"]:
         click.echo("no results")
         return
+    if explain and response.get("fusion"):
+        f = response["fusion"]
+        evidence = f.get("evidence") or {}
+        click.echo(f"fusion: BM25 weight {f['keyword_weight']} = shape {f['shape_weight']} x gate {f['gate']}"
+                   + (f" (BM25's best document: IDF coverage {evidence['coverage']}, margin {evidence['margin']}, "
+                      f"in semantic's top: {'yes' if evidence['agrees'] else 'no'})" if evidence else ""))
     for rank, hit in enumerate(response["results"], start=1):
         heading = " > ".join(hit["heading_path"]) or hit["title"]
         click.echo(f"{rank:>2}. {hit['path']}:{hit['start_line']}-{hit['end_line']}  [{hit['score']:.4f}]")
         click.echo(f"    {hit['title']} — {heading}")
         click.echo(f"    {hit['snippet']}")
         if explain:
-            parts = [f"{name}: rank {v['rank']}, score {v['score']}" for name, v in sorted(hit["explain"].items())]
+            parts = [f"{name}: rank {v['rank']}, score {v['score']}" + (f", coverage {v['coverage']}" if "coverage" in v else "")
+                     for name, v in sorted(hit["explain"].items())]
             click.echo(f"    explain: {'; '.join(parts) or '-'}")
         for other in hit["other_chunks"][:3]:
             click.echo(f"      also: lines {other['start_line']}-{other['end_line']} {' > '.join(other['heading_path'])}")
