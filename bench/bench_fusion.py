@@ -18,6 +18,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -55,6 +56,7 @@ class Evidence:
     mean: dict[int, float]  # doc -> cosine of the mean chunk vector (top DEPTH docs)
     qvec: np.ndarray
     coverage: dict[int, float]  # doc -> IDF coverage of its best BM25 chunk (ranking.idf_coverage)
+    items: dict[int, float]  # doc -> cosine of its best list item ("- what it does:" line), with --items
 
 
 class Corpus:
@@ -73,6 +75,8 @@ class Corpus:
         keep = np.array([self.doc_of.get(int(c)) in allowed for c in matrix.ids], dtype=bool)
         self.chunk_ids, self.chunk_matrix = matrix.ids[keep], matrix.matrix[keep]
         self.row_of = {int(c): i for i, c in enumerate(self.chunk_ids)}
+        self.item_matrix: np.ndarray | None = None
+        self.item_owner = np.zeros(0, dtype=np.int64)
         self.doc_ids = np.array([r[0] for r in rows])
         self.path_of = {int(r[0]): r[1] for r in rows}
         self.mean_matrix = np.stack([from_blob(r[3]) if r[3] else np.zeros(self.chunk_matrix.shape[1], "<f4")
@@ -87,6 +91,42 @@ class Corpus:
             self.summary_matrix = embedder.embed_documents(summaries).astype(np.float32)
             np.save(cache, self.summary_matrix)
             print(f"embedded {len(summaries)} summaries in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+
+    def load_items(self, embedder, db: Path) -> None:
+        """Per-item vectors of list-shaped pages: each "- what it does:" line of a tldr-style
+        page (markers like [c] unwrapped), embedded alone; cached beside the database."""
+        texts, owners = [], []
+        for doc_id in self.doc_ids:
+            for line in Path(self.path_of[int(doc_id)]).read_text(encoding="utf-8", errors="replace").splitlines():
+                if line.startswith("- ") and line.rstrip().endswith(":"):
+                    texts.append(re.sub(r"[\[\]]", "", line[2:].rstrip().rstrip(":")))
+                    owners.append(int(doc_id))
+        key = hashlib.sha1("\0".join(texts).encode()).hexdigest()[:12]
+        cache = db.parent / f"items-{key}.npy"
+        if cache.exists():
+            self.item_matrix = np.load(cache)
+        else:
+            start = time.perf_counter()
+            self.item_matrix = embedder.embed_documents(texts).astype(np.float32)
+            np.save(cache, self.item_matrix)
+            print(f"embedded {len(texts)} items in {time.perf_counter() - start:.1f} s "
+                  f"({self.item_matrix.nbytes / 2**20:.1f} MB of float32 vectors)", file=sys.stderr)
+        self.item_owner = np.array(owners)
+
+    def top_items(self, vector: np.ndarray, n: int = DEPTH * 3) -> dict[int, float]:
+        if self.item_matrix is None:
+            return {}
+        best: dict[int, float] = {}
+        for owner, score in zip(*self._top_rows(self.item_matrix, self.item_owner, vector, n)):
+            best[owner] = max(best.get(owner, -1.0), score)
+        return best
+
+    @staticmethod
+    def _top_rows(matrix: np.ndarray, ids: np.ndarray, vector: np.ndarray, n: int) -> tuple[list[int], list[float]]:
+        scores = matrix @ vector
+        n = min(n, len(scores))
+        rows = np.argpartition(-scores, n - 1)[:n]
+        return [int(ids[i]) for i in rows], [float(scores[i]) for i in rows]
 
     def top(self, matrix: np.ndarray, ids: np.ndarray, vector: np.ndarray, n: int = DEPTH) -> dict[int, float]:
         scores = matrix @ vector
@@ -103,7 +143,8 @@ class Corpus:
             sem=self.top(self.chunk_matrix, self.chunk_ids, qv), sem_core=self.top(self.chunk_matrix, self.chunk_ids, cv),
             bm25=bm25,
             summary=self.top(self.summary_matrix, self.doc_ids, qv), summary_core=self.top(self.summary_matrix, self.doc_ids, cv),
-            mean=self.top(self.mean_matrix, self.doc_ids, qv), coverage=self.coverage(text, bm25))
+            mean=self.top(self.mean_matrix, self.doc_ids, qv), coverage=self.coverage(text, bm25),
+            items=self.top_items(qv))
 
     def coverage(self, text: str, bm25: dict[int, float]) -> dict[int, float]:
         """Each BM25 document's IDF coverage (its best chunk's), as the product computes it."""
@@ -188,6 +229,32 @@ def gated(e: Evidence, gate: ranking.EvidenceGate, question: float = 0.1, other:
     return docs(ranking.weighted_sum({"semantic": {d: sem.get(d, floor) for d in sem.keys() | kw.keys()},
                                       "keyword": ranking.gated_keyword_scores(kw, e.coverage, gate.doc_power)},
                                      {"semantic": 1.0, "keyword": weight}))
+
+
+def with_items(e: Evidence, c: float, b: float = 0.2, mode: str = "sum") -> dict[int, float]:
+    """The product's semantic score with the best list item's cosine: added with weight c
+    ("sum"), or the best chunk replaced by max(chunk, item) ("max")."""
+    chunk = semantic(e)
+    summ, items = e.summary, e.items
+    floor_c, floor_s = min(chunk.values()), min(summ.values())
+    floor_i = min(items.values()) if items else 0.0
+    out = {}
+    for d in set(chunk) | set(summ) | set(items):
+        ch, su, it = chunk.get(d, floor_c), summ.get(d, floor_s), items.get(d, floor_i)
+        if mode == "max":
+            out[d] = (1 - b) * max(ch, it) + b * su
+        else:
+            out[d] = (1 - b - c) * ch + b * su + c * it
+    return out
+
+
+def item_variants() -> dict[str, Callable[[Evidence], list[int]]]:
+    v: dict[str, Callable[[Evidence], list[int]]] = {}
+    for c in (0.1, 0.2, 0.3, 0.4):
+        v[f"items: semantic + summary 0.2 + best item {c}"] = lambda e, c=c: docs(with_items(e, c))
+    v["items: semantic max(chunk, item) + summary 0.2"] = lambda e: docs(with_items(e, 0.0, mode="max"))
+    v["items: best item alone"] = lambda e: docs(e.items)
+    return v
 
 
 def gated_variants() -> dict[str, Callable[[Evidence], list[int]]]:
@@ -300,6 +367,8 @@ def main() -> None:
     parser.add_argument("--queries-only", action="store_true", help="Only embed (and cache) the query vectors.")
     parser.add_argument("--corpus", choices=("all", "tldr"), default="all",
                         help="tldr: only the queries answered by tldr pages, every ranker restricted to the tldr pages.")
+    parser.add_argument("--items", action="store_true",
+                        help="Also embed each tldr-style list item alone (cached) and try it as a finer semantic signal.")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     embedder = make_embedder(load_config({}).model, threads=os.cpu_count() or 1, backend=args.backend,
@@ -313,6 +382,8 @@ def main() -> None:
         return
     CORPUS = Corpus(args.db, embedder, str(CORPORA / "tldr" / "pages") if args.corpus == "tldr" else None)
     DOC_OF = CORPUS.doc_of
+    if args.items:
+        CORPUS.load_items(embedder, args.db)
 
     def embed(text: str) -> np.ndarray:
         return cache[text]
@@ -320,6 +391,8 @@ def main() -> None:
     evidence = [CORPUS.evidence(q, embed) for q in queries]
     results: dict[str, dict[str, dict[str, float]]] = {}
     every = variants()
+    if args.items:
+        every.update(item_variants())
     reference = {e.query["q"]: metrics(every[SEMANTIC](e), {str(CORPORA / r) for r in e.query["relevant"]})[2]
                  for e in evidence}
     print(f"{len(evidence)} queries; 'worse'/'better': answer ranked more than one position lower/higher than by "
