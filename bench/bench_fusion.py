@@ -279,6 +279,10 @@ def gated_variants() -> dict[str, Callable[[Evidence], list[int]]]:
             lambda e, lo=lo, agree=agree: gated(e, G(lo, 0.9, agree, 0.1, 1.0)))
         v[f"gate: coverage>={lo} (agree>={agree}) agree_k 5"] = (
             lambda e, lo=lo, agree=agree: gated(e, G(lo, 0.9, agree, 0.0, 1.0), agree_k=5))
+    for agree in (0.0, 0.3, 0.5):
+        for k in (5, 10, 20):
+            v[f"gate: only when semantic agrees (top {k}), coverage>={agree} full 0.9 doc^1.0"] = (
+                lambda e, agree=agree, k=k: gated(e, G(2.0, 0.9, agree, 0.0, 1.0), agree_k=k))
     return v
 
 
@@ -332,6 +336,7 @@ def query_vectors(texts: list[str], embedder, directory: Path) -> dict[str, np.n
     return dict(zip(texts, vectors))
 
 
+SHORT = {"concept": "conc", "howto": "howto", "keyword": "kw", "paraphrase": "para", "paraphrase-howto": "p-howto"}
 MISSING = 11  # the rank of an answer not in the top 10, for counting harm
 
 
@@ -406,10 +411,10 @@ def main() -> None:
             rows[e.query["split"]].append((e.query, *metrics(variant(e), relevant)))
         results[name] = {split: summarise(r, reference) for split, r in rows.items()}
         t, h = results[name]["tune"], results[name]["heldout"]
-        print(f"{name:62} tune {t['mrr@10']:.3f} worse {t['worse']:2.0f} better {t['better']:2.0f} | "
-              + " ".join(f"{k[4:-1][:5]} {v:.3f}" for k, v in t.items() if k.startswith("mrr["))
+        print(f"{name:66} tune {t['mrr@10']:.3f} worse {t['worse']:2.0f} better {t['better']:2.0f} | "
+              + " ".join(f"{SHORT.get(k[4:-1], k[4:-1])} {v:.3f}" for k, v in t.items() if k.startswith("mrr["))
               + (f" || heldout {h['mrr@10']:.3f} worse {h['worse']:.0f} | "
-                 + " ".join(f"{k[4:-1][:5]} {v:.3f}" for k, v in h.items() if k.startswith("mrr["))
+                 + " ".join(f"{SHORT.get(k[4:-1], k[4:-1])} {v:.3f}" for k, v in h.items() if k.startswith("mrr["))
                  if args.show_heldout else ""), flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

@@ -195,9 +195,9 @@ class EvidenceGate:
     of a question gains little. Below the thresholds the factor is 0 and hybrid ranks
     exactly as semantic does. Chosen on the tune halves (docs/search.md)."""
 
-    min_coverage: float = 0.6
+    min_coverage: float = 0.7
     full_coverage: float = 0.9
-    agreement_min_coverage: float = 0.3  # the lower bar when semantic agrees
+    agreement_min_coverage: float = 0.7  # the lower bar when semantic agrees (relaxing it did not win)
     min_margin: float = 0.0  # BM25's best must lead the second by this share
     doc_power: float = 1.0
 
