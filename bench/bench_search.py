@@ -192,8 +192,9 @@ def bench_latency(tmp: Path, size: int, embedder, texts: list[str], queries: lis
     conn.execute("COMMIT")
     conn.close()
     conn = driver.connect(db, readonly=True)
-    search_ms, cached_ms, embed_ms, numpy_ms, plain_ms = [], [], [], [], []
+    search_ms, cached_ms, embed_ms, numpy_ms, plain_ms, ungated_ms = [], [], [], [], [], []
     plain = SearchOptions(mode="hybrid", k=10, fusion=Fusion(summary_weight=0.0))  # chunks only
+    ungated = SearchOptions(mode="hybrid", k=10, fusion=Fusion(gate=None))  # BM25 weight by shape alone
     matrix = VectorMatrix()
     try:
         run_search(conn, "warm", SearchOptions(mode="hybrid", k=10), embedder.embed_query, matrix)
@@ -208,6 +209,9 @@ def bench_latency(tmp: Path, size: int, embedder, texts: list[str], queries: lis
             run_search(conn, q, plain, embedder.embed_query, matrix)
             plain_ms.append((time.perf_counter() - start) * 1e3)
             start = time.perf_counter()
+            run_search(conn, q, ungated, embedder.embed_query, matrix)
+            ungated_ms.append((time.perf_counter() - start) * 1e3)
+            start = time.perf_counter()
             qv = embedder.embed_query(q)
             embed_ms.append((time.perf_counter() - start) * 1e3)
             start = time.perf_counter()
@@ -220,6 +224,7 @@ def bench_latency(tmp: Path, size: int, embedder, texts: list[str], queries: lis
             f"search_in_memory_vectors_p50_ms@{size}": statistics.median(cached_ms),
             f"search_in_memory_vectors_p95_ms@{size}": q95(cached_ms),
             f"search_in_memory_no_summaries_p50_ms@{size}": statistics.median(plain_ms),
+            f"search_in_memory_no_evidence_gate_p50_ms@{size}": statistics.median(ungated_ms),
             f"query_embed_p50_ms@{size}": statistics.median(embed_ms),
             f"numpy_bruteforce_p50_ms@{size}": statistics.median(numpy_ms)}
 
