@@ -3,8 +3,10 @@
 A document's semantic score is its best chunk's cosine fused with the cosine of its summary
 vector (title and first paragraph, schema 0003); its keyword score is its best chunk's BM25.
 The two are fused by weighted reciprocal rank or by a weighted sum of normalised scores, with
-BM25's weight chosen by the query's shape: a natural-language question gets little of it,
-quoted text, code, flags and identifiers get much more. The ranking itself is pure
+BM25's weight chosen by the query's shape (a natural-language question gets little of it,
+quoted text, code, flags and identifiers get much more) and gated by BM25's evidence for the
+query: the share of the query's IDF mass its best document holds (:func:`gate_keyword`).
+Without that evidence hybrid ranks exactly as semantic does. The ranking itself is pure
 (:mod:`indexer.documents.ranking`); the SQL is in ``storage.search_store``. The choices and the
 alternatives they beat on held-out queries: docs/search.md, "Search quality".
 """
