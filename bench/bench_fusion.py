@@ -18,6 +18,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -36,11 +37,12 @@ from indexer.documents.embedding import make_embedder  # noqa: E402
 from indexer.documents.markdown_meta import document_summary  # noqa: E402
 from indexer.documents.vector_matrix import VectorMatrix  # noqa: E402
 from indexer.storage import driver  # noqa: E402
-from indexer.storage.search_store import Filters, keyword_hits  # noqa: E402
+from indexer.storage.search_store import Filters, keyword_hits, term_matches  # noqa: E402
 from indexer.storage.vectors import from_blob  # noqa: E402
 
-CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+CORPORA = Path(os.environ.get("INDEXER_TEST_CORPORA") or Path(__file__).resolve().parents[2] / "shared" / "corpora")
 QUERIES = Path(__file__).with_name("queries.json")
+PARAPHRASES = Path(__file__).with_name("queries_paraphrase.json")  # the second style: no shared word
 DEPTH = 200  # chunks per ranker, as the product fetches for k=10
 
 
@@ -54,18 +56,28 @@ class Evidence:
     summary_core: dict[int, float]
     mean: dict[int, float]  # doc -> cosine of the mean chunk vector (top DEPTH docs)
     qvec: np.ndarray
+    coverage: dict[int, float]  # doc -> IDF coverage of its best BM25 chunk (ranking.idf_coverage)
+    items: dict[int, float]  # doc -> cosine of its best list item ("- what it does:" line), with --items
 
 
 class Corpus:
-    def __init__(self, db: Path, embedder) -> None:
+    def __init__(self, db: Path, embedder, only: str | None = None) -> None:
+        """``only``: a path prefix; every ranker then sees only the documents under it."""
         conn = driver.connect(db, readonly=True)
         self.conn = conn
+        self.filters = Filters(path_prefix=only) if only else Filters()
         matrix = VectorMatrix()
         matrix.refresh(conn)
-        self.chunk_ids, self.chunk_matrix = matrix.ids, matrix.matrix
-        self.row_of = {int(c): i for i, c in enumerate(self.chunk_ids)}
         self.doc_of = {int(c): int(d) for c, d in conn.execute("SELECT id, document_id FROM document_chunks")}
         rows = conn.execute("SELECT id, file_path, title, embedding_blob FROM document_index ORDER BY id").fetchall()
+        if only:
+            rows = [r for r in rows if r[1].startswith(only.rstrip("/") + "/")]
+        allowed = {int(r[0]) for r in rows}
+        keep = np.array([self.doc_of.get(int(c)) in allowed for c in matrix.ids], dtype=bool)
+        self.chunk_ids, self.chunk_matrix = matrix.ids[keep], matrix.matrix[keep]
+        self.row_of = {int(c): i for i, c in enumerate(self.chunk_ids)}
+        self.item_matrix: np.ndarray | None = None
+        self.item_owner = np.zeros(0, dtype=np.int64)
         self.doc_ids = np.array([r[0] for r in rows])
         self.path_of = {int(r[0]): r[1] for r in rows}
         self.mean_matrix = np.stack([from_blob(r[3]) if r[3] else np.zeros(self.chunk_matrix.shape[1], "<f4")
@@ -81,6 +93,42 @@ class Corpus:
             np.save(cache, self.summary_matrix)
             print(f"embedded {len(summaries)} summaries in {time.perf_counter() - start:.1f} s", file=sys.stderr)
 
+    def load_items(self, embedder, db: Path) -> None:
+        """Per-item vectors of list-shaped pages: each "- what it does:" line of a tldr-style
+        page (markers like [c] unwrapped), embedded alone; cached beside the database."""
+        texts, owners = [], []
+        for doc_id in self.doc_ids:
+            for line in Path(self.path_of[int(doc_id)]).read_text(encoding="utf-8", errors="replace").splitlines():
+                if line.startswith("- ") and line.rstrip().endswith(":"):
+                    texts.append(re.sub(r"[\[\]]", "", line[2:].rstrip().rstrip(":")))
+                    owners.append(int(doc_id))
+        key = hashlib.sha1("\0".join(texts).encode()).hexdigest()[:12]
+        cache = db.parent / f"items-{key}.npy"
+        if cache.exists():
+            self.item_matrix = np.load(cache)
+        else:
+            start = time.perf_counter()
+            self.item_matrix = embedder.embed_documents(texts).astype(np.float32)
+            np.save(cache, self.item_matrix)
+            print(f"embedded {len(texts)} items in {time.perf_counter() - start:.1f} s "
+                  f"({self.item_matrix.nbytes / 2**20:.1f} MB of float32 vectors)", file=sys.stderr)
+        self.item_owner = np.array(owners)
+
+    def top_items(self, vector: np.ndarray, n: int = DEPTH * 3) -> dict[int, float]:
+        if self.item_matrix is None:
+            return {}
+        best: dict[int, float] = {}
+        for owner, score in zip(*self._top_rows(self.item_matrix, self.item_owner, vector, n)):
+            best[owner] = max(best.get(owner, -1.0), score)
+        return best
+
+    @staticmethod
+    def _top_rows(matrix: np.ndarray, ids: np.ndarray, vector: np.ndarray, n: int) -> tuple[list[int], list[float]]:
+        scores = matrix @ vector
+        n = min(n, len(scores))
+        rows = np.argpartition(-scores, n - 1)[:n]
+        return [int(ids[i]) for i in rows], [float(scores[i]) for i in rows]
+
     def top(self, matrix: np.ndarray, ids: np.ndarray, vector: np.ndarray, n: int = DEPTH) -> dict[int, float]:
         scores = matrix @ vector
         n = min(n, len(scores))
@@ -90,12 +138,23 @@ class Corpus:
     def evidence(self, q: dict, embed: Callable[[str], np.ndarray]) -> Evidence:
         text = q["q"]
         qv, cv = embed(text), embed(ranking.question_core(text))
+        bm25 = dict(keyword_hits(self.conn, text, DEPTH, self.filters))
         return Evidence(
             query=q, qvec=qv,
             sem=self.top(self.chunk_matrix, self.chunk_ids, qv), sem_core=self.top(self.chunk_matrix, self.chunk_ids, cv),
-            bm25=dict(keyword_hits(self.conn, text, DEPTH, Filters())),
+            bm25=bm25,
             summary=self.top(self.summary_matrix, self.doc_ids, qv), summary_core=self.top(self.summary_matrix, self.doc_ids, cv),
-            mean=self.top(self.mean_matrix, self.doc_ids, qv))
+            mean=self.top(self.mean_matrix, self.doc_ids, qv), coverage=self.coverage(text, bm25),
+            items=self.top_items(qv))
+
+    def coverage(self, text: str, bm25: dict[int, float]) -> dict[int, float]:
+        """Each BM25 document's IDF coverage (its best chunk's), as the product computes it."""
+        best: dict[int, int] = {}
+        for chunk_id, _ in sorted(bm25.items(), key=lambda i: -i[1]):
+            best.setdefault(self.doc_of[chunk_id], chunk_id)
+        total, counts, matches = term_matches(self.conn, text, list(best.values()))
+        per_chunk = ranking.idf_coverage(matches, {t: ranking.idf(n, total) for t, n in counts.items()})
+        return {d: per_chunk.get(c, 0.0) for d, c in best.items()}
 
 
 # --- variants: Evidence -> document ranking (ids, best first) -------------------------------
@@ -155,6 +214,79 @@ def prf(e: Evidence, gamma: float, n: int = 3) -> dict[int, float]:
     return ranking.document_max(CORPUS.top(CORPUS.chunk_matrix, CORPUS.chunk_ids, moved).items(), DOC_OF)
 
 
+SEMANTIC = "semantic + summary b=0.2"  # the product's semantic mode: the reference for harm
+
+
+def gated(e: Evidence, gate: ranking.EvidenceGate, question: float = 0.1, other: float = 0.3,
+          agree_k: int = 10) -> list[int]:
+    """The product's hybrid: score fusion by shape, BM25's weight scaled by its evidence."""
+    sem = with_summary(e, 0.2, combine="sum")
+    kw = keyword(e)
+    evidence = ranking.keyword_evidence(kw, sem, e.coverage, agree_k)
+    weight = shape_weight(e, question, other) * gate.factor(evidence)
+    if weight <= 0 or not kw:
+        return docs(sem)
+    floor = min(sem.values())
+    return docs(ranking.weighted_sum({"semantic": {d: sem.get(d, floor) for d in sem.keys() | kw.keys()},
+                                      "keyword": ranking.gated_keyword_scores(kw, e.coverage, gate.doc_power)},
+                                     {"semantic": 1.0, "keyword": weight}))
+
+
+def with_items(e: Evidence, c: float, b: float = 0.2, mode: str = "sum") -> dict[int, float]:
+    """The product's semantic score with the best list item's cosine: added with weight c
+    ("sum"), or the best chunk replaced by max(chunk, item) ("max")."""
+    chunk = semantic(e)
+    summ, items = e.summary, e.items
+    floor_c, floor_s = min(chunk.values()), min(summ.values())
+    floor_i = min(items.values()) if items else 0.0
+    out = {}
+    for d in set(chunk) | set(summ) | set(items):
+        ch, su, it = chunk.get(d, floor_c), summ.get(d, floor_s), items.get(d, floor_i)
+        if mode == "max":
+            out[d] = (1 - b) * max(ch, it) + b * su
+        else:
+            out[d] = (1 - b - c) * ch + b * su + c * it
+    return out
+
+
+def item_variants() -> dict[str, Callable[[Evidence], list[int]]]:
+    v: dict[str, Callable[[Evidence], list[int]]] = {}
+    for c in (0.1, 0.2, 0.3, 0.4):
+        v[f"items: semantic + summary 0.2 + best item {c}"] = lambda e, c=c: docs(with_items(e, c))
+    v["items: semantic max(chunk, item) + summary 0.2"] = lambda e: docs(with_items(e, 0.0, mode="max"))
+    v["items: best item alone"] = lambda e: docs(e.items)
+    return v
+
+
+def gated_variants() -> dict[str, Callable[[Evidence], list[int]]]:
+    G = ranking.EvidenceGate
+    v: dict[str, Callable[[Evidence], list[int]]] = {}
+    v["gate: none (always on, coverage-scaled docs)"] = lambda e: gated(e, G(0.0, 0.0, 0.0, 0.0, 1.0))
+    for lo in (0.4, 0.5, 0.6, 0.7, 0.8):
+        for agree in (lo, 0.3, 0.0):
+            if agree > lo:
+                continue
+            for power in (0.0, 1.0, 2.0):
+                v[f"gate: coverage>={lo} (agree>={agree}) full 0.9 doc^{power}"] = (
+                    lambda e, lo=lo, agree=agree, power=power: gated(e, G(lo, 0.9, agree, 0.0, power)))
+    for lo, agree in ((0.5, 0.3), (0.6, 0.3)):
+        for full in (0.7, 1.0):
+            v[f"gate: coverage>={lo} (agree>={agree}) full {full} doc^1.0"] = (
+                lambda e, lo=lo, agree=agree, full=full: gated(e, G(lo, full, agree, 0.0, 1.0)))
+        for q, o in ((0.2, 0.3), (0.1, 0.5), (0.2, 0.5)):
+            v[f"gate: coverage>={lo} (agree>={agree}) full 0.9 doc^1.0, weights {q}/{o}"] = (
+                lambda e, lo=lo, agree=agree, q=q, o=o: gated(e, G(lo, 0.9, agree, 0.0, 1.0), q, o))
+        v[f"gate: coverage>={lo} (agree>={agree}) margin>=0.1"] = (
+            lambda e, lo=lo, agree=agree: gated(e, G(lo, 0.9, agree, 0.1, 1.0)))
+        v[f"gate: coverage>={lo} (agree>={agree}) agree_k 5"] = (
+            lambda e, lo=lo, agree=agree: gated(e, G(lo, 0.9, agree, 0.0, 1.0), agree_k=5))
+    for agree in (0.0, 0.3, 0.5):
+        for k in (5, 10, 20):
+            v[f"gate: only when semantic agrees (top {k}), coverage>={agree} full 0.9 doc^1.0"] = (
+                lambda e, agree=agree, k=k: gated(e, G(2.0, 0.9, agree, 0.0, 1.0), agree_k=k))
+    return v
+
+
 def variants() -> dict[str, Callable[[Evidence], list[int]]]:
     v: dict[str, Callable[[Evidence], list[int]]] = {
         "keyword": lambda e: docs(keyword(e)),
@@ -190,6 +322,7 @@ def variants() -> dict[str, Callable[[Evidence], list[int]]]:
         for q, o in ((0.05, 0.3), (0.1, 0.3)):
             v[f"score fusion by shape q={q} other={o} + summary {b}"] = (
                 lambda e, q=q, o=o, b=b: score_fusion(e, shape_weight(e, q, o), with_summary(e, b, combine="sum")))
+    v.update(gated_variants())
     return v
 
 
@@ -204,16 +337,25 @@ def query_vectors(texts: list[str], embedder, directory: Path) -> dict[str, np.n
     return dict(zip(texts, vectors))
 
 
-def metrics(ranked_docs: list[int], relevant: set[str]) -> tuple[float, float]:
+SHORT = {"concept": "conc", "howto": "howto", "keyword": "kw", "paraphrase": "para", "paraphrase-howto": "p-howto"}
+MISSING = 11  # the rank of an answer not in the top 10, for counting harm
+
+
+def metrics(ranked_docs: list[int], relevant: set[str]) -> tuple[float, float, int]:
+    """Reciprocal rank, recall@5, and the answer's rank (MISSING when not in the top 10)."""
     paths = [CORPUS.path_of[d] for d in ranked_docs[:10]]
     rank = next((i for i, p in enumerate(paths, 1) if p in relevant), None)
-    return (1.0 / rank if rank else 0.0), len(relevant & set(paths[:5])) / min(len(relevant), 5)
+    return (1.0 / rank if rank else 0.0), len(relevant & set(paths[:5])) / min(len(relevant), 5), rank or MISSING
 
 
-def summarise(rows: list[tuple[dict, float, float]]) -> dict[str, float]:
-    out = {"mrr@10": statistics.mean(r for _, r, _ in rows), "recall@5": statistics.mean(r for _, _, r in rows)}
-    for kind in sorted({q["kind"] for q, _, _ in rows}):
-        out[f"mrr[{kind}]"] = statistics.mean(r for q, r, _ in rows if q["kind"] == kind)
+def summarise(rows: list[tuple[dict, float, float, int]], reference: dict[str, int]) -> dict[str, float]:
+    """MRR@10, recall@5, per-kind MRR, and how many queries rank their answer more than one
+    position lower than ``reference`` (the product's semantic ranking) does."""
+    out = {"mrr@10": statistics.mean(r[1] for r in rows), "recall@5": statistics.mean(r[2] for r in rows),
+           "worse": sum(r[3] - reference[r[0]["q"]] > 1 for r in rows),
+           "better": sum(reference[r[0]["q"]] - r[3] > 1 for r in rows)}
+    for kind in sorted({r[0]["kind"] for r in rows}):
+        out[f"mrr[{kind}]"] = statistics.mean(r[1] for r in rows if r[0]["kind"] == kind)
     return {k: round(v, 4) for k, v in out.items()}
 
 
@@ -229,35 +371,52 @@ def main() -> None:
     parser.add_argument("--only", help="Run only variants whose name contains this text.")
     parser.add_argument("--show-heldout", action="store_true", help="Also print held-out MRR (after choosing).")
     parser.add_argument("--queries-only", action="store_true", help="Only embed (and cache) the query vectors.")
+    parser.add_argument("--corpus", choices=("all", "tldr"), default="all",
+                        help="tldr: only the queries answered by tldr pages, every ranker restricted to the tldr pages.")
+    parser.add_argument("--items", action="store_true",
+                        help="Also embed each tldr-style list item alone (cached) and try it as a finer semantic signal.")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     embedder = make_embedder(load_config({}).model, threads=os.cpu_count() or 1, backend=args.backend,
                              cache_dir=args.db.parent / "models")
-    queries = json.loads(QUERIES.read_text())["queries"]
+    queries = json.loads(QUERIES.read_text())["queries"] + json.loads(PARAPHRASES.read_text())["queries"]
     cache = query_vectors(sorted({t for q in queries for t in (q["q"], ranking.question_core(q["q"]))}),
                           embedder, args.db.parent)
+    if args.corpus == "tldr":
+        queries = [q for q in queries if all(r.startswith("tldr/") for r in q["relevant"])]
     if args.queries_only:
         return
-    CORPUS = Corpus(args.db, embedder)
+    CORPUS = Corpus(args.db, embedder, str(CORPORA / "tldr" / "pages") if args.corpus == "tldr" else None)
     DOC_OF = CORPUS.doc_of
+    if args.items:
+        CORPUS.load_items(embedder, args.db)
 
     def embed(text: str) -> np.ndarray:
         return cache[text]
 
     evidence = [CORPUS.evidence(q, embed) for q in queries]
     results: dict[str, dict[str, dict[str, float]]] = {}
-    for name, variant in variants().items():
-        if args.only and args.only not in name:
+    every = variants()
+    if args.items:
+        every.update(item_variants())
+    reference = {e.query["q"]: metrics(every[SEMANTIC](e), {str(CORPORA / r) for r in e.query["relevant"]})[2]
+                 for e in evidence}
+    print(f"{len(evidence)} queries; 'worse'/'better': answer ranked more than one position lower/higher than by "
+          f"{SEMANTIC!r}; kinds: " + ", ".join(sorted({e.query['kind'] for e in evidence})))
+    for name, variant in every.items():
+        if args.only and args.only not in name and name != SEMANTIC:
             continue
         rows: dict[str, list] = {"tune": [], "heldout": []}
         for e in evidence:
             relevant = {str(CORPORA / r) for r in e.query["relevant"]}
             rows[e.query["split"]].append((e.query, *metrics(variant(e), relevant)))
-        results[name] = {split: summarise(r) for split, r in rows.items()}
+        results[name] = {split: summarise(r, reference) for split, r in rows.items()}
         t, h = results[name]["tune"], results[name]["heldout"]
-        print(f"{name:58} tune {t['mrr@10']:.3f} r5 {t['recall@5']:.3f} | "
-              + " ".join(f"{k[4:-1][:4]} {v:.3f}" for k, v in t.items() if k.startswith("mrr["))
-              + (f" || heldout {h['mrr@10']:.3f}" if args.show_heldout else ""), flush=True)
+        print(f"{name:66} tune {t['mrr@10']:.3f} worse {t['worse']:2.0f} better {t['better']:2.0f} | "
+              + " ".join(f"{SHORT.get(k[4:-1], k[4:-1])} {v:.3f}" for k, v in t.items() if k.startswith("mrr["))
+              + (f" || heldout {h['mrr@10']:.3f} worse {h['worse']:.0f} | "
+                 + " ".join(f"{SHORT.get(k[4:-1], k[4:-1])} {v:.3f}" for k, v in h.items() if k.startswith("mrr["))
+                 if args.show_heldout else ""), flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 

@@ -38,18 +38,21 @@ from indexer.documents.search import Fusion, SearchOptions, run_search  # noqa: 
 from indexer.documents.sync import DocumentSync  # noqa: E402
 from indexer.documents.vector_matrix import SearchVectors  # noqa: E402
 from indexer.storage import driver  # noqa: E402
+from indexer.storage.search_store import Filters  # noqa: E402
 from indexer.storage.vectors import to_blob  # noqa: E402
 
-CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+CORPORA = Path(os.environ.get("INDEXER_TEST_CORPORA") or Path(__file__).resolve().parents[2] / "shared" / "corpora")
 QUERIES = Path(__file__).with_name("queries.json")
+PARAPHRASES = Path(__file__).with_name("queries_paraphrase.json")  # second style: no word of the answer's page
+QUERY_SETS = {"queries": QUERIES, "paraphrase": PARAPHRASES}
 ROOTS = (CORPORA / "tldr" / "pages", CORPORA / "rust-rfcs" / "text")
 MODES = ("keyword", "semantic", "hybrid")
 SPLITS = ("heldout", "tune")
 
 
-def load_queries(path: Path = QUERIES) -> list[dict]:
-    """The labelled queries; every relevant file must exist (a typo would count as a miss)."""
-    queries = json.loads(path.read_text())["queries"]
+def load_queries(paths: tuple[Path, ...] = (QUERIES, PARAPHRASES)) -> list[dict]:
+    """The labelled queries of both styles; every relevant file must exist (a typo would count as a miss)."""
+    queries = [{**q, "set": path.name} for path in paths for q in json.loads(path.read_text())["queries"]]
     missing = sorted({r for q in queries for r in q["relevant"] if not (CORPORA / r).is_file()})
     if missing:
         raise SystemExit(f"error: {len(missing)} labelled files do not exist under {CORPORA}: {missing[:5]}")
@@ -59,21 +62,45 @@ def load_queries(path: Path = QUERIES) -> list[dict]:
     return queries
 
 
-def evaluate(conn, embed, queries, mode: str, matrix: SearchVectors | None = None) -> dict[str, float]:
-    rr, recall = [], []
-    by_kind: dict[str, list[tuple[float, float]]] = {}
+MISSING = 11  # the rank given to an answer outside the top 10, when counting harm
+
+
+def ranks(conn, embed, queries, mode: str, matrix: SearchVectors | None = None,
+          filters: Filters | None = None) -> dict[str, tuple[int, float]]:
+    """Per query: the rank of its first relevant document (MISSING when not in the top 10) and recall@5."""
+    out = {}
     for q in queries:
         relevant = {str(CORPORA / r) for r in q["relevant"]}
-        paths = [hit["path"] for hit in run_search(conn, q["q"], SearchOptions(mode=mode, k=10), embed, matrix)["results"]]
-        rank = next((i for i, p in enumerate(paths, 1) if p in relevant), None)
-        rr.append(1.0 / rank if rank else 0.0)
-        recall.append(len(relevant & set(paths[:5])) / min(len(relevant), 5))
-        by_kind.setdefault(q["kind"], []).append((rr[-1], recall[-1]))
-    result = {"queries": len(queries), "mrr@10": round(statistics.mean(rr), 4), "recall@5": round(statistics.mean(recall), 4)}
-    for kind, values in sorted(by_kind.items()):
-        result[f"mrr@10[{kind}]"] = round(statistics.mean(v for v, _ in values), 4)
-        result[f"recall@5[{kind}]"] = round(statistics.mean(v for _, v in values), 4)
-        result[f"n[{kind}]"] = len(values)
+        options = SearchOptions(mode=mode, k=10, filters=filters or Filters())
+        paths = [hit["path"] for hit in run_search(conn, q["q"], options, embed, matrix)["results"]]
+        rank = next((i for i, p in enumerate(paths, 1) if p in relevant), MISSING)
+        out[q["q"]] = (rank, len(relevant & set(paths[:5])) / min(len(relevant), 5))
+    return out
+
+
+def evaluate(queries: list[dict], by_mode: dict[str, dict[str, tuple[int, float]]], mode: str) -> dict[str, float]:
+    """MRR@10 and recall@5, overall and per kind, and (for hybrid) how many queries it ranks
+    more than one position lower than semantic and than keyword do (``worse_than_*``)."""
+    def rr(q: dict) -> float:
+        rank = by_mode[mode][q["q"]][0]
+        return 1.0 / rank if rank < MISSING else 0.0
+
+    def summary(subset: list[dict], suffix: str = "") -> dict[str, float]:
+        row = {f"mrr@10{suffix}": round(statistics.mean(rr(q) for q in subset), 4),
+               f"recall@5{suffix}": round(statistics.mean(by_mode[mode][q["q"]][1] for q in subset), 4),
+               f"n{suffix}": len(subset)}
+        for other in ("semantic", "keyword"):
+            if other != mode and other in by_mode:
+                row[f"worse_than_{other}{suffix}"] = sum(
+                    by_mode[mode][q["q"]][0] - by_mode[other][q["q"]][0] > 1 for q in subset)
+        return row
+
+    result = summary(queries)
+    result["queries"] = len(queries)
+    for kind in sorted({q["kind"] for q in queries}):
+        result.update(summary([q for q in queries if q["kind"] == kind], f"[{kind}]"))
+    for name in sorted({q.get("set", "") for q in queries} - {""}):
+        result.update(summary([q for q in queries if q.get("set") == name], f"[{name}]"))
     return result
 
 
@@ -89,7 +116,7 @@ def build_index(workdir: Path, backend: str) -> tuple[Path, dict[str, object]]:
                 "index_s": round(time.perf_counter() - start, 1)}
 
 
-def bench_quality(db: Path, backend: str, queries: list[dict]) -> dict[str, object]:
+def bench_quality(db: Path, backend: str, queries: list[dict], filters: Filters | None = None) -> dict[str, object]:
     embedder = make_embedder(load_config({}).model, threads=1, backend=backend, cache_dir=db.parent / "models")
     cache: dict[str, np.ndarray] = {}
 
@@ -104,9 +131,10 @@ def bench_quality(db: Path, backend: str, queries: list[dict]) -> dict[str, obje
         counts = conn.execute("SELECT (SELECT count(*) FROM document_index), (SELECT count(*) FROM document_chunks)").fetchone()
         result: dict[str, object] = {"db": str(db), "db_mb": round(db.stat().st_size / 2**20, 1),
                                      "documents": counts[0], "chunks": counts[1]}
+        by_mode = {mode: ranks(conn, embed, queries, mode, matrix, filters) for mode in MODES}
         for split in SPLITS:
             subset = [q for q in queries if q["split"] == split]
-            result[split] = {mode: evaluate(conn, embed, subset, mode, matrix) for mode in MODES}
+            result[split] = {mode: evaluate(subset, by_mode, mode) for mode in MODES}
     finally:
         conn.close()
     return result
@@ -116,7 +144,7 @@ def print_quality(result: dict[str, object]) -> None:
     print(f"index {result['db']}: {result['documents']} documents, {result['chunks']} chunks, {result['db_mb']} MB")
     for split in SPLITS:
         table = result[split]
-        kinds = sorted({k[7:-1] for k in table["hybrid"] if k.startswith("mrr@10[")})
+        kinds = sorted({k[7:-1] for k in table["hybrid"] if k.startswith("mrr@10[")}, key=lambda k: (k.endswith(".json"), k))
         sizes = ", ".join(f"{k} {table['hybrid'][f'n[{k}]']}" for k in kinds)
         print(f"\n{split} half ({table['hybrid']['queries']} queries: {sizes})")
         print(f"{'mode':10} {'MRR@10':>7} {'R@5':>6} " + " ".join(f"{k:>10}" for k in kinds) + "   (MRR@10 per kind)")
@@ -124,6 +152,17 @@ def print_quality(result: dict[str, object]) -> None:
             row = table[mode]
             print(f"{mode:10} {row['mrr@10']:7.3f} {row['recall@5']:6.3f} "
                   + " ".join(f"{row[f'mrr@10[{k}]']:10.3f}" for k in kinds))
+        hybrid = table["hybrid"]
+        print("hybrid ranks the answer more than one position lower than semantic / than keyword, "
+              "and recall@5, per kind:")
+        for k in ["all", *kinds]:
+            suffix = "" if k == "all" else f"[{k}]"
+            print(f"  {k:18} n {hybrid[f'n{suffix}']:4}  worse than semantic {hybrid[f'worse_than_semantic{suffix}']:3} "
+                  f"({100 * hybrid[f'worse_than_semantic{suffix}'] / hybrid[f'n{suffix}']:4.1f} %)  "
+                  f"worse than keyword {hybrid[f'worse_than_keyword{suffix}']:3}  "
+                  f"R@5 keyword {table['keyword'][f'recall@5{suffix}']:.3f} "
+                  f"semantic {table['semantic'][f'recall@5{suffix}']:.3f} "
+                  f"hybrid {hybrid[f'recall@5{suffix}']:.3f}")
 
 
 def bench_latency(tmp: Path, size: int, embedder, texts: list[str], queries: list[str]) -> dict[str, float]:
@@ -154,8 +193,9 @@ def bench_latency(tmp: Path, size: int, embedder, texts: list[str], queries: lis
     conn.execute("COMMIT")
     conn.close()
     conn = driver.connect(db, readonly=True)
-    search_ms, cached_ms, embed_ms, numpy_ms, plain_ms = [], [], [], [], []
+    search_ms, cached_ms, embed_ms, numpy_ms, plain_ms, ungated_ms = [], [], [], [], [], []
     plain = SearchOptions(mode="hybrid", k=10, fusion=Fusion(summary_weight=0.0))  # chunks only
+    ungated = SearchOptions(mode="hybrid", k=10, fusion=Fusion(gate=None))  # BM25 weight by shape alone
     matrix = SearchVectors()
     try:
         run_search(conn, "warm", SearchOptions(mode="hybrid", k=10), embedder.embed_query, matrix)
@@ -170,6 +210,9 @@ def bench_latency(tmp: Path, size: int, embedder, texts: list[str], queries: lis
             run_search(conn, q, plain, embedder.embed_query, matrix)
             plain_ms.append((time.perf_counter() - start) * 1e3)
             start = time.perf_counter()
+            run_search(conn, q, ungated, embedder.embed_query, matrix)
+            ungated_ms.append((time.perf_counter() - start) * 1e3)
+            start = time.perf_counter()
             qv = embedder.embed_query(q)
             embed_ms.append((time.perf_counter() - start) * 1e3)
             start = time.perf_counter()
@@ -182,6 +225,7 @@ def bench_latency(tmp: Path, size: int, embedder, texts: list[str], queries: lis
             f"search_in_memory_vectors_p50_ms@{size}": statistics.median(cached_ms),
             f"search_in_memory_vectors_p95_ms@{size}": q95(cached_ms),
             f"search_in_memory_no_summaries_p50_ms@{size}": statistics.median(plain_ms),
+            f"search_in_memory_no_evidence_gate_p50_ms@{size}": statistics.median(ungated_ms),
             f"query_embed_p50_ms@{size}": statistics.median(embed_ms),
             f"numpy_bruteforce_p50_ms@{size}": statistics.median(numpy_ms)}
 
@@ -194,6 +238,8 @@ def main() -> None:
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--backend", choices=("torch", "onnx", "onnx-int8"), default="onnx",
                         help="The embedding backend (the index's vectors should come from the same model).")
+    parser.add_argument("--corpus", choices=("all", "tldr"), default="all",
+                        help="tldr: only the queries answered by tldr pages, searched with --path on the tldr pages.")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if not CORPORA.is_dir():  # the benches measure the whole corpora, beside the checkout
@@ -209,7 +255,11 @@ def main() -> None:
                 print(json.dumps(result["build"]), flush=True)
             elif not args.db.is_file():
                 raise SystemExit(f"error: no index at {args.db}")
-            result["quality"] = bench_quality(args.db, args.backend, queries)
+            filters = None
+            if args.corpus == "tldr":
+                queries = [q for q in queries if all(r.startswith("tldr/") for r in q["relevant"])]
+                filters = Filters(path_prefix=str(CORPORA / "tldr" / "pages"))
+            result["quality"] = bench_quality(args.db, args.backend, queries, filters)
             print_quality(result["quality"])
         models = (args.db.parent if args.db else Path(scratch)) / "models"  # the exported ONNX model, reused
         embedder = make_embedder(load_config({}).model, threads=1, backend=args.backend, cache_dir=models)

@@ -86,3 +86,47 @@ def test_query_shape_counts_words_and_questions():
 ])
 def test_question_core_strips_only_the_lead_in(query, core):
     assert ranking.question_core(query) == core
+
+
+# --- evidence-gated fusion ---------------------------------------------------------------
+
+
+def test_idf_is_higher_for_rarer_terms_and_always_positive():
+    assert ranking.idf(1, 1000) > ranking.idf(100, 1000) > ranking.idf(1000, 1000) > 0
+
+
+def test_idf_coverage_is_each_items_share_of_the_querys_idf_mass():
+    term_idf = {"lock": 3.0, "screen": 1.0}
+    coverage = ranking.idf_coverage({"lock": [1, 2], "screen": [2, 3]}, term_idf)
+    assert coverage == pytest.approx({1: 0.75, 2: 1.0, 3: 0.25})
+    assert ranking.idf_coverage({"x": [1]}, {}) == {}
+
+
+def test_keyword_evidence_reads_the_best_documents_coverage_margin_and_semantic_agreement():
+    keyword = {10: 8.0, 20: 6.0, 30: 1.0}
+    semantic = {20: 0.9, 10: 0.5, 40: 0.8}
+    e = ranking.keyword_evidence(keyword, semantic, {10: 0.4, 20: 1.0}, agree_k=2)
+    assert (e.top, e.coverage, e.margin, e.agrees) == (10, 0.4, pytest.approx(0.25), False)  # 10 is third
+    assert ranking.keyword_evidence(keyword, semantic, {10: 0.4}, agree_k=3).agrees
+    empty = ranking.keyword_evidence({}, semantic, {})
+    assert empty.top is None and ranking.EvidenceGate().factor(empty) == 0.0
+
+
+def test_the_gate_is_shut_below_the_coverage_bar_and_opens_linearly_to_full():
+    gate = ranking.EvidenceGate(min_coverage=0.6, full_coverage=0.9, agreement_min_coverage=0.3)
+    e = ranking.KeywordEvidence
+    assert gate.factor(e(0.5, 0.9, False, 1)) == 0.0  # one incidental word: semantic alone
+    assert gate.factor(e(0.75, 0.1, False, 1)) == pytest.approx(0.5)
+    assert gate.factor(e(1.0, 0.0, False, 1)) == 1.0
+    # semantic ranks BM25's best among its own: the lower bar applies
+    assert gate.factor(e(0.5, 0.1, True, 1)) == pytest.approx((0.5 - 0.3) / (0.9 - 0.3))
+    assert gate.factor(e(0.2, 0.1, True, 1)) == 0.0
+    assert ranking.EvidenceGate(min_margin=0.2).factor(e(1.0, 0.1, False, 1)) == 0.0
+
+
+def test_gated_keyword_scores_shrink_documents_matching_less_of_the_query():
+    keyword = {1: 10.0, 2: 10.0, 3: 5.0}
+    coverage = {1: 1.0, 2: 0.5, 3: 1.0}
+    assert ranking.gated_keyword_scores(keyword, coverage, 1.0) == pytest.approx({1: 1.0, 2: 0.5, 3: 0.5})
+    assert ranking.gated_keyword_scores(keyword, coverage, 2.0)[2] == pytest.approx(0.25)
+    assert ranking.gated_keyword_scores(keyword, coverage, 0.0) == ranking.max_normalised(keyword)

@@ -278,3 +278,28 @@ def test_a_rechunk_during_a_search_does_not_break_it(tmp_path: Path) -> None:
         assert len(after["results"]) == 4  # the next search sees the re-chunked notes
     finally:
         conn.close()
+
+
+def test_hybrid_ranks_as_semantic_when_bm25_has_no_evidence_and_explains_why(tmp_path: Path) -> None:
+    # the query shares only one common word ("file") with most pages: BM25's best document
+    # holds a small share of its IDF mass, the gate stays shut, hybrid = semantic
+    files = {f"tool{i}.md": f"# tool{i}\n\n> Does thing {i} to a file.\n\n- Use it on a file:\n\n`tool{i} file`\n"
+             for i in range(12)}
+    files["locker.md"] = "# locker\n\n> Put a lock on a file.\n\n- Lock a file:\n\n`locker file`\n"
+    db = build(tmp_path, files)
+    query = "how do I keep my screen from going dark while a file downloads"
+    semantic = [r["path"] for r in search(db, query, mode="semantic", k=10)["results"]]
+    hybrid = search(db, query, mode="hybrid", k=10)
+    assert [r["path"] for r in hybrid["results"]] == semantic
+    assert hybrid["fusion"]["gate"] == 0.0 and hybrid["fusion"]["keyword_weight"] == 0.0
+    assert hybrid["fusion"]["evidence"]["coverage"] < 0.6
+    # a keyword query whose words the best page holds: the gate opens and BM25 counts
+    sure = search(db, "locker lock", mode="hybrid", k=3)
+    assert sure["fusion"]["gate"] > 0 and Path(sure["results"][0]["path"]).name == "locker.md"
+    assert sure["results"][0]["explain"]["keyword"]["coverage"] == 1.0
+    config = tmp_path / "config.toml"
+    config.write_text(f'db = "{db}"\nmodel = "hash:64"\n')
+    out = CliRunner().invoke(cli, ["--config", str(config), "search", "--direct", "--explain", "locker", "lock"])
+    assert out.exit_code == 0, out.output
+    text = out.output
+    assert "fusion: BM25 weight" in text and "IDF coverage 1.0" in text and "coverage 1.0" in text

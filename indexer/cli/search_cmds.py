@@ -21,7 +21,7 @@ from indexer.cli.search_lean import path_filter as path_filter
 @click.option("--since", help="Only documents changed since (ISO date/time, or 7d, 12h, 30m).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object with all results.")
 @click.option("--jsonl", "as_jsonl", is_flag=True, help="One JSON line per result.")
-@click.option("--explain", is_flag=True, help="Show each ranker's rank and score.")
+@click.option("--explain", is_flag=True, help="Show each ranker's rank and score, and BM25's weight and evidence.")
 @click.option("--direct", is_flag=True, help="Search the database in this process even if the daemon runs.")
 @click.pass_obj
 def search(app: AppContext, query: tuple[str, ...], mode: str, k: int, doc_type: str | None, path: str | None,

@@ -70,13 +70,20 @@ def render(response: dict[str, Any], *, as_json: bool, as_jsonl: bool, explain: 
         out.write("no results\n")
         return
     lines = []
+    if explain and response.get("fusion"):
+        f = response["fusion"]
+        evidence = f.get("evidence") or {}
+        lines.append(f"fusion: BM25 weight {f['keyword_weight']} = shape {f['shape_weight']} x gate {f['gate']}"
+                     + (f" (BM25's best document: IDF coverage {evidence['coverage']}, margin {evidence['margin']}, "
+                        f"in semantic's top: {'yes' if evidence['agrees'] else 'no'})" if evidence else ""))
     for rank, hit in enumerate(response["results"], start=1):
         heading = " > ".join(hit["heading_path"]) or hit["title"]
         lines.append(f"{rank:>2}. {hit['path']}:{hit['start_line']}-{hit['end_line']}  [{hit['score']:.4f}]")
         lines.append(f"    {hit['title']} — {heading}")
         lines.append(f"    {hit['snippet']}")
         if explain:
-            parts = [f"{name}: rank {v['rank']}, score {v['score']}" for name, v in sorted(hit["explain"].items())]
+            parts = [f"{name}: rank {v['rank']}, score {v['score']}" + (f", coverage {v['coverage']}" if "coverage" in v else "")
+                     for name, v in sorted(hit["explain"].items())]
             lines.append(f"    explain: {'; '.join(parts) or '-'}")
         for other in hit["other_chunks"][:3]:
             lines.append(f"      also: lines {other['start_line']}-{other['end_line']} {' > '.join(other['heading_path'])}")

@@ -131,3 +131,90 @@ def question_core(query: str) -> str:
     query itself when it has no such lead-in or nothing is left after it."""
     core = _QUESTION_LEAD.sub("", query, count=1).strip().rstrip("?").strip()
     return core or query.strip()
+
+
+# --- evidence: how much BM25 knows about this query -------------------------------------
+
+
+def idf(matching: int, total: int) -> float:
+    """BM25's inverse document frequency of a term matched by ``matching`` of ``total`` chunks
+    (always positive)."""
+    return math.log(1.0 + (total - matching + 0.5) / (matching + 0.5))
+
+
+def idf_coverage(matches: Mapping[str, Iterable[int]], term_idf: Mapping[str, float]) -> dict[int, float]:
+    """Each item's share of the query's IDF mass: the summed IDF of the query terms it
+    contains over the summed IDF of all of them (1.0: it has every term; 0.5: half the weight)."""
+    mass = sum(term_idf.values())
+    if mass <= 0:
+        return {}
+    out: dict[int, float] = {}
+    for term, items in matches.items():
+        for item in items:
+            out[item] = out.get(item, 0.0) + term_idf.get(term, 0.0) / mass
+    return out
+
+
+@dataclass(frozen=True)
+class KeywordEvidence:
+    """What BM25's own results say about how much to trust it for one query."""
+
+    coverage: float  # share of the query's IDF mass that BM25's best document matches
+    margin: float  # (best - second) / best BM25 document score: a clear winner or a crowd
+    agrees: bool  # BM25's best document is among semantic's top ``agree_k`` documents
+    top: int | None  # BM25's best document
+
+    def as_dict(self) -> dict[str, float | bool | int | None]:
+        return {"coverage": round(self.coverage, 4), "margin": round(self.margin, 4), "agrees": self.agrees,
+                "top": self.top}
+
+
+def keyword_evidence(keyword: Mapping[int, float], semantic: Mapping[int, float], coverage: Mapping[int, float],
+                     agree_k: int = 10) -> KeywordEvidence:
+    """The evidence of BM25's document scores ``keyword`` for one query, beside semantic's
+    document scores and each document's IDF coverage (:func:`idf_coverage`)."""
+    if not keyword:
+        return KeywordEvidence(0.0, 0.0, False, None)
+    order = ranked(keyword)
+    top, best = order[0]
+    second = order[1][1] if len(order) > 1 else 0.0
+    margin = (best - second) / best if best > 0 else 0.0
+    agrees = top in {d for d, _ in ranked(semantic)[:agree_k]}
+    return KeywordEvidence(coverage.get(top, 0.0), margin, agrees, top)
+
+
+@dataclass(frozen=True)
+class EvidenceGate:
+    """BM25's weight for one query, as a factor in [0, 1] of the weight its shape allows.
+
+    BM25 is trusted when its best document holds most of the query's rare words (IDF
+    coverage at least ``min_coverage``; full trust from ``full_coverage``), or when it holds
+    fewer but semantic ranks that document among its own best (``agreement``: the factor
+    the coverage test is relaxed to). Each document's BM25 score is further scaled by its
+    own coverage raised to ``doc_power`` (0: not), so a page that shares one incidental word
+    of a question gains little. Below the thresholds the factor is 0 and hybrid ranks
+    exactly as semantic does. Chosen on the tune halves (docs/search.md)."""
+
+    min_coverage: float = 0.7
+    full_coverage: float = 0.9
+    agreement_min_coverage: float = 0.7  # the lower bar when semantic agrees (relaxing it did not win)
+    min_margin: float = 0.0  # BM25's best must lead the second by this share
+    doc_power: float = 1.0
+
+    def factor(self, evidence: KeywordEvidence) -> float:
+        bar = min(self.min_coverage, self.agreement_min_coverage) if evidence.agrees else self.min_coverage
+        if evidence.top is None or evidence.coverage < bar or evidence.margin < self.min_margin:
+            return 0.0
+        if self.full_coverage <= bar:
+            return 1.0
+        return min(1.0, (evidence.coverage - bar) / (self.full_coverage - bar))
+
+
+def gated_keyword_scores(keyword: Mapping[int, float], coverage: Mapping[int, float],
+                         doc_power: float) -> dict[int, float]:
+    """BM25 document scores normalised by the best and scaled by each document's own IDF
+    coverage to ``doc_power``."""
+    normalised = max_normalised(keyword)
+    if doc_power <= 0:
+        return normalised
+    return {d: s * coverage.get(d, 0.0) ** doc_power for d, s in normalised.items()}

@@ -3,8 +3,10 @@
 A document's semantic score is its best chunk's cosine fused with the cosine of its summary
 vector (title and first paragraph, schema 0003); its keyword score is its best chunk's BM25.
 The two are fused by weighted reciprocal rank or by a weighted sum of normalised scores, with
-BM25's weight chosen by the query's shape: a natural-language question gets little of it,
-quoted text, code, flags and identifiers get much more. The ranking itself is pure
+BM25's weight chosen by the query's shape (a natural-language question gets little of it,
+quoted text, code, flags and identifiers get much more) and gated by BM25's evidence for the
+query: the share of the query's IDF mass its best document holds (:func:`gate_keyword`).
+Without that evidence hybrid ranks exactly as semantic does. The ranking itself is pure
 (:mod:`indexer.documents.ranking`); the SQL is in ``storage.search_store``. The choices and the
 alternatives they beat on held-out queries: docs/search.md, "Search quality".
 """
@@ -39,6 +41,9 @@ class Fusion:
     keyword_weight_keyword: float = 0.3  # ... for quoted, code-like or short non-question queries
     summary_weight: float = 0.2  # semantic = (1 - b) * best chunk + b * summary cosine
     rrf_k: int = 60
+    # BM25's weight is further scaled by its evidence for the query (None: by shape alone)
+    gate: ranking.EvidenceGate | None = field(default_factory=ranking.EvidenceGate)
+    agree_k: int = 10  # "semantic agrees": BM25's best document is in semantic's top agree_k
 
     def keyword_weight(self, query: str) -> float:
         keywordish = ranking.query_shape(query).keywordish
@@ -119,19 +124,55 @@ def semantic_documents(chunk_hits: Ranking, summary_hits: Ranking, doc_of: dict[
 
 
 def fuse_documents(semantic: dict[int, float], keyword: dict[int, float], fusion: Fusion,
-                   keyword_weight: float) -> dict[int, float]:
-    """Document scores of hybrid search from the two document-level score maps."""
+                   keyword_weight: float, keyword_normalised: dict[int, float] | None = None) -> dict[int, float]:
+    """Document scores of hybrid search from the two document-level score maps (for score
+    fusion, ``keyword_normalised`` replaces BM25/max(BM25), e.g. scaled by coverage). With no
+    keyword weight, exactly the semantic scores."""
     if not keyword:
         return dict(semantic)
     if not semantic:
         return dict(keyword)
+    if keyword_weight <= 0:
+        return dict(semantic)
     if fusion.method == "rrf":
         return ranking.rrf({"semantic": ranking.ranked(semantic), "keyword": ranking.ranked(keyword)},
                            {"semantic": 1.0, "keyword": keyword_weight}, fusion.rrf_k)
     floor = min(semantic.values())
+    normalised = ranking.max_normalised(keyword) if keyword_normalised is None else keyword_normalised
     return ranking.weighted_sum({"semantic": {d: semantic.get(d, floor) for d in semantic.keys() | keyword.keys()},
-                                 "keyword": ranking.max_normalised(keyword)},
+                                 "keyword": normalised},
                                 {"semantic": 1.0, "keyword": keyword_weight})
+
+
+class Gated(NamedTuple):
+    """BM25's part of one hybrid query: its weight and the evidence it came from."""
+
+    weight: float  # the weight used: shape weight x gate factor
+    shape_weight: float
+    factor: float
+    evidence: ranking.KeywordEvidence | None
+    coverage: dict[int, float]  # document -> IDF coverage of its best BM25 chunk
+    normalised: dict[int, float] | None  # BM25/max(BM25), scaled by coverage
+
+
+def gate_keyword(conn: Any, query: str, keyword_hits: Ranking, doc_of: dict[int, int], keyword: dict[int, float],
+                 semantic: dict[int, float], fusion: Fusion) -> Gated:
+    """BM25's weight for this query from its evidence (:class:`ranking.EvidenceGate`)."""
+    shape = fusion.keyword_weight(query)
+    if fusion.gate is None or not keyword or not semantic:
+        return Gated(shape, shape, 1.0, None, {}, None)
+    best_chunk: dict[int, int] = {}
+    for chunk_id, _score in keyword_hits:  # best first: the first chunk seen is the document's best
+        doc = doc_of.get(chunk_id)
+        if doc is not None:
+            best_chunk.setdefault(doc, chunk_id)
+    total, counts, matches = search_store.term_matches(conn, query, list(best_chunk.values()))
+    chunk_coverage = ranking.idf_coverage(matches, {t: ranking.idf(n, total) for t, n in counts.items()})
+    coverage = {doc: chunk_coverage.get(chunk, 0.0) for doc, chunk in best_chunk.items()}
+    evidence = ranking.keyword_evidence(keyword, semantic, coverage, fusion.agree_k)
+    factor = fusion.gate.factor(evidence)
+    return Gated(shape * factor, shape, factor, evidence, coverage,
+                 ranking.gated_keyword_scores(keyword, coverage, fusion.gate.doc_power))
 
 
 def _explain(scores: dict[int, float]) -> dict[int, dict[str, float]]:
@@ -200,12 +241,12 @@ def _search(conn: Any, query: str, options: SearchOptions, embed_query: Callable
         if options.mode in ("hybrid", "semantic") and vector is not None:
             rankings["semantic"] = _vector_hits(conn, vector, depth, options.filters, matrix)
         doc_of = search_store.chunk_documents(conn, sorted({c for r in rankings.values() for c, _ in r}))
-        keyword_weight = fusion.keyword_weight(query)
-        fused = fuse(rankings, {"semantic": 1.0, "keyword": keyword_weight}, fusion.rrf_k)
         semantic = (semantic_documents(rankings["semantic"], summaries, doc_of, fusion.summary_weight)
                     if "semantic" in rankings else {})
         keyword = ranking.document_max(rankings.get("keyword", []), doc_of)
-        scores = fuse_documents(semantic, keyword, fusion, keyword_weight)
+        gated = gate_keyword(conn, query, rankings.get("keyword", []), doc_of, keyword, semantic, fusion)
+        fused = fuse(rankings, {"semantic": 1.0, "keyword": gated.weight}, fusion.rrf_k)  # orders each document's chunks
+        scores = fuse_documents(semantic, keyword, fusion, gated.weight, gated.normalised)
         groups_of = dict(group_by_document(fused, doc_of, len(doc_of)))
         explains = {"semantic": _explain(semantic), "keyword": _explain(keyword), "summary": _explain(dict(summaries))}
         best = [doc for doc, _ in ranking.ranked(scores)[:options.k]]
@@ -217,6 +258,10 @@ def _search(conn: Any, query: str, options: SearchOptions, embed_query: Callable
         if len(groups) >= options.k or exhausted or depth >= search_store.MAX_K:
             break
         depth = min(depth * 4, search_store.MAX_K)
+    if options.mode == "hybrid":
+        response["fusion"] = {"keyword_weight": round(gated.weight, 4), "shape_weight": gated.shape_weight,
+                              "gate": round(gated.factor, 4),
+                              "evidence": gated.evidence.as_dict() if gated.evidence is not None else None}
     details = search_store.chunk_details(conn, sorted({hit.chunk_id for group in groups for hit in group.chunks[:6]}))
     for group in groups:
         top = details.get(group.chunks[0].chunk_id)
@@ -226,7 +271,10 @@ def _search(conn: Any, query: str, options: SearchOptions, embed_query: Callable
             "path": top["path"], "title": top["title"], "document_type": top["document_type"],
             "heading_path": top["heading_path"], "start_line": top["start_line"], "end_line": top["end_line"],
             "snippet": snippet(top["text"], query), "score": round(group.score, 6),
-            "explain": {name: {"rank": v["rank"], "score": round(v["score"], 6)} for name, v in group.explain.items()},
+            "explain": {name: {"rank": v["rank"], "score": round(v["score"], 6),
+                               **({"coverage": round(gated.coverage[group.doc_id], 4)}
+                                  if name == "keyword" and group.doc_id in gated.coverage else {})}
+                        for name, v in group.explain.items()},
             "other_chunks": [
                 {"heading_path": details[hit.chunk_id]["heading_path"], "start_line": details[hit.chunk_id]["start_line"],
                  "end_line": details[hit.chunk_id]["end_line"], "score": round(hit.score, 6)}
