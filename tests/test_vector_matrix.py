@@ -145,3 +145,13 @@ def test_slots_follow_any_sequence_of_changes(changes: list[tuple[int, bool]], s
         got = matrix.nearest(query, 5)
         assert [i for i, _ in got] == want
         assert all(abs(s - float(reference[i] @ query)) < 1e-4 for i, s in got)
+
+
+def test_an_empty_load_then_vectors_arriving() -> None:
+    """A daemon searching before its first vector is written loads nothing; that once raised
+    "cannot reshape array of size 0" (seen as 'internal error' in a search during indexing)."""
+    matrix = VectorMatrix()
+    matrix.load(np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32))
+    assert len(matrix) == 0 and matrix.nearest(np.ones(4, dtype=np.float32), 3) == []
+    matrix._apply([7], np.array([7]), np.ones((1, 4), dtype=np.float32))
+    assert [item for item, _ in matrix.nearest(np.ones(4, dtype=np.float32), 3)] == [7]

@@ -64,7 +64,10 @@ class VectorMatrix:
     def load(self, ids: np.ndarray, matrix: np.ndarray) -> None:
         """Replace the contents with these vectors (one row an id)."""
         self._ids = np.array(ids, dtype=np.int64)
-        self._matrix = np.array(matrix, dtype=np.float32).reshape(len(self._ids), -1)
+        rows = np.array(matrix, dtype=np.float32)
+        # no vectors (yet): an empty (0, d) array; reshape(0, -1) cannot infer d and raised
+        width = rows.shape[-1] if rows.ndim == 2 else 0
+        self._matrix = rows.reshape(len(self._ids), -1) if len(self._ids) else rows.reshape(0, width)
         self._size = len(self._ids)
         self._slot = {int(i): n for n, i in enumerate(self._ids)}
         self._free = []
