@@ -97,14 +97,16 @@ def test_memory_commands_on_postgres_and_notes_in_sqlite(pg_dsn: str, tmp_path: 
     # the same memory through the one-database form (--db postgresql://…)
     again = json.loads(invoke("--db", pg_dsn, "memory", "get", "project:team", "style", "--json").output)
     assert again["id"] == got["id"]
-    result = invoke("--db", pg_dsn, "session", "list", ok=False)
-    assert "sessions cannot live on PostgreSQL yet" in result.output
+    # sessions live there too now: created and listed through the same front door
+    created = json.loads(invoke("--db", pg_dsn, "session", "create", "app", "alice", "--json").output)
+    listed = invoke("--agent-db", pg_dsn, "--db", str(notes), "session", "list").output
+    assert created["id"] in listed and not notes.exists()
 
 
 def test_migrate_doctor_status_on_postgres(pg_server: Any, tmp_path: Path) -> None:
     dsn = pg_server.fresh_database(migrated=False)
     out = invoke("--db", dsn, "migrate").output
-    assert "PostgreSQL 1" in out and "applied 1 migration(s): 0001_memory" in out
+    assert "PostgreSQL 1" in out and "0001_memory" in out and "0002_sessions" in out
     assert "up to date" in invoke("--db", dsn, "migrate").output
     report = json.loads(invoke("--db", dsn, "migrate", "--json").output)
     assert (report["engine"], report["pending"]) == ("postgresql", [])

@@ -15,9 +15,8 @@ Two levels:
   such a transaction. Both engines' modules satisfy them (mypy checks the modules against the
   protocol in :func:`indexer.storage.engines.memory_statements`).
 
-Sessions/events, tasks/agents/checkpoints and migrations/doctor get the same treatment when
-their services sit on issue 20's events table and task services; their intended shapes are
-sketched below (not implemented on PostgreSQL yet).
+Sessions and their events (:class:`SessionStatements`) are behind the seam too; tasks/agents/
+checkpoints and migrations/doctor are sketched below (not implemented on PostgreSQL yet).
 """
 
 from __future__ import annotations
@@ -87,22 +86,43 @@ class MemoryStatements(Protocol):
     def delete_keys(self, conn: Any, keys: Sequence[tuple[str, str]]) -> None: ...
 
 
-# --- sketches for the next round (issue 20's events and task services first) ----------------
-
 class SessionStatements(Protocol):
-    """Sessions and their events as rows: ``(session_id, seq)`` unique, seq contiguous; a state
-    change updates only where the expected state still holds (compare-and-set)."""
+    """Sessions and their events as rows: ``(session_id, seq)`` unique, seq contiguous per
+    session (an append reads ``max(seq) + 1`` only once it holds the session: SQLite's write
+    lock, PostgreSQL's row lock); a state change is applied under that same hold, and a status
+    change updates only where the expected status still holds (compare-and-set). Rows support
+    ``row["column"]`` and hold JSON columns as text."""
+
+    def lock(self, conn: Any, session_id: str) -> None: ...
+
+    def exists(self, conn: Any, session_id: str) -> bool: ...
+
+    def status(self, conn: Any, session_id: str) -> str | None: ...
+
+    def insert(self, conn: Any, session_id: str, app_name: str, user_id: str, project_id: str | None,
+               state_json: str, metadata_json: str, now: str) -> Any: ...
 
     def get(self, conn: Any, session_id: str) -> Any | None: ...
 
-    def insert(self, conn: Any, row: dict[str, Any]) -> None: ...
+    def append_event(self, conn: Any, session_id: str, event_json: str, event_type: str | None,
+                     ops: Sequence[tuple[str, str | None]], now: str) -> int | None: ...
 
-    def set_status(self, conn: Any, session_id: str, expected: str, new: str, now: str) -> bool: ...
+    def update_state(self, conn: Any, session_id: str, ops: Sequence[tuple[str, str | None]], now: str) -> str | None: ...
 
-    def append_event(self, conn: Any, session_id: str, event_json: str, now: str) -> int: ...
+    def set_status(self, conn: Any, session_id: str, old: str, new: str, now: str) -> Any | None: ...
 
-    def events(self, conn: Any, session_id: str, after_seq: int, limit: int) -> list[Any]: ...
+    def page(self, conn: Any, filters: dict[str, str], after: tuple[str, str] | None, limit: int) -> list[Any]: ...
 
+    def event_count(self, conn: Any, session_id: str) -> int: ...
+
+    def all_events(self, conn: Any, session_id: str) -> str: ...
+
+    def events_page(self, conn: Any, session_id: str, after: int, limit: int) -> list[Any]: ...
+
+    def events_tail(self, conn: Any, session_id: str, limit: int) -> list[Any]: ...
+
+
+# --- sketches for the next round ------------------------------------------------------------
 
 class TaskStatements(Protocol):
     """Tasks: a claim takes one ready task exactly once (PostgreSQL: ``FOR UPDATE SKIP LOCKED``)."""
