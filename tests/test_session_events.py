@@ -24,21 +24,6 @@ async def svc(agent_db: Any) -> SessionService:
     return SessionService(agent_db)
 
 
-def execute(rows: StoreRows, sql: str, params: tuple[Any, ...]) -> None:
-    """One write through a new connection, as another process would do it."""
-    if rows.engine == "sqlite":
-        conn = driver.connect(Path(rows.location))
-        try:
-            conn.execute(sql, params)
-        finally:
-            conn.close()
-        return
-    import psycopg
-
-    with psycopg.connect(rows.location) as pg:
-        pg.execute(sql.replace("?", "%s"), params)
-
-
 async def _session_with(svc: SessionService, n: int) -> str:
     s = await svc.create_session("app", "alice")
     for i in range(n):
@@ -112,7 +97,7 @@ async def test_a_refused_append_writes_no_row(svc: SessionService, store_rows: S
 
 async def test_deleting_a_session_deletes_its_events(svc: SessionService, store_rows: StoreRows) -> None:
     keep, gone = await _session_with(svc, 2), await _session_with(svc, 3)
-    execute(store_rows, "DELETE FROM sessions WHERE id = ?", (gone,))
+    store_rows.execute("DELETE FROM sessions WHERE id = ?", (gone,))
     assert [r["session_id"] for r in store_rows("SELECT session_id FROM session_events")] == [keep, keep]
 
 

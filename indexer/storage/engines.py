@@ -13,7 +13,7 @@ from typing import Any
 
 from indexer.errors import IndexerError
 from indexer.locations import engine_of, is_postgres
-from indexer.storage.protocols import AgentDatabase, MemoryStatements, SessionStatements
+from indexer.storage.protocols import AgentDatabase, MemoryStatements, SessionStatements, TaskStatements
 
 
 def _postgres() -> ModuleType:
@@ -46,7 +46,7 @@ def engine(db: Any) -> str:
 def require_sqlite(db: Any, what: str) -> None:
     """A one-sentence error when ``what`` (an area not behind the seam yet) meets another engine."""
     if engine(db) != "sqlite":
-        raise IndexerError(f"{what} cannot live on PostgreSQL yet (memories and sessions can): give --agent-db a file path "
+        raise IndexerError(f"{what} cannot live on PostgreSQL yet (the agent store can): give --agent-db a file path "
                            "for them, or use the memory commands only")
 
 
@@ -76,4 +76,17 @@ def session_statements(db: Any) -> SessionStatements:
     return sqlite
 
 
-__all__ = ["engine", "engine_of", "memory_statements", "open_agent_database", "session_statements"]
+def task_statements(db: Any) -> TaskStatements:
+    """The task, agent and checkpoint statements of the store's engine."""
+    if engine(db) == "postgresql":
+        from indexer.storage.postgres import task_store as pg_store
+
+        pg: TaskStatements = pg_store
+        return pg
+    from indexer.storage import task_store
+
+    sqlite: TaskStatements = task_store
+    return sqlite
+
+
+__all__ = ["engine", "engine_of", "memory_statements", "open_agent_database", "session_statements", "task_statements"]
