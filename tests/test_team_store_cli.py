@@ -146,6 +146,31 @@ async def test_mcp_memory_tools_use_the_agent_store(pg_dsn: str, tmp_path: Path,
     assert not (tmp_path / "notes.db").exists()
 
 
+async def test_mcp_session_tools_use_the_agent_store(pg_dsn: str, tmp_path: Path, isolated_home: Path) -> None:
+    """The session tools on a PostgreSQL agent store: create, append with a state delta, read
+    the log back, change status; the notes database is never created."""
+    from mcp import Client
+
+    from indexer.mcp.server import build_server
+
+    config = load_config({"db": str(tmp_path / "notes.db"), "agent_db": pg_dsn}, env={"INDEXER_HOME": str(isolated_home)})
+    async with Client(build_server(config, groups=["sessions"])) as client:
+        async def call(name: str, **args: Any) -> Any:
+            result = await client.call_tool(name, args)
+            assert not result.is_error, result.content[0].text
+            return result.structured_content
+
+        created = await call("session_create", app_name="app", user_id="alice")
+        for i in range(3):
+            await call("session_append", session_id=created["id"], event={"type": "msg", "i": i}, state_delta={"n": i})
+        got = await call("session_get", session_id=created["id"])
+        assert got["event_count"] == 3 and got["state"] == {"n": 2}
+        assert (await call("session_update", session_id=created["id"], status="active"))["status"] == "active"
+    rows = StoreRows(pg_dsn)("SELECT seq, type FROM session_events ORDER BY seq")
+    assert rows == [{"seq": 1, "type": "msg"}, {"seq": 2, "type": "msg"}, {"seq": 3, "type": "msg"}]
+    assert not (tmp_path / "notes.db").exists()
+
+
 # --- moving an SQLite store into PostgreSQL -------------------------------------------------------
 
 def test_migrate_to_moves_every_memory_and_audit_row(pg_server: Any, tmp_path: Path) -> None:
