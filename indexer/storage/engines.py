@@ -46,8 +46,8 @@ def engine(db: Any) -> str:
 def require_sqlite(db: Any, what: str) -> None:
     """A one-sentence error when ``what`` (an area not behind the seam yet) meets another engine."""
     if engine(db) != "sqlite":
-        raise IndexerError(f"{what} cannot live on PostgreSQL yet (the agent store can): give --agent-db a file path "
-                           "for them, or use the memory commands only")
+        raise IndexerError(f"{what} cannot live on PostgreSQL yet (memories, sessions and tasks can): "
+                           "give --agent-db a file path for them")
 
 
 def memory_statements(db: Any) -> MemoryStatements:
