@@ -118,6 +118,7 @@ def test_migrate_doctor_status_on_postgres(pg_server: Any, tmp_path: Path) -> No
     invoke("--db", dsn, "memory", "add", "user:a", "k", "1")
     status = invoke("--db", dsn, "status").output
     assert status.startswith("agent store: postgresql 18") and "1 memories, 1 versions, 1 audit rows" in status
+    assert "0 sessions, 0 events, 0 tasks" in status
     both = json.loads(invoke("--db", str(tmp_path / "notes.db"), "--agent-db", dsn, "migrate", "--json").output)
     assert both["path"] == str(tmp_path / "notes.db") and both["agent_store"]["engine"] == "postgresql"
     both_doctor = invoke("--db", str(tmp_path / "notes.db"), "--agent-db", dsn, "doctor").output

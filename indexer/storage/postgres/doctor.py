@@ -1,7 +1,8 @@
 """``indexer doctor`` and ``indexer status`` for an agent store on PostgreSQL: read-only checks
 (the server answers and is recent enough, every migration applied with its checksum, the
 tables and indexes of the migrations present, the JSON and timestamp constraints in force)
-and the figures ``status`` prints (engine, server version, memories, audit rows)."""
+and the figures ``status`` prints (engine, server version, memories, audit rows, sessions,
+events, tasks)."""
 
 from __future__ import annotations
 
@@ -94,4 +95,9 @@ def status(dsn: str) -> dict[str, Any]:
                 "(SELECT count(*) FROM audit) AS audit_rows FROM memory_entries").fetchone()
             assert row is not None
             info.update(memory_versions=int(row[0]), memory_keys=int(row[1]), audit_rows=int(row[2]))
+            for table in ("sessions", "session_events", "tasks"):  # 0002/0003: absent from an older store
+                present = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
+                if present and present[0]:
+                    counted = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+                    info[table] = int(counted[0]) if counted else 0
         return info
