@@ -82,7 +82,7 @@ def _cancel_dependents(conn: Any, store: TaskStatements, task_id: str, cause: st
     work = [task_id]
     while work:
         upstream = work.pop()
-        for dependent in store.blocked_dependents(conn, upstream):
+        for dependent in sorted(store.blocked_dependents(conn, upstream)):  # one order on every engine
             message = f"dependency {upstream} {cause}" if upstream == task_id else f"dependency {upstream} was cancelled"
             if store.finish(conn, dependent, "blocked", "cancelled", now, error=message) is not None:
                 store.insert_audit(conn, timestamp=now, task_id=dependent, action="task_cancel", result="cancelled",
