@@ -114,7 +114,8 @@ def test_migrate_doctor_status_on_postgres(pg_server: Any, tmp_path: Path) -> No
     doctor = json.loads(invoke("--db", dsn, "doctor", "--json").output)
     assert doctor["ok"] and {c["name"] for c in doctor["checks"]} >= {
         "postgres.server_version", "postgres.migrations", "postgres.tables", "postgres.indexes",
-        "json_check.memory_entries.value", "timestamp_check.memory_entries.created_at"}
+        "json_check.memory_entries.value", "timestamp_check.memory_entries.created_at",
+        "unique_check.session_events.seq", "json_check.session_events.payload", "timestamp_check.tasks.submitted_at"}
     invoke("--db", dsn, "memory", "add", "user:a", "k", "1")
     status = invoke("--db", dsn, "status").output
     assert status.startswith("agent store: postgresql 18") and "1 memories, 1 versions, 1 audit rows" in status
