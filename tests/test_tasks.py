@@ -329,3 +329,26 @@ async def test_a_row_with_dependencies_that_are_not_json_does_not_stop_the_queue
     assert got is not None and got.task.id == "odd" and got.task.dependencies == ()
     await svc.complete("odd", None, got.agent_id)
     assert (await svc.get_task("later")).status == "pending"
+
+
+@pytest.mark.parametrize("name", ["CLAIM", "CLAIM_TYPE", "RECLAIM", "BLOCKED_DEPENDENTS"])
+def test_postgres_queue_statements_search_an_index(pg_dsn: str, name: str) -> None:
+    """The claim reads pending tasks in claim order from idx_tasks_status_priority (no sort of
+    every pending task per claim) at 20,000 tasks, 2,000 of them pending."""
+    import psycopg
+
+    from indexer.storage.postgres import task_store as pg_store
+
+    params = {"CLAIM_TYPE": ("general",), "BLOCKED_DEPENDENTS": ("t1",)}.get(name, ())
+    with psycopg.connect(pg_dsn) as conn:
+        conn.execute("INSERT INTO tasks (id, prompt, status, input_data, submitted_at, last_updated_at, priority, "
+                     "dependencies) SELECT 't' || g, 'p', CASE WHEN g % 10 = 0 THEN 'pending' ELSE 'completed' END, "
+                     "'{}', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z', g % 10, '[]' "
+                     "FROM generate_series(1, 20000) AS g")
+        conn.execute("ANALYZE tasks")
+        plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + getattr(pg_store, name), params).fetchall())
+        conn.rollback()
+    index = "idx_tasks_running_timeout" if name == "RECLAIM" else "idx_tasks_status_priority"
+    assert f"Index Scan using {index}" in plan, plan
+    if name.startswith("CLAIM"):
+        assert "Sort" not in plan and "LockRows" in plan, plan

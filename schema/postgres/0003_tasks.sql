@@ -53,7 +53,7 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     PRIMARY KEY (task_id, iteration)
 );
 
-CREATE INDEX IF NOT EXISTS idx_tasks_status_priority ON tasks(status, priority DESC, submitted_at ASC);
+CREATE INDEX IF NOT EXISTS idx_tasks_status_priority ON tasks(status, priority DESC, submitted_at ASC, id ASC);
 CREATE INDEX IF NOT EXISTS idx_tasks_submitted_at ON tasks(submitted_at);
 CREATE INDEX IF NOT EXISTS idx_tasks_parent ON tasks(parent_task_id);
 CREATE INDEX IF NOT EXISTS idx_tasks_running_timeout ON tasks(status, last_updated_at) WHERE status = 'running';
