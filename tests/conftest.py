@@ -192,6 +192,21 @@ class StoreRows:
             rows = conn.execute(sql.replace("?", "%s"), params).fetchall()
         return [{k: int(v) if isinstance(v, bool) else v for k, v in r.items()} for r in rows]  # booleans as 0/1
 
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
+        """One write through a new connection (another process's, or other code's); ``?``
+        placeholders on both engines."""
+        if self.engine == "sqlite":
+            conn = driver.connect(Path(self.location))
+            try:
+                conn.execute(sql, params)
+            finally:
+                conn.close()
+            return
+        import psycopg
+
+        with psycopg.connect(self.location) as conn:
+            conn.execute(sql.replace("?", "%s"), params)
+
 
 @pytest.fixture
 def agent_location(engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:

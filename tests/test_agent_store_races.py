@@ -143,6 +143,29 @@ async def test_a_killed_connection_the_next_operation_succeeds(pg_dsn: str, chec
         assert db.retries == (0 if check else 1)
 
 
+async def test_a_deadlock_the_server_breaks_is_run_again(pg_dsn: str) -> None:
+    """Two operations lock the same two things in opposite orders: the server detects the
+    deadlock and rolls one back; that one is run again (whole) instead of failing with
+    psycopg's DeadlockDetected. Before: one of the two raised."""
+    import threading
+
+    barrier = threading.Barrier(2)
+    attempts: Counter[str] = Counter()
+
+    def crossed(conn: Any, first: int, second: int, name: str) -> str:
+        attempts[name] += 1
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (first,))
+        if attempts[name] == 1:
+            barrier.wait(10)  # each holds its first lock before asking for the other
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (second,))
+        return name
+
+    async with open_agent_database(pg_dsn, max_size=2) as db:
+        results = await asyncio.gather(db.run(crossed, 1, 2, "a"), db.run(crossed, 2, 1, "b"))
+        assert sorted(results) == ["a", "b"]
+        assert db.retries == 1 and sorted(attempts.values()) == [1, 2]
+
+
 async def test_without_prepared_statements_for_pgbouncer(pg_dsn: str) -> None:
     """prepare_threshold=None (PgBouncer in transaction mode): the same operations work, and
     the server holds no prepared statement of ours."""

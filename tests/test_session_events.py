@@ -1,6 +1,7 @@
 """Session events as rows (schema/0004_session_events.sql): sequence numbers, paged reads, the
 back-fill of an existing database, the '[]' left in sessions.events, and appends kept off the
-event loop's thread. (The 4-process race is in test_sessions.py.)"""
+event loop's thread; the service's tests on both engines (the ``engine`` fixture), the migration's
+on SQLite. (The 4-process races are in test_sessions.py.)"""
 
 from __future__ import annotations
 
@@ -12,15 +13,15 @@ from typing import Any
 
 import pytest
 
-from conftest import raw_rows
+from conftest import StoreRows, raw_rows
 from indexer import Database, SessionService
 from indexer.errors import ConflictError, NotFoundError, ValidationError
-from indexer.storage import driver, event_store, migrations
+from indexer.storage import driver, migrations
 
 
 @pytest.fixture
-async def svc(db: Database) -> SessionService:
-    return SessionService(db)
+async def svc(agent_db: Any) -> SessionService:
+    return SessionService(agent_db)
 
 
 async def _session_with(svc: SessionService, n: int) -> str:
@@ -30,14 +31,14 @@ async def _session_with(svc: SessionService, n: int) -> str:
     return s.id
 
 
-async def test_events_are_rows_numbered_from_one_and_the_column_stays_empty(svc: SessionService, db_path: Path) -> None:
+async def test_events_are_rows_numbered_from_one_and_the_column_stays_empty(svc: SessionService, store_rows: StoreRows) -> None:
     sid = await _session_with(svc, 5)
     stored = await svc.append_event(sid, {"type": 3, "id": "mine", "timestamp": 1.5}, {"user:k": 1})
-    rows = raw_rows(db_path, "SELECT * FROM session_events WHERE session_id = ? ORDER BY seq", (sid,))
+    rows = store_rows("SELECT * FROM session_events WHERE session_id = ? ORDER BY seq", (sid,))
     assert [r["seq"] for r in rows] == [1, 2, 3, 4, 5, 6]
     assert [r["type"] for r in rows] == ["tool", "msg", "tool", "msg", "tool", None]  # only a string type
     assert json.loads(rows[-1]["payload"]) == stored == {"type": 3, "id": "mine", "timestamp": 1.5}
-    session = raw_rows(db_path, "SELECT events, state, last_update_time FROM sessions WHERE id = ?", (sid,))[0]
+    session = store_rows("SELECT events, state, last_update_time FROM sessions WHERE id = ?", (sid,))[0]
     assert session["events"] == "[]" and json.loads(session["state"]) == {"user:k": 1}
     assert rows[-1]["created_at"] == session["last_update_time"]  # one time for the row and the session
     got = await svc.get_session(sid)
@@ -84,37 +85,33 @@ async def test_unknown_session_pages_are_not_found(svc: SessionService) -> None:
         await svc.last_events("nope", 5)
 
 
-async def test_a_refused_append_writes_no_row(svc: SessionService, db_path: Path) -> None:
+async def test_a_refused_append_writes_no_row(svc: SessionService, store_rows: StoreRows) -> None:
     sid = await _session_with(svc, 2)
     await svc.set_status(sid, "terminated")
     with pytest.raises(ConflictError):
         await svc.append_event(sid, {"type": "late"})
     with pytest.raises(NotFoundError):
         await svc.append_event("nope", {"type": "late"})
-    assert raw_rows(db_path, "SELECT count(*) AS n FROM session_events")[0]["n"] == 2
+    assert store_rows("SELECT count(*) AS n FROM session_events")[0]["n"] == 2
 
 
-async def test_deleting_a_session_deletes_its_events(svc: SessionService, db_path: Path) -> None:
+async def test_deleting_a_session_deletes_its_events(svc: SessionService, store_rows: StoreRows) -> None:
     keep, gone = await _session_with(svc, 2), await _session_with(svc, 3)
-    conn = driver.connect(db_path)
-    try:
-        conn.execute("DELETE FROM sessions WHERE id = ?", (gone,))
-    finally:
-        conn.close()
-    assert [r["session_id"] for r in raw_rows(db_path, "SELECT session_id FROM session_events")] == [keep, keep]
+    store_rows.execute("DELETE FROM sessions WHERE id = ?", (gone,))
+    assert [r["session_id"] for r in store_rows("SELECT session_id FROM session_events")] == [keep, keep]
 
 
 async def test_appends_run_on_the_connection_thread_not_the_loop(svc: SessionService,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     sid = await _session_with(svc, 0)
     threads: list[int] = []
-    real = event_store.insert
+    real = svc.store.append_event
 
-    def spy(*args: Any) -> int:
+    def spy(*args: Any) -> int | None:
         threads.append(threading.get_ident())
         return real(*args)
 
-    monkeypatch.setattr(event_store, "insert", spy)
+    monkeypatch.setattr(svc.store, "append_event", spy)
     for i in range(5):
         await svc.append_event(sid, {"i": i})
     loop_thread = threading.get_ident()  # the test body runs on the loop's thread

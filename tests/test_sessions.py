@@ -1,5 +1,6 @@
-"""SessionService: every rule of the issue on file databases, appends from several processes,
-and the query plans of every statement the session store runs."""
+"""SessionService: every rule of the issue and appends from several processes, on both engines
+(the ``engine`` fixture: an SQLite file and a database on the suite's PostgreSQL), and the
+query plans of every statement the SQLite session store runs."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from conftest import raw_rows, run_processes  # noqa: E402  (shared helpers)
+from conftest import StoreRows, run_processes  # noqa: E402  (shared helpers)
 from indexer import Database, SessionService
 from indexer.agent.sessions import (
     STATUSES,
@@ -30,12 +31,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-async def svc(db: Database) -> SessionService:
+async def svc(agent_db: Any) -> SessionService:
+    return SessionService(agent_db)
+
+
+@pytest.fixture
+async def sqlite_svc(db: Database) -> SessionService:
     return SessionService(db)
 
 
-def snapshot(path: Path) -> list[dict[str, Any]]:
-    return raw_rows(path, "SELECT * FROM sessions ORDER BY id")
+def snapshot(rows: StoreRows) -> list[dict[str, Any]]:
+    return rows("SELECT * FROM sessions ORDER BY id")
 
 
 # --- pure rules ------------------------------------------------------------------------------------
@@ -100,24 +106,24 @@ async def test_create_and_get(svc: SessionService) -> None:
     assert got.as_dict()["events"] == []
 
 
-async def test_create_with_given_id_and_duplicate(svc: SessionService, db_path: Path) -> None:
+async def test_create_with_given_id_and_duplicate(svc: SessionService, store_rows: StoreRows) -> None:
     await svc.create_session("app", "alice", session_id="s-1")
-    before = snapshot(db_path)
+    before = snapshot(store_rows)
     with pytest.raises(ConflictError, match="already exists"):
         await svc.create_session("app", "bob", session_id="s-1")
-    assert snapshot(db_path) == before
+    assert snapshot(store_rows) == before
 
 
-async def test_create_validates(svc: SessionService, db_path: Path) -> None:
+async def test_create_validates(svc: SessionService, store_rows: StoreRows) -> None:
     for kwargs in ({"app_name": "", "user_id": "u"}, {"app_name": "a", "user_id": None},
                    {"app_name": "a", "user_id": "u", "state": {"bogus:x": 1}},
                    {"app_name": "a", "user_id": "u", "state": [1]}):
         with pytest.raises(ValidationError):
             await svc.create_session(**kwargs)
-    assert snapshot(db_path) == []
+    assert snapshot(store_rows) == []
 
 
-async def test_unknown_ids_are_errors(svc: SessionService, db_path: Path) -> None:
+async def test_unknown_ids_are_errors(svc: SessionService, store_rows: StoreRows) -> None:
     with pytest.raises(NotFoundError):
         await svc.get_session("nope")
     with pytest.raises(NotFoundError):
@@ -126,7 +132,7 @@ async def test_unknown_ids_are_errors(svc: SessionService, db_path: Path) -> Non
         await svc.update_state("nope", {"a": 1})
     with pytest.raises(NotFoundError):
         await svc.set_status("nope", "active")
-    assert snapshot(db_path) == []
+    assert snapshot(store_rows) == []
 
 
 # --- events and state ---------------------------------------------------------------------------------
@@ -142,32 +148,32 @@ async def test_append_event_assigns_id_and_timestamp_and_applies_delta(svc: Sess
     assert got.last_update_time >= s.last_update_time
 
 
-async def test_append_rejects_non_objects_and_changes_nothing(svc: SessionService, db_path: Path) -> None:
+async def test_append_rejects_non_objects_and_changes_nothing(svc: SessionService, store_rows: StoreRows) -> None:
     s = await svc.create_session("app", "alice")
-    before = snapshot(db_path)
+    before = snapshot(store_rows)
     for bad in ([1, 2], "text", 7, None):
         with pytest.raises(ValidationError):
             await svc.append_event(s.id, bad)  # type: ignore[arg-type]
     with pytest.raises(ValidationError):
         await svc.append_event(s.id, {"type": "x"}, {"bogus:k": 1})
-    assert snapshot(db_path) == before
+    assert snapshot(store_rows) == before
 
 
-async def test_update_state_scopes_null_removes_temp_dropped(svc: SessionService, db_path: Path) -> None:
+async def test_update_state_scopes_null_removes_temp_dropped(svc: SessionService, store_rows: StoreRows) -> None:
     s = await svc.create_session("app", "alice", state={"keep": 1, "drop": 2})
     state = await svc.update_state(s.id, {"drop": None, "app:v": [1, 2], "session:x": {"y": 1},
                                           "temp:scratch": "never", 'odd."key': True})
     assert state == {"keep": 1, "app:v": [1, 2], "session:x": {"y": 1}, 'odd."key': True}
     assert (await svc.get_session(s.id)).state == state
-    assert "temp:" not in raw_rows(db_path, "SELECT state FROM sessions")[0]["state"]
+    assert "temp:" not in store_rows("SELECT state FROM sessions")[0]["state"]
     with pytest.raises(ValidationError):
         await svc.update_state(s.id, {"x:y": 1})
 
 
-async def test_closed_sessions_refuse_events_and_state(svc: SessionService, db_path: Path) -> None:
+async def test_closed_sessions_refuse_events_and_state(svc: SessionService, store_rows: StoreRows) -> None:
     s = await svc.create_session("app", "alice")
     await svc.set_status(s.id, "terminated")
-    before = snapshot(db_path)
+    before = snapshot(store_rows)
     with pytest.raises(ConflictError, match="terminated"):
         await svc.append_event(s.id, {"type": "late"})
     with pytest.raises(ConflictError, match="terminated"):
@@ -175,7 +181,7 @@ async def test_closed_sessions_refuse_events_and_state(svc: SessionService, db_p
     await svc.set_status(s.id, "archived")
     with pytest.raises(ConflictError, match="archived"):
         await svc.append_event(s.id, {"type": "late"})
-    rows = snapshot(db_path)
+    rows = snapshot(store_rows)
     assert rows[0]["events"] == before[0]["events"] and rows[0]["state"] == before[0]["state"]
 
 
@@ -197,16 +203,16 @@ async def test_lifecycle_stamps_times(svc: SessionService) -> None:
                                       (("active", "terminated"), "active"),
                                       (("terminated", "archived"), "active"),
                                       (("terminated", "archived"), "archived")])
-async def test_illegal_transitions_are_conflicts_and_change_nothing(svc: SessionService, db_path: Path,
+async def test_illegal_transitions_are_conflicts_and_change_nothing(svc: SessionService, store_rows: StoreRows,
                                                                     path: tuple[str, ...], bad: str) -> None:
     s = await svc.create_session("app", "alice")
     for status in path:
         await svc.set_status(s.id, status)
-    before = snapshot(db_path)
+    before = snapshot(store_rows)
     current = path[-1] if path else "created"
     with pytest.raises(ConflictError, match=f"from {current} to {bad}"):
         await svc.set_status(s.id, bad)
-    assert snapshot(db_path) == before
+    assert snapshot(store_rows) == before
 
 
 async def test_bad_status_value(svc: SessionService) -> None:
@@ -266,10 +272,11 @@ async def test_cursor_is_stable_under_inserts(svc: SessionService) -> None:
 
 WORKER = r"""
 import asyncio, json, sys
-from indexer import Database, SessionService
+from indexer import SessionService
+from indexer.storage.engines import open_agent_database
 
 async def main(path, op, session_id, n, tag):
-    async with Database(path) as db:
+    async with open_agent_database(path) as db:
         svc = SessionService(db)
         print("ready", flush=True)
         sys.stdin.readline()
@@ -292,10 +299,10 @@ asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.ar
 
 
 @pytest.mark.process
-async def test_concurrent_appends_from_processes_lose_nothing(svc: SessionService) -> None:
+async def test_concurrent_appends_from_processes_lose_nothing(svc: SessionService, store_rows: StoreRows) -> None:
     s = await svc.create_session("app", "alice")
     await svc.set_status(s.id, "active")
-    results = run_processes(WORKER, [[str(svc.db.path), "append", s.id, "50", f"w{i}"] for i in range(4)])
+    results = run_processes(WORKER, [[store_rows.location, "append", s.id, "50", f"w{i}"] for i in range(4)])
     assert all(o == "ok" for r in results for o in r), results
     got = await svc.get_session(s.id)
     assert got.event_count == 200 and len({e["id"] for e in got.events or []}) == 200
@@ -304,7 +311,7 @@ async def test_concurrent_appends_from_processes_lose_nothing(svc: SessionServic
         assert mine == list(range(50))  # every append present, each writer's order kept
     assert got.state == {f"user:w{i}": 49 for i in range(4)}  # no state key lost either
     # sequence numbers contiguous 1..200 (no gap, no duplicate), in the order of the log
-    rows = raw_rows(svc.db.path, "SELECT seq, payload FROM session_events WHERE session_id = ? ORDER BY seq", (s.id,))
+    rows = store_rows("SELECT seq, payload FROM session_events WHERE session_id = ? ORDER BY seq", (s.id,))
     assert [r["seq"] for r in rows] == list(range(1, 201))
     assert [json.loads(r["payload"]) for r in rows] == got.events
     paged, after = [], 0
@@ -394,9 +401,10 @@ def test_session_listing_plans_search_an_index(populated: Path, combo: tuple[str
 
 # --- a write while another process holds the write lock ----------------------------------------
 
-async def test_write_waits_for_a_lock_held_elsewhere_then_succeeds(svc: SessionService, db_path: Path) -> None:
+async def test_write_waits_for_a_lock_held_elsewhere_then_succeeds(sqlite_svc: SessionService, db_path: Path) -> None:
     import asyncio
 
+    svc = sqlite_svc
     s = await svc.create_session("app", "alice")
     other = driver.connect(db_path)
     other.execute("BEGIN IMMEDIATE")  # another connection holds the write lock
@@ -454,31 +462,31 @@ async def test_state_values_replace_not_merge(svc: SessionService) -> None:
 
 
 @pytest.mark.parametrize("old,new", [(o, n) for o in STATUSES for n in STATUSES if n not in TRANSITIONS[o]])
-async def test_every_illegal_transition_changes_nothing(svc: SessionService, db_path: Path, old: str, new: str) -> None:
+async def test_every_illegal_transition_changes_nothing(svc: SessionService, store_rows: StoreRows, old: str, new: str) -> None:
     s = await svc.create_session("app", "alice")
     path = {"created": [], "active": ["active"], "paused": ["active", "paused"], "terminated": ["terminated"],
             "archived": ["terminated", "archived"]}[old]
     for step in path:
         await svc.set_status(s.id, step)
-    before = snapshot(db_path)
+    before = snapshot(store_rows)
     with pytest.raises(ConflictError, match=f"from {old} to {new}"):
         await svc.set_status(s.id, new)
-    assert snapshot(db_path) == before
+    assert snapshot(store_rows) == before
 
 
 @pytest.mark.process
-async def test_concurrent_state_updates_from_processes_lose_no_key(svc: SessionService, db_path: Path) -> None:
+async def test_concurrent_state_updates_from_processes_lose_no_key(svc: SessionService, store_rows: StoreRows) -> None:
     s = await svc.create_session("app", "alice")
-    results = run_processes(WORKER, [[str(db_path), "state", s.id, "30", f"w{i}"] for i in range(4)])
+    results = run_processes(WORKER, [[store_rows.location, "state", s.id, "30", f"w{i}"] for i in range(4)])
     assert all(o == "ok" for r in results for o in r), results
     assert (await svc.get_session(s.id)).state == {f"w{w}-{i}": i for w in range(4) for i in range(30)}
 
 
 @pytest.mark.process
-async def test_concurrent_transitions_exactly_one_wins(svc: SessionService, db_path: Path) -> None:
+async def test_concurrent_transitions_exactly_one_wins(svc: SessionService, store_rows: StoreRows) -> None:
     s = await svc.create_session("app", "alice")
     await svc.set_status(s.id, "active")
-    results = run_processes(WORKER, [[str(db_path), "pause", s.id, "1", f"w{i}"] for i in range(4)])
+    results = run_processes(WORKER, [[store_rows.location, "pause", s.id, "1", f"w{i}"] for i in range(4)])
     outcomes = [r[0] for r in results]
     assert outcomes.count("ok") == 1, outcomes
     assert all("from paused to paused" in o for o in outcomes if o != "ok"), outcomes

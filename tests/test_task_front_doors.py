@@ -1,5 +1,6 @@
 """The task queue's front doors: the MCP tools (the SDK's real client against the server
-object) and the ``indexer task`` / ``indexer agent`` commands (click's runner), on real files."""
+object) and the ``indexer task`` / ``indexer agent`` commands (click's runner), with the agent
+store on both engines (a real file, or the suite's PostgreSQL through INDEXER_AGENT_DB)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,17 @@ from indexer.cli import cli
 from indexer.config import load_config
 from indexer.mcp.catalog import select_tools
 from indexer.mcp.server import build_server
-from indexer.storage.database import Database
+from indexer.storage.engines import open_agent_database
 
 pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(autouse=True)
+def agent_store(agent_location: str, engine: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test on both engines: on PostgreSQL the agent store is named by INDEXER_AGENT_DB."""
+    if engine == "postgresql":
+        monkeypatch.setenv("INDEXER_AGENT_DB", agent_location)
+    return agent_location
 
 
 async def call(client: Client, name: str, **args: Any) -> dict[str, Any]:
@@ -34,7 +43,7 @@ async def error(client: Client, name: str, **args: Any) -> str:
 
 
 async def submit(*specs: dict[str, Any]) -> None:
-    async with Database(load_config().db) as db:
+    async with open_agent_database(load_config().agent_location) as db:
         svc = TaskService(db)
         for spec in specs:
             await svc.submit(**spec)
@@ -75,9 +84,10 @@ def run(*args: str) -> Any:
     return result
 
 
-def test_the_task_commands_work_a_queue() -> None:
-    assert run("task", "claim", "--worker", "w").exit_code == 1  # no database yet: nothing created
-    assert not Path(load_config().db).exists()
+def test_the_task_commands_work_a_queue(engine: str) -> None:
+    if engine == "sqlite":
+        assert run("task", "claim", "--worker", "w").exit_code == 1  # no database yet: nothing created
+        assert not Path(load_config().db).exists()
     out = run("task", "submit", "Summarise", "--id", "t-1", "--input", '{"path": "a.md"}', "--priority", "7")
     assert out.exit_code == 0 and out.output.strip() == "t-1 pending"
     assert run("task", "submit", "Publish", "--id", "t-2", "--after", "t-1").output.strip() == "t-2 blocked"

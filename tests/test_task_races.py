@@ -1,6 +1,8 @@
-"""Tasks under real processes: four workers claiming 1,000 tasks with dependencies (each task
-completed exactly once, none lost, none run before its dependencies), and a worker killed with
-SIGKILL mid-task (its task reclaimed after the lease and completed by another worker)."""
+"""Tasks under real processes, on both engines (the ``engine`` fixture: an SQLite file, and a
+database on the suite's PostgreSQL, where claims take rows FOR UPDATE SKIP LOCKED): four
+workers claiming 1,000 tasks with dependencies (each task completed exactly once, none lost,
+none run before its dependencies), and a worker killed with SIGKILL mid-task (its task
+reclaimed after the lease and completed by another worker)."""
 
 from __future__ import annotations
 
@@ -13,13 +15,12 @@ import subprocess
 import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
-from conftest import REPO_ROOT, raw_rows, run_processes
+from conftest import REPO_ROOT, StoreRows, run_processes
 from indexer.agent.tasks import TaskService
-from indexer.storage.database import Database
+from indexer.storage.engines import open_agent_database
 from indexer.timeutil import parse_ts
 
 pytestmark = pytest.mark.process
@@ -27,10 +28,10 @@ pytestmark = pytest.mark.process
 WORKER = r"""
 import asyncio, json, sys
 from indexer.agent.tasks import TaskService
-from indexer.storage.database import Database
+from indexer.storage.engines import open_agent_database
 
 async def main(path, tag):
-    async with Database(path) as db:
+    async with open_agent_database(path) as db:
         svc = TaskService(db)
         print("ready", flush=True)
         sys.stdin.readline()
@@ -52,10 +53,10 @@ asyncio.run(main(sys.argv[1], sys.argv[2]))
 """
 
 
-async def _submit_graph(path: Path, count: int) -> dict[str, list[str]]:
+async def _submit_graph(path: str, count: int) -> dict[str, list[str]]:
     rng = random.Random(20)
     graph: dict[str, list[str]] = {}
-    async with Database(path) as db:
+    async with open_agent_database(path) as db:
         svc = TaskService(db)
         for i in range(count):
             task_id = f"t{i:04d}"
@@ -65,20 +66,21 @@ async def _submit_graph(path: Path, count: int) -> dict[str, list[str]]:
     return graph
 
 
-def test_four_processes_claim_1000_tasks_each_exactly_once_in_dependency_order(db_path: Path) -> None:
-    graph = asyncio.run(_submit_graph(db_path, 1000))
+def test_four_processes_claim_1000_tasks_each_exactly_once_in_dependency_order(store_rows: StoreRows) -> None:
+    location = store_rows.location
+    graph = asyncio.run(_submit_graph(location, 1000))
     assert sum(1 for deps in graph.values() if deps) > 400
-    results = run_processes(WORKER, [[str(db_path), f"w{i}"] for i in range(4)])
+    results = run_processes(WORKER, [[location, f"w{i}"] for i in range(4)])
     done = [task for r in results for task in r["done"]]
     assert len(done) == 1000 and set(done) == set(graph)  # none lost, none twice
     assert all(r["done"] for r in results), "every worker got work"
-    rows = {r["id"]: r for r in raw_rows(db_path, "SELECT id, status, result_data, retry_count FROM tasks")}
+    rows = {r["id"]: r for r in store_rows("SELECT id, status, result_data, retry_count FROM tasks")}
     for result in results:
         worker = {json.loads(rows[t]["result_data"])["worker"] for t in result["done"]}
         assert len(worker) == 1  # the worker that reported a task is the one whose result is stored
     assert {r["status"] for r in rows.values()} == {"completed"}
-    audit = raw_rows(db_path, "SELECT id, task_id, action_type FROM audit WHERE action_type IN "
-                              "('task_claim', 'task_complete') ORDER BY id")
+    audit = store_rows("SELECT id, task_id, action_type FROM audit WHERE action_type IN "
+                           "('task_claim', 'task_complete') ORDER BY id")
     claimed: dict[str, int] = {}
     completed: dict[str, int] = {}
     for row in audit:
@@ -87,19 +89,21 @@ def test_four_processes_claim_1000_tasks_each_exactly_once_in_dependency_order(d
         into[row["task_id"]] = row["id"]
     assert set(claimed) == set(completed) == set(graph)
     for task_id, deps in graph.items():
-        for dep in deps:  # audit ids follow commit order: the writes are serialised
+        # audit ids follow commit order: on SQLite the writes are serialised; on PostgreSQL a
+        # claim sees a completion only once committed, and the completion's id was drawn before
+        for dep in deps:
             assert completed[dep] < claimed[task_id], f"{task_id} claimed before its dependency {dep} completed"
-    busy = raw_rows(db_path, "SELECT count(*) AS n FROM agents WHERE state = 'busy'")
+    busy = store_rows("SELECT count(*) AS n FROM agents WHERE state = 'busy'")
     assert busy == [{"n": 0}]
 
 
 VICTIM = r"""
 import asyncio, json, sys
 from indexer.agent.tasks import TaskService
-from indexer.storage.database import Database
+from indexer.storage.engines import open_agent_database
 
 async def main(path):
-    async with Database(path) as db:
+    async with open_agent_database(path) as db:
         svc = TaskService(db)
         got = await svc.claim("doomed", lease_seconds=1.5)
         print(json.dumps({"task": got.task.id, "agent": got.agent_id}), flush=True)
@@ -113,10 +117,10 @@ asyncio.run(main(sys.argv[1]))
 RESCUER = r"""
 import asyncio, json, sys, time
 from indexer.agent.tasks import TaskService
-from indexer.storage.database import Database
+from indexer.storage.engines import open_agent_database
 
 async def main(path):
-    async with Database(path) as db:
+    async with open_agent_database(path) as db:
         svc = TaskService(db)
         start = time.monotonic()
         while time.monotonic() - start < 30:
@@ -138,12 +142,14 @@ def _python(code: str, *args: str) -> subprocess.Popen[str]:
                             text=True, env=env)
 
 
-def test_a_worker_killed_mid_task_loses_it_after_its_lease_to_another(db_path: Path) -> None:
+def test_a_worker_killed_mid_task_loses_it_after_its_lease_to_another(store_rows: StoreRows) -> None:
+    location = store_rows.location
+
     async def submit() -> None:
-        async with Database(db_path) as db:
+        async with open_agent_database(location) as db:
             await TaskService(db).submit("long job", task_id="job", max_retries=2)
     asyncio.run(submit())
-    victim = _python(VICTIM, str(db_path))
+    victim = _python(VICTIM, location)
     try:
         assert victim.stdout is not None
         line = victim.stdout.readline()
@@ -156,16 +162,16 @@ def test_a_worker_killed_mid_task_loses_it_after_its_lease_to_another(db_path: P
     finally:
         if victim.poll() is None:
             victim.kill()
-    rescuer = _python(RESCUER, str(db_path))
+    rescuer = _python(RESCUER, location)
     out, err = rescuer.communicate(timeout=60)
     assert rescuer.returncode == 0, err
     rescued = json.loads(out.strip().splitlines()[-1])
     assert rescued["task"] == "job" and rescued["agent"] != claimed["agent"]
-    task = raw_rows(db_path, "SELECT status, retry_count, result_data FROM tasks WHERE id = 'job'")[0]
+    task = store_rows("SELECT status, retry_count, result_data FROM tasks WHERE id = 'job'")[0]
     assert (task["status"], task["retry_count"], json.loads(task["result_data"])) == \
         ("completed", 1, {"worker": "rescuer"})
-    actions = raw_rows(db_path, "SELECT action_type, agent_id, timestamp, action_data FROM audit "
-                                "WHERE task_id = 'job' ORDER BY id")
+    actions = store_rows("SELECT action_type, agent_id, timestamp, action_data FROM audit "
+                         "WHERE task_id = 'job' ORDER BY id")
     assert [a["action_type"] for a in actions] == ["task_submit", "task_claim", "task_reclaim", "task_claim",
                                                    "task_complete"]
     assert actions[1]["agent_id"] == actions[2]["agent_id"] == claimed["agent"]
@@ -173,6 +179,7 @@ def test_a_worker_killed_mid_task_loses_it_after_its_lease_to_another(db_path: P
     last_beat = parse_ts(reason.rsplit("last heartbeat ", 1)[1].rstrip(")"))
     assert parse_ts(actions[2]["timestamp"]) - last_beat >= timedelta(seconds=1.5)  # not before the lease ran out
     assert parse_ts(actions[1]["timestamp"]) < last_beat  # the victim heartbeat after its claim
-    dead = raw_rows(db_path, "SELECT state, json_extract(resource_usage, '$.outcome') AS outcome FROM agents "
-                             "WHERE id = ?", (claimed["agent"],))
+    outcome = ("json_extract(resource_usage, '$.outcome')" if store_rows.engine == "sqlite"
+               else "resource_usage::jsonb ->> 'outcome'")
+    dead = store_rows(f"SELECT state, {outcome} AS outcome FROM agents WHERE id = ?", (claimed["agent"],))
     assert dead == [{"state": "terminated", "outcome": "lease_expired"}]

@@ -4,6 +4,7 @@ INDEXER_AGENT_DB, agent_db in the config file); migrate, doctor and status on Po
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -97,24 +98,28 @@ def test_memory_commands_on_postgres_and_notes_in_sqlite(pg_dsn: str, tmp_path: 
     # the same memory through the one-database form (--db postgresql://…)
     again = json.loads(invoke("--db", pg_dsn, "memory", "get", "project:team", "style", "--json").output)
     assert again["id"] == got["id"]
-    result = invoke("--db", pg_dsn, "session", "list", ok=False)
-    assert "sessions cannot live on PostgreSQL yet" in result.output
+    # sessions live there too now: created and listed through the same front door
+    created = json.loads(invoke("--db", pg_dsn, "session", "create", "app", "alice", "--json").output)
+    listed = invoke("--agent-db", pg_dsn, "--db", str(notes), "session", "list").output
+    assert created["id"] in listed and not notes.exists()
 
 
 def test_migrate_doctor_status_on_postgres(pg_server: Any, tmp_path: Path) -> None:
     dsn = pg_server.fresh_database(migrated=False)
     out = invoke("--db", dsn, "migrate").output
-    assert "PostgreSQL 1" in out and "applied 1 migration(s): 0001_memory" in out
+    assert "PostgreSQL 1" in out and "0001_memory" in out and "0002_sessions" in out
     assert "up to date" in invoke("--db", dsn, "migrate").output
     report = json.loads(invoke("--db", dsn, "migrate", "--json").output)
     assert (report["engine"], report["pending"]) == ("postgresql", [])
     doctor = json.loads(invoke("--db", dsn, "doctor", "--json").output)
     assert doctor["ok"] and {c["name"] for c in doctor["checks"]} >= {
         "postgres.server_version", "postgres.migrations", "postgres.tables", "postgres.indexes",
-        "json_check.memory_entries.value", "timestamp_check.memory_entries.created_at"}
+        "json_check.memory_entries.value", "timestamp_check.memory_entries.created_at",
+        "unique_check.session_events.seq", "json_check.session_events.payload", "timestamp_check.tasks.submitted_at"}
     invoke("--db", dsn, "memory", "add", "user:a", "k", "1")
     status = invoke("--db", dsn, "status").output
     assert status.startswith("agent store: postgresql 18") and "1 memories, 1 versions, 1 audit rows" in status
+    assert "0 sessions, 0 events, 0 tasks" in status
     both = json.loads(invoke("--db", str(tmp_path / "notes.db"), "--agent-db", dsn, "migrate", "--json").output)
     assert both["path"] == str(tmp_path / "notes.db") and both["agent_store"]["engine"] == "postgresql"
     both_doctor = invoke("--db", str(tmp_path / "notes.db"), "--agent-db", dsn, "doctor").output
@@ -144,11 +149,41 @@ async def test_mcp_memory_tools_use_the_agent_store(pg_dsn: str, tmp_path: Path,
     assert not (tmp_path / "notes.db").exists()
 
 
+async def test_mcp_session_tools_use_the_agent_store(pg_dsn: str, tmp_path: Path, isolated_home: Path) -> None:
+    """The session tools on a PostgreSQL agent store: create, append with a state delta, read
+    the log back, change status; the notes database is never created."""
+    from mcp import Client
+
+    from indexer.mcp.server import build_server
+
+    config = load_config({"db": str(tmp_path / "notes.db"), "agent_db": pg_dsn}, env={"INDEXER_HOME": str(isolated_home)})
+    async with Client(build_server(config, groups=["sessions"])) as client:
+        async def call(name: str, **args: Any) -> Any:
+            result = await client.call_tool(name, args)
+            assert not result.is_error, result.content[0].text
+            return result.structured_content
+
+        created = await call("session_create", app_name="app", user_id="alice")
+        for i in range(3):
+            await call("session_append", session_id=created["id"], event={"type": "msg", "i": i}, state_delta={"n": i})
+        got = await call("session_get", session_id=created["id"])
+        assert got["event_count"] == 3 and got["state"] == {"n": 2}
+        assert (await call("session_update", session_id=created["id"], status="active"))["status"] == "active"
+    rows = StoreRows(pg_dsn)("SELECT seq, type FROM session_events ORDER BY seq")
+    assert rows == [{"seq": 1, "type": "msg"}, {"seq": 2, "type": "msg"}, {"seq": 3, "type": "msg"}]
+    assert not (tmp_path / "notes.db").exists()
+
+
 # --- moving an SQLite store into PostgreSQL -------------------------------------------------------
 
-def test_migrate_to_moves_every_memory_and_audit_row(pg_server: Any, tmp_path: Path) -> None:
+AGENT_TABLES = (("memory_entries", "id"), ("audit", "id"), ("sessions", "id"), ("session_events", "session_id, seq"),
+                ("tasks", "id"), ("agents", "id"), ("checkpoints", "task_id, iteration"))
+
+
+def test_migrate_to_moves_the_whole_agent_store(pg_server: Any, tmp_path: Path) -> None:
     """`indexer migrate --to postgresql://…`: the moved store equals the source, row for row
-    (ids, versions, deleted flags, JSON text, timestamps, audit rows), and goes on from there."""
+    (ids, versions, deleted flags, JSON text, timestamps, audit rows, sessions and their events,
+    tasks, agents, checkpoints), and goes on from there."""
     source = tmp_path / "agent.db"
     common = ["--db", str(source)]
     invoke(*common, "memory", "add", "user:a", "k", '{"z": 1, "a": [1.5, "é"]}', "--metadata", '{"m": 1}')
@@ -156,22 +191,55 @@ def test_migrate_to_moves_every_memory_and_audit_row(pg_server: Any, tmp_path: P
     invoke(*common, "memory", "rollback", "user:a", "k", "1")
     invoke(*common, "memory", "add", "project:p:x", "gone", "null", "--type", "episodic")
     invoke(*common, "memory", "delete", "project:p:x", "gone")
-    invoke(*common, "session", "create", "app", "alice")  # sessions stay behind, with their own audit rows
+    sid = invoke(*common, "session", "create", "app", "alice").output.strip()
+    invoke(*common, "session", "append", sid, '{"type": "msg", "text": "héllo"}')
+    invoke(*common, "session", "append", sid, '{"type": "tool", "n": [1, 2.5]}')
+    invoke(*common, "task", "submit", "child first", "--id", "t-b", "--session", sid)
+    invoke(*common, "task", "submit", "then", "--id", "t-c", "--after", "t-b")
+    claim = json.loads(invoke(*common, "task", "claim", "--worker", "w", "--json").output)
+    invoke(*common, "task", "heartbeat", "t-b", "--agent", claim["agent_id"])
+
+    async def checkpoint() -> None:
+        from indexer.agent.tasks import TaskService
+
+        async with Database(source) as db:
+            await TaskService(db).save_checkpoint("t-b", {"step": 1}, claim["agent_id"])
+    asyncio.run(checkpoint())
     dsn = pg_server.fresh_database(migrated=False)
     out = invoke(*common, "migrate", "--to", dsn).output
-    assert "moved 4 memory versions and 5 audit rows" in out
+    assert "moved 4 memory versions" in out and "1 sessions with 2 events, 2 tasks, 1 agents and 1 checkpoints" in out
+    for table, order in AGENT_TABLES:
+        before = StoreRows(str(source))(f"SELECT * FROM {table} ORDER BY {order}")
+        assert StoreRows(dsn)(f"SELECT * FROM {table} ORDER BY {order}") == before, table
     before_memories = StoreRows(str(source))("SELECT * FROM memory_entries ORDER BY id")
-    before_audit = StoreRows(str(source))("SELECT * FROM audit WHERE memory_namespace IS NOT NULL ORDER BY id")
-    assert StoreRows(dsn)("SELECT * FROM memory_entries ORDER BY id") == before_memories
-    assert StoreRows(dsn)("SELECT * FROM audit ORDER BY id") == before_audit
-    # the moved store goes on: next version, next ids
+    # the moved store goes on: next version, next ids, the session's next seq, the queue
     entry = json.loads(invoke("--db", dsn, "memory", "update", "user:a", "k", "4", "--json").output)
     assert entry["version"] == 4 and entry["id"] > max(r["id"] for r in before_memories)
+    invoke("--db", dsn, "session", "append", sid, '{"type": "msg"}')
+    assert [r["seq"] for r in StoreRows(dsn)("SELECT seq FROM session_events ORDER BY seq")] == [1, 2, 3]
+    invoke("--db", dsn, "task", "complete", "t-b", "--agent", claim["agent_id"])
+    assert json.loads(invoke("--db", dsn, "task", "claim", "--worker", "w2", "--json").output)["task"]["id"] == "t-c"
     # a second move is refused, and writes nothing
+    audit_rows = len(StoreRows(dsn)("SELECT id FROM audit"))
     result = invoke(*common, "migrate", "--to", dsn, ok=False)
     assert "already holds 5 memory versions" in result.output and "nothing was copied" in result.output
-    assert len(StoreRows(dsn)("SELECT id FROM audit")) == 6
+    assert len(StoreRows(dsn)("SELECT id FROM audit")) == audit_rows
     assert "postgresql:// URL" in invoke(*common, "migrate", "--to", str(tmp_path / "x.db"), ok=False).output
+
+
+def test_migrate_to_refuses_a_row_that_does_not_fit_and_copies_nothing(pg_server: Any, tmp_path: Path) -> None:
+    source = tmp_path / "agent.db"
+    invoke("--db", str(source), "memory", "add", "user:a", "k", "1")
+    invoke("--db", str(source), "task", "submit", "p", "--id", "t-1")
+    conn = driver.connect(source)
+    try:  # written by other code: a dependency list that is not JSON
+        conn.execute("UPDATE tasks SET dependencies = 'not json' WHERE id = 't-1'")
+    finally:
+        conn.close()
+    dsn = pg_server.fresh_database(migrated=False)
+    result = invoke("--db", str(source), "migrate", "--to", dsn, ok=False)
+    assert "does not fit" in result.output and "nothing was copied" in result.output
+    assert StoreRows(dsn)("SELECT count(*) AS n FROM memory_entries") == [{"n": 0}]
 
 
 def test_pool_settings_from_the_config(isolated_home: Path, pg_dsn: str) -> None:

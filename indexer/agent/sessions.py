@@ -18,9 +18,14 @@ number) or by its end (:meth:`SessionService.last_events`).
 
 State keys are scoped by prefix: ``app:``, ``user:``, ``session:``, ``temp:``, or no prefix
 (session scope). ``temp:`` keys are never persisted: they are dropped before anything is
-written. A null value removes the key. State changes are applied by SQLite (``json_set`` /
-``json_remove``) in the statement that writes them, so concurrent writers never lose each
-other's keys; an event is one INSERT whose sequence number is taken under the write lock.
+written. A null value removes the key. State changes are applied while the writer holds the
+session (SQLite: ``json_set`` / ``json_remove`` under the write lock; PostgreSQL: under the
+session row's lock), so concurrent writers never lose each other's keys; an event is one
+INSERT whose sequence number is taken under that same hold.
+
+The rules are written once here; the SQL is the engine's, chosen by
+:func:`indexer.storage.engines.session_statements`: :mod:`indexer.storage.session_store`
+(SQLite) or :mod:`indexer.storage.postgres.session_store`.
 """
 
 from __future__ import annotations
@@ -33,9 +38,8 @@ from typing import Any
 
 from indexer.agent.common import DEFAULT_LIMIT, Limits, check_text, decode_cursor, encode_cursor, to_json, validate_limit
 from indexer.errors import ConflictError, NotFoundError, ValidationError
-from indexer.storage import engines, event_store
-from indexer.storage import session_store as store
-from indexer.storage.database import Database
+from indexer.storage import engines
+from indexer.storage.protocols import AgentDatabase, SessionStatements
 from indexer.timeutil import now_ts
 
 STATUSES = ("created", "active", "paused", "terminated", "archived")
@@ -216,78 +220,84 @@ def session_from_row(row: Any, events: list[Any] | None = None, count: int | Non
     )
 
 
-# --- operations run on the connection thread ------------------------------------------------------
+# --- operations, run as one transaction on the engine's connection ---------------------------
 
-def _closed_or_missing(conn: Any, session_id: str, action: str) -> ConflictError | NotFoundError:
+def _closed_or_missing(conn: Any, store: SessionStatements, session_id: str, action: str) -> ConflictError | NotFoundError:
     current = store.status(conn, session_id)
     if current is None:
         return NotFoundError(f"no session {session_id}")
     return ConflictError(f"session {session_id} is {current}: cannot {action} (only created, active or paused sessions change)")
 
 
-def _create(conn: Any, session_id: str, app_name: str, user_id: str, project_id: str | None,
+def _create(conn: Any, store: SessionStatements, session_id: str, app_name: str, user_id: str, project_id: str | None,
             state_json: str, metadata_json: str, now: str) -> Any:
     if store.exists(conn, session_id):
         raise ConflictError(f"session {session_id} already exists")
-    return store.insert(conn, session_id, app_name, user_id, project_id, state_json, metadata_json, now)
+    row = store.insert(conn, session_id, app_name, user_id, project_id, state_json, metadata_json, now)
+    if row is None:  # another writer created it in between (PostgreSQL; SQLite's write lock excludes it)
+        raise ConflictError(f"session {session_id} already exists")
+    return row
 
 
-def _get(conn: Any, session_id: str, with_events: bool) -> Session:
+def _get(conn: Any, store: SessionStatements, session_id: str, with_events: bool) -> Session:
     row = store.get(conn, session_id)
     if row is None:
         raise NotFoundError(f"no session {session_id}")
     if with_events:
-        return session_from_row(row, events=json.loads(event_store.all_events(conn, session_id)))
-    return session_from_row(row, count=event_store.count(conn, session_id))
+        return session_from_row(row, events=json.loads(store.all_events(conn, session_id)))
+    return session_from_row(row, count=store.event_count(conn, session_id))
 
 
 def _event(row: Any) -> SessionEvent:
-    return SessionEvent(seq=int(row[0]), created_at=row[1], type=row[2], event=json.loads(row[3]))
+    return SessionEvent(seq=int(row["seq"]), created_at=row["created_at"], type=row["type"],
+                        event=json.loads(row["payload"]))
 
 
-def _events(conn: Any, session_id: str, after: int | None, limit: int) -> EventPage:
+def _events(conn: Any, store: SessionStatements, session_id: str, after: int | None, limit: int) -> EventPage:
     """A page after ``after``, or (``after`` None) the last ``limit`` events; one snapshot."""
     if not store.exists(conn, session_id):
         raise NotFoundError(f"no session {session_id}")
-    total = event_store.count(conn, session_id)
-    rows = event_store.tail(conn, session_id, limit) if after is None else event_store.page(conn, session_id, after, limit)
+    total = store.event_count(conn, session_id)
+    rows = store.events_tail(conn, session_id, limit) if after is None else store.events_page(conn, session_id, after, limit)
     items = tuple(_event(r) for r in rows)
     last = items[-1].seq if items else total if after is None else after
     return EventPage(session_id, items, total, last if last < total else None)
 
 
-def _append(conn: Any, session_id: str, event_json: str, event_type: str | None,
+def _append(conn: Any, store: SessionStatements, session_id: str, event_json: str, event_type: str | None,
             ops: list[tuple[str, str | None]], now: str) -> int:
     seq = store.append_event(conn, session_id, event_json, event_type, ops, now)
     if seq is None:
-        raise _closed_or_missing(conn, session_id, "append events")
+        raise _closed_or_missing(conn, store, session_id, "append events")
     return seq
 
 
-def _update_state(conn: Any, session_id: str, ops: list[tuple[str, str | None]], now: str) -> str:
+def _update_state(conn: Any, store: SessionStatements, session_id: str, ops: list[tuple[str, str | None]], now: str) -> str:
     state = store.update_state(conn, session_id, ops, now)
     if state is None:
-        raise _closed_or_missing(conn, session_id, "change state")
+        raise _closed_or_missing(conn, store, session_id, "change state")
     return state
 
 
-def _set_status(conn: Any, session_id: str, new: str, now: str) -> Any:
+def _set_status(conn: Any, store: SessionStatements, session_id: str, new: str, now: str) -> Any:
+    store.lock(conn, session_id)
     old = store.status(conn, session_id)
     if old is None:
         raise NotFoundError(f"no session {session_id}")
     check_transition(session_id, old, new)
     row = store.set_status(conn, session_id, old, new, now)
-    if row is None:  # cannot happen inside BEGIN IMMEDIATE; never report success without a row
+    if row is None:  # cannot happen while the session is held; never report success without a row
         raise ConflictError(f"session {session_id} changed status concurrently; try again")
     return row
 
 
 class SessionService:
-    """The report's session API over a :class:`~indexer.storage.database.Database`."""
+    """The report's session API over an agent store of either engine
+    (:func:`indexer.storage.engines.open_agent_database`)."""
 
-    def __init__(self, db: Database, limits: Limits | None = None) -> None:
-        engines.require_sqlite(db, "sessions")  # until sessions and events are behind the seam
+    def __init__(self, db: AgentDatabase, limits: Limits | None = None) -> None:
         self.db = db
+        self.store = engines.session_statements(db)
         self.limits = limits or Limits()  # sizes of events, state writes and metadata
 
     async def create_session(self, app_name: str, user_id: str, project_id: str | None = None,
@@ -306,7 +316,8 @@ class SessionService:
         metadata_json = self.limits.metadata(to_json(metadata or {}, "metadata"))
         self.limits.state_json(state_json)
         now = now_ts()
-        row = await self.db.run(_create, session_id, app_name, user_id, project_id, state_json, metadata_json, now, inline=True)
+        row = await self.db.run(_create, self.store, session_id, app_name, user_id, project_id, state_json, metadata_json, now,
+                                inline=True)
         return session_from_row(row, events=[])
 
     async def get_session(self, session_id: str, *, events: bool = True) -> Session:
@@ -315,7 +326,7 @@ class SessionService:
         read whatever the log's length. A long log is better read with :meth:`list_events`."""
         check_text(session_id, "session_id")
         # the whole log is read (and decoded) on the connection's thread, never on the loop's
-        return await self.db.run(_get, session_id, events, write=False, inline=not events)
+        return await self.db.run(_get, self.store, session_id, events, write=False, inline=not events)
 
     async def list_events(self, session_id: str, after: int = 0, limit: int = DEFAULT_LIMIT) -> EventPage:
         """Up to ``limit`` events whose sequence number is greater than ``after``, in order;
@@ -323,13 +334,13 @@ class SessionService:
         check_text(session_id, "session_id")
         validate_after(after)
         validate_limit(limit)
-        return await self.db.run(_events, session_id, after, limit, write=False)
+        return await self.db.run(_events, self.store, session_id, after, limit, write=False)
 
     async def last_events(self, session_id: str, limit: int = DEFAULT_LIMIT) -> EventPage:
         """The session's last ``limit`` events, oldest first (``next_after`` is None)."""
         check_text(session_id, "session_id")
         validate_limit(limit)
-        return await self.db.run(_events, session_id, None, limit, write=False)
+        return await self.db.run(_events, self.store, session_id, None, limit, write=False)
 
     async def list_sessions(self, app_name: str | None = None, user_id: str | None = None,
                             project_id: str | None = None, status: str | None = None,
@@ -344,7 +355,7 @@ class SessionService:
             filters["status"] = validate_status(status)
         validate_limit(limit)
         after = tuple(decode_cursor(cursor, 2)) if cursor is not None else None
-        rows = await self.db.run(store.page, filters, after, limit + 1, write=False)
+        rows = await self.db.run(self.store.page, filters, after, limit + 1, write=False)
         items = tuple(session_from_row(r) for r in rows[:limit])
         next_cursor = encode_cursor([items[-1].created_at, items[-1].id]) if len(rows) > limit else None
         return SessionPage(items, next_cursor)
@@ -360,7 +371,7 @@ class SessionService:
         prepared = prepare_event(event, now)
         event_json = self.limits.event(to_json(prepared, "event"))
         ops = self.limits.state(state_ops(state_delta) if state_delta is not None else [])
-        await self.db.run(_append, session_id, event_json, event_type(prepared), ops, now)
+        await self.db.run(_append, self.store, session_id, event_json, event_type(prepared), ops, now)
         return prepared
 
     async def update_state(self, session_id: str, delta: dict[str, Any]) -> dict[str, Any]:
@@ -368,7 +379,7 @@ class SessionService:
         ``temp:`` keys are dropped, never persisted); returns the new state."""
         check_text(session_id, "session_id")
         ops = self.limits.state(state_ops(delta))
-        state = await self.db.run(_update_state, session_id, ops, now_ts(), inline=True)
+        state = await self.db.run(_update_state, self.store, session_id, ops, now_ts(), inline=True)
         return dict(json.loads(state))
 
     async def set_status(self, session_id: str, status: str) -> Session:
@@ -376,7 +387,7 @@ class SessionService:
         Returns the session without its events (``event_count`` says how many)."""
         check_text(session_id, "session_id")
         validate_status(status)
-        return session_from_row(await self.db.run(_set_status, session_id, status, now_ts(), inline=True))
+        return session_from_row(await self.db.run(_set_status, self.store, session_id, status, now_ts(), inline=True))
 
     async def activate_session(self, session_id: str) -> Session:
         return await self.set_status(session_id, "active")

@@ -7,10 +7,14 @@ and hold it by a **lease** that **heartbeats** extend; they **complete** it with
 ``max_execution_timeout_seconds`` runs out (its worker died) is **reclaimed**: back to pending
 with ``retry_count + 1``, or failed when its retries are spent. Every claim reclaims first,
 so a queue with live workers needs no reaper. The rules are in
-:mod:`indexer.agent.task_rules`; the SQL in :mod:`indexer.storage.task_store`.
+:mod:`indexer.agent.task_rules`.
 
-Every operation is one transaction (``BEGIN IMMEDIATE``): two processes never claim the
-same task, and each state change writes its audit row in the transaction that makes it.
+Every operation is one transaction: two processes never claim the same task, and each state
+change writes its audit row in the transaction that makes it. The rules are written once here;
+the SQL is the engine's, chosen by :func:`indexer.storage.engines.task_statements`: SQLite
+(:mod:`indexer.storage.task_store`, every operation under ``BEGIN IMMEDIATE``) or PostgreSQL
+(:mod:`indexer.storage.postgres.task_store`: claims with ``FOR UPDATE SKIP LOCKED``, other
+changes after the task's row lock, each a compare-and-set on the expected status).
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ from indexer.agent import task_rules as rules
 from indexer.agent.common import DEFAULT_LIMIT, check_text, decode_cursor, encode_cursor, to_json, validate_limit
 from indexer.agent.task_rules import Agent, Checkpoint, Claim, Task
 from indexer.errors import ConflictError, NotFoundError, ValidationError
-from indexer.storage import task_store as store
-from indexer.storage.database import Database
+from indexer.storage import engines
+from indexer.storage.protocols import AgentDatabase, TaskStatements
 from indexer.timeutil import format_ts
 
 Clock = Callable[[], datetime]
@@ -38,14 +42,14 @@ def _system_clock() -> datetime:
 
 # --- operations run on the connection's thread, one transaction each ----------------------------
 
-def _task(conn: Any, task_id: str) -> Task:
+def _task(conn: Any, store: TaskStatements, task_id: str) -> Task:
     row = store.get_task(conn, task_id)
     if row is None:
         raise NotFoundError(f"no task {task_id}")
     return rules.task_from_row(row)
 
 
-def _submit(conn: Any, fields: dict[str, Any], deps: tuple[str, ...], now: str) -> Any:
+def _submit(conn: Any, store: TaskStatements, fields: dict[str, Any], deps: tuple[str, ...], now: str) -> Any:
     task_id = fields["task_id"]
     if store.get_task(conn, task_id) is not None:
         raise ConflictError(f"task {task_id} already exists")
@@ -72,13 +76,13 @@ def _submit(conn: Any, fields: dict[str, Any], deps: tuple[str, ...], now: str) 
     return row
 
 
-def _cancel_dependents(conn: Any, task_id: str, cause: str, now: str) -> list[str]:
+def _cancel_dependents(conn: Any, store: TaskStatements, task_id: str, cause: str, now: str) -> list[str]:
     """Cancel, transitively, the blocked tasks waiting on ``task_id`` (they could never run)."""
     cancelled: list[str] = []
     work = [task_id]
     while work:
         upstream = work.pop()
-        for dependent in store.blocked_dependents(conn, upstream):
+        for dependent in sorted(store.blocked_dependents(conn, upstream)):  # one order on every engine
             message = f"dependency {upstream} {cause}" if upstream == task_id else f"dependency {upstream} was cancelled"
             if store.finish(conn, dependent, "blocked", "cancelled", now, error=message) is not None:
                 store.insert_audit(conn, timestamp=now, task_id=dependent, action="task_cancel", result="cancelled",
@@ -88,16 +92,16 @@ def _cancel_dependents(conn: Any, task_id: str, cause: str, now: str) -> list[st
     return cancelled
 
 
-def _after_final(conn: Any, task_id: str, status: str, now: str) -> None:
+def _after_final(conn: Any, store: TaskStatements, task_id: str, status: str, now: str) -> None:
     if status == "completed":
         for unblocked in store.unblock_dependents(conn, task_id, now):
             store.insert_audit(conn, timestamp=now, task_id=unblocked, action="task_unblock", result="pending",
                                data={"cause": task_id})
     elif status in ("failed", "cancelled"):
-        _cancel_dependents(conn, task_id, "failed" if status == "failed" else "was cancelled", now)
+        _cancel_dependents(conn, store, task_id, "failed" if status == "failed" else "was cancelled", now)
 
 
-def _reclaim(conn: Any, now_dt: datetime, now: str) -> list[tuple[str, str]]:
+def _reclaim(conn: Any, store: TaskStatements, now_dt: datetime, now: str) -> list[tuple[str, str]]:
     done = []
     for row in store.running_with_agents(conn):
         reason = rules.expiry_reason(row, now_dt)
@@ -111,14 +115,14 @@ def _reclaim(conn: Any, now_dt: datetime, now: str) -> list[tuple[str, str]]:
             store.terminate_agent(conn, agent_id, "timed_out" if "max_execution" in reason else "lease_expired", now)
         store.insert_audit(conn, timestamp=now, task_id=row["id"], agent_id=agent_id, action="task_reclaim",
                            result=new, data={"reason": reason, "retry_count": int(row["retry_count"] or 0)})
-        _after_final(conn, row["id"], new, now)
+        _after_final(conn, store, row["id"], new, now)
         done.append((str(row["id"]), new))
     return done
 
 
-def _claim(conn: Any, worker: str, agent_type: str | None, model: str, lease: float,
+def _claim(conn: Any, store: TaskStatements, worker: str, agent_type: str | None, model: str, lease: float,
            now_dt: datetime, now: str) -> tuple[Any, str] | None:
-    _reclaim(conn, now_dt, now)
+    _reclaim(conn, store, now_dt, now)
     picked = store.next_runnable(conn, agent_type)
     if picked is None:
         return None
@@ -134,16 +138,17 @@ def _claim(conn: Any, worker: str, agent_type: str | None, model: str, lease: fl
     return row, agent_id
 
 
-def _held(conn: Any, task_id: str, agent_id: str | None, action: str) -> tuple[Task, Any]:
-    task = _task(conn, task_id)
+def _held(conn: Any, store: TaskStatements, task_id: str, agent_id: str | None, action: str) -> tuple[Task, Any]:
+    store.lock_task(conn, task_id)
+    task = _task(conn, store, task_id)
     holder = store.current_agent(conn, task_id)
     rules.check_holder(task, None if holder is None else holder["id"], agent_id, action)
     return task, holder
 
 
-def _heartbeat(conn: Any, task_id: str, agent_id: str | None, lease: float | None,
+def _heartbeat(conn: Any, store: TaskStatements, task_id: str, agent_id: str | None, lease: float | None,
                now: str) -> tuple[Any, float, str]:
-    _, holder = _held(conn, task_id, agent_id, "heartbeat")
+    _, holder = _held(conn, store, task_id, agent_id, "heartbeat")
     if holder is not None and lease is not None:
         store.set_lease(conn, holder["id"], lease)
     store.touch(conn, task_id, now)
@@ -152,10 +157,10 @@ def _heartbeat(conn: Any, task_id: str, agent_id: str | None, lease: float | Non
     return store.get_task(conn, task_id), kept, "" if holder is None else str(holder["id"])
 
 
-def _finish(conn: Any, task_id: str, agent_id: str | None, outcome: str, now: str,
+def _finish(conn: Any, store: TaskStatements, task_id: str, agent_id: str | None, outcome: str, now: str,
             result_json: str | None, error: str | None, retry: bool) -> Any:
     """complete (outcome completed) or fail (outcome failed: retried while retries are left)."""
-    task, holder = _held(conn, task_id, agent_id, "complete" if outcome == "completed" else "fail")
+    task, holder = _held(conn, store, task_id, agent_id, "complete" if outcome == "completed" else "fail")
     new = outcome if outcome == "completed" or not retry else rules.retry_or_fail(task.retry_count, task.max_retries)
     row = store.finish(conn, task_id, "running", new, now, result_json=result_json, error=error,
                        retry=new == "pending")
@@ -167,12 +172,14 @@ def _finish(conn: Any, task_id: str, agent_id: str | None, outcome: str, now: st
         data["error"] = error
     store.insert_audit(conn, timestamp=now, task_id=task_id, agent_id=holder_id,
                        action="task_complete" if outcome == "completed" else "task_fail", result=new, data=data)
-    _after_final(conn, task_id, new, now)
+    _after_final(conn, store, task_id, new, now)
     return row
 
 
-def _cancel(conn: Any, task_id: str, reason: str | None, by: str | None, now: str) -> tuple[Any, list[str]]:
-    task = _task(conn, task_id)
+def _cancel(conn: Any, store: TaskStatements, task_id: str, reason: str | None, by: str | None,
+            now: str) -> tuple[Any, list[str]]:
+    store.lock_task(conn, task_id)
+    task = _task(conn, store, task_id)
     if task.status not in rules.CANCELLABLE:
         raise ConflictError(f"task {task_id} is {task.status}: cannot cancel (only blocked, pending or running tasks)")
     holder = store.current_agent(conn, task_id) if task.status == "running" else None
@@ -181,12 +188,12 @@ def _cancel(conn: Any, task_id: str, reason: str | None, by: str | None, now: st
         store.terminate_agent(conn, holder["id"], "cancelled", now)
     store.insert_audit(conn, timestamp=now, task_id=task_id, agent_id=None if holder is None else holder["id"],
                        action="task_cancel", result="cancelled", data={"by": by, "reason": reason, "from": task.status})
-    return row, _cancel_dependents(conn, task_id, "was cancelled", now)
+    return row, _cancel_dependents(conn, store, task_id, "was cancelled", now)
 
 
-def _save_checkpoint(conn: Any, task_id: str, agent_id: str | None, iteration: int | None, state_json: str,
+def _save_checkpoint(conn: Any, store: TaskStatements, task_id: str, agent_id: str | None, iteration: int | None, state_json: str,
                      now: str) -> Any:
-    task, holder = _held(conn, task_id, agent_id, "save a checkpoint")
+    task, holder = _held(conn, store, task_id, agent_id, "save a checkpoint")
     latest = store.latest_checkpoint(conn, task_id)
     last = int(latest["iteration"]) if latest is not None else 0
     if iteration is None:
@@ -199,8 +206,8 @@ def _save_checkpoint(conn: Any, task_id: str, agent_id: str | None, iteration: i
     return row
 
 
-def _load_checkpoint(conn: Any, task_id: str, iteration: int | None) -> Any | None:
-    _task(conn, task_id)
+def _load_checkpoint(conn: Any, store: TaskStatements, task_id: str, iteration: int | None) -> Any | None:
+    _task(conn, store, task_id)
     if iteration is None:
         return store.latest_checkpoint(conn, task_id)
     row = store.checkpoint(conn, task_id, iteration)
@@ -209,7 +216,7 @@ def _load_checkpoint(conn: Any, task_id: str, iteration: int | None) -> Any | No
     return row
 
 
-def _get_agent(conn: Any, agent_id: str) -> Any:
+def _get_agent(conn: Any, store: TaskStatements, agent_id: str) -> Any:
     row = store.get_agent(conn, agent_id)
     if row is None:
         raise NotFoundError(f"no agent {agent_id}")
@@ -217,14 +224,16 @@ def _get_agent(conn: Any, agent_id: str) -> Any:
 
 
 class TaskService:
-    """Tasks, the agents that run them and their checkpoints, over a :class:`Database`.
+    """Tasks, the agents that run them and their checkpoints, over an agent store of either
+    engine (:func:`indexer.storage.engines.open_agent_database`).
 
     ``clock`` (a function returning an aware datetime) is the time every timestamp and lease
     is computed from: the system clock unless a test gives its own.
     """
 
-    def __init__(self, db: Database, *, clock: Clock | None = None) -> None:
+    def __init__(self, db: AgentDatabase, *, clock: Clock | None = None) -> None:
         self.db = db
+        self.store = engines.task_statements(db)
         self._clock = clock or _system_clock
 
     def _now(self) -> tuple[datetime, str]:
@@ -259,7 +268,7 @@ class TaskService:
             raise ValidationError(f"task {task_id} cannot be its own parent")
         deps = rules.check_dependencies(dependencies, task_id)
         _, now = self._now()
-        return rules.task_from_row(await self.db.run(_submit, fields, deps, now, inline=True))
+        return rules.task_from_row(await self.db.run(_submit, self.store, fields, deps, now, inline=True))
 
     async def claim(self, worker: str, *, agent_type: str | None = None, lease_seconds: float = rules.DEFAULT_LEASE_SECONDS,
                     model: str = "unspecified") -> Claim | None:
@@ -272,7 +281,7 @@ class TaskService:
             check_text(agent_type, "agent type")
         lease = rules.check_lease(lease_seconds)
         now_dt, now = self._now()
-        got = await self.db.run(_claim, worker, agent_type, model, lease, now_dt, now, inline=True)
+        got = await self.db.run(_claim, self.store, worker, agent_type, model, lease, now_dt, now, inline=True)
         if got is None:
             return None
         task = rules.task_from_row(got[0])
@@ -288,7 +297,7 @@ class TaskService:
             check_text(agent_id, "agent id")
         lease = None if lease_seconds is None else rules.check_lease(lease_seconds)
         _, now = self._now()
-        row, kept, holder = await self.db.run(_heartbeat, task_id, agent_id, lease, now, inline=True)
+        row, kept, holder = await self.db.run(_heartbeat, self.store, task_id, agent_id, lease, now, inline=True)
         task = rules.task_from_row(row)
         deadline = rules.lease_deadline(now, kept, task.started_at, task.max_execution_timeout_seconds)
         return Claim(task, holder, kept, format_ts(deadline))
@@ -299,7 +308,7 @@ class TaskService:
         check_text(task_id, "task id")
         result_json = to_json(result, "result")
         _, now = self._now()
-        return rules.task_from_row(await self.db.run(_finish, task_id, agent_id, "completed", now,
+        return rules.task_from_row(await self.db.run(_finish, self.store, task_id, agent_id, "completed", now,
                                                      result_json, None, False, inline=True))
 
     async def fail(self, task_id: str, error: str, agent_id: str | None = None, *, retry: bool = True) -> Task:
@@ -309,7 +318,7 @@ class TaskService:
         if not isinstance(error, str) or not error.strip():
             raise ValidationError("error must be a non-empty message")
         _, now = self._now()
-        return rules.task_from_row(await self.db.run(_finish, task_id, agent_id, "failed", now, None, error,
+        return rules.task_from_row(await self.db.run(_finish, self.store, task_id, agent_id, "failed", now, None, error,
                                                      retry, inline=True))
 
     async def cancel(self, task_id: str, reason: str | None = None, *, by: str | None = None) -> tuple[Task, list[str]]:
@@ -318,18 +327,18 @@ class TaskService:
         and the ids of the dependents cancelled with it."""
         check_text(task_id, "task id")
         _, now = self._now()
-        row, dependents = await self.db.run(_cancel, task_id, reason, by, now, inline=True)
+        row, dependents = await self.db.run(_cancel, self.store, task_id, reason, by, now, inline=True)
         return rules.task_from_row(row), dependents
 
     async def reclaim(self) -> list[tuple[str, str]]:
         """Reclaim every running task whose lease or execution timeout has run out: (task id,
         new status: pending or failed) for each."""
         now_dt, now = self._now()
-        return await self.db.run(_reclaim, now_dt, now)
+        return await self.db.run(_reclaim, self.store, now_dt, now)
 
     async def get_task(self, task_id: str) -> Task:
         check_text(task_id, "task id")
-        return await self.db.run(_task, task_id, write=False, inline=True)
+        return await self.db.run(_task, self.store, task_id, write=False, inline=True)
 
     async def list_tasks(self, *, session_id: str | None = None, status: str | None = None,
                          agent_type: str | None = None, parent_task_id: str | None = None,
@@ -341,17 +350,17 @@ class TaskService:
             filters["status"] = rules.check_status(status)
         validate_limit(limit)
         after = tuple(decode_cursor(cursor, 2)) if cursor is not None else None
-        rows = await self.db.run(store.page, filters, after, limit + 1, write=False)
+        rows = await self.db.run(self.store.page, filters, after, limit + 1, write=False)
         items = [rules.task_from_row(r) for r in rows[:limit]]
         return items, encode_cursor([items[-1].submitted_at, items[-1].id]) if len(rows) > limit else None
 
     async def counts(self) -> dict[str, int]:
         """How many tasks are in each status."""
-        return await self.db.run(store.status_counts, write=False)
+        return await self.db.run(self.store.status_counts, write=False)
 
     async def get_agent(self, agent_id: str) -> Agent:
         check_text(agent_id, "agent id")
-        return rules.agent_from_row(await self.db.run(_get_agent, agent_id, write=False, inline=True))
+        return rules.agent_from_row(await self.db.run(_get_agent, self.store, agent_id, write=False, inline=True))
 
     async def list_agents(self, *, session_id: str | None = None, task_id: str | None = None,
                           state: str | None = None, limit: int = DEFAULT_LIMIT,
@@ -362,7 +371,7 @@ class TaskService:
             filters["state"] = rules.check_agent_state(state)
         validate_limit(limit)
         after = tuple(decode_cursor(cursor, 2)) if cursor is not None else None
-        rows = await self.db.run(store.agents_page, filters, after, limit + 1, write=False)
+        rows = await self.db.run(self.store.agents_page, filters, after, limit + 1, write=False)
         items = [rules.agent_from_row(r) for r in rows[:limit]]
         return items, encode_cursor([items[-1].spawned_at, items[-1].id]) if len(rows) > limit else None
 
@@ -378,8 +387,8 @@ class TaskService:
         """A task's audit rows, newest first."""
         check_text(task_id, "task id")
         validate_limit(limit)
-        rows = await self.db.run(store.audit_rows, task_id, limit, write=False)
-        return [dict(zip(r.keys(), tuple(r))) for r in rows]
+        rows = await self.db.run(self.store.audit_rows, task_id, limit, write=False)
+        return [dict(r) for r in rows]
 
     async def save_checkpoint(self, task_id: str, state: Any, agent_id: str | None = None, *,
                               iteration: int | None = None) -> Checkpoint:
@@ -390,11 +399,11 @@ class TaskService:
             rules._int_in(iteration, "iteration", 0, 2**62)
         state_json = to_json(state, "checkpoint state")
         _, now = self._now()
-        row = await self.db.run(_save_checkpoint, task_id, agent_id, iteration, state_json, now, inline=True)
+        row = await self.db.run(_save_checkpoint, self.store, task_id, agent_id, iteration, state_json, now, inline=True)
         return rules.checkpoint_from_row(row)
 
     async def load_checkpoint(self, task_id: str, iteration: int | None = None) -> Checkpoint | None:
         """The latest checkpoint of a task (or the given iteration); None when it has none."""
         check_text(task_id, "task id")
-        row = await self.db.run(_load_checkpoint, task_id, iteration, write=False, inline=True)
+        row = await self.db.run(_load_checkpoint, self.store, task_id, iteration, write=False, inline=True)
         return None if row is None else rules.checkpoint_from_row(row)

@@ -15,7 +15,7 @@ from indexer.cli.output import emit_json
 @click.option("--dry-run", is_flag=True, help="List what would run; write nothing.")
 @click.option("--no-backup", is_flag=True, help="Do not copy a legacy database aside before adopting it.")
 @click.option("--to", "to", metavar="URL",
-              help="Move the memories of the SQLite agent store into this (empty) postgresql:// store.")
+              help="Move the SQLite agent store (memories, sessions, tasks) into this (empty) postgresql:// store.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_obj
 def migrate(app: AppContext, dry_run: bool, no_backup: bool, to: str | None, as_json: bool) -> None:
@@ -23,7 +23,8 @@ def migrate(app: AppContext, dry_run: bool, no_backup: bool, to: str | None, as_
 
     With the agent store on PostgreSQL (--agent-db or --db postgresql://…), its migrations
     run too, under pg_advisory_lock (several processes at once: one applies). With --to, the
-    memories of the SQLite agent store are copied into a PostgreSQL one (the file is only read)."""
+    SQLite agent store (memories, sessions and their events, tasks, agents, checkpoints, audit
+    rows) is copied into a PostgreSQL one (the file is only read)."""
     from indexer.storage import migrations
 
     config = app.config(agent=True)
@@ -59,25 +60,26 @@ def _move_memories(config: Any, to: str, dry_run: bool, as_json: bool) -> None:
     if not is_postgres(to):
         raise ConfigError(f"--to takes a postgresql:// URL, got {to!r}")
     if config.agent_engine != "sqlite":
-        raise IndexerError("--to moves memories out of an SQLite agent store; this one is already on PostgreSQL")
+        raise IndexerError("--to moves an SQLite agent store to PostgreSQL; this one is already on PostgreSQL")
     if dry_run:
         raise ConfigError("--to copies at once; run it without --dry-run (the source file is only read)")
     from pathlib import Path
 
     from indexer.storage.postgres import migrations as pg_migrations
-    from indexer.storage.postgres.transfer import copy_memories
+    from indexer.storage.postgres.transfer import copy_agent_store
 
     source = Path(config.agent_location)
     if not source.exists():
-        raise IndexerError(f"no database at {source} to move memories from")
+        raise IndexerError(f"no database at {source} to move the agent store from")
     migrations.migrate(source)  # the source's columns as this version reads them
     pg_migrations.migrate(to)
-    report = copy_memories(source, to)
+    report = copy_agent_store(source, to)
     if as_json:
         emit_json(report.as_dict())
     else:
-        click.echo(f"moved {report.memory_entries} memory versions and {report.audit_rows} audit rows "
-                   f"from {report.source} to {report.target}")
+        click.echo(f"moved {report.memory_entries} memory versions and {report.audit_rows} audit rows, "
+                   f"{report.sessions} sessions with {report.session_events} events, {report.tasks} tasks, "
+                   f"{report.agents} agents and {report.checkpoints} checkpoints from {report.source} to {report.target}")
 
 
 def _print_postgres_report(report: Any) -> None:

@@ -152,7 +152,10 @@ def _agent_store_line(store: dict[str, Any]) -> str:
     where = f"agent store: {store['engine']} {store['server_version']} at {store['location']}"
     if not store["migrated"]:
         return where + " (not migrated yet: run indexer migrate)"
-    return where + f" ({store['memory_keys']} memories, {store['memory_versions']} versions, {store['audit_rows']} audit rows)"
+    held = f"{store['memory_keys']} memories, {store['memory_versions']} versions, {store['audit_rows']} audit rows"
+    if "sessions" in store:
+        held += f", {store['sessions']} sessions, {store.get('session_events', 0)} events, {store.get('tasks', 0)} tasks"
+    return where + f" ({held})"
 
 
 @cli.command()

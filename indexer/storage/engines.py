@@ -13,7 +13,7 @@ from typing import Any
 
 from indexer.errors import IndexerError
 from indexer.locations import engine_of, is_postgres
-from indexer.storage.protocols import AgentDatabase, MemoryStatements
+from indexer.storage.protocols import AgentDatabase, MemoryStatements, SessionStatements, TaskStatements
 
 
 def _postgres() -> ModuleType:
@@ -46,8 +46,8 @@ def engine(db: Any) -> str:
 def require_sqlite(db: Any, what: str) -> None:
     """A one-sentence error when ``what`` (an area not behind the seam yet) meets another engine."""
     if engine(db) != "sqlite":
-        raise IndexerError(f"{what} cannot live on PostgreSQL yet (memories can): give --agent-db a file path "
-                           "for them, or use the memory commands only")
+        raise IndexerError(f"{what} cannot live on PostgreSQL yet (memories, sessions and tasks can): "
+                           "give --agent-db a file path for them")
 
 
 def memory_statements(db: Any) -> MemoryStatements:
@@ -63,4 +63,30 @@ def memory_statements(db: Any) -> MemoryStatements:
     return sqlite
 
 
-__all__ = ["engine", "engine_of", "memory_statements", "open_agent_database"]
+def session_statements(db: Any) -> SessionStatements:
+    """The session and event statements of the store's engine."""
+    if engine(db) == "postgresql":
+        from indexer.storage.postgres import session_store as pg_store
+
+        pg: SessionStatements = pg_store
+        return pg
+    from indexer.storage import session_store
+
+    sqlite: SessionStatements = session_store
+    return sqlite
+
+
+def task_statements(db: Any) -> TaskStatements:
+    """The task, agent and checkpoint statements of the store's engine."""
+    if engine(db) == "postgresql":
+        from indexer.storage.postgres import task_store as pg_store
+
+        pg: TaskStatements = pg_store
+        return pg
+    from indexer.storage import task_store
+
+    sqlite: TaskStatements = task_store
+    return sqlite
+
+
+__all__ = ["engine", "engine_of", "memory_statements", "open_agent_database", "session_statements", "task_statements"]

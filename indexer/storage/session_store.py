@@ -47,6 +47,11 @@ def state_expr(ops: Sequence[tuple[str, str | None]], column: str = "state") -> 
     return expr, params
 
 
+def lock(conn: Connection, session_id: str) -> None:
+    """Hold the session's row until the end of the transaction: a no-op here, ``BEGIN
+    IMMEDIATE`` already serialises writers (PostgreSQL: ``SELECT … FOR UPDATE``)."""
+
+
 def exists(conn: Connection, session_id: str) -> bool:
     return conn.execute(EXISTS, (session_id,)).fetchone() is not None
 
@@ -115,3 +120,21 @@ def page(conn: Connection, filters: dict[str, str], after: tuple[str, str] | Non
         params.extend(after)
     params.append(limit)
     return conn.execute(sql, params).fetchall()
+
+
+# the events, under the names of SessionStatements (indexer.storage.protocols)
+
+def event_count(conn: Connection, session_id: str) -> int:
+    return event_store.count(conn, session_id)
+
+
+def all_events(conn: Connection, session_id: str) -> str:
+    return event_store.all_events(conn, session_id)
+
+
+def events_page(conn: Connection, session_id: str, after: int, limit: int) -> list[Any]:
+    return event_store.page(conn, session_id, after, limit)
+
+
+def events_tail(conn: Connection, session_id: str, limit: int) -> list[Any]:
+    return event_store.tail(conn, session_id, limit)

@@ -6,8 +6,8 @@ Plain synchronous functions on the SQLite connection: the service runs a whole o
 :meth:`indexer.storage.database.Database.run`, inside ``BEGIN IMMEDIATE``, so a task read
 here and then changed cannot be changed by another process in between. The rules (which
 transition is legal, when a lease has expired) are the service's; these functions only read
-and write rows. A PostgreSQL store would offer the same functions (``FOR UPDATE SKIP LOCKED``
-in :func:`next_runnable`).
+and write rows. :mod:`indexer.storage.postgres.task_store` offers the same functions on
+PostgreSQL (``FOR UPDATE SKIP LOCKED`` in :func:`next_runnable`).
 """
 
 from __future__ import annotations
@@ -56,6 +56,11 @@ def _dumps(value: Any) -> str:
 
 
 # --- tasks ----------------------------------------------------------------------------------------
+
+def lock_task(conn: Connection, task_id: str) -> None:
+    """Hold the task's row until the end of the transaction: a no-op here, ``BEGIN IMMEDIATE``
+    already serialises writers (PostgreSQL: ``SELECT … FOR UPDATE``)."""
+
 
 def get_task(conn: Connection, task_id: str) -> Any | None:
     return conn.execute(TASK_BY_ID, (task_id,)).fetchone()

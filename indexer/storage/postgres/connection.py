@@ -12,7 +12,9 @@ lending it (a connection the server or an idle timeout closed is replaced, not h
 ``prepare_threshold=None`` turns off server-side prepared statements, for PgBouncer in
 transaction mode. An operation whose connection dies before it committed (``pg_terminate_backend``,
 a server restart) is retried once on a fresh connection; one that dies during its COMMIT is
-reported, since it may or may not have been applied.
+reported, since it may or may not have been applied. One the server rolled back for a deadlock
+(two writers locking the same rows in opposite orders, which the server detects and breaks) is
+run again, up to three times.
 
 Rows come back as dicts; ``json`` columns come back as their text (the services decode JSON
 themselves, exactly as on SQLite).
@@ -37,6 +39,9 @@ from indexer.storage.postgres import migrations
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+ROLLBACK_RETRIES = 3  # a transaction the server rolled back (deadlock, serialization failure) is run again
+# SQLSTATE class 40 (psycopg makes deadlock_detected an OperationalError of its own)
+_ROLLED_BACK = (psycopg.errors.TransactionRollback, psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 Connection = psycopg.Connection[dict[str, Any]]
 
 
@@ -128,9 +133,12 @@ class PostgresDatabase:
 
     def run_sync(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool = True) -> T:
         """``fn(conn, *args)`` as one transaction; retried once on a fresh connection when the
-        connection was lost before anything committed."""
+        connection was lost before anything committed, and up to :data:`ROLLBACK_RETRIES` times
+        when the server rolled it back for a deadlock or a serialization failure (the whole
+        transaction was undone: running it again is safe)."""
         pool = self._require()
-        for attempt in (1, 2):
+        lost = rolled_back = 0
+        while True:
             conn: Connection | None = None
             committing = False
             try:
@@ -149,17 +157,24 @@ class PostgresDatabase:
                         if not write and not conn.broken:
                             conn.read_only = False
                     return result
+            except _ROLLED_BACK as exc:
+                rolled_back += 1
+                if rolled_back > ROLLBACK_RETRIES:
+                    raise IndexerError(f"the operation on {self.location} was rolled back {rolled_back} times by the "
+                                       f"server ({migrations.one_line(exc)}); nothing was applied: try again") from exc
+                self.retries += 1
+                log.warning("transaction on %s rolled back by the server (%s); retrying", self.location, exc)
             except psycopg.OperationalError as exc:
                 if not _is_disconnect(exc, conn):
                     raise
                 if committing:
                     raise ConnectionLost(f"the connection to {self.location} was lost while committing; "
                                          "the operation may or may not have been applied: check before repeating it") from exc
-                if attempt == 2:
+                lost += 1
+                if lost == 2:
                     raise IndexerError(f"the connection to {self.location} was lost twice: {exc}") from exc
                 self.retries += 1
                 log.warning("connection to %s lost before commit (%s); retrying once", self.location, exc)
-        raise AssertionError("unreachable")
 
     async def run(self, fn: Callable[..., T], *args: Any, write: bool = True, inline: bool = False) -> T:
         """The same call as :meth:`Database.run`; ``inline`` has no meaning here (every

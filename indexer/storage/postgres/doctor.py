@@ -1,7 +1,8 @@
 """``indexer doctor`` and ``indexer status`` for an agent store on PostgreSQL: read-only checks
 (the server answers and is recent enough, every migration applied with its checksum, the
 tables and indexes of the migrations present, the JSON and timestamp constraints in force)
-and the figures ``status`` prints (engine, server version, memories, audit rows)."""
+and the figures ``status`` prints (engine, server version, memories, audit rows, sessions,
+events, tasks)."""
 
 from __future__ import annotations
 
@@ -66,7 +67,24 @@ def run_doctor(dsn: str) -> list[Check]:
                                  "INSERT INTO memory_entries (namespace, key, value, memory_type, created_at, updated_at) "
                                  "VALUES ('temp:doctor', 'k', '1', 'semantic', '2026-01-01 00:00:00', "
                                  "'2026-01-01T00:00:00.000Z')"))
+        if "session_events" in tables:
+            checks.append(_probe(conn, "unique_check.session_events.seq", _PROBE_SESSION +
+                                 "INSERT INTO session_events (session_id, seq, created_at, payload) "
+                                 f"VALUES ((SELECT id FROM s), 1, '{_TS}', '{{}}'), ((SELECT id FROM s), 1, '{_TS}', '{{}}')"))
+            checks.append(_probe(conn, "json_check.session_events.payload", _PROBE_SESSION +
+                                 "INSERT INTO session_events (session_id, seq, created_at, payload) "
+                                 f"VALUES ((SELECT id FROM s), 1, '{_TS}', '{{bad')"))
+        if "tasks" in tables:
+            checks.append(_probe(conn, "timestamp_check.tasks.submitted_at",
+                                 "INSERT INTO tasks (id, prompt, status, input_data, submitted_at, last_updated_at) "
+                                 f"VALUES ('doctor-probe', 'p', 'pending', '{{}}', '2026-01-01 00:00:00', '{_TS}')"))
     return checks
+
+
+_TS = "2026-01-01T00:00:00.000Z"
+# a session made for a probe (the probe's transaction is rolled back)
+_PROBE_SESSION = ("WITH s AS (INSERT INTO sessions (id, app_name, user_id, created_at, last_update_time) "
+                  f"VALUES ('doctor-probe', 'doctor', 'doctor', '{_TS}', '{_TS}') RETURNING id) ")
 
 
 def _probe(conn: psycopg.Connection[Any], name: str, sql: str) -> Check:
@@ -94,4 +112,9 @@ def status(dsn: str) -> dict[str, Any]:
                 "(SELECT count(*) FROM audit) AS audit_rows FROM memory_entries").fetchone()
             assert row is not None
             info.update(memory_versions=int(row[0]), memory_keys=int(row[1]), audit_rows=int(row[2]))
+            for table in ("sessions", "session_events", "tasks"):  # 0002/0003: absent from an older store
+                present = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
+                if present and present[0]:
+                    counted = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+                    info[table] = int(counted[0]) if counted else 0
         return info
