@@ -81,4 +81,4 @@ def limits(app: AppContext) -> Any:
     """The sizes the agent services accept, from the config (max_value_bytes and the rest)."""
     from indexer.agent.common import Limits
 
-    return Limits.from_config(app.config())
+    return Limits.from_config(app.config(agent=True))
