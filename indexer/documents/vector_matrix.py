@@ -229,25 +229,9 @@ class SummaryMatrix(VectorMatrix):
     PREFILTER_ABOVE = 1 << 62
 
 
-def one_blas_thread() -> None:
-    """Run numpy's BLAS on one thread in this process. A search's products are one
-    matrix-vector pass each, memory-bound: OpenBLAS's extra threads spin for them and doubled
-    the CPU a pass costs (0.5 -> 1.1 ms at 10k x 384) without a faster answer, on a machine
-    whose other cores index or serve other processes. Each score is the same dot product on
-    any number of threads, so results do not change. The model's own threads (torch,
-    onnxruntime) are not numpy's BLAS and are left alone."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - a dependency; without it, BLAS keeps its default
-        return
-    threadpool_limits(1, user_api="blas")
-
-
 class SearchVectors:
-    """What a long-lived searcher keeps: the chunk vectors and the summary vectors. Making
-    one limits numpy's BLAS to one thread (:func:`one_blas_thread`)."""
+    """What a long-lived searcher keeps: the chunk vectors and the summary vectors."""
 
     def __init__(self) -> None:
-        one_blas_thread()
         self.chunks = VectorMatrix()
         self.summaries = SummaryMatrix()
