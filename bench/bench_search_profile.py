@@ -24,6 +24,7 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -208,6 +209,7 @@ def main() -> None:
             print(f"  {'+ real query embedding (CPU)':30}" + "".join(
                 f"{round(r['stages_cpu_ms']['total (CPU)'] + embed_ms, 2):>22}" for r in runs.values()))
         db.unlink()
+    shutil.rmtree(tmp, ignore_errors=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -272,7 +272,7 @@ def _search(conn: Any, query: str, options: SearchOptions, embed_query: Callable
         best = [doc for doc, _ in order[:options.k]]
         for doc, chunk_id in search_store.first_chunks(conn, [d for d in best if d not in groups_of]).items():
             groups_of[doc] = [ChunkHit(chunk_id, 0.0, {})]  # found by its summary alone: show its opening
-        groups = []
+        groups: list[DocumentHit] = []
         for doc, score in order:
             if len(groups) == options.k:
                 break
