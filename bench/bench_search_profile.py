@@ -11,7 +11,8 @@ child process for each code tree (this one, then --before from `git archive`) th
 search path as the daemon runs it (``run_search`` with the vectors in memory, hybrid, k=5,
 the hash model's query embedding), every storage stage timed. Per search: wall p50 / p95 and
 CPU (the process's: numpy's BLAS threads count; a mean, since this kernel's CPU clock
-ticks in 4 ms). Both trees' results are
+ticks in 4 ms). The trees take turns (--rounds child processes each, one pass over the
+queries per child, after one warm-up search that loads the vectors). Both trees' results are
 compared, query by query (paths, scores, explain): they must be identical. --query-model adds
 a real model's query embedding (CPU mean, loaded from --model-home's exported models) to the
 totals; a repeated query costs none with the cache of query vectors (``daemon/searcher.py``).
@@ -133,10 +134,7 @@ def profile(db: Path, rounds: int) -> dict:
             response.pop("index", None)
             answers[q] = hashlib.sha256(json.dumps(response, sort_keys=True).encode()).hexdigest()
     conn.close()
-    walls.sort()
-    stages = {name: round(sum(v) / len(v), 2) for name, v in per.items()}
-    return {"stages_cpu_ms": stages, "wall_p50_ms": round(walls[len(walls) // 2], 2),
-            "wall_p95_ms": round(walls[int(0.95 * (len(walls) - 1))], 2), "answers": answers}
+    return {"stages": per, "walls": walls, "answers": answers}
 
 
 def run_tree(source: Path, db: Path, rounds: int) -> dict:
@@ -144,6 +142,23 @@ def run_tree(source: Path, db: Path, rounds: int) -> dict:
     out = subprocess.run([sys.executable, str(HERE / "bench_search_profile.py"), "--profile", str(db),
                           "--rounds", str(rounds)], env=env, check=True, capture_output=True, text=True, cwd=source)
     return json.loads(out.stdout)
+
+
+def merged(parts: list[dict]) -> dict:
+    """The runs of one tree together: stage means, wall p50 / p95, and the answers (which
+    must agree between runs too)."""
+    per: dict[str, list[float]] = {}
+    walls: list[float] = []
+    for part in parts:
+        for name, values in part["stages"].items():
+            per.setdefault(name, []).extend(values)
+        walls.extend(part["walls"])
+    walls.sort()
+    answers = parts[0]["answers"]
+    assert all(p["answers"] == answers for p in parts), "one tree answered differently between runs"
+    return {"stages_cpu_ms": {name: round(sum(v) / len(v), 2) for name, v in per.items()},
+            "wall_p50_ms": round(walls[len(walls) // 2], 2), "wall_p95_ms": round(walls[int(0.95 * (len(walls) - 1))], 2),
+            "searches": len(walls), "answers": answers}
 
 
 def query_embedding_ms(model: str, home: Path) -> float:
@@ -166,7 +181,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--before", default="c69798b", help="git revision of the code before ('none': skip it)")
-    parser.add_argument("--rounds", type=int, default=5, help="passes over the queries per tree")
+    parser.add_argument("--rounds", type=int, default=5, help="turns per tree (one pass over the queries each)")
     parser.add_argument("--query-model", default="none", help="also time this model's query embedding")
     parser.add_argument("--model-home", type=Path, default=Path(tempfile.gettempdir()) / "indexer-bench-models")
     parser.add_argument("--profile", type=Path, help=argparse.SUPPRESS)  # the child's part
@@ -192,7 +207,13 @@ def main() -> None:
     for size in [int(s) for s in args.sizes.split(",") if s]:
         db = tmp / f"index-{size}.db"
         build(db, size, texts)
-        runs = {name: run_tree(source, db, args.rounds) for name, source in trees.items()}
+        # the trees take turns, one pass over the queries each, so a change in the machine's
+        # load falls on both
+        parts: dict[str, list[dict]] = {name: [] for name in trees}
+        for _ in range(args.rounds):
+            for name, source in trees.items():
+                parts[name].append(run_tree(source, db, 1))
+        runs = {name: merged(p) for name, p in parts.items()}
         answers = [r.pop("answers") for r in runs.values()]
         same = all(a == answers[0] for a in answers)
         results["sizes"][size] = {"runs": runs, "identical_results": same}
