@@ -87,10 +87,13 @@ class DocumentHit(NamedTuple):
     chunks: list[ChunkHit]
 
 
-def fuse(rankings: dict[str, Ranking], weights: dict[str, float], rrf_k: int) -> list[ChunkHit]:
+def fuse(rankings: dict[str, Ranking], weights: dict[str, float], rrf_k: int, explain_ranks: bool = True) -> list[ChunkHit]:
     """Weighted reciprocal-rank fusion of chunk rankings, with each chunk's rank and score per
-    ranker (orders a document's chunks: the first is the one shown)."""
+    ranker (orders a document's chunks: the first is the one shown); ``explain_ranks=False``
+    leaves those out (the search's response explains documents, not chunks)."""
     fused = ranking.rrf(rankings, weights, rrf_k)
+    if not explain_ranks:
+        return [ChunkHit(chunk_id, score, {}) for chunk_id, score in ranking.ranked(fused)]
     explain: dict[int, Explain] = {}
     for name, items in rankings.items():
         for rank, (chunk_id, score) in enumerate(items, start=1):
@@ -156,7 +159,7 @@ class Gated(NamedTuple):
 
 
 def gate_keyword(conn: Any, query: str, keyword_hits: Ranking, doc_of: dict[int, int], keyword: dict[int, float],
-                 semantic: dict[int, float], fusion: Fusion) -> Gated:
+                 semantic: dict[int, float], fusion: Fusion, total: int | None = None) -> Gated:
     """BM25's weight for this query from its evidence (:class:`ranking.EvidenceGate`)."""
     shape = fusion.keyword_weight(query)
     if fusion.gate is None or not keyword or not semantic:
@@ -166,7 +169,7 @@ def gate_keyword(conn: Any, query: str, keyword_hits: Ranking, doc_of: dict[int,
         doc = doc_of.get(chunk_id)
         if doc is not None:
             best_chunk.setdefault(doc, chunk_id)
-    total, counts, matches = search_store.term_matches(conn, query, list(best_chunk.values()))
+    total, counts, matches = search_store.term_matches(conn, query, list(best_chunk.values()), total)
     chunk_coverage = ranking.idf_coverage(matches, {t: ranking.idf(n, total) for t, n in counts.items()})
     coverage = {doc: chunk_coverage.get(chunk, 0.0) for doc, chunk in best_chunk.items()}
     evidence = ranking.keyword_evidence(keyword, semantic, coverage, fusion.agree_k)
@@ -191,10 +194,21 @@ def snippet(text: str, query: str, width: int = SNIPPET_CHARS) -> str:
 
 def _vector_hits(conn: Any, vector: np.ndarray, limit: int, filters: Filters,
                  vectors: SearchVectors | None) -> Ranking:
-    if vectors is None or filters.active or not search_store.vector_table_exists(conn):
+    if vectors is None:  # one-shot, filtered, or no vector table: sqlite-vec
         return search_store.vector_hits(conn, vector, limit, filters)
     vectors.chunks.refresh(conn)
     return vectors.chunks.nearest(vector, limit)
+
+
+def _chunk_owners(conn: Any, chunk_ids: list[int], vectors: SearchVectors | None) -> dict[int, int]:
+    """chunk id -> document id of every candidate: from the vectors in memory (refreshed in
+    this snapshot) when there are, the rest (chunks not embedded yet) from SQL."""
+    if vectors is None:
+        return search_store.chunk_documents(conn, chunk_ids)
+    owners, missing = vectors.chunks.owners(chunk_ids)
+    if missing:
+        owners.update(search_store.chunk_documents(conn, missing))
+    return owners
 
 
 def _summary_hits(conn: Any, vector: np.ndarray, limit: int, filters: Filters,
@@ -230,6 +244,9 @@ def _search(conn: Any, query: str, options: SearchOptions, embed_query: Callable
                               f"embedded ({progress['synced']} of {progress['documents']} documents synced)")
     vector = embed_query(query) if options.mode != "keyword" and embed_query is not None else None
     fusion = options.fusion
+    # the chunk vectors in memory serve unfiltered searches that embed the query
+    in_memory = (matrix if matrix is not None and vector is not None and not options.filters.active
+                 and search_store.vector_table_exists(conn) else None)
     summaries: Ranking = []
     if vector is not None and fusion.summary_weight > 0:
         summaries = _summary_hits(conn, vector, max(options.k * 20, 200), options.filters, matrix)
@@ -239,21 +256,29 @@ def _search(conn: Any, query: str, options: SearchOptions, embed_query: Callable
         if options.mode in ("hybrid", "keyword"):
             rankings["keyword"] = search_store.keyword_hits(conn, query, depth, options.filters)
         if options.mode in ("hybrid", "semantic") and vector is not None:
-            rankings["semantic"] = _vector_hits(conn, vector, depth, options.filters, matrix)
-        doc_of = search_store.chunk_documents(conn, sorted({c for r in rankings.values() for c, _ in r}))
+            rankings["semantic"] = _vector_hits(conn, vector, depth, options.filters, in_memory)
+        doc_of = _chunk_owners(conn, sorted({c for r in rankings.values() for c, _ in r}), in_memory)
         semantic = (semantic_documents(rankings["semantic"], summaries, doc_of, fusion.summary_weight)
                     if "semantic" in rankings else {})
         keyword = ranking.document_max(rankings.get("keyword", []), doc_of)
-        gated = gate_keyword(conn, query, rankings.get("keyword", []), doc_of, keyword, semantic, fusion)
-        fused = fuse(rankings, {"semantic": 1.0, "keyword": gated.weight}, fusion.rrf_k)  # orders each document's chunks
+        gated = gate_keyword(conn, query, rankings.get("keyword", []), doc_of, keyword, semantic, fusion,
+                             progress["chunks"])
+        fused = fuse(rankings, {"semantic": 1.0, "keyword": gated.weight}, fusion.rrf_k,
+                     explain_ranks=False)  # orders each document's chunks
         scores = fuse_documents(semantic, keyword, fusion, gated.weight, gated.normalised)
         groups_of = dict(group_by_document(fused, doc_of, len(doc_of)))
         explains = {"semantic": _explain(semantic), "keyword": _explain(keyword), "summary": _explain(dict(summaries))}
-        best = [doc for doc, _ in ranking.ranked(scores)[:options.k]]
+        order = ranking.ranked(scores)
+        best = [doc for doc, _ in order[:options.k]]
         for doc, chunk_id in search_store.first_chunks(conn, [d for d in best if d not in groups_of]).items():
             groups_of[doc] = [ChunkHit(chunk_id, 0.0, {})]  # found by its summary alone: show its opening
-        groups = [DocumentHit(doc, score, {name: e[doc] for name, e in explains.items() if doc in e}, groups_of[doc])
-                  for doc, score in ranking.ranked(scores) if doc in groups_of][:options.k]
+        groups: list[DocumentHit] = []
+        for doc, score in order:
+            if len(groups) == options.k:
+                break
+            if doc in groups_of:
+                groups.append(DocumentHit(doc, score, {name: e[doc] for name, e in explains.items() if doc in e},
+                                          groups_of[doc]))
         exhausted = all(len(r) < depth for r in rankings.values())
         if len(groups) >= options.k or exhausted or depth >= search_store.MAX_K:
             break

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from indexer.storage import vector_log
+from indexer.storage import search_store, vector_log
 
 
 class VectorMatrix:
@@ -26,6 +26,7 @@ class VectorMatrix:
     costs more than one KNN in sqlite-vec)."""
 
     KIND = vector_log.CHUNKS
+    OWNERS = True  # keep each vector's document (chunks) too
     # Above this many vectors, candidates are first chosen by the Hamming distance of sign
     # bits (48 bytes a vector instead of 1,536), then re-scored exactly with the floats:
     # the best 5 % (at least 10 per result wanted). On the real-model quality index that
@@ -42,6 +43,10 @@ class VectorMatrix:
         self._size = 0  # slots in use or freed (the high-water mark)
         self._slot: dict[int, int] = {}
         self._free: list[int] = []
+        # chunk id -> document id of every vector (the chunks only): fusion needs the owner of
+        # every candidate; a chunk's owner never changes, and a chunk's vector is logged when it
+        # is written or dropped, so the owners follow the same log as the rows
+        self._owners: dict[int, int] = {}
         self.reloads = 0  # full loads so far (tests and benches read these)
         self.updates = 0  # incremental updates so far
 
@@ -88,11 +93,31 @@ class VectorMatrix:
             reload = reset or len(changed) > max(1000, len(self._slot) // 4)
         if reload:
             self.load(*vector_log.all_vectors(conn, self.KIND))
+            if self.OWNERS:
+                self._owners = search_store.chunk_documents(conn, [int(i) for i in self.ids])
             self.reloads += 1
         elif changed:
             self._apply(changed, *vector_log.vectors_by_id(conn, self.KIND, changed))
+            if self.OWNERS:
+                for item in changed:
+                    self._owners.pop(item, None)
+                self._owners.update(search_store.chunk_documents(conn, [c for c in changed if c in self._slot]))
             self.updates += 1
         self._seq = head
+
+    def owners(self, ids: list[int]) -> tuple[dict[int, int], list[int]]:
+        """(id -> document id of those with a vector here, the ids without one); valid for the
+        snapshot of the last :meth:`refresh`."""
+        found: dict[int, int] = {}
+        missing: list[int] = []
+        owner = self._owners
+        for item in ids:
+            doc = owner.get(item)
+            if doc is None:
+                missing.append(item)
+            else:
+                found[item] = doc
+        return found, missing
 
     def _apply(self, changed: list[int], ids: np.ndarray, rows: np.ndarray) -> None:
         present = {int(i): n for n, i in enumerate(ids)}
@@ -200,6 +225,7 @@ class SummaryMatrix(VectorMatrix):
     vector a document: far fewer than chunks)."""
 
     KIND = vector_log.SUMMARIES
+    OWNERS = False  # keyed by document already
     PREFILTER_ABOVE = 1 << 62
 
 

@@ -119,20 +119,26 @@ def keyword_hits(conn: Connection, text: str, limit: int, filters: Filters) -> l
     return [(int(r[0]), float(r[1])) for r in rows]
 
 
-def term_matches(conn: Connection, text: str, chunk_ids: Sequence[int]) -> tuple[int, dict[str, int], dict[str, set[int]]]:
+def term_matches(conn: Connection, text: str, chunk_ids: Sequence[int],
+                 total: int | None = None) -> tuple[int, dict[str, int], dict[str, set[int]]]:
     """BM25's evidence per query term (the terms of :func:`fts_terms`, unquoted): the index's
-    chunk count, how many chunks match each term, and which of ``chunk_ids`` do."""
-    # One pass over each term's posting list (a few ms even for a common word), intersected
-    # here: FTS5 answers "MATCH ? AND rowid IN (...)" ten times slower.
-    total = int(conn.execute("SELECT count(*) FROM document_chunks").fetchone()[0])
+    chunk count (``total`` when the caller has it), how many chunks match each term, and which
+    of ``chunk_ids`` do."""
+    # One pass over each term's posting list, counted and filtered inside SQLite: the rowids
+    # are never materialised in Python (that cost 5x the pass itself on a common word), and
+    # "MATCH ? AND rowid IN (...)" is ten times slower in FTS5 than this filtered aggregate.
+    if total is None:
+        total = int(conn.execute("SELECT count(*) FROM document_chunks").fetchone()[0])
     counts: dict[str, int] = {}
     matches: dict[str, set[int]] = {}
-    wanted = set(chunk_ids)
+    wanted = ",".join(str(int(c)) for c in sorted(set(chunk_ids)))  # integers only: safe as literals
+    sql = (f"SELECT count(*), group_concat(CASE WHEN rowid IN ({wanted}) THEN rowid END) "
+           "FROM chunk_fts WHERE chunk_fts MATCH ?")
     for quoted in fts_terms(text):
         term = quoted[1:-1].replace('""', '"')
-        rows = [int(r[0]) for r in conn.execute("SELECT rowid FROM chunk_fts WHERE chunk_fts MATCH ?", (quoted,))]
-        counts[term] = len(rows)
-        matches[term] = wanted.intersection(rows)
+        count, found = conn.execute(sql, (quoted,)).fetchone()
+        counts[term] = int(count)
+        matches[term] = {int(c) for c in found.split(",")} if found else set()
     return total, counts, matches
 
 
