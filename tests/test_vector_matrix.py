@@ -1,5 +1,5 @@
 """The in-memory vectors of a long-lived searcher (documents/vector_matrix.py) follow the vector
-change log (schema 0007): commits that touch no vector cost nothing, an edit updates only the
+change log (schema 0006): commits that touch no vector cost nothing, an edit updates only the
 rows it changed, a new model or a pruned log reloads everything; results always equal
 sqlite-vec's exact answer on the same snapshot."""
 

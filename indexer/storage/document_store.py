@@ -101,7 +101,7 @@ def install_fingerprint(conn: Connection, fp: Fingerprint, rehash: Callable[[str
     )
     conn.execute("UPDATE document_chunks SET embedded_at = NULL WHERE embedded_at IS NOT NULL")
     conn.execute("UPDATE document_summaries SET embedding = NULL, embedded_at = NULL WHERE embedding IS NOT NULL")
-    # every vector went: in-memory copies reload everything (schema 0007; kind 2 is a reset)
+    # every vector went: in-memory copies reload everything (schema 0006; kind 2 is a reset)
     conn.execute("DELETE FROM vector_changes")
     conn.execute("INSERT INTO vector_changes (kind, item_id) VALUES (2, 0)")
     conn.execute(

@@ -1,8 +1,8 @@
-"""SQL of the vector change log (schema 0007) and of reading vectors in bulk or by id.
+"""SQL of the vector change log (schema 0006) and of reading vectors in bulk or by id.
 
 A long-lived searcher keeps the vectors in memory (``indexer.documents.vector_matrix``) and
 asks here, inside the search's own read snapshot (:func:`snapshot`), what changed since the
-log position it last saw: the triggers of 0007 log every chunk or summary vector written or
+log position it last saw: the triggers of 0006 log every chunk or summary vector written or
 dropped, so other commits (a memory write, a session event) cost one index lookup, not a
 reload of every vector.
 """

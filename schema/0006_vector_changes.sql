@@ -1,4 +1,4 @@
--- 0007: a log of vector changes, so a long-lived searcher (the daemon) keeps its in-memory
+-- 0006: a log of vector changes, so a long-lived searcher (the daemon) keeps its in-memory
 -- vectors current by reading only what changed since its last search, in the same read
 -- snapshot as the search, instead of reloading every vector whenever any connection commits
 -- (a memory write, a session event). One row per change: kind 0 is a chunk vector (keyed
