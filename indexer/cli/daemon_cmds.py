@@ -26,6 +26,7 @@ def daemon(app: AppContext, roots: tuple[str, ...], poll: bool, debounce_ms: int
     systemd-ready (Type=notify, WATCHDOG, SIGHUP reloads the config); SIGTERM or Ctrl-C stop it
     cleanly. See `indexer service install` for the user unit.
     """
+    one_blas_thread()
     from indexer.config import load_config
     from indexer.daemon import logs
     from indexer.daemon.service import Daemon
@@ -43,6 +44,18 @@ def daemon(app: AppContext, roots: tuple[str, ...], poll: bool, debounce_ms: int
 
     logs.setup(load().log_level)
     raise SystemExit(Daemon(load, poll=poll).run())
+
+
+def one_blas_thread(environ: dict[str, str] | None = None) -> None:
+    """numpy's BLAS on one thread in the daemon, unless the user chose: its searches are
+    memory-bound matrix-vector products, where a second OpenBLAS thread only spins beside the
+    first (docs/benchmarks.md, "The daemon's time per search": 22.4 -> 13.2 ms a search at 10k
+    chunks on a loaded 2-core machine). The embedders use their own thread pools (onnxruntime's,
+    torch's), not numpy's. Must run before numpy is imported, as here."""
+    import os
+
+    env = os.environ if environ is None else environ
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 @cli.group()
