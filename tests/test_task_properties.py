@@ -44,6 +44,7 @@ class ModelTask:
     last_beat: float = 0.0
     started: float = 0.0
     history: list[str] = field(default_factory=list)
+    submitted: float = 0.0
 
 
 class TaskMachine(RuleBasedStateMachine):
@@ -141,13 +142,19 @@ class TaskMachine(RuleBasedStateMachine):
                                        max_retries=max_retries, max_execution_timeout_seconds=timeout))
         status = "pending" if all(s == "completed" for s in statuses) else "blocked"
         assert got.status == status
-        self.tasks[task_id] = ModelTask(task_id, len(self.tasks), priority, deps, max_retries, timeout, status)
+        self.tasks[task_id] = ModelTask(task_id, len(self.tasks), priority, deps, max_retries, timeout, status,
+                                        submitted=self.now)
+
+    def _claim_order(self, t: ModelTask) -> tuple[int, float, str | int]:
+        """Priority, then submission time; a tie within one millisecond goes to the smaller id on
+        PostgreSQL (``t.id ASC`` in the claim), to the earlier insert on SQLite (the index's rowid)."""
+        return -t.priority, t.submitted, t.id if self.pg is not None else t.seq
 
     @rule(lease=st.sampled_from([5, 30]))
     def claim(self, lease: int) -> None:
         self._model_reclaim()
         runnable = [t for t in self.tasks.values() if t.status == "pending"]
-        expected = min(runnable, key=lambda t: (-t.priority, t.seq)) if runnable else None
+        expected = min(runnable, key=self._claim_order) if runnable else None
         got = self.run(self.svc.claim("w", lease_seconds=lease))
         if expected is None:
             assert got is None
