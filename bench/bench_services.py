@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/bench_services.py [--memories 100000] [--sessions 10000]
         [--list-memories 1000000] [--big-events 10000] [--ops 2000] [--repeat 3] [--samples 2000]
-        [--json out.json] [--only reads|writes|session-listing|big-session|listing|tasks ...] [--only-compare]
+        [--json out.json] [--only reads|writes|session-listing|big-session|listing|tasks|team-store ...]
+        [--only-compare] [--db postgresql://…]
 
 Figures (all through the async services, one ``await`` at a time, a commit per write):
 
@@ -34,6 +35,10 @@ Figures (all through the async services, one ``await`` at a time, a commit per w
   indexes proposed for the schema;
 * the task queue: claims/s (each claim followed by its complete) of 1 and of 4 processes
   emptying a queue of --tasks tasks, median of --repeat rounds (``--only tasks`` for just these).
+* with ``--db postgresql://…`` (a database you can write to), the memory figures on both engines
+  in the same run (``team_sqlite_*`` beside ``team_postgresql_*``): bench/bench_team_store.py's
+  measure() (update_memory writes/s from 1 and from 8 processes, get_memory p50/p99) on a fresh
+  SQLite file and on the server (``--db … --only team-store`` for just these).
 
 Bulk data is loaded with plain SQL in one transaction (the services would take minutes);
 every measured call goes through the services.
@@ -640,6 +645,17 @@ async def bench_task_claims(path: Path, count: int, repeat: int) -> dict[str, An
     return result
 
 
+async def bench_both_engines(path: Path, dsn: str, ops: int, samples: int) -> dict[str, Any]:
+    """bench/bench_team_store.py's memory figures on an SQLite file and on the PostgreSQL at ``dsn``."""
+    import bench_team_store  # beside this script (sys.path[0])
+
+    options = argparse.Namespace(ops=ops, procs=8, samples=samples, keys=1000)
+    out: dict[str, Any] = {}
+    for engine, location in (("sqlite", str(path)), ("postgresql", dsn)):
+        out.update({f"team_{engine}_{k}": v for k, v in (await bench_team_store.measure(location, options)).items()})
+    return out
+
+
 async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     result: dict[str, Any] = {"binding": driver.BINDING_NAME, "sqlite": driver.sqlite.sqlite_version,
                               "cpus": os.cpu_count()}
@@ -651,6 +667,8 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         ("listing", lambda: bench_listing(tmp / "list.db", args.list_memories, args.samples)),
         ("tasks", lambda: bench_task_claims(tmp / "tasks.db", args.tasks, args.repeat)),
     )
+    if args.db:
+        stages += (("team store", lambda: bench_both_engines(tmp / "team.db", args.db, args.ops, args.samples)),)
     if args.only_compare:
         stages = (("compare", lambda: bench_compare(tmp, args.ops, args.repeat)),)
     for name, stage in stages:
@@ -679,13 +697,17 @@ def main() -> None:
                         help="Only the like-for-like comparison with the reference style and the concurrent writers.")
     parser.add_argument("--dir", type=Path, help="Where the databases go (default: a temporary directory).")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--db", help="A PostgreSQL DSN (a database you can write to): adds the memory figures on "
+                                     "both engines (stage team-store).")
     parser.add_argument("--only", action="append",
-                        choices=("reads", "writes", "session-listing", "big-session", "listing", "tasks"),
+                        choices=("reads", "writes", "session-listing", "big-session", "listing", "tasks", "team-store"),
                         help="Run only this stage (repeatable); session-listing and writes need reads' database.")
     args = parser.parse_args()
+    if args.db and not args.db.startswith(("postgresql://", "postgres://")):
+        parser.error(f"--db takes a postgresql:// URL, not {args.db!r}")
     if args.dir:
         args.dir.mkdir(parents=True, exist_ok=True)
-        for name in ("services.db", "big.db", "list.db", "tasks.db"):
+        for name in ("services.db", "big.db", "list.db", "tasks.db", "team.db"):
             for suffix in ("", "-wal", "-shm"):
                 (args.dir / (name + suffix)).unlink(missing_ok=True)
         result = asyncio.run(run(args, args.dir))
@@ -694,6 +716,9 @@ def main() -> None:
             result = asyncio.run(run(args, Path(tmp)))
     for key, value in result.items():
         if key == "write_rounds":
+            continue
+        if isinstance(value, bool):
+            print(f"{key:48} {value}")
             continue
         print(f"{key:48} {value:,.3f}" if isinstance(value, float) else f"{key:48} {value:,}" if isinstance(value, int)
               else f"{key:48} {value}")

@@ -1,26 +1,30 @@
 """The task state machine against a model (hypothesis): random sequences of submit, claim,
 heartbeat, complete, fail, cancel, reclaim and clock steps on a real database file, with a
 clock the test moves. After every step the database holds exactly the model's statuses,
-retry counts, holders and dependency rules."""
+retry counts, holders and dependency rules. On both engines (the ``engine`` fixture): an SQLite
+file, and a fresh database on the test PostgreSQL server for each example (fewer examples there:
+each step is a few round trips to the server)."""
 
 from __future__ import annotations
 
 import asyncio
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 from conftest import EXAMPLES_SCALE, raw_rows
 from indexer.agent.tasks import TaskService
 from indexer.errors import ConflictError
-from indexer.storage.database import Database
+from indexer.storage.engines import open_agent_database
 
 BASE = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -40,15 +44,26 @@ class ModelTask:
     last_beat: float = 0.0
     started: float = 0.0
     history: list[str] = field(default_factory=list)
+    submitted: float = 0.0
 
 
 class TaskMachine(RuleBasedStateMachine):
+    # a fresh PostgreSQL database's DSN for each example; None: an SQLite file
+    new_postgres: ClassVar[Callable[[], str] | None] = None
+
     def __init__(self) -> None:
         super().__init__()
         self.dir = Path(tempfile.mkdtemp(prefix="tasks-sm-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
         self.loop = asyncio.new_event_loop()
         self.now = 0.0
-        self.db = Database(self.dir / "t.db")
+        make = type(self).new_postgres
+        self.location = make() if make is not None else str(self.dir / "t.db")
+        self.pg: Any = None
+        if make is not None:  # the invariant reads through one other connection, as another process would
+            import psycopg
+
+            self.pg = psycopg.connect(self.location, autocommit=True)
+        self.db = open_agent_database(self.location, **({"min_size": 1, "max_size": 1} if make else {}))
         self.run(self.db.initialize())
         self.svc = TaskService(self.db, clock=lambda: BASE + timedelta(seconds=self.now))
         self.tasks: dict[str, ModelTask] = {}
@@ -57,8 +72,17 @@ class TaskMachine(RuleBasedStateMachine):
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
 
+    def rows(self, sql: str) -> list[dict[str, Any]]:
+        if self.pg is None:
+            return raw_rows(Path(self.location), sql)
+        cur = self.pg.execute(sql)
+        names = [d.name for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
     def teardown(self) -> None:
         self.run(self.db.close())
+        if self.pg is not None:
+            self.pg.close()
         self.loop.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -118,13 +142,19 @@ class TaskMachine(RuleBasedStateMachine):
                                        max_retries=max_retries, max_execution_timeout_seconds=timeout))
         status = "pending" if all(s == "completed" for s in statuses) else "blocked"
         assert got.status == status
-        self.tasks[task_id] = ModelTask(task_id, len(self.tasks), priority, deps, max_retries, timeout, status)
+        self.tasks[task_id] = ModelTask(task_id, len(self.tasks), priority, deps, max_retries, timeout, status,
+                                        submitted=self.now)
+
+    def _claim_order(self, t: ModelTask) -> tuple[int, float, str | int]:
+        """Priority, then submission time; a tie within one millisecond goes to the smaller id on
+        PostgreSQL (``t.id ASC`` in the claim), to the earlier insert on SQLite (the index's rowid)."""
+        return -t.priority, t.submitted, t.id if self.pg is not None else t.seq
 
     @rule(lease=st.sampled_from([5, 30]))
     def claim(self, lease: int) -> None:
         self._model_reclaim()
         runnable = [t for t in self.tasks.values() if t.status == "pending"]
-        expected = min(runnable, key=lambda t: (-t.priority, t.seq)) if runnable else None
+        expected = min(runnable, key=self._claim_order) if runnable else None
         got = self.run(self.svc.claim("w", lease_seconds=lease))
         if expected is None:
             assert got is None
@@ -207,22 +237,30 @@ class TaskMachine(RuleBasedStateMachine):
 
     @invariant()
     def database_matches_model(self) -> None:
-        rows = raw_rows(self.db.path, "SELECT id, status, retry_count FROM tasks")
+        rows = self.rows("SELECT id, status, retry_count FROM tasks")
         assert {r["id"]: (r["status"], r["retry_count"]) for r in rows} == \
             {t.id: (t.status, t.retry_count) for t in self.tasks.values()}
-        busy = raw_rows(self.db.path, "SELECT id, task_id FROM agents WHERE state = 'busy'")
+        busy = self.rows("SELECT id, task_id FROM agents WHERE state = 'busy'")
         assert {r["task_id"]: r["id"] for r in busy} == \
             {t.id: t.holder for t in self.tasks.values() if t.status == "running"}
         assert len(busy) == len({r["task_id"] for r in busy})
         # every change left its audit row: a task's newest row names its current status
-        last = raw_rows(self.db.path, "SELECT task_id, result FROM audit WHERE id IN "
+        last = self.rows("SELECT task_id, result FROM audit WHERE id IN "
                                       "(SELECT max(id) FROM audit GROUP BY task_id)")
         assert {r["task_id"]: r["result"] for r in last} == {t.id: t.status for t in self.tasks.values()}
-        claims = raw_rows(self.db.path, "SELECT (SELECT count(*) FROM audit WHERE action_type = 'task_claim') AS c, "
+        claims = self.rows("SELECT (SELECT count(*) FROM audit WHERE action_type = 'task_claim') AS c, "
                                         "(SELECT count(*) FROM agents) AS a")[0]
         assert claims["c"] == claims["a"]
 
 
-TaskMachine.TestCase.settings = settings(max_examples=40 * EXAMPLES_SCALE, stateful_step_count=40,
-                                         suppress_health_check=[HealthCheck.too_slow])
-test_task_state_machine = TaskMachine.TestCase
+# examples per engine: each PostgreSQL step is several round trips (and each example a new database)
+EXAMPLES = {"sqlite": 40 * EXAMPLES_SCALE, "postgresql": 15 * EXAMPLES_SCALE}
+
+
+def test_task_state_machine(engine: str, request: pytest.FixtureRequest) -> None:
+    new_postgres = request.getfixturevalue("pg_server").fresh_database if engine == "postgresql" else None
+    machine = type(f"TaskMachine_{engine}", (TaskMachine,),
+                   {"new_postgres": staticmethod(new_postgres) if new_postgres else None})
+    run_state_machine_as_test(machine, settings=settings(
+        max_examples=EXAMPLES[engine], stateful_step_count=40, deadline=None,
+        suppress_health_check=[HealthCheck.too_slow]))

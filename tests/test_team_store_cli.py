@@ -107,7 +107,7 @@ def test_memory_commands_on_postgres_and_notes_in_sqlite(pg_dsn: str, tmp_path: 
 def test_migrate_doctor_status_on_postgres(pg_server: Any, tmp_path: Path) -> None:
     dsn = pg_server.fresh_database(migrated=False)
     out = invoke("--db", dsn, "migrate").output
-    assert "PostgreSQL 1" in out and "0001_memory" in out and "0002_sessions" in out
+    assert "PostgreSQL 1" in out and "0001_memory" in out and "0002_sessions" in out and "0004_state_metrics" in out
     assert "up to date" in invoke("--db", dsn, "migrate").output
     report = json.loads(invoke("--db", dsn, "migrate", "--json").output)
     assert (report["engine"], report["pending"]) == ("postgresql", [])
@@ -115,7 +115,10 @@ def test_migrate_doctor_status_on_postgres(pg_server: Any, tmp_path: Path) -> No
     assert doctor["ok"] and {c["name"] for c in doctor["checks"]} >= {
         "postgres.server_version", "postgres.migrations", "postgres.tables", "postgres.indexes",
         "json_check.memory_entries.value", "timestamp_check.memory_entries.created_at",
-        "unique_check.session_events.seq", "json_check.session_events.payload", "timestamp_check.tasks.submitted_at"}
+        "unique_check.session_events.seq", "json_check.session_events.payload", "timestamp_check.tasks.submitted_at",
+        "value_check.metrics.metric_value"}
+    tables = {c["name"]: c for c in doctor["checks"]}["postgres.tables"]
+    assert tables["ok"] and tables["observed"] == "9 present"  # state and metrics (0004) among them
     invoke("--db", dsn, "memory", "add", "user:a", "k", "1")
     status = invoke("--db", dsn, "status").output
     assert status.startswith("agent store: postgresql 18") and "1 memories, 1 versions, 1 audit rows" in status
@@ -177,13 +180,14 @@ async def test_mcp_session_tools_use_the_agent_store(pg_dsn: str, tmp_path: Path
 # --- moving an SQLite store into PostgreSQL -------------------------------------------------------
 
 AGENT_TABLES = (("memory_entries", "id"), ("audit", "id"), ("sessions", "id"), ("session_events", "session_id, seq"),
-                ("tasks", "id"), ("agents", "id"), ("checkpoints", "task_id, iteration"))
+                ("tasks", "id"), ("agents", "id"), ("checkpoints", "task_id, iteration"), ("state", "id"),
+                ("metrics", "id"))
 
 
 def test_migrate_to_moves_the_whole_agent_store(pg_server: Any, tmp_path: Path) -> None:
     """`indexer migrate --to postgresql://…`: the moved store equals the source, row for row
     (ids, versions, deleted flags, JSON text, timestamps, audit rows, sessions and their events,
-    tasks, agents, checkpoints), and goes on from there."""
+    tasks, agents, checkpoints, the deprecated state table and metrics), and goes on from there."""
     source = tmp_path / "agent.db"
     common = ["--db", str(source)]
     invoke(*common, "memory", "add", "user:a", "k", '{"z": 1, "a": [1.5, "é"]}', "--metadata", '{"m": 1}')
@@ -205,9 +209,22 @@ def test_migrate_to_moves_the_whole_agent_store(pg_server: Any, tmp_path: Path) 
         async with Database(source) as db:
             await TaskService(db).save_checkpoint("t-b", {"step": 1}, claim["agent_id"])
     asyncio.run(checkpoint())
+    conn = driver.connect(source)
+    try:  # the report's state (deprecated, kept) and metrics tables, written by other code
+        ts = "2025-10-09T17:04:11.123456+00:00"  # a legacy isoformat() timestamp moves unchanged
+        conn.executemany("INSERT INTO state (task_id, key, value, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+                         [("t-b", "plan", '{"steps": [1, 2]}', ts, ts), ("t-c", "note", "not json", ts, ts)])
+        conn.execute("DELETE FROM state WHERE key = 'plan'")  # ids keep their gap
+        conn.execute("INSERT INTO state (task_id, key, value, created_at, updated_at) VALUES ('t-b', 'plan', '1', ?, ?)",
+                     (ts, ts))
+        conn.executemany("INSERT INTO metrics (timestamp, metric_name, metric_value, labels) VALUES (?, ?, ?, ?)",
+                         [(ts, "tokens", 0.1, '{"model": "m"}'), (ts, "latency_ms", 1e300, None)])
+    finally:
+        conn.close()
     dsn = pg_server.fresh_database(migrated=False)
     out = invoke(*common, "migrate", "--to", dsn).output
-    assert "moved 4 memory versions" in out and "1 sessions with 2 events, 2 tasks, 1 agents and 1 checkpoints" in out
+    assert "moved 4 memory versions" in out and "1 sessions with 2 events, 2 tasks, 1 agents, 1 checkpoints" in out
+    assert "2 state rows and 2 metrics" in out
     for table, order in AGENT_TABLES:
         before = StoreRows(str(source))(f"SELECT * FROM {table} ORDER BY {order}")
         assert StoreRows(dsn)(f"SELECT * FROM {table} ORDER BY {order}") == before, table
@@ -219,6 +236,8 @@ def test_migrate_to_moves_the_whole_agent_store(pg_server: Any, tmp_path: Path) 
     assert [r["seq"] for r in StoreRows(dsn)("SELECT seq FROM session_events ORDER BY seq")] == [1, 2, 3]
     invoke("--db", dsn, "task", "complete", "t-b", "--agent", claim["agent_id"])
     assert json.loads(invoke("--db", dsn, "task", "claim", "--worker", "w2", "--json").output)["task"]["id"] == "t-c"
+    StoreRows(dsn).execute("INSERT INTO metrics (timestamp, metric_name, metric_value) VALUES ('t', 'n', 1)")
+    assert max(r["id"] for r in StoreRows(dsn)("SELECT id FROM metrics")) == 3  # the identity goes on after the ids moved
     # a second move is refused, and writes nothing
     audit_rows = len(StoreRows(dsn)("SELECT id FROM audit"))
     result = invoke(*common, "migrate", "--to", dsn, ok=False)

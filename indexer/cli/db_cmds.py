@@ -79,7 +79,8 @@ def _move_memories(config: Any, to: str, dry_run: bool, as_json: bool) -> None:
     else:
         click.echo(f"moved {report.memory_entries} memory versions and {report.audit_rows} audit rows, "
                    f"{report.sessions} sessions with {report.session_events} events, {report.tasks} tasks, "
-                   f"{report.agents} agents and {report.checkpoints} checkpoints from {report.source} to {report.target}")
+                   f"{report.agents} agents, {report.checkpoints} checkpoints, {report.state_rows} state rows and "
+                   f"{report.metrics} metrics from {report.source} to {report.target}")
 
 
 def _print_postgres_report(report: Any) -> None:

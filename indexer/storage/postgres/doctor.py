@@ -78,6 +78,9 @@ def run_doctor(dsn: str) -> list[Check]:
             checks.append(_probe(conn, "timestamp_check.tasks.submitted_at",
                                  "INSERT INTO tasks (id, prompt, status, input_data, submitted_at, last_updated_at) "
                                  f"VALUES ('doctor-probe', 'p', 'pending', '{{}}', '2026-01-01 00:00:00', '{_TS}')"))
+        if "metrics" in tables:
+            checks.append(_probe(conn, "value_check.metrics.metric_value",
+                                 f"INSERT INTO metrics (timestamp, metric_name, metric_value) VALUES ('{_TS}', 'doctor', -1)"))
     return checks
 
 

@@ -1,6 +1,6 @@
 """Move an SQLite agent store into a PostgreSQL one (``indexer migrate --to``): memories and
-their audit rows, sessions and their events, tasks, the agents that ran them and their
-checkpoints.
+their audit rows, sessions and their events, tasks, the agents that ran them, their
+checkpoints, and the report's `state` (deprecated, kept) and `metrics` tables.
 
 Every row of those tables is copied as it is, ids included, in one PostgreSQL transaction,
 then the identity sequences continue after the highest id. The source is only read (a
@@ -36,6 +36,8 @@ TASK_COLUMNS = ("id", "prompt", "agent_type", "priority", "status", "input_data"
 AGENT_COLUMNS = ("id", "name", "specialization", "task_id", "state", "model", "spawned_at", "terminated_at",
                  "resource_usage", "session_id")
 CHECKPOINT_COLUMNS = ("task_id", "iteration", "state", "created_at", "session_id")
+STATE_COLUMNS = ("id", "task_id", "key", "value", "created_at", "updated_at")
+METRIC_COLUMNS = ("id", "timestamp", "metric_name", "metric_value", "labels")
 # (table, columns, order) in foreign-key order
 TABLES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("memory_entries", MEMORY_COLUMNS, "id"),
@@ -45,11 +47,13 @@ TABLES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("tasks", TASK_COLUMNS, "id"),
     ("agents", AGENT_COLUMNS, "id"),
     ("checkpoints", CHECKPOINT_COLUMNS, "task_id, iteration"),
+    ("state", STATE_COLUMNS, "id"),
+    ("metrics", METRIC_COLUMNS, "id"),
 )
 _JSON = {"memory_entries": {"value", "metadata"}, "audit": {"action_data"}, "sessions": {"events", "state", "metadata"},
          "session_events": {"payload"}, "tasks": {"input_data", "result_data", "dependencies"},
-         "agents": {"resource_usage"}, "checkpoints": {"state"}}
-_IDENTITY = ("memory_entries", "audit")
+         "agents": {"resource_usage"}, "checkpoints": {"state"}, "state": set(), "metrics": set()}
+_IDENTITY = ("memory_entries", "audit", "state", "metrics")
 _OCCUPIED = (("memory_entries", "memory versions"), ("sessions", "sessions"), ("tasks", "tasks"))
 
 
@@ -64,6 +68,8 @@ class TransferReport:
     tasks: int = 0
     agents: int = 0
     checkpoints: int = 0
+    state_rows: int = 0
+    metrics: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,7 +128,8 @@ def copy_agent_store(source: Path, dsn: str) -> TransferReport:
                                "(nothing was copied)") from None
     counts = {table: len(found) for table, found in rows.items()}
     return TransferReport(str(source), where, counts["memory_entries"], counts["audit"], counts["sessions"],
-                          counts["session_events"], counts["tasks"], counts["agents"], counts["checkpoints"])
+                          counts["session_events"], counts["tasks"], counts["agents"], counts["checkpoints"],
+                          counts["state"], counts["metrics"])
 
 
 copy_memories = copy_agent_store  # the name of the first version (memories only)
