@@ -43,13 +43,6 @@ def engine(db: Any) -> str:
     return str(getattr(db, "engine", "sqlite"))
 
 
-def require_sqlite(db: Any, what: str) -> None:
-    """A one-sentence error when ``what`` (an area not behind the seam yet) meets another engine."""
-    if engine(db) != "sqlite":
-        raise IndexerError(f"{what} cannot live on PostgreSQL yet (memories, sessions and tasks can): "
-                           "give --agent-db a file path for them")
-
-
 def memory_statements(db: Any) -> MemoryStatements:
     """The memory statements of the store's engine."""
     if engine(db) == "postgresql":

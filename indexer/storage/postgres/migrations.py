@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 
 from indexer.errors import IndexerError, MigrationError
+from indexer.storage import migrations as sqlite_migrations
 from indexer.storage.migrations import Migration
 from indexer.timeutil import now_ts
 
@@ -38,19 +39,11 @@ class PgState:
 
 
 @dataclass
-class MigrationReport:
-    path: str
-    kind: str
-    pending: list[str]
-    applied: list[str] = field(default_factory=list)
-    dry_run: bool = False
-    backup: str | None = None
-    legacy: dict[str, Any] | None = None
+class MigrationReport(sqlite_migrations.MigrationReport):
+    """The SQLite runner's report, with the engine and the server's version."""
+
     engine: str = "postgresql"
     server_version: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 def redact(dsn: str) -> str:
