@@ -17,12 +17,8 @@ SessionService and TaskService, one ``await`` at a time, a commit per operation:
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +29,9 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from indexer import SessionService, TaskService  # noqa: E402
 from indexer.storage.engines import open_agent_database  # noqa: E402
+
+sys.path.insert(0, str(REPO / "bench"))
+from bench_team_store import run_both_engines  # noqa: E402
 
 WORKER = r"""
 import asyncio, json, sys, time
@@ -120,29 +119,7 @@ def main() -> None:
     parser.add_argument("--procs", type=int, default=4)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    server = None
-    results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-queue-", dir=os.environ.get("BENCH_DIR")) as tmp:
-        results["sqlite"] = asyncio.run(measure(str(Path(tmp) / "agent.db"), args))
-        if args.db:
-            dsn = args.db
-        else:
-            from pg_server import SuiteServer
-
-            server = SuiteServer(durable=True)
-            dsn = server.fresh_database()
-        try:
-            results["postgresql"] = asyncio.run(measure(dsn, args))
-        finally:
-            if server is not None:
-                server.close()
-    print(f"{'figure':<40} {'sqlite':>10} {'postgresql':>12}")
-    for name in results["sqlite"]:
-        a, b = results["sqlite"][name], results["postgresql"][name]
-        fmt = (lambda v: f"{v:.1f}") if isinstance(a, float) else str
-        print(f"{name:<40} {fmt(a):>10} {fmt(b):>12}")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+    run_both_engines(measure, args, prefix="bench-queue-", digits=1)
 
 
 if __name__ == "__main__":

@@ -108,18 +108,12 @@ async def measure(location: str, args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--db", help="A PostgreSQL DSN (a database you can write to); default: a server started here.")
-    parser.add_argument("--ops", type=int, default=500)
-    parser.add_argument("--procs", type=int, default=8)
-    parser.add_argument("--samples", type=int, default=2000)
-    parser.add_argument("--keys", type=int, default=1000)
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+def run_both_engines(measure: Any, args: argparse.Namespace, *, prefix: str, digits: int) -> dict[str, Any]:
+    """``measure(location, args)`` on a fresh SQLite file and on PostgreSQL (``args.db``, else a
+    server started here) in one run; prints the figures side by side, writes ``args.json``."""
     server = None
     results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-team-", dir=os.environ.get("BENCH_DIR")) as tmp:
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=os.environ.get("BENCH_DIR")) as tmp:
         results["sqlite"] = asyncio.run(measure(str(Path(tmp) / "agent.db"), args))
         if args.db:
             dsn = args.db
@@ -133,14 +127,26 @@ def main() -> None:
         finally:
             if server is not None:
                 server.close()
-    names = list(results["sqlite"])
     print(f"{'figure':<40} {'sqlite':>10} {'postgresql':>12}")
-    for name in names:
+    for name in results["sqlite"]:
         a, b = results["sqlite"][name], results["postgresql"][name]
-        fmt = (lambda v: f"{v:.2f}") if isinstance(a, float) else str
+        fmt = (lambda v: f"{v:.{digits}f}") if isinstance(a, float) else str
         print(f"{name:<40} {fmt(a):>10} {fmt(b):>12}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--db", help="A PostgreSQL DSN (a database you can write to); default: a server started here.")
+    parser.add_argument("--ops", type=int, default=500)
+    parser.add_argument("--procs", type=int, default=8)
+    parser.add_argument("--samples", type=int, default=2000)
+    parser.add_argument("--keys", type=int, default=1000)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    run_both_engines(measure, args, prefix="bench-team-", digits=2)
 
 
 if __name__ == "__main__":
