@@ -56,7 +56,7 @@ def stage_profile(db: Path, queries: list[str], embed_ms: float | None) -> dict:
     from indexer.documents import search as search_module
     from indexer.documents.search import SearchOptions, run_search
     from indexer.documents.vector_matrix import SearchVectors
-    from indexer.storage import driver, search_store
+    from indexer.storage.sqlite import driver, search_store
     from indexer.testing import HashEmbedder
 
     spent: dict[str, float] = {}

@@ -35,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from indexer.daemon.control import call, socket_path  # noqa: E402
-from indexer.storage import driver  # noqa: E402
+from indexer.storage.sqlite import driver  # noqa: E402
 
 CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 VENV_BIN = Path(sys.executable).parent

@@ -36,9 +36,9 @@ from indexer.documents import ranking  # noqa: E402
 from indexer.documents.embedding import make_embedder  # noqa: E402
 from indexer.documents.markdown_meta import document_summary  # noqa: E402
 from indexer.documents.vector_matrix import VectorMatrix  # noqa: E402
-from indexer.storage import driver  # noqa: E402
-from indexer.storage.search_store import Filters, keyword_hits, term_matches  # noqa: E402
-from indexer.storage.vectors import from_blob  # noqa: E402
+from indexer.storage.sqlite import driver  # noqa: E402
+from indexer.storage.sqlite.search_store import Filters, keyword_hits, term_matches  # noqa: E402
+from indexer.storage.sqlite.vectors import from_blob  # noqa: E402
 
 CORPORA = Path(os.environ.get("INDEXER_TEST_CORPORA") or Path(__file__).resolve().parents[2] / "shared" / "corpora")
 QUERIES = Path(__file__).with_name("queries.json")

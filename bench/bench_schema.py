@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from indexer.storage import driver, migrations  # noqa: E402
+from indexer.storage.sqlite import driver, migrations  # noqa: E402
 
 
 def timed(fn) -> float:

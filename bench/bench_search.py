@@ -37,9 +37,9 @@ from indexer.documents.embedding import make_embedder  # noqa: E402
 from indexer.documents.search import Fusion, SearchOptions, run_search  # noqa: E402
 from indexer.documents.sync import DocumentSync  # noqa: E402
 from indexer.documents.vector_matrix import SearchVectors  # noqa: E402
-from indexer.storage import driver  # noqa: E402
-from indexer.storage.search_store import Filters  # noqa: E402
-from indexer.storage.vectors import to_blob  # noqa: E402
+from indexer.storage.sqlite import driver  # noqa: E402
+from indexer.storage.sqlite.search_store import Filters  # noqa: E402
+from indexer.storage.sqlite.vectors import to_blob  # noqa: E402
 
 CORPORA = Path(os.environ.get("INDEXER_TEST_CORPORA") or Path(__file__).resolve().parents[2] / "shared" / "corpora")
 QUERIES = Path(__file__).with_name("queries.json")

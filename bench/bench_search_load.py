@@ -185,7 +185,7 @@ def matrix_run(args: argparse.Namespace) -> dict:
     from indexer.config import load_config
     from indexer.documents.sync import DocumentSync
     from indexer.documents.vector_matrix import VectorMatrix
-    from indexer.storage import driver, vector_log
+    from indexer.storage.sqlite import driver, vector_log
     from indexer.testing import HashEmbedder, WhitespaceTokenCounter
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-matrix-"))

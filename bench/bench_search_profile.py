@@ -40,16 +40,16 @@ QUERIES = ["compress a folder", "copy files to a remote machine", "find files by
            "convert an image to png", "what is the command to list open ports", "rsync --delete",
            "count lines in a file"]
 # module, attribute, stage name; a stage missing from a tree is not timed there
-STAGES = [("indexer.storage.search_store", "index_progress", "index counts"),
-          ("indexer.storage.search_store", "keyword_hits", "BM25"),
-          ("indexer.storage.search_store", "keyword_search", "BM25"),
-          ("indexer.storage.search_store", "term_matches", "BM25 evidence (gate)"),
+STAGES = [("indexer.storage.sqlite.search_store", "index_progress", "index counts"),
+          ("indexer.storage.sqlite.search_store", "keyword_hits", "BM25"),
+          ("indexer.storage.sqlite.search_store", "keyword_search", "BM25"),
+          ("indexer.storage.sqlite.search_store", "term_matches", "BM25 evidence (gate)"),
           ("indexer.documents.search", "_vector_hits", "chunk vectors"),
           ("indexer.documents.search", "_summary_hits", "summary vectors"),
-          ("indexer.storage.search_store", "chunk_documents", "chunk owners"),
+          ("indexer.storage.sqlite.search_store", "chunk_documents", "chunk owners"),
           ("indexer.documents.search", "_chunk_owners", "chunk owners"),
-          ("indexer.storage.search_store", "first_chunks", "first chunks"),
-          ("indexer.storage.search_store", "chunk_details", "details")]
+          ("indexer.storage.sqlite.search_store", "first_chunks", "first chunks"),
+          ("indexer.storage.sqlite.search_store", "chunk_details", "details")]
 
 
 def build(db: Path, size: int, texts: list[str]) -> None:
@@ -58,8 +58,8 @@ def build(db: Path, size: int, texts: list[str]) -> None:
 
     from indexer.config import load_config
     from indexer.documents.sync import DocumentSync
-    from indexer.storage import driver
-    from indexer.storage.vectors import to_blob
+    from indexer.storage.sqlite import driver
+    from indexer.storage.sqlite.vectors import to_blob
     from indexer.testing import HashEmbedder
 
     with DocumentSync(load_config({"db": str(db), "model": "hash:384"}), embedder=HashEmbedder(dim=384)) as sync:
@@ -94,7 +94,7 @@ def profile(db: Path, rounds: int) -> dict:
 
     from indexer.documents.search import SearchOptions, run_search
     from indexer.documents.vector_matrix import SearchVectors
-    from indexer.storage import driver
+    from indexer.storage.sqlite import driver
     from indexer.testing import HashEmbedder
 
     spent: dict[str, float] = {}

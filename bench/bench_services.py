@@ -62,7 +62,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from indexer import Database, MemoryService, SessionService  # noqa: E402
-from indexer.storage import (  # noqa: E402
+from indexer.storage.sqlite import (  # noqa: E402
     database,  # noqa: E402
     driver,
     migrations,
@@ -553,7 +553,7 @@ CLAIMER = r"""
 import asyncio, sys, time
 sys.path.insert(0, sys.argv[2])
 from indexer.agent.tasks import TaskService
-from indexer.storage.database import Database
+from indexer.storage.sqlite.database import Database
 
 async def main(path):
     async with Database(path) as db:

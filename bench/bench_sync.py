@@ -27,7 +27,7 @@ from indexer.config import load_config  # noqa: E402
 from indexer.documents.embedding import SentenceTransformerEmbedder  # noqa: E402
 from indexer.documents.sync import DocumentSync  # noqa: E402
 from indexer.documents.tokenizer import default_token_counter  # noqa: E402
-from indexer.storage import driver  # noqa: E402
+from indexer.storage.sqlite import driver  # noqa: E402
 from indexer.testing import HashEmbedder  # noqa: E402
 
 CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"

@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 __all__ = ["Database", "MemoryService", "SessionService", "TaskService", "DocumentIndexService", "__version__"]
 
 _LAZY = {
-    "Database": "indexer.storage.database",
+    "Database": "indexer.storage.sqlite.database",
     "MemoryService": "indexer.agent.memory",
     "SessionService": "indexer.agent.sessions",
     "TaskService": "indexer.agent.tasks",

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
-from indexer.storage import driver
-from indexer.storage.database import Database
+from indexer.storage.sqlite import driver
+from indexer.storage.sqlite.database import Database
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.daemon.control import call, socket_path
-from indexer.storage import driver
+from indexer.storage.sqlite import driver
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05, what: str = "") -> Any:

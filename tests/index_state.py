@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from indexer.storage import driver
+from indexer.storage.sqlite import driver
 
 State = dict[str, tuple[str, str, tuple[str, ...]]]
 

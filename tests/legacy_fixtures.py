@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from indexer.storage import driver
+from indexer.storage.sqlite import driver
 
 LEGACY_TABLES = ("tasks", "agents", "state", "audit", "metrics", "checkpoints")
 AUTOINCREMENT_TABLES = ("state", "audit", "metrics")

@@ -11,7 +11,7 @@ import pytest
 
 from daemon_harness import DaemonProcess, db_state, wait_until
 from indexer.documents.sync import round_size
-from indexer.storage import driver
+from indexer.storage.sqlite import driver
 
 SLOW_MODEL = "hash:64:100"  # 100 ms per chunk: a fixed round of 32 chunks would take 3.2 s
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from indexer.cli import cli
-from indexer.storage import migrations
+from indexer.storage.sqlite import migrations
 from legacy_fixtures import build_legacy
 
 

@@ -330,7 +330,7 @@ def test_failed_files_are_reported_and_the_daemon_keeps_running(daemon, root: Pa
 def test_periodic_safety_reconcile_repairs_what_no_event_announced(daemon, root: Path) -> None:
     d = daemon(env={"INDEXER_RECONCILE_INTERVAL_S": "1"}).ready()
     d.settle(root)
-    from indexer.storage import driver
+    from indexer.storage.sqlite import driver
 
     conn = driver.connect(d.db)  # a change no filesystem event reports: a row lost behind the daemon's back
     conn.execute("DELETE FROM document_index WHERE file_path = ?", (str(root / "beta.md"),))

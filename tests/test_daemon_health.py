@@ -19,7 +19,7 @@ from indexer.daemon.changes import ChangeQueue
 from indexer.daemon.service import ERROR_BACKOFF_S, Daemon
 from indexer.daemon.watcher import Watcher
 from indexer.documents.sync import DocumentSync
-from indexer.storage import document_store as store
+from indexer.storage.sqlite import document_store as store
 from indexer.testing import HashEmbedder, WhitespaceTokenCounter
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the inotify reader is Linux's")

@@ -8,8 +8,8 @@ import pytest
 
 from indexer import Database
 from indexer.errors import IndexerError
-from indexer.storage import driver, hot_queries
-from indexer.storage.migrations import load_migrations
+from indexer.storage.sqlite import driver, hot_queries
+from indexer.storage.sqlite.migrations import load_migrations
 
 
 async def test_initialize_creates_and_migrates(db_path: Path) -> None:
@@ -173,7 +173,7 @@ def test_a_script_that_raises_before_closing_exits_and_closes_cleanly(db_path: P
     import subprocess
     import sys
 
-    from indexer.storage.migrations import migrate
+    from indexer.storage.sqlite.migrations import migrate
 
     migrate(db_path)
     done = subprocess.run([sys.executable, "-c", UNCLOSED_SCRIPT, str(db_path)],

@@ -8,8 +8,8 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from indexer.cli import cli
-from indexer.storage import driver, migrations
-from indexer.storage.doctor import EXPECTED_INDEXES, run_doctor
+from indexer.storage.sqlite import driver, migrations
+from indexer.storage.sqlite.doctor import EXPECTED_INDEXES, run_doctor
 
 
 def fingerprint(path: Path) -> tuple[bytes, int]:

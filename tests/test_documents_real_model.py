@@ -16,7 +16,7 @@ from indexer import DocumentIndexService
 from indexer.cli import cli
 from indexer.config import load_config
 from indexer.errors import NotFoundError, ValidationError
-from indexer.storage import driver
+from indexer.storage.sqlite import driver
 from indexer.testing import HashEmbedder, WhitespaceTokenCounter
 
 SAMPLE = ("tar", "grep", "ssh", "curl", "git-commit", "rsync", "find", "chmod")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from indexer.storage import driver, migrations
+from indexer.storage.sqlite import driver, migrations
 
 
 def test_binding_can_load_extensions() -> None:

@@ -17,8 +17,8 @@ import pytest
 from conftest import run_processes
 from indexer.config import load_config
 from indexer.documents.sync import DocumentSync
-from indexer.storage import driver
-from indexer.storage.vectors import from_blob
+from indexer.storage.sqlite import driver
+from indexer.storage.sqlite.vectors import from_blob
 from indexer.testing import HashEmbedder, WhitespaceTokenCounter
 
 MODEL = "hash:16"

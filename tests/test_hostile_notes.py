@@ -20,7 +20,7 @@ from indexer.config import load_config
 from indexer.documents import chunking, front_matter, markdown_meta, planning
 from indexer.documents.sync import DocumentSync, Prepared, PrepareFailed
 from indexer.documents.tokenizer import default_token_counter
-from indexer.storage import driver
+from indexer.storage.sqlite import driver
 from indexer.testing import HashEmbedder, WhitespaceTokenCounter
 
 pytestmark = pytest.mark.timeout(300)

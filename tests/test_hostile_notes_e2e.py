@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from conftest import EXAMPLES_SCALE
 from daemon_harness import DaemonProcess, wait_until
-from indexer.storage import driver
+from indexer.storage.sqlite import driver
 from test_hostile_notes import hostile_note
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(300)]

@@ -3,8 +3,10 @@
     core (indexer/*.py)  <-  storage  <-  documents, agent  <-  daemon  <-  cli, mcp
 
 storage imports only core; documents and agent never import each other; the daemon serves the
-documents pipeline; only cli and mcp (the two front doors) may import everything. Nothing outside
-storage imports the SQLite binding.
+documents pipeline; only cli and mcp (the two front doors) may import everything. Inside storage,
+each engine is a package: the SQLite binding is imported by storage/sqlite/ alone, psycopg by
+storage/postgres/ alone, and the agent services reach either only through the engine-neutral seam
+(storage/protocols.py, engines.py, records.py).
 """
 
 from __future__ import annotations
@@ -28,6 +30,15 @@ ALLOWED: dict[str, set[str]] = {
 SQLITE_MODULES = {"sqlite3", "sqlean", "aiosqlite", "sqlite_vec"}
 POSTGRES_MODULES = {"psycopg", "psycopg_pool", "psycopg2", "asyncpg", "pgvector"}
 POSTGRES_PACKAGE = "indexer.storage.postgres"
+SQLITE_PACKAGE = "indexer.storage.sqlite"
+NEUTRAL = {"indexer.storage", "indexer.storage.protocols", "indexer.storage.engines", "indexer.storage.records"}
+# What the PostgreSQL package may take from the SQLite one: the portable SQL text written once for
+# both engines (hot_queries: '?' becomes '%s'), and the driver with which `migrate --to` reads
+# the source file.
+PG_FROM_SQLITE = {("indexer.storage.postgres.memory_store", "indexer.storage.sqlite.hot_queries"),
+                  ("indexer.storage.postgres.session_store", "indexer.storage.sqlite.hot_queries"),
+                  ("indexer.storage.postgres.task_store", "indexer.storage.sqlite.hot_queries"),
+                  ("indexer.storage.postgres.transfer", "indexer.storage.sqlite.driver")}
 
 
 def layer_of(module: str) -> str:
@@ -56,8 +67,8 @@ def imports_of(path: Path) -> list[tuple[int, str]]:
             found.extend((node.lineno, alias.name) for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             found.append((node.lineno, node.module))
-            if node.module == "indexer":  # from indexer import documents -> indexer.documents
-                found.extend((node.lineno, f"indexer.{alias.name}") for alias in node.names)
+            if node.module.split(".")[0] == "indexer":  # from indexer import documents -> indexer.documents
+                found.extend((node.lineno, f"{node.module}.{alias.name}") for alias in node.names)
     return found
 
 
@@ -68,7 +79,7 @@ def source_files() -> list[Path]:
 def test_layer_of() -> None:
     assert layer_of("indexer") == "core"
     assert layer_of("indexer.config") == "core"
-    assert layer_of("indexer.storage.driver") == "storage"
+    assert layer_of("indexer.storage.sqlite.driver") == "storage"
     assert layer_of("indexer.documents.sync") == "documents"
 
 
@@ -87,15 +98,19 @@ def test_no_upward_or_sideways_imports() -> None:
     assert not bad, "upward or sideways imports:\n" + "\n".join(bad)
 
 
-def test_sqlite_binding_only_in_storage() -> None:
+def inside(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def test_sqlite_binding_only_in_storage_sqlite() -> None:
     bad = []
     for path in source_files():
-        if layer_of(module_name(path) or "indexer") == "storage":
+        if inside(module_name(path) or "indexer", SQLITE_PACKAGE):
             continue
         for line, target in imports_of(path):
             if target.split(".")[0] in SQLITE_MODULES:
                 bad.append(f"{path.relative_to(PACKAGE.parent)}:{line}: imports {target}")
-    assert not bad, "the SQLite binding outside storage:\n" + "\n".join(bad)
+    assert not bad, "the SQLite binding outside storage/sqlite:\n" + "\n".join(bad)
 
 
 def test_postgres_driver_only_in_its_implementation() -> None:
@@ -121,6 +136,35 @@ def test_postgres_package_imports_no_sqlite_binding() -> None:
     assert not bad, bad
 
 
+def test_agent_services_see_only_the_seam() -> None:
+    """The agent layer is written once for both engines: it imports storage's engine-neutral
+    modules only, never an engine's package."""
+    bad = [f"{p.relative_to(PACKAGE.parent)}:{line}: imports {t}"
+           for p in (PACKAGE / "agent").rglob("*.py") for line, t in imports_of(p)
+           if t.startswith("indexer.") and layer_of(t) == "storage" and ".".join(t.split(".")[:3]) not in NEUTRAL]
+    assert not bad, "the agent layer past the seam:\n" + "\n".join(bad)
+
+
+def test_engine_packages_stay_apart() -> None:
+    """storage/postgres imports from storage/sqlite only what PG_FROM_SQLITE names; storage/sqlite
+    never imports storage/postgres; the neutral modules import no engine at module level except
+    through the factory (engines.py)."""
+    bad = []
+    for path in (PACKAGE / "storage").rglob("*.py"):
+        name = module_name(path)
+        for line, target in imports_of(path):
+            module = ".".join(target.split(".")[:4])
+            if inside(name, POSTGRES_PACKAGE) and inside(target, SQLITE_PACKAGE) \
+                    and (name, module) not in PG_FROM_SQLITE and target != SQLITE_PACKAGE:
+                bad.append(f"{name}:{line}: imports {target}")
+            if inside(name, SQLITE_PACKAGE) and inside(target, POSTGRES_PACKAGE):
+                bad.append(f"{name}:{line}: imports {target}")
+            if name in NEUTRAL - {"indexer.storage.engines"} and (
+                    inside(target, SQLITE_PACKAGE) or inside(target, POSTGRES_PACKAGE)):
+                bad.append(f"{name}:{line}: imports {target}")
+    assert not bad, "one engine's package reaching into the other:\n" + "\n".join(bad)
+
+
 @pytest.mark.parametrize("layer", sorted(ALLOWED))
 def test_every_layer_has_modules(layer: str) -> None:
     """The map above describes packages that exist (a renamed package cannot silently pass)."""
@@ -130,7 +174,7 @@ def test_every_layer_has_modules(layer: str) -> None:
 
 def test_the_in_memory_search_engine_is_not_in_storage() -> None:
     """storage holds SQL; the numpy vector engine (documents/vector_matrix.py) is search
-    machinery and lives above it, reading the vectors through storage/vector_log.py."""
+    machinery and lives above it, reading the vectors through storage/sqlite/vector_log.py."""
     engines = []
     for path in source_files():
         tree = ast.parse(path.read_text(encoding="utf-8"))

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from indexer.errors import MigrationError
-from indexer.storage import driver, legacy, migrations
-from indexer.storage.doctor import run_doctor
-from indexer.storage.introspect import schema_snapshot
+from indexer.storage.sqlite import driver, legacy, migrations
+from indexer.storage.sqlite.doctor import run_doctor
+from indexer.storage.sqlite.introspect import schema_snapshot
 from legacy_fixtures import (
     AUTOINCREMENT_TABLES,
     FK_ORPHANS,

@@ -17,8 +17,8 @@ from indexer import MemoryService
 from indexer.agent.common import decode_cursor, encode_cursor, parse_json, to_json
 from indexer.agent.memory import MemoryEntry, metadata_json, ttl_seconds, validate_namespace
 from indexer.errors import ConflictError, NotFoundError, ValidationError
-from indexer.storage import driver, hot_queries, migrations
-from indexer.storage import memory_store as store
+from indexer.storage.sqlite import driver, hot_queries, migrations
+from indexer.storage.sqlite import memory_store as store
 
 REPO = Path(__file__).resolve().parents[1]
 OLD = "2020-01-01T00:00:00.000Z"

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from indexer.cli.app import cli
-from indexer.storage import driver
+from indexer.storage.sqlite import driver
 
 
 @pytest.fixture

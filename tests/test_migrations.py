@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from indexer.errors import MigrationError, SchemaError
-from indexer.storage import driver, migrations
+from indexer.storage.sqlite import driver, migrations
 from legacy_fixtures import assert_equal, disk_state, opened
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -106,8 +106,8 @@ def test_the_library_makes_them_private_itself(tmp_path: Path, umask_of: int) ->
     from indexer.agent.memory import MemoryService
     from indexer.lockfile import InstanceLock
     from indexer.paths import create_private_file, private_dir, write_private
-    from indexer.storage.backup import backup
-    from indexer.storage.database import Database
+    from indexer.storage.sqlite.backup import backup
+    from indexer.storage.sqlite.database import Database
 
     db = tmp_path / "new" / "deeper" / "agent.db"
 

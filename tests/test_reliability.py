@@ -21,7 +21,7 @@ import pytest
 
 from conftest import copy_sample
 from daemon_harness import DaemonProcess, db_check, db_state, disk_state, run_until_settled, wait_until
-from indexer.storage import driver
+from indexer.storage.sqlite import driver
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,8 +14,8 @@ from indexer.config import load_config
 from indexer.documents.search import ChunkHit, SearchOptions, fuse, group_by_document, run_search
 from indexer.documents.sync import DocumentSync
 from indexer.errors import ValidationError
-from indexer.storage import driver
-from indexer.storage.search_store import Filters, bounded_fts_query, fts_query
+from indexer.storage.sqlite import driver
+from indexer.storage.sqlite.search_store import Filters, bounded_fts_query, fts_query
 from indexer.testing import HashEmbedder, WhitespaceTokenCounter
 
 EMBEDDER = HashEmbedder(dim=64)
@@ -185,7 +185,7 @@ def test_cli_json_jsonl_explain(tmp_path: Path) -> None:
 
 def test_in_memory_vector_matrix_matches_sqlite_vec_and_follows_commits(tmp_path: Path) -> None:
     from indexer.documents.vector_matrix import VectorMatrix
-    from indexer.storage.search_store import vector_hits
+    from indexer.storage.sqlite.search_store import vector_hits
 
     db = build(tmp_path, CORPUS)
     query = EMBEDDER.embed_query("remote archive pattern")

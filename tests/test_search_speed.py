@@ -14,7 +14,7 @@ from indexer.daemon.searcher import QUERY_CACHE, WarmSearcher
 from indexer.documents.search import SearchOptions, fuse, run_search
 from indexer.documents.sync import DocumentSync
 from indexer.documents.vector_matrix import SearchVectors
-from indexer.storage import driver, search_store, vector_log
+from indexer.storage.sqlite import driver, search_store, vector_log
 from indexer.testing import HashEmbedder, WhitespaceTokenCounter
 
 EMBEDDER = HashEmbedder(dim=32)

@@ -13,7 +13,7 @@ import numpy as np
 
 from indexer.config import load_config
 from indexer.documents.service import DocumentIndexService
-from indexer.storage import driver
+from indexer.storage.sqlite import driver
 from indexer.testing import HashEmbedder, WhitespaceTokenCounter
 
 

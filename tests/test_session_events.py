@@ -16,7 +16,7 @@ import pytest
 from conftest import StoreRows, raw_rows
 from indexer import Database, SessionService
 from indexer.errors import ConflictError, NotFoundError, ValidationError
-from indexer.storage import driver, migrations
+from indexer.storage.sqlite import driver, migrations
 
 
 @pytest.fixture

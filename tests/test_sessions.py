@@ -24,8 +24,8 @@ from indexer.agent.sessions import (
     state_scope,
 )
 from indexer.errors import ConflictError, NotFoundError, ValidationError
-from indexer.storage import driver, event_store, hot_queries, migrations
-from indexer.storage import session_store as store
+from indexer.storage.sqlite import driver, event_store, hot_queries, migrations
+from indexer.storage.sqlite import session_store as store
 
 REPO = Path(__file__).resolve().parents[1]
 

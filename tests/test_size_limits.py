@@ -19,8 +19,8 @@ from indexer.cli.app import cli
 from indexer.config import DEFAULT_SIZE_LIMITS, load_config
 from indexer.errors import ConfigError, ValidationError
 from indexer.mcp.server import build_server
-from indexer.storage import driver
-from indexer.storage.database import Database
+from indexer.storage.sqlite import driver
+from indexer.storage.sqlite.database import Database
 
 SMALL = Limits(value_bytes=100, metadata_bytes=50, event_bytes=120, state_bytes=80)
 

@@ -13,9 +13,9 @@ from indexer.documents.markdown_meta import document_summary
 from indexer.documents.search import Fusion, SearchOptions, fuse_documents, run_search, semantic_documents
 from indexer.documents.sync import DocumentSync
 from indexer.documents.vector_matrix import SummaryMatrix
-from indexer.storage import driver
-from indexer.storage.search_store import Filters, summary_hits
-from indexer.storage.vectors import from_blob
+from indexer.storage.sqlite import driver
+from indexer.storage.sqlite.search_store import Filters, summary_hits
+from indexer.storage.sqlite.vectors import from_blob
 from indexer.testing import HashEmbedder, WhitespaceTokenCounter
 
 TAR = "# tar\n\n> Archiving utility.\n> More information: <https://example.org>.\n\n- Create an archive:\n\n`tar cf a.tar b`\n"

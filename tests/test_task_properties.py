@@ -145,10 +145,10 @@ class TaskMachine(RuleBasedStateMachine):
         self.tasks[task_id] = ModelTask(task_id, len(self.tasks), priority, deps, max_retries, timeout, status,
                                         submitted=self.now)
 
-    def _claim_order(self, t: ModelTask) -> tuple[int, float, str | int]:
-        """Priority, then submission time; a tie within one millisecond goes to the smaller id on
-        PostgreSQL (``t.id ASC`` in the claim), to the earlier insert on SQLite (the index's rowid)."""
-        return -t.priority, t.submitted, t.id if self.pg is not None else t.seq
+    def _claim_order(self, t: ModelTask) -> tuple[int, float, int]:
+        """Priority, then submission time; a tie within one millisecond goes to the earlier insert,
+        on both engines (SQLite's rowid, PostgreSQL's seq)."""
+        return -t.priority, t.submitted, t.seq
 
     @rule(lease=st.sampled_from([5, 30]))
     def claim(self, lease: int) -> None:

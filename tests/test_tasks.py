@@ -15,8 +15,8 @@ from conftest import StoreRows
 from indexer.agent.sessions import SessionService
 from indexer.agent.tasks import TaskService
 from indexer.errors import ConflictError, NotFoundError, ValidationError
-from indexer.storage import doctor, driver, hot_queries
-from indexer.storage.database import Database
+from indexer.storage.sqlite import doctor, driver, hot_queries
+from indexer.storage.sqlite.database import Database
 
 
 class Clock:
@@ -112,6 +112,18 @@ async def test_claim_order_priority_then_oldest_and_dependencies(svc: TaskServic
         order.append(c.task.id)
         await svc.complete(c.task.id, {"by": "w"}, c.agent_id)
     assert order == ["high-old", "high-new", "low", "after"]
+
+
+async def test_same_millisecond_ties_go_to_the_first_submitted_on_both_engines(svc: TaskService) -> None:
+    """One rule on both engines: equal priority and the same millisecond -> insertion order
+    (SQLite's rowid, PostgreSQL's seq), whatever the ids (random UUIDs sort at random)."""
+    ids = ["t-9", "t-1", "t-5", "t-0", "t-7", "t-3"]  # neither sorted nor reverse-sorted
+    for task_id in ids:
+        await svc.submit("p", task_id=task_id, priority=2)
+    order = []
+    while (c := await svc.claim("w")) is not None:
+        order.append(c.task.id)
+    assert order == ids
 
 
 async def test_claim_by_agent_type(svc: TaskService) -> None:

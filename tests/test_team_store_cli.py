@@ -16,8 +16,8 @@ from conftest import StoreRows
 from indexer.cli.app import cli
 from indexer.config import load_config
 from indexer.errors import IndexerError
-from indexer.storage import driver, migrations
-from indexer.storage.database import Database
+from indexer.storage.sqlite import driver, migrations
+from indexer.storage.sqlite.database import Database
 
 FAKE_DSN = "postgresql://nobody@/nodb?host=/nonexistent"
 
@@ -122,7 +122,11 @@ def test_migrate_doctor_status_on_postgres(pg_server: Any, tmp_path: Path) -> No
     invoke("--db", dsn, "memory", "add", "user:a", "k", "1")
     status = invoke("--db", dsn, "status").output
     assert status.startswith("agent store: postgresql 18") and "1 memories, 1 versions, 1 audit rows" in status
-    assert "0 sessions, 0 events, 0 tasks" in status
+    assert "0 sessions, 0 events, 0 tasks, 0 agents, 0 checkpoints, 0 state rows, 0 metrics)" in status
+    counted = json.loads(invoke("--db", dsn, "status", "--json").output)["agent_store"]
+    assert counted["pending_migrations"] == [] and counted["memory_versions"] == 1
+    assert {k: counted[k] for k in ("tasks", "agents", "checkpoints", "state", "metrics")} == dict.fromkeys(
+        ("tasks", "agents", "checkpoints", "state", "metrics"), 0)
     both = json.loads(invoke("--db", str(tmp_path / "notes.db"), "--agent-db", dsn, "migrate", "--json").output)
     assert both["path"] == str(tmp_path / "notes.db") and both["agent_store"]["engine"] == "postgresql"
     both_doctor = invoke("--db", str(tmp_path / "notes.db"), "--agent-db", dsn, "doctor").output
@@ -227,7 +231,11 @@ def test_migrate_to_moves_the_whole_agent_store(pg_server: Any, tmp_path: Path) 
     assert "2 state rows and 2 metrics" in out
     for table, order in AGENT_TABLES:
         before = StoreRows(str(source))(f"SELECT * FROM {table} ORDER BY {order}")
-        assert StoreRows(dsn)(f"SELECT * FROM {table} ORDER BY {order}") == before, table
+        after = StoreRows(dsn)(f"SELECT * FROM {table} ORDER BY {order}")
+        if table == "tasks":  # PostgreSQL's claim-order column (0005), SQLite's rowid
+            seqs = [r.pop("seq") for r in after]
+            assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+        assert after == before, table
     before_memories = StoreRows(str(source))("SELECT * FROM memory_entries ORDER BY id")
     # the moved store goes on: next version, next ids, the session's next seq, the queue
     entry = json.loads(invoke("--db", dsn, "memory", "update", "user:a", "k", "4", "--json").output)
@@ -236,6 +244,8 @@ def test_migrate_to_moves_the_whole_agent_store(pg_server: Any, tmp_path: Path) 
     assert [r["seq"] for r in StoreRows(dsn)("SELECT seq FROM session_events ORDER BY seq")] == [1, 2, 3]
     invoke("--db", dsn, "task", "complete", "t-b", "--agent", claim["agent_id"])
     assert json.loads(invoke("--db", dsn, "task", "claim", "--worker", "w2", "--json").output)["task"]["id"] == "t-c"
+    ties = StoreRows(dsn)("SELECT id FROM tasks ORDER BY seq")  # insertion order kept by the move
+    assert [r["id"] for r in ties] == [r["id"] for r in StoreRows(str(source))("SELECT id FROM tasks ORDER BY rowid")]
     StoreRows(dsn).execute("INSERT INTO metrics (timestamp, metric_name, metric_value) VALUES ('t', 'n', 1)")
     assert max(r["id"] for r in StoreRows(dsn)("SELECT id FROM metrics")) == 3  # the identity goes on after the ids moved
     # a second move is refused, and writes nothing

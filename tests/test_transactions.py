@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from indexer.storage import driver, migrations, transactions
+from indexer.storage.sqlite import driver, migrations, transactions
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ from indexer.cli import cli
 from indexer.config import load_config
 from indexer.documents.sync import DocumentSync
 from indexer.documents.vector_matrix import SearchVectors, VectorMatrix
-from indexer.storage import driver, search_store, vector_log
-from indexer.storage.search_store import Filters
+from indexer.storage.sqlite import driver, search_store, vector_log
+from indexer.storage.sqlite.search_store import Filters
 from indexer.testing import HashEmbedder, WhitespaceTokenCounter
 
 EMBEDDER = HashEmbedder(dim=32)

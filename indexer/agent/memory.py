@@ -10,7 +10,7 @@ serialise: no duplicate, no gap, no IntegrityError.
 
 The rules (namespaces, memory types, JSON) are pure functions here, written once; the SQL is
 the engine's, chosen by :func:`indexer.storage.engines.memory_statements`:
-:mod:`indexer.storage.memory_store` (SQLite) or :mod:`indexer.storage.postgres.memory_store`.
+:mod:`indexer.storage.sqlite.memory_store` (SQLite) or :mod:`indexer.storage.postgres.memory_store`.
 """
 
 from __future__ import annotations
@@ -264,7 +264,7 @@ def _history(conn: Any, store: MemoryStatements, namespace: str, key: str) -> li
 
 
 class MemoryService:
-    """The report's memory API over a :class:`~indexer.storage.database.Database`.
+    """The report's memory API over a :class:`~indexer.storage.sqlite.database.Database`.
 
     Each method validates its arguments, then runs as one transaction (writes: ``BEGIN
     IMMEDIATE``) with its audit row; a failure anywhere leaves nothing behind. A value or

@@ -24,7 +24,7 @@ session row's lock), so concurrent writers never lose each other's keys; an even
 INSERT whose sequence number is taken under that same hold.
 
 The rules are written once here; the SQL is the engine's, chosen by
-:func:`indexer.storage.engines.session_statements`: :mod:`indexer.storage.session_store`
+:func:`indexer.storage.engines.session_statements`: :mod:`indexer.storage.sqlite.session_store`
 (SQLite) or :mod:`indexer.storage.postgres.session_store`.
 """
 

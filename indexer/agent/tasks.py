@@ -12,7 +12,7 @@ so a queue with live workers needs no reaper. The rules are in
 Every operation is one transaction: two processes never claim the same task, and each state
 change writes its audit row in the transaction that makes it. The rules are written once here;
 the SQL is the engine's, chosen by :func:`indexer.storage.engines.task_statements`: SQLite
-(:mod:`indexer.storage.task_store`, every operation under ``BEGIN IMMEDIATE``) or PostgreSQL
+(:mod:`indexer.storage.sqlite.task_store`, every operation under ``BEGIN IMMEDIATE``) or PostgreSQL
 (:mod:`indexer.storage.postgres.task_store`: claims with ``FOR UPDATE SKIP LOCKED``, other
 changes after the task's row lock, each a compare-and-set on the expected status).
 """

@@ -82,7 +82,7 @@ class IndexerGroup(click.Group):
         except Exception as exc:
             # a database error can only come from a command that imported the driver; the
             # driver (and its binding) is not imported here, so `search` via the daemon stays light
-            driver = sys.modules.get("indexer.storage.driver")
+            driver = sys.modules.get("indexer.storage.sqlite.driver")
             if driver is not None and isinstance(exc, driver.Error):
                 click.echo(f"error: database: {exc}{_storage_hint(ctx, exc, driver)}", err=True)
                 sys.exit(1)

@@ -25,7 +25,7 @@ def migrate(app: AppContext, dry_run: bool, no_backup: bool, to: str | None, as_
     run too, under pg_advisory_lock (several processes at once: one applies). With --to, the
     SQLite agent store (memories, sessions and their events, tasks, agents, checkpoints, audit
     rows) is copied into a PostgreSQL one (the file is only read)."""
-    from indexer.storage import migrations
+    from indexer.storage.sqlite import migrations
 
     config = app.config(agent=True)
     if to is not None:
@@ -55,7 +55,7 @@ def migrate(app: AppContext, dry_run: bool, no_backup: bool, to: str | None, as_
 def _move_memories(config: Any, to: str, dry_run: bool, as_json: bool) -> None:
     from indexer.errors import ConfigError, IndexerError
     from indexer.locations import is_postgres
-    from indexer.storage import migrations
+    from indexer.storage.sqlite import migrations
 
     if not is_postgres(to):
         raise ConfigError(f"--to takes a postgresql:// URL, got {to!r}")
@@ -133,7 +133,7 @@ def doctor(app: AppContext, as_json: bool) -> None:
 
     Exits 1 if any check fails.
     """
-    from indexer.storage.doctor import run_doctor
+    from indexer.storage.sqlite.doctor import run_doctor
 
     config = app.config(agent=True)
     checks = [] if config.db_url is not None else run_doctor(config.db)
@@ -177,7 +177,7 @@ def backup(app: AppContext, path: str, force: bool, as_json: bool) -> None:
     import os
     from pathlib import Path
 
-    from indexer.storage.backup import backup as run_backup
+    from indexer.storage.sqlite.backup import backup as run_backup
 
     report = run_backup(app.config().db, Path(path), overwrite=force, into_directory=path.endswith(("/", os.sep)))
     if as_json:
@@ -199,7 +199,7 @@ def restore(app: AppContext, path: str, as_json: bool) -> None:
     """
     from pathlib import Path
 
-    from indexer.storage.backup import restore as run_restore
+    from indexer.storage.sqlite.backup import restore as run_restore
 
     report = run_restore(Path(path), app.config().db)
     if as_json:

@@ -155,6 +155,12 @@ def _agent_store_line(store: dict[str, Any]) -> str:
     held = f"{store['memory_keys']} memories, {store['memory_versions']} versions, {store['audit_rows']} audit rows"
     if "sessions" in store:
         held += f", {store['sessions']} sessions, {store.get('session_events', 0)} events, {store.get('tasks', 0)} tasks"
+    if "agents" in store:
+        held += (f", {store['agents']} agents, {store.get('checkpoints', 0)} checkpoints, "
+                 f"{store.get('state', 0)} state rows, {store.get('metrics', 0)} metrics")
+    pending = store.get("pending_migrations") or []
+    if pending:
+        held += f"; {len(pending)} migrations pending: run indexer migrate"
     return where + f" ({held})"
 
 

@@ -42,7 +42,7 @@ def search(app: AppContext, query: tuple[str, ...], mode: str, k: int, doc_type:
                                                "filters": filters}, timeout=30)
     if response is None:
         from indexer.documents.search import SearchOptions, search_database
-        from indexer.storage.search_store import Filters
+        from indexer.storage.sqlite.search_store import Filters
 
         response = search_database(config, text, SearchOptions(mode=mode, k=k, filters=Filters(**filters)))
     search_lean.render(response, as_json=as_json, as_jsonl=as_jsonl, explain=explain, out=sys.stdout, err=sys.stderr)

@@ -66,7 +66,7 @@ class ControlRequests:
 
     def _search(self, request: dict[str, Any]) -> dict[str, Any]:
         from indexer.documents.search import SearchOptions
-        from indexer.storage.search_store import Filters
+        from indexer.storage.sqlite.search_store import Filters
 
         query = request.get("query")
         if not isinstance(query, str):

@@ -61,7 +61,7 @@ class WarmSearcher:
 
     def _connection(self) -> Any:
         if self._conn is None:
-            from indexer.storage import driver
+            from indexer.storage.sqlite import driver
 
             self._conn = driver.connect(self.config.db, readonly=True)
         return self._conn
@@ -71,7 +71,7 @@ class WarmSearcher:
         started = time.perf_counter()
         try:
             with self._lock:
-                from indexer.storage import vector_log
+                from indexer.storage.sqlite import vector_log
 
                 self._embedder_for_queries().embed_query("warm up")
                 conn = self._connection()

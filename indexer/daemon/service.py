@@ -290,7 +290,7 @@ class Daemon:
         self.shared.finish()
 
     def _schedule_retry(self) -> None:
-        from indexer.storage import document_store as store
+        from indexer.storage.sqlite import document_store as store
 
         assert self.sync is not None
         earliest = store.next_retry_after(self.sync.open())
@@ -321,7 +321,7 @@ class Daemon:
         if self.shared.progress.get("stage"):
             return f"{self.shared.progress['stage']}: {self.shared.progress['done']}/{self.shared.progress['total']}"
         assert self.sync is not None
-        from indexer.storage import document_store as store
+        from indexer.storage.sqlite import document_store as store
 
         try:
             counts = store.status_counts(self.sync.open())

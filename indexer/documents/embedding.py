@@ -19,7 +19,7 @@ import numpy as np
 
 from indexer.config import DEFAULT_MODEL
 from indexer.errors import IndexerError
-from indexer.storage.vectors import Fingerprint
+from indexer.storage.sqlite.vectors import Fingerprint
 
 
 class Embedder(Protocol):

@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from indexer.config import Config
-from indexer.storage import settings_store
+from indexer.storage.sqlite import settings_store
 
 
 def remembered_roots(db: Path) -> tuple[Path, ...]:

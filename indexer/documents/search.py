@@ -23,8 +23,8 @@ import numpy as np
 from indexer.documents import ranking
 from indexer.documents.vector_matrix import SearchVectors
 from indexer.errors import ValidationError
-from indexer.storage import search_store, vector_log
-from indexer.storage.search_store import Filters
+from indexer.storage.sqlite import search_store, vector_log
+from indexer.storage.sqlite.search_store import Filters
 
 MODES = ("hybrid", "semantic", "keyword")
 FUSIONS = ("score", "rrf")
@@ -313,7 +313,7 @@ def search_database(config: Any, query: str, options: SearchOptions,
                     embedder: Any = None) -> dict[str, Any]:
     """Open the configured database read-only and search it (the model loads only if needed)."""
     from indexer.errors import IndexerError
-    from indexer.storage import driver, migrations
+    from indexer.storage.sqlite import driver, migrations
 
     if not config.db.exists():
         raise IndexerError(f"no database at {config.db}: run `indexer reindex --root DIR` first")

@@ -20,9 +20,9 @@ from indexer.documents.sync import DocumentSync, SyncReport
 from indexer.documents.targets import split_targets
 from indexer.documents.tokenizer import TokenCounter
 from indexer.errors import NotFoundError, ValidationError
-from indexer.storage import document_store as store
-from indexer.storage import search_store
-from indexer.storage.vectors import from_blob, to_blob
+from indexer.storage.sqlite import document_store as store
+from indexer.storage.sqlite import search_store
+from indexer.storage.sqlite.vectors import from_blob, to_blob
 
 
 class DocumentIndexService:

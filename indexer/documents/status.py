@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from indexer.storage import document_store as store
-from indexer.storage import driver, migrations
+from indexer.storage.sqlite import document_store as store
+from indexer.storage.sqlite import driver, migrations
 
 
 def collect_status(db: Path) -> dict[str, Any]:

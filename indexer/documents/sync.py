@@ -2,7 +2,7 @@
 
 The pure parts (discovery rules, change planning, metadata, chunking) live in their own
 modules; this one does the I/O: it reads files, writes through
-:mod:`indexer.storage.document_store`, and runs the embedder in batches across documents,
+:mod:`indexer.storage.sqlite.document_store`, and runs the embedder in batches across documents,
 each batch written in one transaction.
 """
 
@@ -26,9 +26,9 @@ __all__ = ["DocumentSync", "FileProblem", "PrepareFailed", "Prepared", "Progress
            "read_markdown"]
 from indexer.documents.sync_events import Progress, ProgressEvent, Stage, SyncReport
 from indexer.documents.tokenizer import TokenCounter, token_counter_for
-from indexer.storage import document_store as store
-from indexer.storage import driver, migrations, settings_store
-from indexer.storage import summary_store as summaries
+from indexer.storage.sqlite import document_store as store
+from indexer.storage.sqlite import driver, migrations, settings_store
+from indexer.storage.sqlite import summary_store as summaries
 from indexer.timeutil import format_ts, parse_ts
 
 APPLY_BATCH = 200  # documents per write transaction

@@ -2,7 +2,7 @@
 brute-force KNN in numpy instead of sqlite-vec's, kept current incrementally.
 
 :meth:`VectorMatrix.refresh` runs inside the search's read snapshot and asks the vector change
-log (schema 0006, ``storage/vector_log.py``) what changed since the last search: nothing (the
+log (schema 0006, ``storage/sqlite/vector_log.py``) what changed since the last search: nothing (the
 usual case, whatever else was committed: memories, session events) costs one index lookup; an
 edit costs one point lookup per changed vector; only a reset (a new model), a log that was
 pruned past the last position or a change larger than a quarter of the vectors reloads all.
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from indexer.storage import search_store, vector_log
+from indexer.storage.sqlite import search_store, vector_log
 
 
 class VectorMatrix:

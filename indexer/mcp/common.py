@@ -102,7 +102,7 @@ def tool_errors() -> Iterator[None]:
     except OSError as exc:
         raise ToolError(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
     except Exception as exc:
-        driver = sys.modules.get("indexer.storage.driver")
+        driver = sys.modules.get("indexer.storage.sqlite.driver")
         if driver is not None and isinstance(exc, driver.Error):
             raise ToolError(f"database: {exc}") from None
         raise

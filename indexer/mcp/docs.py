@@ -143,7 +143,7 @@ def allowed_roots(state: ServerState) -> list[Path]:
 
 
 def is_indexed(state: ServerState) -> Any:
-    from indexer.storage import document_store, driver
+    from indexer.storage.sqlite import document_store, driver
 
     def check(path: str) -> bool:
         if not Path(state.config.db).exists():
@@ -214,7 +214,7 @@ def register(server: MCPServer, state: ServerState, names: set[str]) -> None:
 
 
 def _title(state: ServerState, path: str) -> str | None:
-    from indexer.storage import document_store, driver
+    from indexer.storage.sqlite import document_store, driver
 
     conn = driver.connect(state.config.db, readonly=True)
     try:
@@ -237,7 +237,7 @@ def _search(state: ServerState, query: str, mode: str, k: int, document_type: st
         served: dict[str, Any] = {"served_by": "daemon", "daemon_pid": (response.get("served_by") or {}).get("daemon_pid")}
     else:
         from indexer.documents.search import SearchOptions, search_database
-        from indexer.storage.search_store import Filters
+        from indexer.storage.sqlite.search_store import Filters
 
         response = search_database(state.config, query, SearchOptions(mode=mode, k=k, filters=Filters(**filters)),
                                    embedder=state)

@@ -1,6 +1,6 @@
 """The factory behind the seam: a database location -> the engine's store and statements.
 
-A path is an SQLite file (:class:`indexer.storage.database.Database`); ``postgresql://…`` is a
+A path is an SQLite file (:class:`indexer.storage.sqlite.database.Database`); ``postgresql://…`` is a
 PostgreSQL server (:class:`indexer.storage.postgres.connection.PostgresDatabase`, imported
 only then: psycopg is an optional dependency, ``pip install 'indexer[postgres]'``).
 """
@@ -33,7 +33,7 @@ def open_agent_database(location: str | Path, *, migrate: bool = True, **setting
         pool = connection.PoolSettings(**settings) if settings else None
         db: AgentDatabase = connection.PostgresDatabase(str(location), migrate=migrate, settings=pool)
         return db
-    from indexer.storage.database import Database
+    from indexer.storage.sqlite.database import Database
 
     return Database(location, migrate=migrate)
 
@@ -50,7 +50,7 @@ def memory_statements(db: Any) -> MemoryStatements:
 
         pg: MemoryStatements = pg_store
         return pg
-    from indexer.storage import memory_store
+    from indexer.storage.sqlite import memory_store
 
     sqlite: MemoryStatements = memory_store
     return sqlite
@@ -63,7 +63,7 @@ def session_statements(db: Any) -> SessionStatements:
 
         pg: SessionStatements = pg_store
         return pg
-    from indexer.storage import session_store
+    from indexer.storage.sqlite import session_store
 
     sqlite: SessionStatements = session_store
     return sqlite
@@ -76,7 +76,7 @@ def task_statements(db: Any) -> TaskStatements:
 
         pg: TaskStatements = pg_store
         return pg
-    from indexer.storage import task_store
+    from indexer.storage.sqlite import task_store
 
     sqlite: TaskStatements = task_store
     return sqlite

@@ -1,6 +1,6 @@
 """A pool of psycopg 3 connections to one PostgreSQL database, and operations run on it.
 
-:class:`PostgresDatabase` has the shape of :class:`indexer.storage.database.Database` that
+:class:`PostgresDatabase` has the shape of :class:`indexer.storage.sqlite.database.Database` that
 the agent services use (``initialize``/``close``/``async with``, ``await run(fn, *args)``):
 ``fn(conn, *args)`` runs as one transaction on a pooled connection, in a worker thread (one
 thread hop per operation, as on SQLite).

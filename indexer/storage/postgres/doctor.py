@@ -12,8 +12,8 @@ from typing import Any
 import psycopg
 
 from indexer.errors import IndexerError
-from indexer.storage.doctor import Check
 from indexer.storage.postgres import migrations
+from indexer.storage.records import Check
 
 MIN_SERVER = 15  # the oldest major version the schema and the tests are written for
 _NAMED = re.compile(r"CREATE (?:UNIQUE )?(TABLE|INDEX) IF NOT EXISTS (\w+)", re.IGNORECASE)
@@ -115,9 +115,12 @@ def status(dsn: str) -> dict[str, Any]:
                 "(SELECT count(*) FROM audit) AS audit_rows FROM memory_entries").fetchone()
             assert row is not None
             info.update(memory_versions=int(row[0]), memory_keys=int(row[1]), audit_rows=int(row[2]))
-            for table in ("sessions", "session_events", "tasks"):  # 0002/0003: absent from an older store
+            # 0002-0004: absent from an older store (its pending migrations say so)
+            for table in ("sessions", "session_events", "tasks", "agents", "checkpoints", "state", "metrics"):
                 present = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
                 if present and present[0]:
                     counted = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
                     info[table] = int(counted[0]) if counted else 0
+            applied = {r[0] for r in conn.execute(f"SELECT name FROM {migrations.VERSION_TABLE}")}
+            info["pending_migrations"] = [m.name for m in migrations.load_migrations() if m.name not in applied]
         return info

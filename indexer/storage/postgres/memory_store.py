@@ -1,5 +1,5 @@
 """SQL of ``memory_entries`` and its audit rows on PostgreSQL: the same functions, with the same
-meaning, as :mod:`indexer.storage.memory_store` (checked against
+meaning, as :mod:`indexer.storage.sqlite.memory_store` (checked against
 :class:`indexer.storage.protocols.MemoryStatements` by mypy and by the conformance tests).
 
 Race-freedom across machines: the service starts every write with :func:`lock_key`, a
@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from indexer.storage import hot_queries
+from indexer.storage.sqlite import hot_queries
 
 Connection = psycopg.Connection[Any]
 

@@ -1,6 +1,6 @@
 """Numbered SQL migrations for PostgreSQL (``schema/postgres/*.sql``), recorded with checksums.
 
-The same rules as :mod:`indexer.storage.migrations` on SQLite: each migration runs in one
+The same rules as :mod:`indexer.storage.sqlite.migrations` on SQLite: each migration runs in one
 transaction with its record (name, SHA-256, applied_at); a recorded checksum that differs from
 the file, or a recorded name this code does not know (a newer database), is refused before
 anything is written. The whole run holds a session-level ``pg_advisory_lock``, so daemons and
@@ -18,8 +18,8 @@ from typing import Any
 import psycopg
 
 from indexer.errors import IndexerError, MigrationError
-from indexer.storage import migrations as sqlite_migrations
-from indexer.storage.migrations import Migration
+from indexer.storage.records import Migration
+from indexer.storage.records import MigrationReport as _BaseReport
 from indexer.timeutil import now_ts
 
 VERSION_TABLE = "schema_migrations"
@@ -39,7 +39,7 @@ class PgState:
 
 
 @dataclass
-class MigrationReport(sqlite_migrations.MigrationReport):
+class MigrationReport(_BaseReport):
     """The SQLite runner's report, with the engine and the server's version."""
 
     engine: str = "postgresql"

@@ -1,5 +1,5 @@
 """SQL of ``sessions`` and ``session_events`` on PostgreSQL: the same functions, with the same
-meaning, as :mod:`indexer.storage.session_store` (checked against
+meaning, as :mod:`indexer.storage.sqlite.session_store` (checked against
 :class:`indexer.storage.protocols.SessionStatements` by mypy and by the tests, which run on both
 engines).
 
@@ -20,7 +20,7 @@ from typing import Any
 
 import psycopg
 
-from indexer.storage import hot_queries
+from indexer.storage.sqlite import hot_queries
 
 Connection = psycopg.Connection[Any]
 

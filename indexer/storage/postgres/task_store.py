@@ -1,5 +1,5 @@
 """SQL of ``tasks``, ``agents``, ``checkpoints`` and their audit rows on PostgreSQL: the same
-functions, with the same meaning, as :mod:`indexer.storage.task_store` (checked against
+functions, with the same meaning, as :mod:`indexer.storage.sqlite.task_store` (checked against
 :class:`indexer.storage.protocols.TaskStatements` by mypy and by tests/test_tasks.py, which runs
 on both engines).
 
@@ -24,7 +24,7 @@ from typing import Any
 
 import psycopg
 
-from indexer.storage import hot_queries
+from indexer.storage.sqlite import hot_queries
 
 Connection = psycopg.Connection[Any]
 
@@ -59,9 +59,9 @@ _DEPS_DONE = (
     f"NOT EXISTS (SELECT 1 FROM {_DEPS.format(table='t')} AS d(value) LEFT JOIN tasks AS p ON p.id = d.value "
     "WHERE p.status IS DISTINCT FROM 'completed')"
 )
-# ties (same priority, same millisecond) by id: SQLite breaks them by insertion (rowid), which
-# PostgreSQL has no stable equivalent of
-_CLAIM_ORDER = "ORDER BY t.priority DESC, t.submitted_at ASC, t.id ASC LIMIT 1 FOR UPDATE OF t SKIP LOCKED"
+# Priority, then submission time, then insertion order (seq, schema/postgres/0005): the same rule as
+# SQLite's claim (hot_queries.TASK_CLAIM, whose index ends in the rowid).
+_CLAIM_ORDER = "ORDER BY t.priority DESC, t.submitted_at ASC, t.seq ASC LIMIT 1 FOR UPDATE OF t SKIP LOCKED"
 CLAIM = f"SELECT t.id FROM tasks AS t WHERE t.status = 'pending' AND {_DEPS_DONE} {_CLAIM_ORDER}"
 CLAIM_TYPE = f"SELECT t.id FROM tasks AS t WHERE t.status = 'pending' AND t.agent_type = %s AND {_DEPS_DONE} {_CLAIM_ORDER}"
 RECLAIM = (

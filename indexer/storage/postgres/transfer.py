@@ -20,8 +20,8 @@ from typing import Any
 import psycopg
 
 from indexer.errors import IndexerError
-from indexer.storage import driver
 from indexer.storage.postgres import migrations
+from indexer.storage.sqlite import driver
 
 MEMORY_COLUMNS = ("id", "namespace", "key", "value", "memory_type", "version", "is_deleted", "metadata",
                   "created_by", "updated_by", "created_at", "updated_at")
@@ -44,7 +44,7 @@ TABLES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("audit", AUDIT_COLUMNS, "id"),
     ("sessions", SESSION_COLUMNS, "id"),
     ("session_events", EVENT_COLUMNS, "session_id, seq"),
-    ("tasks", TASK_COLUMNS, "id"),
+    ("tasks", TASK_COLUMNS, "rowid"),  # insertion order: the claim order's last key (seq)
     ("agents", AGENT_COLUMNS, "id"),
     ("checkpoints", CHECKPOINT_COLUMNS, "task_id, iteration"),
     ("state", STATE_COLUMNS, "id"),

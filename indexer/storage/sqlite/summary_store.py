@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from indexer.storage.vectors import to_blob
+from indexer.storage.sqlite.vectors import to_blob
 from indexer.timeutil import now_ts
 
 

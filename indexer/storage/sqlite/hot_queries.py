@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from indexer.storage.driver import Connection
+from indexer.storage.sqlite.driver import Connection
 
 SESSION_BY_ID = "SELECT * FROM sessions WHERE id = ?"
 # A page of a session's events after a sequence number (schema/0004_session_events.sql).
@@ -64,7 +64,7 @@ TASK_DEQUEUE = (
     "SELECT id FROM tasks WHERE status = 'pending' "
     "ORDER BY priority DESC, submitted_at ASC LIMIT 1"
 )
-# Tasks (indexer/storage/task_store.py). A pending task is runnable when none of its
+# Tasks (indexer/storage/sqlite/task_store.py). A pending task is runnable when none of its
 # dependencies is anything but completed (blocked tasks wait in status 'blocked'; the check
 # here also holds for rows written by other code). json_each walks one row's JSON array; a
 # value that is not JSON (a row written by other code) counts as no dependencies instead of
@@ -74,13 +74,16 @@ _DEPS_DONE = (
     f"NOT EXISTS (SELECT 1 FROM {_DEPS.format(table='t')} AS d LEFT JOIN tasks AS p ON p.id = d.value "
     "WHERE p.status IS NOT 'completed')"
 )
+# Priority, then submission time, then insertion order (the rowid, which ends every index
+# entry, so idx_tasks_status_priority still gives the order): PostgreSQL's claim has the same rule
+# (its seq column, schema/postgres/0005).
 TASK_CLAIM = (
     f"SELECT t.id FROM tasks AS t WHERE t.status = 'pending' AND {_DEPS_DONE} "
-    "ORDER BY t.priority DESC, t.submitted_at ASC LIMIT 1"
+    "ORDER BY t.priority DESC, t.submitted_at ASC, t.rowid ASC LIMIT 1"
 )
 TASK_CLAIM_TYPE = (
     f"SELECT t.id FROM tasks AS t WHERE t.status = 'pending' AND t.agent_type = ? AND {_DEPS_DONE} "
-    "ORDER BY t.priority DESC, t.submitted_at ASC LIMIT 1"
+    "ORDER BY t.priority DESC, t.submitted_at ASC, t.rowid ASC LIMIT 1"
 )
 # Every running task, oldest heartbeat (last_updated_at) first, with the busy agent holding
 # it and that claim's lease: the partial index idx_tasks_running_timeout holds only these.

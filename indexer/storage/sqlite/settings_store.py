@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from indexer.storage import driver, migrations, transactions
-from indexer.storage.driver import Connection
+from indexer.storage.sqlite import driver, migrations, transactions
+from indexer.storage.sqlite.driver import Connection
 from indexer.timeutil import now_ts
 
 TABLE = "index_settings"

@@ -5,12 +5,11 @@ the file, applied_at); a recorded checksum that differs from the file, or a reco
 this code does not know (a newer database), is refused before anything is written; an
 up-to-date database is only read, through a read-only connection. A legacy database (made by
 the reference implementation, no version table) is adopted in one transaction, after a
-backup copy, by :mod:`indexer.storage.legacy`.
+backup copy, by :mod:`indexer.storage.sqlite.legacy`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.resources
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -20,8 +19,9 @@ from typing import Any
 from indexer.errors import MigrationError, SchemaError
 from indexer.locations import refuse_postgres
 from indexer.paths import private_dir
-from indexer.storage import driver, legacy, transactions
-from indexer.storage.driver import Connection
+from indexer.storage.records import Migration, MigrationReport
+from indexer.storage.sqlite import driver, legacy, transactions
+from indexer.storage.sqlite.driver import Connection
 from indexer.timeutil import now_ts
 
 VERSION_TABLE = "schema_migrations"
@@ -32,34 +32,10 @@ VERSION_DDL = (
 
 
 @dataclass(frozen=True)
-class Migration:
-    name: str
-    sql: str
-
-    @property
-    def checksum(self) -> str:
-        return hashlib.sha256(self.sql.encode("utf-8")).hexdigest()
-
-
-@dataclass(frozen=True)
 class DbState:
     kind: str  # missing | empty | current | legacy
     applied: dict[str, str] = field(default_factory=dict)
     tables: frozenset[str] = frozenset()
-
-
-@dataclass
-class MigrationReport:
-    path: str
-    kind: str
-    pending: list[str]
-    applied: list[str] = field(default_factory=list)
-    dry_run: bool = False
-    backup: str | None = None
-    legacy: dict[str, Any] | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 def load_migrations(directory: Path | None = None) -> list[Migration]:

@@ -1,7 +1,7 @@
 """The package's one transaction primitive and its one busy-retry helper.
 
 Every ``BEGIN`` of the package is in this module. :func:`transaction` is a context manager on
-a sync connection (one of :func:`indexer.storage.driver.connect`, autocommit mode):
+a sync connection (one of :func:`indexer.storage.sqlite.driver.connect`, autocommit mode):
 ``BEGIN`` (a read snapshot) or ``BEGIN IMMEDIATE`` (the write lock first, so no
 read-then-write race with another process), ``COMMIT`` on success, ``ROLLBACK`` on any
 error, including a failed ``COMMIT``; ``ROLLBACK`` only while a transaction is open (SQLite
@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from indexer.storage import driver
-from indexer.storage.driver import Connection
+from indexer.storage.sqlite import driver
+from indexer.storage.sqlite.driver import Connection
 
 RETRY_SECONDS = 30.0
 SQLITE_BUSY = 5

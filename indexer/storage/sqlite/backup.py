@@ -19,7 +19,7 @@ from typing import Any
 
 from indexer.errors import IndexerError
 from indexer.paths import private_dir
-from indexer.storage import driver, migrations
+from indexer.storage.sqlite import driver, migrations
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """One sqlite connection owned by one dedicated thread, driven from asyncio.
 
-:class:`ConnectionThread` is what :class:`indexer.storage.database.Database` runs its SQL on:
+:class:`ConnectionThread` is what :class:`indexer.storage.sqlite.database.Database` runs its SQL on:
 a daemon thread that opens the connection, then runs the functions queued to it one at a
 time and hands each result (or exception) back to the awaiting event loop through a future.
 One thread hop per call, as aiosqlite does, but with a public surface this package owns.
@@ -21,7 +21,7 @@ from queue import SimpleQueue
 from typing import Any, TypeVar
 
 from indexer.errors import IndexerError
-from indexer.storage.driver import Connection, Row
+from indexer.storage.sqlite.driver import Connection, Row
 
 T = TypeVar("T")
 EXIT_JOIN_SECONDS = 10.0
@@ -39,7 +39,7 @@ def _deliver(future: asyncio.Future[Any], result: Any, error: BaseException | No
 
 class ConnectionThread:
     """The connection made by ``connector``, used only from this thread (or, by
-    :meth:`indexer.storage.database.Database.run`'s inline path, while :attr:`idle`)."""
+    :meth:`indexer.storage.sqlite.database.Database.run`'s inline path, while :attr:`idle`)."""
 
     def __init__(self, connector: Callable[[], Connection], *, name: str = "indexer-db") -> None:
         self._connector = connector

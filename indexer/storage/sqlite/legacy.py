@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, cast
 
 from indexer.errors import MigrationError
-from indexer.storage import driver, transactions
-from indexer.storage.driver import Connection, SqlValue
+from indexer.storage.sqlite import driver, transactions
+from indexer.storage.sqlite.driver import Connection, SqlValue
 from indexer.timeutil import is_canonical, to_rfc3339
 
 LEGACY_CORE = ("tasks", "agents", "state", "audit", "metrics", "checkpoints")

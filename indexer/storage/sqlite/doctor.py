@@ -8,12 +8,12 @@ transaction that is always rolled back.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from indexer.storage import driver, hot_queries, introspect, migrations, transactions
-from indexer.storage.driver import Connection
+from indexer.storage.records import Check
+from indexer.storage.sqlite import driver, hot_queries, introspect, migrations, transactions
+from indexer.storage.sqlite.driver import Connection
 
 REQUIRED_TABLES = (
     "sessions", "memory_entries", "document_index", "tasks", "agents",
@@ -67,17 +67,6 @@ JSON_PROBES = (
     ("json_check.memory_entries.value",
      "INSERT INTO memory_entries (namespace, key, value, memory_type) VALUES ('temp:doctor', 'k', '{bad', 'semantic')"),
 )
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    ok: bool
-    observed: Any
-    expected: Any = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _index_columns(info: dict[str, Any]) -> tuple[str, ...]:

@@ -3,7 +3,7 @@
 
 Plain synchronous functions on the SQLite connection: the service runs a whole operation
 (its statements, its audit rows, the commit) as one call of
-:meth:`indexer.storage.database.Database.run`, inside ``BEGIN IMMEDIATE``, so a task read
+:meth:`indexer.storage.sqlite.database.Database.run`, inside ``BEGIN IMMEDIATE``, so a task read
 here and then changed cannot be changed by another process in between. The rules (which
 transition is legal, when a lease has expired) are the service's; these functions only read
 and write rows. :mod:`indexer.storage.postgres.task_store` offers the same functions on
@@ -16,8 +16,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from indexer.storage import hot_queries
-from indexer.storage.driver import Connection
+from indexer.storage.sqlite import hot_queries
+from indexer.storage.sqlite.driver import Connection
 
 TASK_COLUMNS = (
     "id, prompt, agent_type, priority, status, input_data, result_data, error_message, retry_count, "

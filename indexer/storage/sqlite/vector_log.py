@@ -14,9 +14,9 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from indexer.storage import transactions
-from indexer.storage.document_store import VEC_TABLE, vector_table_exists
-from indexer.storage.driver import Connection
+from indexer.storage.sqlite import transactions
+from indexer.storage.sqlite.document_store import VEC_TABLE, vector_table_exists
+from indexer.storage.sqlite.driver import Connection
 
 CHUNKS, SUMMARIES, RESET = 0, 1, 2  # vector_changes.kind
 

@@ -1,7 +1,7 @@
 """SQL of ``session_events`` (schema/0004_session_events.sql): a session's events as rows.
 
 Each function takes the connection of an operation already inside its transaction
-(:meth:`indexer.storage.database.Database.run`). An append is one indexed INSERT whatever the
+(:meth:`indexer.storage.sqlite.database.Database.run`). An append is one indexed INSERT whatever the
 session's length: its ``seq`` is ``max(seq) + 1`` of that session, read in the same statement;
 under the write lock (``BEGIN IMMEDIATE``) no other writer comes in between, and the unique
 index on (session_id, seq) refuses a duplicate should one ever try. Sequence numbers are
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from indexer.storage import hot_queries
-from indexer.storage.driver import Connection
+from indexer.storage.sqlite import hot_queries
+from indexer.storage.sqlite.driver import Connection
 
 INSERT = (
     "INSERT INTO session_events (session_id, seq, created_at, type, payload) "

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from indexer.storage.document_store import VEC_TABLE
-from indexer.storage.document_store import vector_table_exists as vector_table_exists  # the searcher asks here
-from indexer.storage.driver import Connection
-from indexer.storage.vectors import to_blob
+from indexer.storage.sqlite.document_store import VEC_TABLE
+from indexer.storage.sqlite.document_store import vector_table_exists as vector_table_exists  # the searcher asks here
+from indexer.storage.sqlite.driver import Connection
+from indexer.storage.sqlite.vectors import to_blob
 
 EXACT_LIMIT = 20_000  # filtered candidate sets up to this size are scored exactly
 MAX_K = 4096

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from indexer.storage.driver import Connection
+from indexer.storage.sqlite.driver import Connection
 
 _WS = re.compile(r"\s+")
 

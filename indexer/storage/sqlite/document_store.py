@@ -1,6 +1,6 @@
 """SQL of the document tables: rows, chunks, vectors (sqlite-vec) and the embedding settings.
 
-Functions take a connection from :func:`indexer.storage.driver.connect`; the caller owns
+Functions take a connection from :func:`indexer.storage.sqlite.driver.connect`; the caller owns
 transactions (see :func:`write`). Vectors live in the ``chunk_vectors`` vec0 table keyed by
 chunk id; a trigger deletes a chunk's vector with the chunk, and chunks go with their
 document (ON DELETE CASCADE), so no orphan vector or FTS row can remain.
@@ -16,10 +16,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from indexer.storage import driver, transactions
-from indexer.storage.driver import Connection
-from indexer.storage.summary_store import replace_summary
-from indexer.storage.vectors import Fingerprint, from_blob, mean_vector, to_blob
+from indexer.storage.sqlite import driver, transactions
+from indexer.storage.sqlite.driver import Connection
+from indexer.storage.sqlite.summary_store import replace_summary
+from indexer.storage.sqlite.vectors import Fingerprint, from_blob, mean_vector, to_blob
 from indexer.timeutil import now_ts
 
 VEC_TABLE = "chunk_vectors"
@@ -50,7 +50,7 @@ class ChunkRow:
 
 def write(conn: Connection) -> AbstractContextManager[Connection]:
     """One write transaction (``BEGIN IMMEDIATE``, retried while another process writes),
-    rolled back on any error: :func:`indexer.storage.transactions.transaction`."""
+    rolled back on any error: :func:`indexer.storage.sqlite.transactions.transaction`."""
     return transactions.transaction(conn)
 
 

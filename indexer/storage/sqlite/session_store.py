@@ -1,10 +1,10 @@
 """SQL of ``sessions``, for :class:`indexer.agent.sessions.SessionService`.
 
 Synchronous functions on the SQLite connection, run by the service as one operation per hop
-(:meth:`indexer.storage.database.Database.run`). State is changed inside SQLite by one UPDATE
+(:meth:`indexer.storage.sqlite.database.Database.run`). State is changed inside SQLite by one UPDATE
 (``json_set`` / ``json_remove``), never read, modified in Python and written back: writers
 from several processes cannot lose each other's keys. Events are rows of ``session_events``
-(:mod:`indexer.storage.event_store`); the ``events`` column of ``sessions`` stays ``'[]'``.
+(:mod:`indexer.storage.sqlite.event_store`); the ``events`` column of ``sessions`` stays ``'[]'``.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from indexer.storage import event_store, hot_queries
-from indexer.storage.driver import Connection
+from indexer.storage.sqlite import event_store, hot_queries
+from indexer.storage.sqlite.driver import Connection
 
 OPEN_STATUSES = ("created", "active", "paused")  # events and state may change
 

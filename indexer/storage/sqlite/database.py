@@ -12,9 +12,10 @@ from typing import Any, TypeVar
 from indexer.aio import settle
 from indexer.errors import IndexerError
 from indexer.locations import is_postgres
-from indexer.storage import driver, hot_queries, migrations, transactions
-from indexer.storage.driver import Connection
-from indexer.storage.worker import AsyncConnection, ConnectionThread
+from indexer.storage.records import MigrationReport
+from indexer.storage.sqlite import driver, hot_queries, migrations, transactions
+from indexer.storage.sqlite.driver import Connection
+from indexer.storage.sqlite.worker import AsyncConnection, ConnectionThread
 
 T = TypeVar("T")
 
@@ -42,7 +43,7 @@ class Database:
         self._worker: ConnectionThread | None = None
         self._closer: weakref.finalize[[], Database] | None = None
         self._lock = asyncio.Lock()
-        self.migration_report: migrations.MigrationReport | None = None
+        self.migration_report: MigrationReport | None = None
 
     @property
     def in_memory(self) -> bool:
@@ -109,7 +110,7 @@ class Database:
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on any error), statement by statement.
 
-        :func:`indexer.storage.transactions.begin` on the connection's thread: the write
+        :func:`indexer.storage.sqlite.transactions.begin` on the connection's thread: the write
         lock first, retried with back-off for up to 30 s while another process holds it.
 
         A cancelled caller cannot stop the thread, so each step is awaited to its end

@@ -2,7 +2,7 @@
 
 The functions are synchronous and take the SQLite connection itself; the service runs a whole
 operation (its statements, its audit row, the commit) as one call through
-:meth:`indexer.storage.database.Database.run`, on the connection's thread: one thread hop per
+:meth:`indexer.storage.sqlite.database.Database.run`, on the connection's thread: one thread hop per
 operation (~0.1-0.3 ms on a 2-core VM, as much as the SQL of a write) instead of one per
 statement.
 
@@ -21,8 +21,8 @@ import json
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from indexer.storage import driver, hot_queries
-from indexer.storage.driver import Connection
+from indexer.storage.sqlite import driver, hot_queries
+from indexer.storage.sqlite.driver import Connection
 
 T = TypeVar("T")
 
