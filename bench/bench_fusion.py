@@ -43,6 +43,7 @@ from indexer.storage.sqlite.vectors import from_blob  # noqa: E402
 CORPORA = Path(os.environ.get("INDEXER_TEST_CORPORA") or Path(__file__).resolve().parents[2] / "shared" / "corpora")
 QUERIES = Path(__file__).with_name("queries.json")
 PARAPHRASES = Path(__file__).with_name("queries_paraphrase.json")  # the second style: no shared word
+FRESH = Path(__file__).with_name("queries_fresh.json")  # written blind; judged (--show-heldout), never tuned on
 DEPTH = 200  # chunks per ranker, as the product fetches for k=10
 
 
@@ -58,6 +59,7 @@ class Evidence:
     qvec: np.ndarray
     coverage: dict[int, float]  # doc -> IDF coverage of its best BM25 chunk (ranking.idf_coverage)
     items: dict[int, float]  # doc -> cosine of its best list item ("- what it does:" line), with --items
+    sem_coverage: dict[int, float] | None = None  # doc -> IDF coverage of its best chunk, for semantic's top docs
 
 
 class Corpus:
@@ -69,6 +71,9 @@ class Corpus:
         matrix = VectorMatrix()
         matrix.refresh(conn)
         self.doc_of = {int(c): int(d) for c, d in conn.execute("SELECT id, document_id FROM document_chunks")}
+        self.chunks_of: dict[int, list[int]] = {}
+        for chunk, doc in self.doc_of.items():
+            self.chunks_of.setdefault(doc, []).append(chunk)
         rows = conn.execute("SELECT id, file_path, title, embedding_blob FROM document_index ORDER BY id").fetchall()
         if only:
             rows = [r for r in rows if r[1].startswith(only.rstrip("/") + "/")]
@@ -146,6 +151,14 @@ class Corpus:
             summary=self.top(self.summary_matrix, self.doc_ids, qv), summary_core=self.top(self.summary_matrix, self.doc_ids, cv),
             mean=self.top(self.mean_matrix, self.doc_ids, qv), coverage=self.coverage(text, bm25),
             items=self.top_items(qv))
+
+    def doc_coverage(self, text: str, doc_ids: list[int]) -> dict[int, float]:
+        """Each document's IDF coverage: its best chunk's, over all of its chunks (the whole
+        document, whether or not BM25's top chunks hold it)."""
+        chunks = [c for d in doc_ids for c in self.chunks_of.get(d, [])]
+        total, counts, matches = term_matches(self.conn, text, chunks)
+        per_chunk = ranking.idf_coverage(matches, {t: ranking.idf(n, total) for t, n in counts.items()})
+        return {d: max((per_chunk.get(c, 0.0) for c in self.chunks_of.get(d, [])), default=0.0) for d in doc_ids}
 
     def coverage(self, text: str, bm25: dict[int, float]) -> dict[int, float]:
         """Each BM25 document's IDF coverage (its best chunk's), as the product computes it."""
@@ -258,6 +271,38 @@ def item_variants() -> dict[str, Callable[[Evidence], list[int]]]:
     return v
 
 
+def contrast(e: Evidence, gate: ranking.EvidenceGate, width: float, floor: float = 0.0,
+             question: float = 0.1, other: float = 0.3) -> list[int]:
+    """The gate, further scaled by how much more of the query's IDF mass BM25's best document
+    holds than semantic's best: min(1, max(floor, (coverage(bm25 top) - coverage(semantic top)) / width)).
+    BM25 then speaks when it knows words semantic's choice lacks, not when both hold them."""
+    sem = with_summary(e, 0.2, combine="sum")
+    kw = keyword(e)
+    evidence = ranking.keyword_evidence(kw, sem, e.coverage, 10)
+    top_sem = docs(sem)[0]
+    cov_sem = (e.sem_coverage or {}).get(top_sem, e.coverage.get(top_sem, 0.0))
+    gap = evidence.coverage - cov_sem
+    scale = 1.0 if width <= 0 else min(1.0, max(floor, gap / width))
+    weight = shape_weight(e, question, other) * gate.factor(evidence) * scale
+    if weight <= 0 or not kw:
+        return docs(sem)
+    low = min(sem.values())
+    return docs(ranking.weighted_sum({"semantic": {d: sem.get(d, low) for d in sem.keys() | kw.keys()},
+                                      "keyword": ranking.gated_keyword_scores(kw, e.coverage, gate.doc_power)},
+                                     {"semantic": 1.0, "keyword": weight}))
+
+
+def contrast_variants() -> dict[str, Callable[[Evidence], list[int]]]:
+    G = ranking.EvidenceGate
+    v: dict[str, Callable[[Evidence], list[int]]] = {}
+    for lo in (0.5, 0.7):
+        for width in (0.05, 0.1, 0.2, 0.3):
+            for floor in (0.0, 0.5):
+                v[f"contrast: gate>={lo} x gap/{width} (floor {floor})"] = (
+                    lambda e, lo=lo, width=width, floor=floor: contrast(e, G(lo, 0.9, lo, 0.0, 1.0), width, floor))
+    return v
+
+
 def gated_variants() -> dict[str, Callable[[Evidence], list[int]]]:
     G = ranking.EvidenceGate
     v: dict[str, Callable[[Evidence], list[int]]] = {}
@@ -323,6 +368,7 @@ def variants() -> dict[str, Callable[[Evidence], list[int]]]:
             v[f"score fusion by shape q={q} other={o} + summary {b}"] = (
                 lambda e, q=q, o=o, b=b: score_fusion(e, shape_weight(e, q, o), with_summary(e, b, combine="sum")))
     v.update(gated_variants())
+    v.update(contrast_variants())
     return v
 
 
@@ -337,7 +383,8 @@ def query_vectors(texts: list[str], embedder, directory: Path) -> dict[str, np.n
     return dict(zip(texts, vectors))
 
 
-SHORT = {"concept": "conc", "howto": "howto", "keyword": "kw", "paraphrase": "para", "paraphrase-howto": "p-howto"}
+SHORT = {"concept": "conc", "howto": "howto", "keyword": "kw", "paraphrase": "para", "paraphrase-howto": "p-howto",
+         "fresh-concept": "f-conc", "fresh-howto": "f-howto", "fresh-keyword": "f-kw", "fresh-paraphrase": "f-para"}
 MISSING = 11  # the rank of an answer not in the top 10, for counting harm
 
 
@@ -379,7 +426,7 @@ def main() -> None:
     args = parser.parse_args()
     embedder = make_embedder(load_config({}).model, threads=os.cpu_count() or 1, backend=args.backend,
                              cache_dir=args.db.parent / "models")
-    queries = json.loads(QUERIES.read_text())["queries"] + json.loads(PARAPHRASES.read_text())["queries"]
+    queries = [q for path in (QUERIES, PARAPHRASES, FRESH) for q in json.loads(path.read_text())["queries"]]
     cache = query_vectors(sorted({t for q in queries for t in (q["q"], ranking.question_core(q["q"]))}),
                           embedder, args.db.parent)
     if args.corpus == "tldr":
@@ -395,6 +442,8 @@ def main() -> None:
         return cache[text]
 
     evidence = [CORPUS.evidence(q, embed) for q in queries]
+    for e in evidence:  # the IDF coverage of semantic's own best documents (contrast gates)
+        e.sem_coverage = CORPUS.doc_coverage(e.query["q"], docs(with_summary(e, 0.2, combine="sum"))[:3])
     results: dict[str, dict[str, dict[str, float]]] = {}
     every = variants()
     if args.items:
@@ -406,17 +455,21 @@ def main() -> None:
     for name, variant in every.items():
         if args.only and args.only not in name and name != SEMANTIC:
             continue
-        rows: dict[str, list] = {"tune": [], "heldout": []}
+        rows: dict[str, list] = {"tune": [], "heldout": [], "judge": []}
         for e in evidence:
             relevant = {str(CORPORA / r) for r in e.query["relevant"]}
             rows[e.query["split"]].append((e.query, *metrics(variant(e), relevant)))
-        results[name] = {split: summarise(r, reference) for split, r in rows.items()}
+        results[name] = {split: summarise(r, reference) for split, r in rows.items() if r}
         t, h = results[name]["tune"], results[name]["heldout"]
+        j = results[name].get("judge")
         print(f"{name:66} tune {t['mrr@10']:.3f} worse {t['worse']:2.0f} better {t['better']:2.0f} | "
               + " ".join(f"{SHORT.get(k[4:-1], k[4:-1])} {v:.3f}" for k, v in t.items() if k.startswith("mrr["))
               + (f" || heldout {h['mrr@10']:.3f} worse {h['worse']:.0f} | "
                  + " ".join(f"{SHORT.get(k[4:-1], k[4:-1])} {v:.3f}" for k, v in h.items() if k.startswith("mrr["))
-                 if args.show_heldout else ""), flush=True)
+                 if args.show_heldout else "")
+              + (f" || judge {j['mrr@10']:.3f} worse {j['worse']:.0f} | "
+                 + " ".join(f"{SHORT.get(k[4:-1], k[4:-1])} {v:.3f}" for k, v in j.items() if k.startswith("mrr["))
+                 if args.show_heldout and j else ""), flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 

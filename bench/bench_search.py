@@ -44,21 +44,23 @@ from indexer.storage.sqlite.vectors import to_blob  # noqa: E402
 CORPORA = Path(os.environ.get("INDEXER_TEST_CORPORA") or Path(__file__).resolve().parents[2] / "shared" / "corpora")
 QUERIES = Path(__file__).with_name("queries.json")
 PARAPHRASES = Path(__file__).with_name("queries_paraphrase.json")  # second style: no word of the answer's page
-QUERY_SETS = {"queries": QUERIES, "paraphrase": PARAPHRASES}
+# A third set, written blind (by someone given only the corpora): judged, never tuned on.
+FRESH = Path(__file__).with_name("queries_fresh.json")
+QUERY_SETS = {"queries": QUERIES, "paraphrase": PARAPHRASES, "fresh": FRESH}
 ROOTS = (CORPORA / "tldr" / "pages", CORPORA / "rust-rfcs" / "text")
 MODES = ("keyword", "semantic", "hybrid")
-SPLITS = ("heldout", "tune")
+SPLITS = ("heldout", "tune", "judge")
 
 
-def load_queries(paths: tuple[Path, ...] = (QUERIES, PARAPHRASES)) -> list[dict]:
-    """The labelled queries of both styles; every relevant file must exist (a typo would count as a miss)."""
+def load_queries(paths: tuple[Path, ...] = (QUERIES, PARAPHRASES, FRESH)) -> list[dict]:
+    """The labelled queries of every set; every relevant file must exist (a typo would count as a miss)."""
     queries = [{**q, "set": path.name} for path in paths for q in json.loads(path.read_text())["queries"]]
     missing = sorted({r for q in queries for r in q["relevant"] if not (CORPORA / r).is_file()})
     if missing:
         raise SystemExit(f"error: {len(missing)} labelled files do not exist under {CORPORA}: {missing[:5]}")
     bad = [q["q"] for q in queries if q.get("split") not in SPLITS]
     if bad:
-        raise SystemExit(f"error: queries without a tune/heldout split: {bad[:5]}")
+        raise SystemExit(f"error: queries without a tune/heldout/judge split: {bad[:5]}")
     return queries
 
 
@@ -134,7 +136,8 @@ def bench_quality(db: Path, backend: str, queries: list[dict], filters: Filters 
         by_mode = {mode: ranks(conn, embed, queries, mode, matrix, filters) for mode in MODES}
         for split in SPLITS:
             subset = [q for q in queries if q["split"] == split]
-            result[split] = {mode: evaluate(subset, by_mode, mode) for mode in MODES}
+            if subset:
+                result[split] = {mode: evaluate(subset, by_mode, mode) for mode in MODES}
     finally:
         conn.close()
     return result
@@ -142,7 +145,7 @@ def bench_quality(db: Path, backend: str, queries: list[dict], filters: Filters 
 
 def print_quality(result: dict[str, object]) -> None:
     print(f"index {result['db']}: {result['documents']} documents, {result['chunks']} chunks, {result['db_mb']} MB")
-    for split in SPLITS:
+    for split in (s for s in SPLITS if s in result):
         table = result[split]
         kinds = sorted({k[7:-1] for k in table["hybrid"] if k.startswith("mrr@10[")}, key=lambda k: (k.endswith(".json"), k))
         sizes = ", ".join(f"{k} {table['hybrid'][f'n[{k}]']}" for k in kinds)

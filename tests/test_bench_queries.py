@@ -51,3 +51,16 @@ def test_every_paraphrase_query_avoids_its_pages_words_and_the_sets_are_split():
         splits = [q["split"] for q in json.loads(path.read_text())["queries"]]
         assert set(splits) == {"tune", "heldout"} and abs(splits.count("tune") - splits.count("heldout")) <= len(splits) // 20
     assert {Path(r).parts[0] for q in queries for r in q["relevant"]} == {"tldr", "rust-rfcs"}
+
+
+def test_the_fresh_judge_set_is_whole_and_never_split_for_tuning():
+    """bench/queries_fresh.json: an independent set, only ever judged (split 'judge'), every
+    labelled file present, no question twice, its source page among its answers."""
+    root = full_corpus().root
+    queries = json.loads((BENCH / "queries_fresh.json").read_text())["queries"]
+    assert len(queries) >= 150 and {q["split"] for q in queries} == {"judge"}
+    assert {q["kind"] for q in queries} == {"fresh-howto", "fresh-concept", "fresh-keyword", "fresh-paraphrase"}
+    assert len({q["q"].lower() for q in queries}) == len(queries)
+    assert all(q["source"] in q["relevant"] for q in queries)
+    missing = [r for q in queries for r in q["relevant"] if not (root / r).is_file()]
+    assert missing == []
