@@ -231,12 +231,16 @@ SEMANTIC = "semantic + summary b=0.2"  # the product's semantic mode: the refere
 
 
 def gated(e: Evidence, gate: ranking.EvidenceGate, question: float = 0.1, other: float = 0.3,
-          agree_k: int = 10) -> list[int]:
-    """The product's hybrid: score fusion by shape, BM25's weight scaled by its evidence."""
+          agree_k: int = 10, scale: Callable[[Evidence, dict[int, float], ranking.KeywordEvidence], float] | None = None
+          ) -> list[int]:
+    """The product's hybrid: score fusion by shape, BM25's weight scaled by its evidence (and by
+    ``scale``, a variant's further factor)."""
     sem = with_summary(e, 0.2, combine="sum")
     kw = keyword(e)
     evidence = ranking.keyword_evidence(kw, sem, e.coverage, agree_k)
     weight = shape_weight(e, question, other) * gate.factor(evidence)
+    if weight > 0 and scale is not None:
+        weight *= scale(e, sem, evidence)
     if weight <= 0 or not kw:
         return docs(sem)
     floor = min(sem.values())
@@ -271,25 +275,15 @@ def item_variants() -> dict[str, Callable[[Evidence], list[int]]]:
     return v
 
 
-def contrast(e: Evidence, gate: ranking.EvidenceGate, width: float, floor: float = 0.0,
-             question: float = 0.1, other: float = 0.3) -> list[int]:
-    """The gate, further scaled by how much more of the query's IDF mass BM25's best document
-    holds than semantic's best: min(1, max(floor, (coverage(bm25 top) - coverage(semantic top)) / width)).
-    BM25 then speaks when it knows words semantic's choice lacks, not when both hold them."""
-    sem = with_summary(e, 0.2, combine="sum")
-    kw = keyword(e)
-    evidence = ranking.keyword_evidence(kw, sem, e.coverage, 10)
-    top_sem = docs(sem)[0]
-    cov_sem = (e.sem_coverage or {}).get(top_sem, e.coverage.get(top_sem, 0.0))
-    gap = evidence.coverage - cov_sem
-    scale = 1.0 if width <= 0 else min(1.0, max(floor, gap / width))
-    weight = shape_weight(e, question, other) * gate.factor(evidence) * scale
-    if weight <= 0 or not kw:
-        return docs(sem)
-    low = min(sem.values())
-    return docs(ranking.weighted_sum({"semantic": {d: sem.get(d, low) for d in sem.keys() | kw.keys()},
-                                      "keyword": ranking.gated_keyword_scores(kw, e.coverage, gate.doc_power)},
-                                     {"semantic": 1.0, "keyword": weight}))
+def contrast(width: float, floor: float = 0.0) -> Callable[[Evidence, dict[int, float], ranking.KeywordEvidence], float]:
+    """A further factor on BM25's weight: how much more of the query's IDF mass BM25's best
+    document holds than semantic's best, min(1, max(floor, gap / width)). BM25 then speaks when
+    it knows words that semantic's choice lacks, not when both hold them."""
+    def scale(e: Evidence, sem: dict[int, float], evidence: ranking.KeywordEvidence) -> float:
+        top_sem = docs(sem)[0]
+        gap = evidence.coverage - (e.sem_coverage or {}).get(top_sem, e.coverage.get(top_sem, 0.0))
+        return 1.0 if width <= 0 else min(1.0, max(floor, gap / width))
+    return scale
 
 
 def contrast_variants() -> dict[str, Callable[[Evidence], list[int]]]:
@@ -299,7 +293,8 @@ def contrast_variants() -> dict[str, Callable[[Evidence], list[int]]]:
         for width in (0.05, 0.1, 0.2, 0.3):
             for floor in (0.0, 0.5):
                 v[f"contrast: gate>={lo} x gap/{width} (floor {floor})"] = (
-                    lambda e, lo=lo, width=width, floor=floor: contrast(e, G(lo, 0.9, lo, 0.0, 1.0), width, floor))
+                    lambda e, lo=lo, width=width, floor=floor: gated(e, G(lo, 0.9, lo, 0.0, 1.0),
+                                                                     scale=contrast(width, floor)))
     return v
 
 
