@@ -3,9 +3,15 @@
 The same rules as :mod:`indexer.storage.migrations` on SQLite: each migration runs in one
 transaction with its record (name, SHA-256, applied_at); a recorded checksum that differs from
 the file, or a recorded name this code does not know (a newer database), is refused before
-anything is written. The whole run holds a session-level ``pg_advisory_lock``, so daemons and
-CLIs starting together do not race: exactly one applies, the others wait, then find nothing
-pending. The DDL is idempotent (``IF NOT EXISTS``) besides.
+anything is written. Daemons and CLIs starting together do not race: each migration's
+transaction first takes a transaction-scoped ``pg_advisory_xact_lock`` and reads again what is
+applied, so each migration is applied by exactly one of them, in order; the others wait, then
+find it done, and return once nothing is pending. No session state is involved: a session-level
+lock (held across transactions) breaks behind PgBouncer in transaction mode, where consecutive
+transactions of one client may run on different server connections, so a lock and its unlock
+land on different backends (the lock leaks, two migrators hold it at once); and the migrator's
+connections never use server-side prepared statements. The DDL is idempotent (``IF NOT EXISTS``)
+besides.
 """
 
 from __future__ import annotations
@@ -66,6 +72,9 @@ def one_line(exc: BaseException) -> str:
 
 
 def connect(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
+    """A connection for migrations, doctor and the move from SQLite: no server-side prepared
+    statements (none of their statements is hot, and PgBouncer in transaction mode breaks them)."""
+    kwargs.setdefault("prepare_threshold", None)
     try:
         return psycopg.connect(dsn, **kwargs)
     except psycopg.OperationalError as exc:
@@ -73,7 +82,10 @@ def connect(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
 
 
 def _applied(conn: psycopg.Connection[Any]) -> dict[str, str]:
-    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (VERSION_TABLE,)).fetchone()
+    # A scan of the catalog, not to_regclass(): a name lookup that takes no lock may answer from
+    # the backend's cache, as of before the lock was granted (another migrator's new table unseen).
+    exists = conn.execute("SELECT EXISTS (SELECT FROM pg_catalog.pg_tables WHERE tablename = %s "
+                          "AND schemaname = ANY (current_schemas(false)))", (VERSION_TABLE,)).fetchone()
     if not exists or not exists[0]:
         return {}
     return {name: checksum for name, checksum in conn.execute(f"SELECT name, checksum FROM {VERSION_TABLE}")}
@@ -101,28 +113,28 @@ def read_state(dsn: str) -> PgState:
 
 
 def migrate(dsn: str, *, dry_run: bool = False) -> MigrationReport:
-    """Apply the pending migrations under the migration lock; a report of what was done."""
+    """Apply the pending migrations, each in a transaction of its own under the migration lock
+    (transaction-scoped: safe through PgBouncer); a report of what this call applied."""
     known = load_migrations()
     where = redact(dsn)
     with connect(dsn, autocommit=True) as conn:
         version_row = conn.execute("SHOW server_version").fetchone()
         server_version = str(version_row[0]) if version_row else ""
-        conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
-        try:
-            applied = _applied(conn)
-            pending = _pending(applied, known, where)
-            report = MigrationReport(where, "current" if applied else "empty", [m.name for m in pending],
-                                     dry_run=dry_run, server_version=server_version)
-            if dry_run:
-                return report
-            for migration in pending:
-                with conn.transaction():
-                    conn.execute(VERSION_DDL)
-                    conn.execute(migration.sql)  # several statements: the simple query protocol
-                    conn.execute(f"INSERT INTO {VERSION_TABLE} (name, checksum, applied_at) VALUES (%s, %s, %s)",
-                                 (migration.name, migration.checksum, now_ts()))
-                report.applied.append(migration.name)
-            return report
-        finally:
-            if not conn.closed and not conn.broken:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+        applied = _applied(conn)
+        pending = _pending(applied, known, where)
+        report = MigrationReport(where, "current" if applied else "empty", [m.name for m in pending],
+                                 dry_run=dry_run, server_version=server_version)
+        while pending and not dry_run:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+                pending = _pending(_applied(conn), known, where)  # another migrator may have applied some
+                if not pending:
+                    break
+                migration = pending[0]
+                conn.execute(VERSION_DDL)
+                conn.execute(migration.sql)  # several statements: the simple query protocol
+                conn.execute(f"INSERT INTO {VERSION_TABLE} (name, checksum, applied_at) VALUES (%s, %s, %s)",
+                             (migration.name, migration.checksum, now_ts()))
+            report.applied.append(migration.name)
+            pending = pending[1:]
+        return report
