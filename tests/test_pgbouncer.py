@@ -62,3 +62,51 @@ def test_four_concurrent_migrators_through_pgbouncer(pg_server: Any, pg_bouncer:
     assert advisory_locks(pg_server, dsn) == 0
     assert migrations.migrate(through(pg_bouncer, dsn)).applied == []
     assert advisory_locks(pg_server, dsn) == 0
+
+
+# --- prepared statements through PgBouncer -------------------------------------------------------
+
+async def test_prepared_statements_through_pgbouncer_say_to_turn_them_off(pg_dsn: str, pg_bouncer: Any) -> None:
+    """Two stores (two client connections) take turns writing one key through PgBouncer, which
+    runs both on its one server connection. With psycopg's prepared statements on (after 5
+    runs of a statement), the second store's PREPARE meets the first one's on that server
+    connection ("prepared statement "_pg3_0" already exists"): the operation is refused in one
+    sentence naming agent_prepared_statements = false, and nothing of it is applied. With them
+    off, the same turns all succeed."""
+    from indexer import MemoryService
+    from indexer.errors import IndexerError
+    from indexer.storage.engines import open_agent_database
+
+    dsn = through(pg_bouncer, pg_dsn)
+    async with open_agent_database(pg_dsn) as direct:
+        await MemoryService(direct).create_memory("project:team:turns", "k", 0, "semantic")
+    await take_turns(dsn, prepare_threshold=None, writes=20)  # > 5 runs of each statement per client
+    async with open_agent_database(dsn, max_size=1) as first, open_agent_database(dsn, max_size=1) as second:
+        assert first.settings.prepare_threshold == 5
+        with pytest.raises(IndexerError) as refused:
+            await take_turns(dsn, stores=(first, second), writes=20)
+        message = str(refused.value)
+        assert "agent_prepared_statements = false" in message and "nothing was applied" in message, message
+        assert "prepared statement" in message and "\n" not in message
+    async with open_agent_database(pg_dsn) as direct:  # what was written: versions 1..N, one audit row each
+        history = await MemoryService(direct).get_memory_history("project:team:turns", "k")
+        assert [e.version for e in history] == list(range(1, len(history) + 1))
+        assert 21 < len(history) < 41  # the 20 turns without, then those before the refusal
+        audit = await direct.run(lambda conn: conn.execute(
+            "SELECT count(*) AS n FROM audit WHERE memory_namespace = 'project:team:turns'").fetchone()["n"])
+        assert audit == len(history)
+
+
+async def take_turns(dsn: str, *, writes: int, prepare_threshold: int | None = 5, stores: tuple[Any, ...] = ()) -> None:
+    """``writes`` updates of one key, alternately through two stores (opened here unless given)."""
+    from indexer import MemoryService
+    from indexer.storage.engines import open_agent_database
+
+    if not stores:
+        async with (open_agent_database(dsn, max_size=1, prepare_threshold=prepare_threshold) as first,
+                    open_agent_database(dsn, max_size=1, prepare_threshold=prepare_threshold) as second):
+            return await take_turns(dsn, writes=writes, stores=(first, second))
+    services = [MemoryService(s) for s in stores]
+    for i in range(writes):
+        await services[i % 2].update_memory("project:team:turns", "k", i)
+        await services[i % 2].get_memory("project:team:turns", "k")
