@@ -10,6 +10,7 @@ nothing may rely on session state (a session-level advisory lock, a prepared sta
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import psycopg.conninfo
@@ -110,3 +111,125 @@ async def take_turns(dsn: str, *, writes: int, prepare_threshold: int | None = 5
     for i in range(writes):
         await services[i % 2].update_memory("project:team:turns", "k", i)
         await services[i % 2].get_memory("project:team:turns", "k")
+
+
+# --- a team's processes at once: memories, events, the task queue; the connections they take ------
+
+WORKER = r"""
+import asyncio, json, sys
+from indexer import MemoryService, SessionService, TaskService
+from indexer.storage.engines import open_agent_database
+
+async def main(location, settings, tag, n):
+    async with open_agent_database(location, **json.loads(settings)) as db:
+        memories, sessions, tasks = MemoryService(db), SessionService(db), TaskService(db)
+        print("ready", flush=True)
+        sys.stdin.readline()
+        for start in range(0, n, 4):  # 4 operations at once: the pool grows to its size
+            await asyncio.gather(*(memories.update_memory("project:team:bouncer", "k", {"by": tag, "i": i}, updated_by=tag)
+                                   for i in range(start, min(n, start + 4))))
+            await asyncio.gather(*(sessions.append_event("s-team", {"type": "step", "by": tag, "i": i})
+                                   for i in range(start, min(n, start + 4))))
+
+        async def work():
+            done = []
+            while (claim := await tasks.claim(tag)) is not None:
+                await tasks.complete(claim.task.id, {"by": tag}, claim.agent_id)
+                done.append(claim.task.id)
+            return done
+
+        claimed = [t for done in await asyncio.gather(work(), work()) for t in done]
+        print(json.dumps(claimed), flush=True)
+
+asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])))
+"""
+
+
+class ConnectionSampler:
+    """Polls, in a thread, the server's connections to one database (``pg_stat_activity``, from
+    another database) and, through PgBouncer, its client connections to it (``SHOW CLIENTS``);
+    keeps the peaks."""
+
+    def __init__(self, server: Any, dsn: str, bouncer: Any = None) -> None:
+        import threading
+
+        self.server, self.bouncer = server, bouncer
+        self.name = psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]
+        self.server_peak = self.client_peak = self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import psycopg
+
+        console = (psycopg.connect(self.bouncer.dsn("pgbouncer"), autocommit=True, prepare_threshold=None)
+                   if self.bouncer else None)
+        try:
+            with psycopg.connect(self.server.admin_dsn, autocommit=True) as conn:
+                while not self._stop.is_set():
+                    row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (self.name,)).fetchone()
+                    self.server_peak = max(self.server_peak, int(row[0]) if row else 0)
+                    if console is not None:
+                        clients = console.execute("SHOW CLIENTS").fetchall()
+                        names = [d.name for d in console.execute("SHOW CLIENTS").description or []]
+                        database = names.index("database")
+                        self.client_peak = max(self.client_peak, sum(1 for c in clients if c[database] == self.name))
+                    self.samples += 1
+                    self._stop.wait(0.02)
+        finally:
+            if console is not None:
+                console.close()
+
+    def __enter__(self) -> ConnectionSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
+@pytest.mark.process
+@pytest.mark.parametrize("route", ["direct", "pgbouncer"])
+async def test_four_processes_share_the_store_and_stay_within_their_connections(
+        pg_server: Any, pg_dsn: str, request: pytest.FixtureRequest, route: str) -> None:
+    """4 processes at once, each 4 operations at a time: 40 versions of one key each (versions
+    exactly 1..161, one audit row per write), 40 events each on one session (seq exactly
+    1..160), and 2 claim loops each over one queue of 60 tasks (each claimed and completed
+    exactly once). Every connection runs the same statements far more than psycopg's prepare
+    threshold (5) times. Directly (pool size 2, prepared statements on): the server never sees
+    more than 4 × 2 connections to the database. Through PgBouncer (pool size 4, prepared
+    statements off): up to 16 clients, never more than PgBouncer's 4 server connections."""
+    from indexer import MemoryService, SessionService, TaskService
+    from indexer.storage.engines import open_agent_database
+
+    processes, per_process, tasks = 4, 40, 60
+    async with open_agent_database(pg_dsn) as db:
+        await MemoryService(db).create_memory("project:team:bouncer", "k", {"by": "seed"}, "semantic")
+        await SessionService(db).create_session("team", "alice", session_id="s-team")
+        submitted = {(await TaskService(db).submit(f"task {i}")).id for i in range(tasks)}
+    if route == "direct":
+        location, settings, bouncer, pool = pg_dsn, {"max_size": 2}, None, 2
+    else:
+        bouncer = request.getfixturevalue("pg_bouncer")
+        location, settings, pool = through(bouncer, pg_dsn), {"max_size": 4, "prepare_threshold": None}, 4
+    with ConnectionSampler(pg_server, pg_dsn, bouncer) as sampler:
+        results = run_processes(WORKER, [[location, json.dumps(settings), f"w{p}", str(per_process)]
+                                         for p in range(processes)])
+    claimed = [t for r in results for t in r]
+    assert sorted(claimed) == sorted(submitted)  # each task claimed exactly once, none left
+    async with open_agent_database(pg_dsn) as db:
+        history = await MemoryService(db).get_memory_history("project:team:bouncer", "k")
+        assert [e.version for e in history] == list(range(1, processes * per_process + 2))
+        events = await SessionService(db).list_events("s-team", limit=1000)
+        assert [e.seq for e in events.items] == list(range(1, processes * per_process + 1))
+        assert await TaskService(db).counts() == {"completed": tasks}
+        audit = await db.run(lambda conn: conn.execute(
+            "SELECT count(*) AS n FROM audit WHERE memory_namespace = 'project:team:bouncer'").fetchone()["n"])
+        assert audit == processes * per_process + 1
+    assert sampler.samples > 10
+    if bouncer is None:
+        assert pool < sampler.server_peak <= processes * pool, sampler.server_peak  # N processes' share: N × k
+    else:
+        assert sampler.server_peak <= bouncer.pool_size < sampler.client_peak <= processes * pool, \
+            (sampler.server_peak, sampler.client_peak)
