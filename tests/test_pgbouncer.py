@@ -11,12 +11,16 @@ nothing may rely on session state (a session-level advisory lock, a prepared sta
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import psycopg.conninfo
 import pytest
 
-from conftest import run_processes
+from conftest import REPO_ROOT, run_processes
 
 
 def through(bouncer: Any, dsn: str) -> str:
@@ -233,3 +237,76 @@ async def test_four_processes_share_the_store_and_stay_within_their_connections(
     else:
         assert sampler.server_peak <= bouncer.pool_size < sampler.client_peak <= processes * pool, \
             (sampler.server_peak, sampler.client_peak)
+
+
+# --- the CLI through PgBouncer ---------------------------------------------------------------------
+
+def indexer(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "indexer", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+
+
+def finish(*procs: subprocess.Popen[str]) -> list[str]:
+    """Each process's output; every one must exit 0."""
+    outputs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, (proc.args, out, err)
+        outputs.append(out)
+    return outputs
+
+
+def in_process(*args: str, env: dict[str, str]) -> str:
+    """One command through CliRunner (the same CLI, without a process's start-up)."""
+    from click.testing import CliRunner
+
+    from indexer.cli.app import cli
+
+    result = CliRunner().invoke(cli, list(args), env=env)
+    assert result.exit_code == 0, (args, result.output, result.exception)
+    return result.output
+
+
+@pytest.mark.process
+def test_the_cli_through_pgbouncer(pg_server: Any, pg_bouncer: Any, isolated_home: Path) -> None:
+    """``indexer`` with INDEXER_AGENT_DB pointing at PgBouncer and
+    INDEXER_AGENT_PREPARED_STATEMENTS=false; 4 real processes at once for each write: 4
+    ``migrate`` on a fresh database (each migration applied by one of them, no advisory lock
+    left), 4 updates of one memory (versions 1..5), 4 appends to one session (seq 1..4), 4
+    claimers on 4 tasks (each claimed once); then reads, completes, ``status`` and ``doctor``."""
+    from indexer.storage.postgres import migrations
+
+    dsn = pg_server.fresh_database(migrated=False)
+    env = {**os.environ, "INDEXER_HOME": str(isolated_home), "INDEXER_AGENT_DB": through(pg_bouncer, dsn),
+           "INDEXER_AGENT_PREPARED_STATEMENTS": "false",
+           "PYTHONPATH": str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    reports = [json.loads(out) for out in finish(*(indexer("migrate", "--json", env=env) for _ in range(4)))]
+    names = [m.name for m in migrations.load_migrations()]
+    assert sorted(name for r in reports for name in r["agent_store"]["applied"]) == names, reports
+    assert advisory_locks(pg_server, dsn) == 0
+
+    in_process("memory", "add", "project:team:cli", "style", '{"tabs": false}', "--by", "alice", env=env)
+    finish(*(indexer("memory", "update", "project:team:cli", "style", json.dumps({"n": i}), "--by", f"w{i}", env=env)
+             for i in range(4)))
+    assert json.loads(in_process("memory", "get", "project:team:cli", "style", "--json", env=env))["version"] == 5
+    history = json.loads(in_process("memory", "history", "project:team:cli", "style", "--json", env=env))
+    assert [h["version"] for h in history] == list(range(1, 6))
+
+    in_process("session", "create", "team", "alice", "--id", "s-cli", env=env)
+    finish(*(indexer("session", "append", "s-cli", json.dumps({"type": "step", "i": i}), env=env) for i in range(4)))
+    events = json.loads(in_process("session", "events", "s-cli", "--json", env=env))
+    assert [e["seq"] for e in events["items"]] == list(range(1, 5))
+
+    for i in range(4):
+        in_process("task", "submit", f"task {i}", "--id", f"t-{i}", env=env)
+    claims = [json.loads(out) for out in finish(*(indexer("task", "claim", "--worker", f"w{w}", "--json", env=env)
+                                                  for w in range(4)))]
+    assert sorted(c["task"]["id"] for c in claims) == [f"t-{i}" for i in range(4)]
+    for c in claims:
+        in_process("task", "complete", c["task"]["id"], "--agent", c["agent_id"], env=env)
+    assert json.loads(in_process("task", "claim", "--worker", "late", "--json", env=env)) is None
+
+    status = in_process("status", env=env)
+    assert "agent store: postgresql" in status and "1 memories, 5 versions" in status, status
+    assert "4 events, 4 tasks" in status, status
+    assert "postgresql" in in_process("doctor", env=env)
