@@ -10,12 +10,13 @@ max_size of the server's ``max_connections``), waits at most ``timeout`` seconds
 connection, replaces connections older than ``max_lifetime``, and checks a connection before
 lending it (a connection the server or an idle timeout closed is replaced, not handed out).
 ``prepare_threshold=None`` turns off server-side prepared statements, for PgBouncer in
-transaction mode (with them on, an operation that meets another server connection's or misses
-its own prepared statement there says to turn them off, in one sentence). An operation whose connection dies before it committed (``pg_terminate_backend``,
-a server restart) is retried once on a fresh connection; one that dies during its COMMIT is
-reported, since it may or may not have been applied. One the server rolled back for a deadlock
-(two writers locking the same rows in opposite orders, which the server detects and breaks) is
-run again, up to three times.
+transaction mode (with them on, an operation that meets another client's prepared statement on
+its server connection, or misses its own, says to turn them off, in one sentence). An operation
+whose connection dies before it committed (``pg_terminate_backend``, a server restart) is
+retried once on a fresh connection; one that dies during its COMMIT is reported, since it may
+or may not have been applied. One the server rolled back for a deadlock (two writers locking
+the same rows in opposite orders, which the server detects and breaks) is run again, up to
+three times.
 
 Rows come back as dicts; ``json`` columns come back as their text (the services decode JSON
 themselves, exactly as on SQLite).
