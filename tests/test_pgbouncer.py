@@ -174,10 +174,10 @@ class ConnectionSampler:
                     row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (self.name,)).fetchone()
                     self.server_peak = max(self.server_peak, int(row[0]) if row else 0)
                     if console is not None:
-                        clients = console.execute("SHOW CLIENTS").fetchall()
-                        names = [d.name for d in console.execute("SHOW CLIENTS").description or []]
-                        database = names.index("database")
-                        self.client_peak = max(self.client_peak, sum(1 for c in clients if c[database] == self.name))
+                        cursor = console.execute("SHOW CLIENTS")
+                        database = [d.name for d in cursor.description or []].index("database")
+                        self.client_peak = max(self.client_peak,
+                                               sum(1 for c in cursor.fetchall() if c[database] == self.name))
                     self.samples += 1
                     self._stop.wait(0.02)
         finally:
