@@ -8,9 +8,14 @@ ROOT   ?= .
 # torch first, pinned: a loose requirement would pull a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
-# Debian's systemd package brings systemd-analyze, which the tests use to verify the unit.
-INSTALL_SYSTEMD = (if [ "$$(id -u)" = 0 ]; then S=; else S="sudo -n"; fi; \
-	$$S apt-get update -qq && $$S env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null)
+# Debian packages the tests use, installed when missing (as root, or with sudo without a password):
+# systemd brings systemd-analyze, which verifies the unit; pgbouncer is put in front of the suite's
+# PostgreSQL in transaction pooling mode (tests/test_pgbouncer.py). Where apt is unavailable the
+# install goes on and those tests skip, saying why.
+APT_INSTALL = (if [ "$$(id -u)" = 0 ]; then S=; else S="sudo -n"; fi; \
+	$$S apt-get update -qq && $$S env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(1) >/dev/null)
+INSTALL_SYSTEMD = $(call APT_INSTALL,systemd)
+INSTALL_PGBOUNCER = $(call APT_INSTALL,pgbouncer)
 
 # The exact versions the suite last passed with (`make lock` writes it; `make install` obeys it).
 LOCK   ?= constraints.txt
@@ -27,6 +32,8 @@ install: $(STAMP)
 $(STAMP): pyproject.toml Makefile $(LOCK)
 	@command -v systemd-analyze >/dev/null 2>&1 || $(INSTALL_SYSTEMD) \
 		|| echo "note: systemd-analyze unavailable: the unit check will be skipped"
+	@command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || $(INSTALL_PGBOUNCER) \
+		|| echo "note: pgbouncer unavailable: the PgBouncer tests will be skipped"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)

@@ -162,6 +162,27 @@ def pg_dsn(pg_server: Any) -> str:
     return str(pg_server.fresh_database())
 
 
+@pytest.fixture(scope="session")
+def pg_bouncer(pg_server: Any) -> Any:
+    """A PgBouncer in transaction pooling mode in front of the suite's server (tests/pg_server.py
+    ``Bouncer``: a private socket directory, no TCP, 4 server connections per database), started at
+    first use and stopped at the end. Skipped, with the reason, where pgbouncer is not installed
+    (make install adds it on Debian); under CI (``CI`` set) that fails instead."""
+    from pg_server import Bouncer, ServerError, pgbouncer_binary
+
+    if pgbouncer_binary() is None:
+        reason = "pgbouncer is not installed (make install adds Debian's pgbouncer package: apt-get install pgbouncer)"
+        if os.environ.get("CI"):
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    try:
+        bouncer = Bouncer.start(pg_server.admin_dsn)
+    except ServerError as exc:
+        pytest.fail(f"PgBouncer could not start: {exc}", pytrace=False)
+    yield bouncer
+    bouncer.stop()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request: pytest.FixtureRequest) -> str:
     """Each test that asks for it runs on both engines."""

@@ -222,3 +222,111 @@ class SuiteServer:
             return
         for name in list(reversed(self._created)):  # a user's server: leave it as it was
             self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# --- PgBouncer in front of it ----------------------------------------------------------------------
+
+def pgbouncer_binary() -> str | None:
+    """Debian's pgbouncer (``make install`` adds the package), on PATH or in /usr/sbin."""
+    found = shutil.which("pgbouncer")
+    if found is None and os.access("/usr/sbin/pgbouncer", os.X_OK):
+        found = "/usr/sbin/pgbouncer"
+    return found
+
+
+@dataclass
+class Bouncer:
+    """A PgBouncer in transaction pooling mode in front of a server: a private directory of its
+    own holds its config, log and Unix socket (no TCP); clients are trusted over the socket, and
+    every database name is passed through (``* = host=…``), so each fresh database of the suite
+    is reachable through it. ``dsn(dbname)`` connects through it; ``admin()`` runs a command of
+    its console (``SHOW POOLS``…). PgBouncer refuses root: as root it runs as the postgres user."""
+
+    root: Path
+    port: int
+    pool_size: int
+    as_user: list[str] = field(default_factory=list)
+
+    def dsn(self, dbname: str) -> str:
+        return f"postgresql://{SERVER_USER}@/{dbname}?host={quote(str(self.root), safe='')}&port={self.port}"
+
+    @classmethod
+    def start(cls, server_dsn: str, *, pool_size: int = 4) -> Bouncer:
+        import psycopg.conninfo
+
+        binary = pgbouncer_binary()
+        if binary is None:
+            raise ServerError("pgbouncer is not installed (make install adds Debian's pgbouncer package: "
+                              "apt-get install pgbouncer)")
+        target = psycopg.conninfo.conninfo_to_dict(server_dsn)
+        as_user: list[str] = []
+        root = Path(tempfile.mkdtemp(prefix="indexer-pgb-", dir="/tmp"))
+        bouncer = cls(root, _free_port(root), pool_size, as_user)
+        server = " ".join(f"{k}={v}" for k, v in target.items() if k in ("host", "port", "user", "password") and v)
+        user = str(target.get("user") or SERVER_USER)
+        (root / "userlist.txt").write_text(f'"{user}" ""\n"{SERVER_USER}" ""\n')
+        (root / "pgbouncer.ini").write_text(
+            f"[databases]\n* = {server}\n\n[pgbouncer]\n"
+            f"unix_socket_dir = {root}\nlisten_port = {bouncer.port}\n"  # no listen_addr: no TCP
+            f"auth_type = trust\nauth_file = {root / 'userlist.txt'}\nadmin_users = {SERVER_USER}\n"
+            f"pool_mode = transaction\ndefault_pool_size = {pool_size}\nreserve_pool_size = 0\n"
+            "max_client_conn = 500\nserver_lifetime = 3600\nquery_wait_timeout = 120\n"
+            f"logfile = {root / 'pgbouncer.log'}\npidfile = {root / 'pgbouncer.pid'}\n"
+        )
+        if os.geteuid() == 0:  # "PgBouncer should not run as root"
+            account = pwd.getpwnam(SERVER_USER)
+            as_user[:] = ["runuser", "-u", SERVER_USER, "--"]
+            for path in (root, *root.iterdir()):
+                os.chown(path, account.pw_uid, account.pw_gid)
+        proc = subprocess.run([*as_user, binary, "-d", str(root / "pgbouncer.ini")], capture_output=True, text=True,
+                              timeout=30)
+        socket = root / f".s.PGSQL.{bouncer.port}"
+        deadline = time.monotonic() + 15
+        while proc.returncode == 0 and not (socket.exists() and bouncer.pid()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if proc.returncode != 0 or not socket.exists():
+            log = bouncer.log_tail()
+            bouncer.stop()
+            raise ServerError(f"pgbouncer did not start (exit {proc.returncode}): {proc.stderr.strip() or log}")
+        return bouncer
+
+    def pid(self) -> int | None:
+        try:
+            return int((self.root / "pgbouncer.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def admin(self, command: str) -> list[dict[str, object]]:
+        """A command of PgBouncer's console (simple query protocol, no prepared statements)."""
+        import psycopg
+        from psycopg.rows import dict_row
+
+        with psycopg.connect(self.dsn("pgbouncer"), autocommit=True, prepare_threshold=None,
+                             row_factory=dict_row) as conn:
+            return list(conn.execute(command).fetchall())
+
+    def log_tail(self) -> str:
+        try:
+            return (self.root / "pgbouncer.log").read_text(errors="replace")[-2000:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        """SIGTERM to the PgBouncer this object started (its pidfile), then its directory goes."""
+        import signal
+
+        pid = self.pid()
+        try:
+            if pid is not None:
+                os.kill(pid, signal.SIGTERM)
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:
+                    try:
+                        os.kill(pid, 0)
+                    except ProcessLookupError:
+                        break
+                    time.sleep(0.05)
+        except ProcessLookupError:
+            pass
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)

@@ -22,7 +22,7 @@ def migrate(app: AppContext, dry_run: bool, no_backup: bool, to: str | None, as_
     """Create or upgrade the database; adopt a legacy (reference) database in place.
 
     With the agent store on PostgreSQL (--agent-db or --db postgresql://…), its migrations
-    run too, under pg_advisory_lock (several processes at once: one applies). With --to, the
+    run too, each under an advisory lock (several processes at once: each applied once). With --to, the
     SQLite agent store (memories, sessions and their events, tasks, agents, checkpoints, audit
     rows) is copied into a PostgreSQL one (the file is only read)."""
     from indexer.storage.sqlite import migrations

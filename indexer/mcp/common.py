@@ -67,7 +67,7 @@ class ServerState:
                     raise NotFoundError(f"no database at {location} (nothing stored yet)")
                 # as the CLI's memory and session commands do: pending migrations are applied
                 # (safe with several processes at once: SQLite re-checks each under the write
-                # lock, PostgreSQL runs them under pg_advisory_lock)
+                # lock, PostgreSQL each under a transaction-scoped advisory lock)
                 db = open_agent_database(location, **self.config.agent_settings)
                 await db.initialize()
                 self._db = db

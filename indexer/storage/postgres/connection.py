@@ -10,11 +10,13 @@ max_size of the server's ``max_connections``), waits at most ``timeout`` seconds
 connection, replaces connections older than ``max_lifetime``, and checks a connection before
 lending it (a connection the server or an idle timeout closed is replaced, not handed out).
 ``prepare_threshold=None`` turns off server-side prepared statements, for PgBouncer in
-transaction mode. An operation whose connection dies before it committed (``pg_terminate_backend``,
-a server restart) is retried once on a fresh connection; one that dies during its COMMIT is
-reported, since it may or may not have been applied. One the server rolled back for a deadlock
-(two writers locking the same rows in opposite orders, which the server detects and breaks) is
-run again, up to three times.
+transaction mode (with them on, an operation that meets another client's prepared statement on
+its server connection, or misses its own, says to turn them off, in one sentence). An operation
+whose connection dies before it committed (``pg_terminate_backend``, a server restart) is
+retried once on a fresh connection; one that dies during its COMMIT is reported, since it may
+or may not have been applied. One the server rolled back for a deadlock (two writers locking
+the same rows in opposite orders, which the server detects and breaks) is run again, up to
+three times.
 
 Rows come back as dicts; ``json`` columns come back as their text (the services decode JSON
 themselves, exactly as on SQLite).
@@ -43,6 +45,10 @@ ROLLBACK_RETRIES = 3  # a transaction the server rolled back (deadlock, serializ
 # SQLSTATE class 40 (psycopg makes deadlock_detected an OperationalError of its own)
 _ROLLED_BACK = (psycopg.errors.TransactionRollback, psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 Connection = psycopg.Connection[dict[str, Any]]
+# What a server-side prepared statement meets behind a pooler that hands each transaction to any
+# server connection (PgBouncer in transaction mode): "prepared statement "_pg3_0" already exists"
+# (another client's, on this server connection) or "… does not exist" (ours is on another one).
+_PREPARED_LOST = (psycopg.errors.DuplicatePreparedStatement, psycopg.errors.InvalidSqlStatementName)
 
 
 class ConnectionLost(IndexerError):
@@ -157,6 +163,13 @@ class PostgresDatabase:
                         if not write and not conn.broken:
                             conn.read_only = False
                     return result
+            except _PREPARED_LOST as exc:
+                if self.settings.prepare_threshold is None:
+                    raise
+                raise IndexerError(f"server-side prepared statements got mixed up between connections at {self.location} "
+                                   f"({migrations.one_line(exc)}), as behind PgBouncer in transaction mode: set "
+                                   "agent_prepared_statements = false (or INDEXER_AGENT_PREPARED_STATEMENTS=false); "
+                                   "nothing was applied") from None
             except _ROLLED_BACK as exc:
                 rolled_back += 1
                 if rolled_back > ROLLBACK_RETRIES:

@@ -1,11 +1,18 @@
 """Numbered SQL migrations for PostgreSQL (``schema/postgres/*.sql``), recorded with checksums.
 
-The same rules as :mod:`indexer.storage.sqlite.migrations` on SQLite: each migration runs in one
-transaction with its record (name, SHA-256, applied_at); a recorded checksum that differs from
-the file, or a recorded name this code does not know (a newer database), is refused before
-anything is written. The whole run holds a session-level ``pg_advisory_lock``, so daemons and
-CLIs starting together do not race: exactly one applies, the others wait, then find nothing
-pending. The DDL is idempotent (``IF NOT EXISTS``) besides.
+The same rules as :mod:`indexer.storage.sqlite.migrations` on SQLite: each migration is recorded
+in the transaction that applies it (name, SHA-256, applied_at); a recorded checksum that differs
+from the file, or a recorded name this code does not know (a newer database), is refused before
+anything is written. PostgreSQL's DDL is transactional, so a run is one transaction: it first
+takes a transaction-scoped ``pg_advisory_xact_lock``, reads again what is applied, applies every
+pending migration and commits, or (any error) leaves the store exactly as it was. Daemons and
+CLIs starting together do not race: exactly one of them applies the run; the others wait on the
+lock, then find nothing pending. No session state is involved: a session-level
+lock (held across transactions) breaks behind PgBouncer in transaction mode, where consecutive
+transactions of one client may run on different server connections, so a lock and its unlock
+land on different backends (the lock leaks, two migrators hold it at once); and the migrator's
+connections never use server-side prepared statements. The DDL is idempotent (``IF NOT EXISTS``)
+besides.
 """
 
 from __future__ import annotations
@@ -66,6 +73,9 @@ def one_line(exc: BaseException) -> str:
 
 
 def connect(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
+    """A connection for migrations, doctor and the move from SQLite: no server-side prepared
+    statements (none of their statements is hot, and PgBouncer in transaction mode breaks them)."""
+    kwargs.setdefault("prepare_threshold", None)
     try:
         return psycopg.connect(dsn, **kwargs)
     except psycopg.OperationalError as exc:
@@ -73,7 +83,10 @@ def connect(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
 
 
 def _applied(conn: psycopg.Connection[Any]) -> dict[str, str]:
-    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (VERSION_TABLE,)).fetchone()
+    # A scan of the catalog, not to_regclass(): a name lookup that takes no lock may answer from
+    # the backend's cache, as of before the lock was granted (another migrator's new table unseen).
+    exists = conn.execute("SELECT EXISTS (SELECT FROM pg_catalog.pg_tables WHERE tablename = %s "
+                          "AND schemaname = ANY (current_schemas(false)))", (VERSION_TABLE,)).fetchone()
     if not exists or not exists[0]:
         return {}
     return {name: checksum for name, checksum in conn.execute(f"SELECT name, checksum FROM {VERSION_TABLE}")}
@@ -101,28 +114,30 @@ def read_state(dsn: str) -> PgState:
 
 
 def migrate(dsn: str, *, dry_run: bool = False) -> MigrationReport:
-    """Apply the pending migrations under the migration lock; a report of what was done."""
+    """Apply the pending migrations in one transaction under the migration lock
+    (transaction-scoped: safe through PgBouncer); a report of what this call applied."""
     known = load_migrations()
     where = redact(dsn)
     with connect(dsn, autocommit=True) as conn:
         version_row = conn.execute("SHOW server_version").fetchone()
         server_version = str(version_row[0]) if version_row else ""
-        conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
-        try:
-            applied = _applied(conn)
-            pending = _pending(applied, known, where)
-            report = MigrationReport(where, "current" if applied else "empty", [m.name for m in pending],
-                                     dry_run=dry_run, server_version=server_version)
-            if dry_run:
-                return report
-            for migration in pending:
-                with conn.transaction():
-                    conn.execute(VERSION_DDL)
-                    conn.execute(migration.sql)  # several statements: the simple query protocol
-                    conn.execute(f"INSERT INTO {VERSION_TABLE} (name, checksum, applied_at) VALUES (%s, %s, %s)",
-                                 (migration.name, migration.checksum, now_ts()))
-                report.applied.append(migration.name)
+        applied = _applied(conn)
+        pending = _pending(applied, known, where)
+        report = MigrationReport(where, "current" if applied else "empty", [m.name for m in pending],
+                                 dry_run=dry_run, server_version=server_version)
+        if not pending or dry_run:
             return report
-        finally:
-            if not conn.closed and not conn.broken:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            pending = _pending(_applied(conn), known, where)  # another migrator may have applied them
+            conn.execute(VERSION_DDL)
+            for migration in pending:
+                try:
+                    conn.execute(migration.sql)  # several statements: the simple query protocol
+                except psycopg.Error as exc:  # raised inside the transaction: all of the run rolls back
+                    raise MigrationError(f"migration {migration.name} failed on {where}: {one_line(exc)}; "
+                                         "nothing was applied (the run is one transaction)") from exc
+                conn.execute(f"INSERT INTO {VERSION_TABLE} (name, checksum, applied_at) VALUES (%s, %s, %s)",
+                             (migration.name, migration.checksum, now_ts()))
+        report.applied = [m.name for m in pending]
+        return report
