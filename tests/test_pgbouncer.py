@@ -271,7 +271,8 @@ def test_the_cli_through_pgbouncer(pg_server: Any, pg_bouncer: Any, isolated_hom
     """``indexer`` with INDEXER_AGENT_DB pointing at PgBouncer and
     INDEXER_AGENT_PREPARED_STATEMENTS=false; 4 real processes at once for each write: 4
     ``migrate`` on a fresh database (one of them applies them all, no advisory lock left), 4
-    updates of one memory (versions 1..5), 4 appends to one session (seq 1..4), 4 claimers on 4 tasks (each claimed once); then reads, completes, ``status`` and ``doctor``."""
+    updates of one memory (versions 1..5), 4 appends to one session (seq 1..4), 4 claimers
+    on 4 tasks (each claimed once); then reads, completes, ``status`` and ``doctor``."""
     from indexer.storage.postgres import migrations
 
     dsn = pg_server.fresh_database(migrated=False)
