@@ -129,13 +129,15 @@ def parse_ts(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+AGENT_TABLES = ("memory_entries", "audit", "sessions", "session_events", "tasks", "agents", "checkpoints")
+
+
 def local_agent_rows(db: Path) -> dict[str, int]:
-    """What the member's local notes file holds of the agent tables (each must be 0)."""
+    """The rows of the agent tables in a member's local notes file (its migrations made them)."""
     conn = driver.connect(db, readonly=True)
     try:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-                for t in ("memory_entries", "sessions", "session_events", "tasks", "agents") if t in tables}
+        return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in AGENT_TABLES if t in tables}
     finally:
         conn.close()
 
@@ -197,15 +199,16 @@ async def test_two_members_share_one_postgresql_and_lose_nothing(team: tuple[Mem
     expected_tasks = 2 + QUEUE + 1
     assert seen[0]["tasks"] == expected_tasks and seen[0]["memory_keys"] == 2
     for m in team:
-        assert local_agent_rows(m.home / "indexer.db") == dict.fromkeys(local_agent_rows(m.home / "indexer.db"), 0)
+        assert local_agent_rows(m.home / "indexer.db") == dict.fromkeys(AGENT_TABLES, 0)
         assert sorted(p.name for p in m.cwd.iterdir()) == []
     strays = [p for p in tmp_path.rglob("*") if p.name.startswith(("postgresql:", "postgres:"))]
     assert strays == [], strays
     assert not Path("postgresql:").exists()
 
 
-def from_printed(entry: dict[str, Any], *extra: str) -> StdioServerParameters:
-    return StdioServerParameters(command=entry["command"], args=[*entry["args"], *extra], env=entry.get("env"))
+def from_printed(entry: dict[str, Any], cwd: Path, *extra: str) -> StdioServerParameters:
+    """The server an agent host starts from the printed entry, in the member's project folder."""
+    return StdioServerParameters(command=entry["command"], args=[*entry["args"], *extra], env=entry.get("env"), cwd=cwd)
 
 
 def bob_stdio(bob: Member, *extra: str) -> StdioServerParameters:
@@ -238,7 +241,7 @@ def own_notes(alice: Member, bob: Member, daemons: dict[str, DaemonProcess], row
 
 async def collaborate(alice: Member, bob: Member, printed: dict[str, Any], rows: StoreRows) -> None:
     assert printed["env"].get("INDEXER_AGENT_DB") == alice.shell["INDEXER_AGENT_DB"], printed
-    async with Client(from_printed(printed, "--by", "alice")) as a:
+    async with Client(from_printed(printed, alice.cwd, "--by", "alice")) as a:
         assert (await call(a, "memory_write", namespace="project:team", key="style", value={"tabs": False}))[
             "entry"]["version"] == 1
         assert (await call(a, "memory_write", namespace="project:team", key="style", value={"tabs": True,
@@ -271,7 +274,7 @@ async def collaborate(alice: Member, bob: Member, printed: dict[str, Any], rows:
                    state_delta={"phase": "approved"})
     bob.cli("session", "append", sid, '{"type": "note", "by": "bob", "text": "from my shell"}')
 
-    async with Client(from_printed(printed)) as a:
+    async with Client(from_printed(printed, alice.cwd)) as a:
         seen = await call(a, "session_get", session_id=sid, events=50)
         assert seen["event_count"] == 4 and seen["first_seq"] == 1 and seen["state"] == {"phase": "approved"}
         assert [(e["by"], e["text"]) for e in seen["events"]] == [
@@ -298,7 +301,7 @@ async def races(alice: Member, bob: Member, printed: dict[str, Any], dsn: str, r
         service = TaskService(db)
         queued = [(await service.submit(f"batch {i}", agent_type="batch", created_by="ops")).id for i in range(QUEUE)]
 
-    async with Client(from_printed(printed, "--by", "alice-mcp")) as a, Client(bob_stdio(bob, "--by", "bob-mcp")) as b:
+    async with Client(from_printed(printed, alice.cwd, "--by", "alice-mcp")) as a, Client(bob_stdio(bob, "--by", "bob-mcp")) as b:
         async def writes(client: Client, tag: str) -> list[int]:
             versions = []
             for i in range(WRITES_PER_SERVER):
@@ -371,7 +374,7 @@ async def killed_holder(alice: Member, bob: Member, victim: RawServer, printed: 
     reclaimed = wait_until(lambda: alice.json("task", "reclaim"), timeout=60, interval=0.2,
                            what="alice's reclaim to find the task")
     assert [list(pair) for pair in reclaimed] == [[job["id"], "pending"]]
-    async with Client(from_printed(printed, "--by", "alice")) as a:
+    async with Client(from_printed(printed, alice.cwd, "--by", "alice")) as a:
         got = await call(a, "task_claim", worker="alice", agent_type="fragile", lease_seconds=60)
         assert got["task"]["id"] == job["id"] and got["task"]["retry_count"] == 1
         assert got["checkpoint"] == {"step": 1}  # Bob's progress, saved before he was killed
