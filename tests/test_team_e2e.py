@@ -179,7 +179,7 @@ async def test_two_members_share_one_postgresql_and_lose_nothing(team: tuple[Mem
 
         # Alice's MCP server as her agent host starts it: from what `--print-config` prints
         printed = alice.printed_config()
-        await collaborate(alice, bob, printed, rows)
+        await collaborate(alice, bob, printed, rows, {name: d.proc.pid for name, d in daemons.items()})
         await races(alice, bob, printed, pg_dsn, rows)
         victim = RawServer(bob, "--tools", "tasks", "--by", "bob-2")
         await killed_holder(alice, bob, victim, printed, rows)
@@ -234,19 +234,23 @@ def own_notes(alice: Member, bob: Member, daemons: dict[str, DaemonProcess], row
         assert first.startswith(f"agent store: postgresql {version} at postgresql://"), status
         assert f"database: {me.home / 'indexer.db'}" in status
         assert "documents: 4 total, 4 synced" in status
-        assert f"daemon: pid {daemons[me.name].proc.pid}, idle" in status
+        assert f"daemon: pid {daemons[me.name].proc.pid}, " in status
 
 
 # --- what one writes, the other reads and works -------------------------------------------------------
 
-async def collaborate(alice: Member, bob: Member, printed: dict[str, Any], rows: StoreRows) -> None:
+async def collaborate(alice: Member, bob: Member, printed: dict[str, Any], rows: StoreRows,
+                      daemon_pids: dict[str, int]) -> None:
     assert printed["env"].get("INDEXER_AGENT_DB") == alice.shell["INDEXER_AGENT_DB"], printed
     async with Client(from_printed(printed, alice.cwd, "--by", "alice")) as a:
-        assert (await call(a, "memory_write", namespace="project:team", key="style", value={"tabs": False}))[
-            "entry"]["version"] == 1
-        assert (await call(a, "memory_write", namespace="project:team", key="style", value={"tabs": True,
-                                                                                          "width": 100}))["entry"][
-            "version"] == 2
+        for version, value in enumerate(({"tabs": False}, {"tabs": True, "width": 100}), start=1):
+            written = await call(a, "memory_write", namespace="project:team", key="style", value=value)
+            assert written["entry"]["version"] == version
+        # one server, two places: the docs tools ask Alice's daemon, the agent tools the team's server
+        found = await call(a, "search", query="alicezeppelin", mode="keyword")
+        assert found["served_by"] == "daemon" and found["daemon_pid"] == daemon_pids["alice"]
+        assert [h["path"] for h in found["results"]] == [str(alice.notes / "alice-only.md")]
+        assert (await call(a, "search", query="bobzeppelin", mode="keyword"))["results"] == []
         session = await call(a, "session_create", app_name="review", user_id="alice", state={"phase": "spec"})
         sid = session["id"]
         for step in ("opened", "asked bob"):
@@ -260,6 +264,8 @@ async def collaborate(alice: Member, bob: Member, printed: dict[str, Any], rows:
     history = bob.json("memory", "history", "project:team", "style")
     assert [(v["version"], v["value"]) for v in history] == [(1, {"tabs": False}), (2, {"tabs": True, "width": 100})]
     async with Client(bob_stdio(bob, "--by", "bob")) as b:
+        indexed = await call(b, "index_status")
+        assert indexed["daemon"]["pid"] == daemon_pids["bob"] and indexed["documents"]["synced"] == 4
         got = await call(b, "memory_get", namespace="project:team", key="style", history=True)
         assert (got["version"], got["value"], got["versions_total"]) == (2, {"tabs": True, "width": 100}, 2)
         assert [v["updated_by"] for v in got["versions"]] == ["alice", "alice"]
