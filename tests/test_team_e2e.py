@@ -365,8 +365,9 @@ async def races(alice: Member, bob: Member, printed: dict[str, Any], dsn: str, r
 async def killed_holder(alice: Member, bob: Member, victim: RawServer, printed: dict[str, Any],
                         rows: StoreRows) -> None:
     job = alice.json("task", "submit", "long job", "--type", "fragile", "--max-retries", "2", "--by", "alice")
-    claimed = victim.tool("task_claim", worker="bob-2", agent_type="fragile", lease_seconds=LEASE)
+    claimed = victim.tool("task_claim", worker="bob-2", agent_type="fragile", lease_seconds=60)
     assert claimed["task"]["id"] == job["id"]
+    # progress saved, and the lease cut to LEASE seconds from now (however slow the claim was)
     beat = victim.tool("task_heartbeat", task_id=job["id"], agent_id=claimed["agent_id"], lease_seconds=LEASE,
                        checkpoint={"step": 1})
     os.kill(victim.proc.pid, signal.SIGKILL)
