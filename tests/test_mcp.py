@@ -95,6 +95,24 @@ def test_help_lists_every_tool_without_importing_the_sdk() -> None:
     assert bad.exit_code == 2 and "unknown group nope" in bad.output
 
 
+def test_print_config_carries_the_agent_store(tmp_path: Path, isolated_home: Path) -> None:
+    """Before: the printed configuration dropped INDEXER_AGENT_DB and --agent-db (the agent
+    host's server wrote memories, sessions and tasks to the local file, not the team's server),
+    and turned a postgresql:// --db into a path (cwd/postgresql:/…, the old bug's directory)."""
+    team = "postgresql://alice@db.team.example/agents"
+    env = {"INDEXER_HOME": str(isolated_home), "INDEXER_AGENT_DB": team}
+
+    def printed(*args: str) -> dict[str, Any]:
+        result = CliRunner().invoke(cli, [*args, "--print-config"], env=env)
+        assert result.exit_code == 0, result.output
+        return dict(json.loads(result.output)["mcpServers"]["indexer"])
+
+    assert {key: printed("mcp")["env"].get(key) for key in env} == env
+    flagged = printed("--db", str(tmp_path / "notes.db"), "--agent-db", team, "mcp", "--tools", "memory")
+    assert flagged["args"] == ["--db", str(tmp_path / "notes.db"), "--agent-db", team, "mcp", "--tools", "memory"]
+    assert printed("--db", team, "mcp", "--tools", "tasks")["args"] == ["--db", team, "mcp", "--tools", "tasks"]
+
+
 # --- documents ------------------------------------------------------------------------------
 
 async def test_search_direct_without_daemon(root: Path) -> None:

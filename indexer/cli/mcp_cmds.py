@@ -20,10 +20,10 @@ prints it, with this installation's absolute path (clients do not read your shel
 With --http, every request needs `Authorization: Bearer <token>`; `indexer mcp --http
 --print-config` prints the URL and the header (the token is made once, kept 0600)."""
 
-# The variables that choose the state (database, config, socket), passed to the server in
-# the printed configuration: MCP clients start servers with a reduced environment.
-STATE_ENV = ("INDEXER_HOME", "INDEXER_DB", "INDEXER_CONFIG", "XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME",
-             "XDG_RUNTIME_DIR")
+# The variables that choose the state (database, agent store, config, socket), passed to the
+# server in the printed configuration: MCP clients start servers with a reduced environment.
+STATE_ENV = ("INDEXER_HOME", "INDEXER_DB", "INDEXER_AGENT_DB", "INDEXER_CONFIG", "XDG_DATA_HOME", "XDG_CONFIG_HOME",
+             "XDG_CACHE_HOME", "XDG_RUNTIME_DIR")
 
 
 @cli.command(epilog=EPILOG)
@@ -88,7 +88,9 @@ def client_config(app: AppContext, options: dict[str, Any], *, http: bool, port:
     command, *head = executable()
     args = [*head]
     if app.db:
-        args += ["--db", str(Path(app.db).expanduser().resolve())]
+        args += ["--db", _location(app.db)]
+    if app.agent_db:
+        args += ["--agent-db", _location(app.agent_db)]
     if app.config_file:
         args += ["--config", str(Path(app.config_file).expanduser().resolve())]
     args.append("mcp")
@@ -105,3 +107,11 @@ def client_config(app: AppContext, options: dict[str, Any], *, http: bool, port:
     if env:
         entry["env"] = env
     return {"mcpServers": {"indexer": entry}}
+
+
+def _location(location: str) -> str:
+    """A database location for the printed arguments: a file as an absolute path, a
+    postgresql:// URL as given."""
+    from indexer.locations import is_postgres
+
+    return location if is_postgres(location) else str(Path(location).expanduser().resolve())
