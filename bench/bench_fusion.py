@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import re
+import sqlite3
 import statistics
 import sys
 import time
@@ -37,7 +38,7 @@ from indexer.documents.embedding import make_embedder  # noqa: E402
 from indexer.documents.markdown_meta import document_summary  # noqa: E402
 from indexer.documents.vector_matrix import VectorMatrix  # noqa: E402
 from indexer.storage.sqlite import driver  # noqa: E402
-from indexer.storage.sqlite.search_store import Filters, keyword_hits, term_matches  # noqa: E402
+from indexer.storage.sqlite.search_store import Filters, fts_terms, keyword_hits, term_matches  # noqa: E402
 from indexer.storage.sqlite.vectors import from_blob  # noqa: E402
 
 CORPORA = Path(os.environ.get("INDEXER_TEST_CORPORA") or Path(__file__).resolve().parents[2] / "shared" / "corpora")
@@ -60,6 +61,8 @@ class Evidence:
     coverage: dict[int, float]  # doc -> IDF coverage of its best BM25 chunk (ranking.idf_coverage)
     items: dict[int, float]  # doc -> cosine of its best list item ("- what it does:" line), with --items
     sem_coverage: dict[int, float] | None = None  # doc -> IDF coverage of its best chunk, for semantic's top docs
+    summary_bm25: dict[int, float] | None = None  # doc -> BM25 of its summary (title + first paragraph)
+    summary_coverage: dict[int, float] | None = None  # doc -> IDF coverage of its summary
 
 
 class Corpus:
@@ -88,6 +91,9 @@ class Corpus:
         self.mean_matrix = np.stack([from_blob(r[3]) if r[3] else np.zeros(self.chunk_matrix.shape[1], "<f4")
                                      for r in rows])
         summaries = [document_summary(Path(r[1]).read_text(encoding="utf-8", errors="replace"), r[2]) for r in rows]
+        self.summary_fts = sqlite3.connect(":memory:")
+        self.summary_fts.execute("CREATE VIRTUAL TABLE s USING fts5(x, tokenize='porter unicode61 remove_diacritics 2')")
+        self.summary_fts.executemany("INSERT INTO s(rowid, x) VALUES (?, ?)", zip((int(r[0]) for r in rows), summaries))
         key = hashlib.sha1("\0".join(summaries).encode()).hexdigest()[:12]
         cache = db.parent / f"summaries-{key}.npy"
         if cache.exists():
@@ -151,6 +157,26 @@ class Corpus:
             summary=self.top(self.summary_matrix, self.doc_ids, qv), summary_core=self.top(self.summary_matrix, self.doc_ids, cv),
             mean=self.top(self.mean_matrix, self.doc_ids, qv), coverage=self.coverage(text, bm25),
             items=self.top_items(qv))
+
+    def summary_keyword(self, text: str) -> tuple[dict[int, float], dict[int, float]]:
+        """BM25 over the documents' summaries (title + first paragraph: what a page is for),
+        and each hit's IDF coverage there."""
+        terms = fts_terms(text)
+        if not terms:
+            return {}, {}
+        rows = self.summary_fts.execute("SELECT rowid, -bm25(s) FROM s WHERE s MATCH ? ORDER BY bm25(s) LIMIT ?",
+                                        (" OR ".join(terms), DEPTH)).fetchall()
+        hits = {int(r[0]): float(r[1]) for r in rows}
+        total = int(self.summary_fts.execute("SELECT count(*) FROM s").fetchone()[0])
+        counts, matches = {}, {}
+        wanted = ",".join(str(d) for d in hits) or "0"
+        for quoted in terms:
+            n, found = self.summary_fts.execute(
+                f"SELECT count(*), group_concat(CASE WHEN rowid IN ({wanted}) THEN rowid END) FROM s WHERE s MATCH ?",
+                (quoted,)).fetchone()
+            term = quoted[1:-1]
+            counts[term], matches[term] = int(n), {int(c) for c in found.split(",")} if found else set()
+        return hits, ranking.idf_coverage(matches, {t: ranking.idf(n, total) for t, n in counts.items()})
 
     def doc_coverage(self, text: str, doc_ids: list[int]) -> dict[int, float]:
         """Each document's IDF coverage: its best chunk's, over all of its chunks (the whole
@@ -231,22 +257,29 @@ SEMANTIC = "semantic + summary b=0.2"  # the product's semantic mode: the refere
 
 
 def gated(e: Evidence, gate: ranking.EvidenceGate, question: float = 0.1, other: float = 0.3,
-          agree_k: int = 10, scale: Callable[[Evidence, dict[int, float], ranking.KeywordEvidence], float] | None = None
-          ) -> list[int]:
+          agree_k: int = 10, scale: Callable[[Evidence, dict[int, float], ranking.KeywordEvidence], float] | None = None,
+          source: str = "chunks", extra: float = 0.0) -> list[int]:
     """The product's hybrid: score fusion by shape, BM25's weight scaled by its evidence (and by
-    ``scale``, a variant's further factor)."""
+    ``scale``, a variant's further factor). ``source``: BM25 over the chunks (the product) or
+    over the documents' summaries; ``extra``: the summaries' BM25 added beside the chunks',
+    with this share of the weight, under its own gate."""
     sem = with_summary(e, 0.2, combine="sum")
-    kw = keyword(e)
-    evidence = ranking.keyword_evidence(kw, sem, e.coverage, agree_k)
-    weight = shape_weight(e, question, other) * gate.factor(evidence)
-    if weight > 0 and scale is not None:
-        weight *= scale(e, sem, evidence)
-    if weight <= 0 or not kw:
+    parts: dict[str, dict[int, float]] = {}
+    weights: dict[str, float] = {"semantic": 1.0}
+    sources = [(source, 1.0)] + ([("summaries", extra)] if extra > 0 else [])
+    for name, share in sources:
+        kw, cov = (keyword(e), e.coverage) if name == "chunks" else (e.summary_bm25 or {}, e.summary_coverage or {})
+        evidence = ranking.keyword_evidence(kw, sem, cov, agree_k)
+        weight = share * shape_weight(e, question, other) * gate.factor(evidence)
+        if weight > 0 and scale is not None:
+            weight *= scale(e, sem, evidence)
+        if weight > 0 and kw:
+            parts[name], weights[name] = ranking.gated_keyword_scores(kw, cov, gate.doc_power), weight
+    if not parts:
         return docs(sem)
     floor = min(sem.values())
-    return docs(ranking.weighted_sum({"semantic": {d: sem.get(d, floor) for d in sem.keys() | kw.keys()},
-                                      "keyword": ranking.gated_keyword_scores(kw, e.coverage, gate.doc_power)},
-                                     {"semantic": 1.0, "keyword": weight}))
+    every = set(sem).union(*parts.values())
+    return docs(ranking.weighted_sum({"semantic": {d: sem.get(d, floor) for d in every}, **parts}, weights))
 
 
 def with_items(e: Evidence, c: float, b: float = 0.2, mode: str = "sum") -> dict[int, float]:
@@ -284,6 +317,18 @@ def contrast(width: float, floor: float = 0.0) -> Callable[[Evidence, dict[int, 
         gap = evidence.coverage - (e.sem_coverage or {}).get(top_sem, e.coverage.get(top_sem, 0.0))
         return 1.0 if width <= 0 else min(1.0, max(floor, gap / width))
     return scale
+
+
+def summary_keyword_variants() -> dict[str, Callable[[Evidence], list[int]]]:
+    G = ranking.EvidenceGate
+    v: dict[str, Callable[[Evidence], list[int]]] = {}
+    for lo in (0.5, 0.7):
+        v[f"summary-bm25: instead of chunks, gate>={lo}"] = lambda e, lo=lo: gated(e, G(lo, 0.9, lo, 0.0, 1.0),
+                                                                                  source="summaries")
+        for extra in (0.5, 1.0, 2.0):
+            v[f"summary-bm25: beside chunks x{extra}, gate>={lo}"] = (
+                lambda e, lo=lo, extra=extra: gated(e, G(lo, 0.9, lo, 0.0, 1.0), extra=extra))
+    return v
 
 
 def contrast_variants() -> dict[str, Callable[[Evidence], list[int]]]:
@@ -364,6 +409,7 @@ def variants() -> dict[str, Callable[[Evidence], list[int]]]:
                 lambda e, q=q, o=o, b=b: score_fusion(e, shape_weight(e, q, o), with_summary(e, b, combine="sum")))
     v.update(gated_variants())
     v.update(contrast_variants())
+    v.update(summary_keyword_variants())
     return v
 
 
@@ -439,6 +485,7 @@ def main() -> None:
     evidence = [CORPUS.evidence(q, embed) for q in queries]
     for e in evidence:  # the IDF coverage of semantic's own best documents (contrast gates)
         e.sem_coverage = CORPUS.doc_coverage(e.query["q"], docs(with_summary(e, 0.2, combine="sum"))[:3])
+        e.summary_bm25, e.summary_coverage = CORPUS.summary_keyword(e.query["q"])
     results: dict[str, dict[str, dict[str, float]]] = {}
     every = variants()
     if args.items:
