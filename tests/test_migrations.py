@@ -564,7 +564,9 @@ def test_an_installed_wheel_finds_the_sql_files(tmp_path: Path) -> None:
     wheel = next(wheels.glob("indexer-*.whl"))
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
                    check=True, capture_output=True)
-    probe = ("import indexer, pathlib; from indexer.storage import migrations\n"
+    probe = ("import indexer, pathlib; from indexer.storage.sqlite import migrations\n"
+             "from indexer.storage.postgres import migrations as pg\n"
+             f"assert len(pg.load_migrations()) == {len(list((ROOT / 'schema' / 'postgres').glob('*.sql')))}\n"
              "print(indexer.__file__)\n"
              "for m in migrations.load_migrations(): print(m.name, m.checksum)\n"
              "print(migrations.migrate(pathlib.Path('probe.db')).applied)\n")
