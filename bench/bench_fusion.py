@@ -331,9 +331,22 @@ def summary_keyword_variants() -> dict[str, Callable[[Evidence], list[int]]]:
     return v
 
 
+def keep_agreed_top(e: Evidence, gate: ranking.EvidenceGate, k: int) -> list[int]:
+    """The gated hybrid, except that semantic's best document stays first when BM25 also ranks
+    it among its own top ``k``: both rankers accept it, so BM25 reorders only below it."""
+    fused = gated(e, gate)
+    top = docs(with_summary(e, 0.2, combine="sum"))[0]
+    if top in docs(keyword(e))[:k]:
+        return [top] + [d for d in fused if d != top]
+    return fused
+
+
 def contrast_variants() -> dict[str, Callable[[Evidence], list[int]]]:
     G = ranking.EvidenceGate
     v: dict[str, Callable[[Evidence], list[int]]] = {}
+    for k in (3, 10, 30):
+        v[f"contrast: keep semantic's best first when BM25 has it in its top {k}"] = (
+            lambda e, k=k: keep_agreed_top(e, G(), k))
     for lo in (0.5, 0.7):
         for width in (0.05, 0.1, 0.2, 0.3):
             for floor in (0.0, 0.5):
