@@ -28,11 +28,7 @@ from indexer.storage.sqlite import hot_queries
 
 Connection = psycopg.Connection[Any]
 
-TASK_COLUMNS = (
-    "id, prompt, agent_type, priority, status, input_data, result_data, error_message, retry_count, "
-    "max_retries, max_execution_timeout_seconds, submitted_at, started_at, completed_at, "
-    "last_updated_at, created_by, parent_task_id, dependencies, session_id"
-)
+TASK_COLUMNS = hot_queries.TASK_COLUMNS
 INSERT_TASK = (
     "INSERT INTO tasks (id, prompt, agent_type, priority, status, input_data, retry_count, max_retries, "
     "max_execution_timeout_seconds, submitted_at, last_updated_at, created_by, parent_task_id, "
@@ -154,21 +150,9 @@ def touch(conn: Connection, task_id: str, now: str) -> int:
 def finish(conn: Connection, task_id: str, old: str, new: str, now: str, *, result_json: str | None = None,
            error: str | None = None, retry: bool = False) -> Any | None:
     """Move a task from ``old`` to ``new`` (compare-and-set); None if it was not ``old``."""
-    sets = ["status = %s", "last_updated_at = %s"]
-    params: list[Any] = [new, now]
-    if new in ("completed", "failed", "cancelled"):
-        sets.append("completed_at = %s")
-        params.append(now)
-    if result_json is not None:
-        sets.append("result_data = %s::json")
-        params.append(result_json)
-    if error is not None:
-        sets.append("error_message = %s")
-        params.append(error)
-    if retry:
-        sets.extend(["retry_count = COALESCE(retry_count, 0) + 1", "started_at = NULL"])
-    return conn.execute(f"UPDATE tasks SET {', '.join(sets)} WHERE id = %s AND status = %s RETURNING {TASK_COLUMNS}",
-                        (*params, task_id, old)).fetchone()
+    sql, params = hot_queries.task_finish(task_id, old, new, now, result_json=result_json, error=error, retry=retry,
+                                          json_value="?::json")
+    return conn.execute(sql.replace("?", "%s"), params).fetchone()
 
 
 def unblock_dependents(conn: Connection, task_id: str, now: str) -> list[str]:

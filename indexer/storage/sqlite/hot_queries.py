@@ -194,6 +194,36 @@ def agents_page_sql(filters: tuple[str, ...] | list[str], with_cursor: bool) -> 
 TASKS_BY_SESSION = tasks_page_sql(("session_id",), True)
 AGENTS_BY_SESSION = agents_page_sql(("session_id",), True)
 
+# A task row as the services read it (both engines; PostgreSQL's seq is not part of it).
+TASK_COLUMNS = (
+    "id, prompt, agent_type, priority, status, input_data, result_data, error_message, retry_count, "
+    "max_retries, max_execution_timeout_seconds, submitted_at, started_at, completed_at, "
+    "last_updated_at, created_by, parent_task_id, dependencies, session_id"
+)
+FINAL_TASK_STATES = ("completed", "failed", "cancelled")
+
+
+def task_finish(task_id: str, old: str, new: str, now: str, *, result_json: str | None, error: str | None,
+                retry: bool, json_value: str = "?") -> tuple[str, tuple[Any, ...]]:
+    """The compare-and-set of a task from ``old`` to ``new`` (``?`` placeholders) and its
+    params: ``retry`` adds one to retry_count and clears started_at (back to pending); a final
+    state stamps completed_at. ``json_value``: the placeholder of result_data (PostgreSQL casts)."""
+    sets = ["status = ?", "last_updated_at = ?"]
+    params: list[Any] = [new, now]
+    if new in FINAL_TASK_STATES:
+        sets.append("completed_at = ?")
+        params.append(now)
+    if result_json is not None:
+        sets.append(f"result_data = {json_value}")
+        params.append(result_json)
+    if error is not None:
+        sets.append("error_message = ?")
+        params.append(error)
+    if retry:
+        sets.extend(["retry_count = COALESCE(retry_count, 0) + 1", "started_at = NULL"])
+    sql = f"UPDATE tasks SET {', '.join(sets)} WHERE id = ? AND status = ? RETURNING {TASK_COLUMNS}"
+    return sql, (*params, task_id, old)
+
 
 @dataclass(frozen=True)
 class HotQuery:

@@ -19,11 +19,7 @@ from typing import Any
 from indexer.storage.sqlite import hot_queries
 from indexer.storage.sqlite.driver import Connection
 
-TASK_COLUMNS = (
-    "id, prompt, agent_type, priority, status, input_data, result_data, error_message, retry_count, "
-    "max_retries, max_execution_timeout_seconds, submitted_at, started_at, completed_at, "
-    "last_updated_at, created_by, parent_task_id, dependencies, session_id"
-)
+TASK_COLUMNS = hot_queries.TASK_COLUMNS
 # No RETURNING on INSERTs (SQLite would code the FK checks of child tables, full scans).
 INSERT_TASK = (
     "INSERT INTO tasks (id, prompt, agent_type, priority, status, input_data, retry_count, max_retries, "
@@ -119,22 +115,8 @@ def finish(conn: Connection, task_id: str, old: str, new: str, now: str, *, resu
            error: str | None = None, retry: bool = False) -> Any | None:
     """Move a task from ``old`` to ``new``. ``retry`` adds one to retry_count and clears
     started_at (back to pending); a final state stamps completed_at. None if it was not ``old``."""
-    final = new in ("completed", "failed", "cancelled")
-    sets = ["status = ?", "last_updated_at = ?"]
-    params: list[Any] = [new, now]
-    if final:
-        sets.append("completed_at = ?")
-        params.append(now)
-    if result_json is not None:
-        sets.append("result_data = ?")
-        params.append(result_json)
-    if error is not None:
-        sets.append("error_message = ?")
-        params.append(error)
-    if retry:
-        sets.extend(["retry_count = COALESCE(retry_count, 0) + 1", "started_at = NULL"])
-    return conn.execute(f"UPDATE tasks SET {', '.join(sets)} WHERE id = ? AND status = ? RETURNING {TASK_COLUMNS}",
-                        (*params, task_id, old)).fetchone()
+    sql, params = hot_queries.task_finish(task_id, old, new, now, result_json=result_json, error=error, retry=retry)
+    return conn.execute(sql, params).fetchone()
 
 
 def unblock_dependents(conn: Connection, task_id: str, now: str) -> list[str]:
