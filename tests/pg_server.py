@@ -27,6 +27,17 @@ from urllib.parse import quote
 ENV_DSN = "INDEXER_TEST_POSTGRES"
 SERVER_USER = "postgres"
 
+# A migrator process for conftest.run_processes: ready, then on the go signal migrates the
+# database named by argv[1] (a DSN, direct or through PgBouncer) and prints what it applied.
+MIGRATOR = r"""
+import json, sys
+from indexer.storage.postgres import migrations
+print("ready", flush=True)
+sys.stdin.readline()
+report = migrations.migrate(sys.argv[1])
+print(json.dumps(report.applied), flush=True)
+"""
+
 
 class ServerError(RuntimeError):
     """The test server could not be started; the message says why and what to do."""

@@ -19,6 +19,7 @@ from indexer import MemoryService
 from indexer.errors import IndexerError, MigrationError
 from indexer.storage.engines import engine as engine_of_db
 from indexer.storage.engines import open_agent_database
+from pg_server import MIGRATOR
 
 WRITER = r"""
 import asyncio, json, sys
@@ -77,16 +78,6 @@ async def test_concurrent_operations_in_one_process(agent_db: Any) -> None:
 
 
 # --- PostgreSQL only ------------------------------------------------------------------------------
-
-MIGRATOR = r"""
-import json, sys
-from indexer.storage.postgres import migrations
-print("ready", flush=True)
-sys.stdin.readline()
-report = migrations.migrate(sys.argv[1])
-print(json.dumps(report.applied), flush=True)
-"""
-
 
 @pytest.mark.process
 def test_four_concurrent_migrators_exactly_one_applies(pg_server: Any) -> None:

@@ -18,6 +18,7 @@ from indexer.documents.sync import DocumentSync
 from indexer.errors import ConfigError
 from indexer.mcp.catalog import TOOLS, parse_groups, select_tools
 from indexer.mcp.server import build_server
+from mcp_calls import call, error
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -43,18 +44,6 @@ def indexed(root: Path) -> Any:
     with DocumentSync(config) as sync:
         sync.run()
     return config
-
-
-async def call(client: Client, name: str, **args: Any) -> dict[str, Any]:
-    result = await client.call_tool(name, args)
-    assert not result.is_error, result.content[0].text
-    return result.structured_content
-
-
-async def error(client: Client, name: str, **args: Any) -> str:
-    result = await client.call_tool(name, args)
-    assert result.is_error, result.structured_content
-    return result.content[0].text
 
 
 # --- the tool set -------------------------------------------------------------------------

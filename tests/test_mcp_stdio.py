@@ -20,6 +20,7 @@ from mcp import Client, StdioServerParameters
 
 from daemon_harness import DaemonProcess, wait_until
 from indexer.mcp.catalog import TOOLS
+from mcp_calls import call
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(240)]
 
@@ -39,12 +40,6 @@ def server_env(home: Path) -> dict[str, str]:
 
 def stdio(home: Path, *args: str) -> StdioServerParameters:
     return StdioServerParameters(command=sys.executable, args=["-m", "indexer", "mcp", *args], env=server_env(home))
-
-
-async def call(client: Client, name: str, **args: Any) -> dict[str, Any]:
-    result = await client.call_tool(name, args)
-    assert not result.is_error, result.content[0].text
-    return result.structured_content
 
 
 @pytest.fixture

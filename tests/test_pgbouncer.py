@@ -21,6 +21,7 @@ import psycopg.conninfo
 import pytest
 
 from conftest import REPO_ROOT, run_processes
+from pg_server import MIGRATOR
 
 
 def through(bouncer: Any, dsn: str) -> str:
@@ -37,16 +38,6 @@ def advisory_locks(server: Any, dsn: str) -> int:
         row = conn.execute("SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
                            "WHERE l.locktype = 'advisory' AND d.datname = %s", (name,)).fetchone()
     return int(row[0]) if row else 0
-
-
-MIGRATOR = r"""
-import json, sys
-from indexer.storage.postgres import migrations
-print("ready", flush=True)
-sys.stdin.readline()
-report = migrations.migrate(sys.argv[1])
-print(json.dumps(report.applied), flush=True)
-"""
 
 
 @pytest.mark.process

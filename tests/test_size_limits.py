@@ -21,6 +21,7 @@ from indexer.errors import ConfigError, ValidationError
 from indexer.mcp.server import build_server
 from indexer.storage.sqlite import driver
 from indexer.storage.sqlite.database import Database
+from mcp_calls import call, error
 
 SMALL = Limits(value_bytes=100, metadata_bytes=50, event_bytes=120, state_bytes=80)
 
@@ -128,18 +129,6 @@ def test_the_cli_refuses_with_one_line_and_a_non_zero_exit(db_path: Path, monkey
 
 
 # -- MCP ------------------------------------------------------------------------------------
-
-async def call(client: Client, name: str, **args: Any) -> dict[str, Any]:
-    result = await client.call_tool(name, args)
-    assert not result.is_error, result.content[0].text
-    return result.structured_content
-
-
-async def error(client: Client, name: str, **args: Any) -> str:
-    result = await client.call_tool(name, args)
-    assert result.is_error, result.structured_content
-    return result.content[0].text
-
 
 async def test_mcp_refuses_large_values_and_never_echoes_what_it_stores(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INDEXER_MAX_VALUE_BYTES", "30000")

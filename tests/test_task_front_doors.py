@@ -18,6 +18,7 @@ from indexer.config import load_config
 from indexer.mcp.catalog import select_tools
 from indexer.mcp.server import build_server
 from indexer.storage.engines import open_agent_database
+from mcp_calls import call, error
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -28,18 +29,6 @@ def agent_store(agent_location: str, engine: str, monkeypatch: pytest.MonkeyPatc
     if engine == "postgresql":
         monkeypatch.setenv("INDEXER_AGENT_DB", agent_location)
     return agent_location
-
-
-async def call(client: Client, name: str, **args: Any) -> dict[str, Any]:
-    result = await client.call_tool(name, args)
-    assert not result.is_error, result.content[0].text
-    return result.structured_content
-
-
-async def error(client: Client, name: str, **args: Any) -> str:
-    result = await client.call_tool(name, args)
-    assert result.is_error, result.structured_content
-    return result.content[0].text
 
 
 async def submit(*specs: dict[str, Any]) -> None:

@@ -33,6 +33,7 @@ from mcp import Client, StdioServerParameters
 from conftest import StoreRows, copy_tldr
 from daemon_harness import DaemonProcess, wait_until
 from indexer.storage.sqlite import driver
+from mcp_calls import call
 
 pytestmark = [pytest.mark.process, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -74,12 +75,6 @@ class Member:
         """The member's `indexer mcp --print-config` entry (command, args, env), what an agent
         host (Claude Code's .mcp.json, Cursor) is given."""
         return dict(json.loads(self.cli("mcp", "--print-config").stdout)["mcpServers"]["indexer"])
-
-
-async def call(client: Client, name: str, **args: Any) -> Any:
-    result = await client.call_tool(name, args)
-    assert not result.is_error, f"{name}: {result.content[0].text}"
-    return result.structured_content
 
 
 class RawServer:
