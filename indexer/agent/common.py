@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from indexer.config import DEFAULT_SIZE_LIMITS as _DEFAULTS
 from indexer.config import Config
@@ -110,6 +111,22 @@ def _within(text: str, what: str, limit: int, setting: str) -> str:
 def encode_cursor(position: list[Any]) -> str:
     raw = json.dumps(position, ensure_ascii=False, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+T = TypeVar("T")
+
+
+def keyset_after(cursor: str | None) -> tuple[str, ...] | None:
+    """The (sort key, id) position a listing's cursor holds, or None for the first page."""
+    return tuple(decode_cursor(cursor, 2)) if cursor is not None else None
+
+
+def keyset_page(rows: Sequence[Any], limit: int, to_item: Callable[[Any], T],
+                position: Callable[[T], list[Any]]) -> tuple[list[T], str | None]:
+    """A page of a keyset listing fetched as ``limit + 1`` rows: the first ``limit`` as items,
+    and the next page's cursor (the last item's ``position``) when there was one more row."""
+    items = [to_item(r) for r in rows[:limit]]
+    return items, encode_cursor(position(items[-1])) if len(rows) > limit else None
 
 
 def decode_cursor(cursor: Any, size: int) -> list[str]:

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
-from indexer.agent.common import DEFAULT_LIMIT, Limits, check_text, decode_cursor, encode_cursor, to_json, validate_limit
+from indexer.agent.common import DEFAULT_LIMIT, Limits, check_text, decode_cursor, keyset_page, to_json, validate_limit
 from indexer.errors import ConflictError, NotFoundError, ValidationError
 from indexer.storage import engines
 from indexer.storage.protocols import AgentDatabase, MemoryStatements
@@ -334,9 +334,8 @@ class MemoryService:
                 raise ValidationError(f"cursor {cursor!r} does not belong to a listing of {namespace_prefix}")
             after = (ns, key)
         rows = await self.db.run(self.store.prefix_page, namespace_prefix, after, limit + 1, memory_type, write=False)
-        items = tuple(entry_from_row(r) for r in rows[:limit])
-        next_cursor = encode_cursor([items[-1].namespace, items[-1].key]) if len(rows) > limit else None
-        return MemoryPage(items, next_cursor)
+        items, next_cursor = keyset_page(rows, limit, entry_from_row, lambda e: [e.namespace, e.key])
+        return MemoryPage(tuple(items), next_cursor)
 
     async def delete_memory(self, namespace: str, key: str, deleted_by: str | None = None) -> int:
         """Soft delete: every version is marked deleted (none resurfaces). Returns how many

@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from indexer.agent.common import DEFAULT_LIMIT, Limits, check_text, decode_cursor, encode_cursor, to_json, validate_limit
+from indexer.agent.common import DEFAULT_LIMIT, Limits, check_text, keyset_after, keyset_page, to_json, validate_limit
 from indexer.errors import ConflictError, NotFoundError, ValidationError
 from indexer.storage import engines
 from indexer.storage.protocols import AgentDatabase, SessionStatements
@@ -354,11 +354,9 @@ class SessionService:
         if status is not None:
             filters["status"] = validate_status(status)
         validate_limit(limit)
-        after = tuple(decode_cursor(cursor, 2)) if cursor is not None else None
-        rows = await self.db.run(self.store.page, filters, after, limit + 1, write=False)
-        items = tuple(session_from_row(r) for r in rows[:limit])
-        next_cursor = encode_cursor([items[-1].created_at, items[-1].id]) if len(rows) > limit else None
-        return SessionPage(items, next_cursor)
+        rows = await self.db.run(self.store.page, filters, keyset_after(cursor), limit + 1, write=False)
+        items, next_cursor = keyset_page(rows, limit, session_from_row, lambda s: [s.created_at, s.id])
+        return SessionPage(tuple(items), next_cursor)
 
     async def append_event(self, session_id: str, event: dict[str, Any],
                            state_delta: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from indexer.agent import task_rules as rules
-from indexer.agent.common import DEFAULT_LIMIT, check_text, decode_cursor, encode_cursor, to_json, validate_limit
+from indexer.agent.common import DEFAULT_LIMIT, check_text, keyset_after, keyset_page, to_json, validate_limit
 from indexer.agent.task_rules import Agent, Checkpoint, Claim, Task
 from indexer.errors import ConflictError, NotFoundError, ValidationError
 from indexer.storage import engines
@@ -349,10 +349,8 @@ class TaskService:
         if status is not None:
             filters["status"] = rules.check_status(status)
         validate_limit(limit)
-        after = tuple(decode_cursor(cursor, 2)) if cursor is not None else None
-        rows = await self.db.run(self.store.page, filters, after, limit + 1, write=False)
-        items = [rules.task_from_row(r) for r in rows[:limit]]
-        return items, encode_cursor([items[-1].submitted_at, items[-1].id]) if len(rows) > limit else None
+        rows = await self.db.run(self.store.page, filters, keyset_after(cursor), limit + 1, write=False)
+        return keyset_page(rows, limit, rules.task_from_row, lambda t: [t.submitted_at, t.id])
 
     async def counts(self) -> dict[str, int]:
         """How many tasks are in each status."""
@@ -370,10 +368,8 @@ class TaskService:
         if state is not None:
             filters["state"] = rules.check_agent_state(state)
         validate_limit(limit)
-        after = tuple(decode_cursor(cursor, 2)) if cursor is not None else None
-        rows = await self.db.run(self.store.agents_page, filters, after, limit + 1, write=False)
-        items = [rules.agent_from_row(r) for r in rows[:limit]]
-        return items, encode_cursor([items[-1].spawned_at, items[-1].id]) if len(rows) > limit else None
+        rows = await self.db.run(self.store.agents_page, filters, keyset_after(cursor), limit + 1, write=False)
+        return keyset_page(rows, limit, rules.agent_from_row, lambda a: [a.spawned_at, a.id])
 
     async def session_tasks(self, session_id: str, limit: int = DEFAULT_LIMIT) -> list[Task]:
         """A session's tasks, newest first (idx_tasks_session)."""
