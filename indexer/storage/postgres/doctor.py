@@ -121,6 +121,6 @@ def status(dsn: str) -> dict[str, Any]:
                 if present and present[0]:
                     counted = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
                     info[table] = int(counted[0]) if counted else 0
-            applied = {r[0] for r in conn.execute(f"SELECT name FROM {migrations.VERSION_TABLE}")}
+            applied = migrations.applied_migrations(conn)
             info["pending_migrations"] = [m.name for m in migrations.load_migrations() if m.name not in applied]
         return info

@@ -82,7 +82,7 @@ def connect(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
         raise IndexerError(f"cannot connect to PostgreSQL at {redact(dsn)}: {one_line(exc)}") from None
 
 
-def _applied(conn: psycopg.Connection[Any]) -> dict[str, str]:
+def applied_migrations(conn: psycopg.Connection[Any]) -> dict[str, str]:
     # A scan of the catalog, not to_regclass(): a name lookup that takes no lock may answer from
     # the backend's cache, as of before the lock was granted (another migrator's new table unseen).
     exists = conn.execute("SELECT EXISTS (SELECT FROM pg_catalog.pg_tables WHERE tablename = %s "
@@ -107,7 +107,7 @@ def _pending(applied: dict[str, str], known: list[Migration], where: str) -> lis
 
 def read_state(dsn: str) -> PgState:
     with connect(dsn, autocommit=True) as conn:
-        applied = _applied(conn)
+        applied = applied_migrations(conn)
         pending = _pending(applied, load_migrations(), redact(dsn))
         version = conn.execute("SHOW server_version").fetchone()
         return PgState(applied, [m.name for m in pending], str(version[0]) if version else "")
@@ -121,7 +121,7 @@ def migrate(dsn: str, *, dry_run: bool = False) -> MigrationReport:
     with connect(dsn, autocommit=True) as conn:
         version_row = conn.execute("SHOW server_version").fetchone()
         server_version = str(version_row[0]) if version_row else ""
-        applied = _applied(conn)
+        applied = applied_migrations(conn)
         pending = _pending(applied, known, where)
         report = MigrationReport(where, "current" if applied else "empty", [m.name for m in pending],
                                  dry_run=dry_run, server_version=server_version)
@@ -129,7 +129,7 @@ def migrate(dsn: str, *, dry_run: bool = False) -> MigrationReport:
             return report
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-            pending = _pending(_applied(conn), known, where)  # another migrator may have applied them
+            pending = _pending(applied_migrations(conn), known, where)  # another migrator may have applied them
             conn.execute(VERSION_DDL)
             for migration in pending:
                 try:
