@@ -36,9 +36,10 @@ from indexer.config import load_config  # noqa: E402
 from indexer.documents import ranking  # noqa: E402
 from indexer.documents.embedding import make_embedder  # noqa: E402
 from indexer.documents.markdown_meta import document_summary  # noqa: E402
+from indexer.documents.search import chunk_coverage  # noqa: E402
 from indexer.documents.vector_matrix import VectorMatrix  # noqa: E402
 from indexer.storage.sqlite import driver  # noqa: E402
-from indexer.storage.sqlite.search_store import Filters, fts_terms, keyword_hits, term_matches  # noqa: E402
+from indexer.storage.sqlite.search_store import Filters, fts_terms, keyword_hits  # noqa: E402
 from indexer.storage.sqlite.vectors import from_blob  # noqa: E402
 
 CORPORA = Path(os.environ.get("INDEXER_TEST_CORPORA") or Path(__file__).resolve().parents[2] / "shared" / "corpora")
@@ -181,9 +182,7 @@ class Corpus:
     def doc_coverage(self, text: str, doc_ids: list[int]) -> dict[int, float]:
         """Each document's IDF coverage: its best chunk's, over all of its chunks (the whole
         document, whether or not BM25's top chunks hold it)."""
-        chunks = [c for d in doc_ids for c in self.chunks_of.get(d, [])]
-        total, counts, matches = term_matches(self.conn, text, chunks)
-        per_chunk = ranking.idf_coverage(matches, {t: ranking.idf(n, total) for t, n in counts.items()})
+        per_chunk = chunk_coverage(self.conn, text, [c for d in doc_ids for c in self.chunks_of.get(d, [])])
         return {d: max((per_chunk.get(c, 0.0) for c in self.chunks_of.get(d, [])), default=0.0) for d in doc_ids}
 
     def coverage(self, text: str, bm25: dict[int, float]) -> dict[int, float]:
@@ -191,8 +190,7 @@ class Corpus:
         best: dict[int, int] = {}
         for chunk_id, _ in sorted(bm25.items(), key=lambda i: -i[1]):
             best.setdefault(self.doc_of[chunk_id], chunk_id)
-        total, counts, matches = term_matches(self.conn, text, list(best.values()))
-        per_chunk = ranking.idf_coverage(matches, {t: ranking.idf(n, total) for t, n in counts.items()})
+        per_chunk = chunk_coverage(self.conn, text, list(best.values()))
         return {d: per_chunk.get(c, 0.0) for d, c in best.items()}
 
 

@@ -158,6 +158,13 @@ class Gated(NamedTuple):
     normalised: dict[int, float] | None  # BM25/max(BM25), scaled by coverage
 
 
+def chunk_coverage(conn: Any, query: str, chunk_ids: list[int], total: int | None = None) -> dict[int, float]:
+    """Each of ``chunk_ids``' share of the query's IDF mass (:func:`ranking.idf_coverage`), from
+    BM25's term counts over the whole index."""
+    total, counts, matches = search_store.term_matches(conn, query, chunk_ids, total)
+    return ranking.idf_coverage(matches, {t: ranking.idf(n, total) for t, n in counts.items()})
+
+
 def gate_keyword(conn: Any, query: str, keyword_hits: Ranking, doc_of: dict[int, int], keyword: dict[int, float],
                  semantic: dict[int, float], fusion: Fusion, total: int | None = None) -> Gated:
     """BM25's weight for this query from its evidence (:class:`ranking.EvidenceGate`)."""
@@ -169,9 +176,8 @@ def gate_keyword(conn: Any, query: str, keyword_hits: Ranking, doc_of: dict[int,
         doc = doc_of.get(chunk_id)
         if doc is not None:
             best_chunk.setdefault(doc, chunk_id)
-    total, counts, matches = search_store.term_matches(conn, query, list(best_chunk.values()), total)
-    chunk_coverage = ranking.idf_coverage(matches, {t: ranking.idf(n, total) for t, n in counts.items()})
-    coverage = {doc: chunk_coverage.get(chunk, 0.0) for doc, chunk in best_chunk.items()}
+    per_chunk = chunk_coverage(conn, query, list(best_chunk.values()), total)
+    coverage = {doc: per_chunk.get(chunk, 0.0) for doc, chunk in best_chunk.items()}
     evidence = ranking.keyword_evidence(keyword, semantic, coverage, fusion.agree_k)
     factor = fusion.gate.factor(evidence)
     return Gated(shape * factor, shape, factor, evidence, coverage,
