@@ -143,13 +143,8 @@ def set_status(conn: Connection, session_id: str, old: str, new: str, now: str) 
 
 
 def page(conn: Connection, filters: dict[str, str], after: tuple[str, str] | None, limit: int) -> list[Any]:
-    names = [name for name in hot_queries.SESSION_FILTERS if name in filters]
-    sql = hot_queries.sessions_page_sql(names, after is not None).replace("?", "%s")
-    params: list[Any] = [filters[name] for name in names]
-    if after is not None:
-        params.extend(after)
-    params.append(limit)
-    return conn.execute(sql, params).fetchall()
+    sql, params = hot_queries.page_query("sessions", filters, after, limit)
+    return conn.execute(sql.replace("?", "%s"), params).fetchall()
 
 
 def event_count(conn: Connection, session_id: str) -> int:

@@ -178,12 +178,8 @@ def status_counts(conn: Connection) -> dict[str, int]:
 
 
 def page(conn: Connection, filters: dict[str, str], after: tuple[str, str] | None, limit: int) -> list[Any]:
-    names = [name for name in hot_queries.TASK_FILTERS if name in filters]
-    params: list[Any] = [filters[name] for name in names]
-    if after is not None:
-        params.extend(after)
-    params.append(limit)
-    return conn.execute(hot_queries.tasks_page_sql(names, after is not None).replace("?", "%s"), params).fetchall()
+    sql, params = hot_queries.page_query("tasks", filters, after, limit)
+    return conn.execute(sql.replace("?", "%s"), params).fetchall()
 
 
 # --- agents -----------------------------------------------------------------------------------------
@@ -217,12 +213,8 @@ def terminate_agent(conn: Connection, agent_id: str, outcome: str, now: str) -> 
 
 
 def agents_page(conn: Connection, filters: dict[str, str], after: tuple[str, str] | None, limit: int) -> list[Any]:
-    names = [name for name in hot_queries.AGENT_FILTERS if name in filters]
-    params: list[Any] = [filters[name] for name in names]
-    if after is not None:
-        params.extend(after)
-    params.append(limit)
-    return conn.execute(hot_queries.agents_page_sql(names, after is not None).replace("?", "%s"), params).fetchall()
+    sql, params = hot_queries.page_query("agents", filters, after, limit)
+    return conn.execute(sql.replace("?", "%s"), params).fetchall()
 
 
 # --- checkpoints and audit -------------------------------------------------------------------------

@@ -149,14 +149,19 @@ SESSION_LIST_COLUMNS = (
 )
 
 
+def _page_sql(table: str, columns: str, order: str, allowed: tuple[str, ...],
+              filters: tuple[str, ...] | list[str], with_cursor: bool) -> str:
+    clauses = [f"{name} = ?" for name in allowed if name in filters]
+    if with_cursor:
+        clauses.append(f"({order}, id) < (?, ?)")
+    where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
+    return f"SELECT {columns} FROM {table} {where}ORDER BY {order} DESC, id DESC LIMIT ?"
+
+
 def sessions_page_sql(filters: tuple[str, ...] | list[str], with_cursor: bool) -> str:
     """SQL for :data:`SESSION_FILTERS` columns ``filters`` (params in that order), then the
     cursor (created_at, id) if ``with_cursor``, then the limit."""
-    clauses = [f"{name} = ?" for name in SESSION_FILTERS if name in filters]
-    if with_cursor:
-        clauses.append("(created_at, id) < (?, ?)")
-    where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
-    return f"SELECT {SESSION_LIST_COLUMNS} FROM sessions {where}ORDER BY created_at DESC, id DESC LIMIT ?"
+    return _page_sql("sessions", SESSION_LIST_COLUMNS, "created_at", SESSION_FILTERS, filters, with_cursor)
 
 
 SESSIONS_BY_USER = sessions_page_sql(("user_id",), True)
@@ -172,15 +177,6 @@ TASK_FILTERS = ("session_id", "status", "agent_type", "parent_task_id")
 AGENT_FILTERS = ("session_id", "task_id", "state")
 
 
-def _page_sql(table: str, columns: str, order: str, allowed: tuple[str, ...],
-              filters: tuple[str, ...] | list[str], with_cursor: bool) -> str:
-    clauses = [f"{name} = ?" for name in allowed if name in filters]
-    if with_cursor:
-        clauses.append(f"({order}, id) < (?, ?)")
-    where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
-    return f"SELECT {columns} FROM {table} {where}ORDER BY {order} DESC, id DESC LIMIT ?"
-
-
 def tasks_page_sql(filters: tuple[str, ...] | list[str], with_cursor: bool) -> str:
     """:data:`TASK_FILTERS` columns ``filters`` (params in that order), then the cursor
     (submitted_at, id) if ``with_cursor``, then the limit."""
@@ -193,6 +189,21 @@ def agents_page_sql(filters: tuple[str, ...] | list[str], with_cursor: bool) -> 
 
 TASKS_BY_SESSION = tasks_page_sql(("session_id",), True)
 AGENTS_BY_SESSION = agents_page_sql(("session_id",), True)
+
+
+def page_query(kind: str, filters: dict[str, str], after: tuple[str, str] | None,
+               limit: int) -> tuple[str, list[Any]]:
+    """One page of a keyset listing of ``kind`` ('tasks', 'agents' or 'sessions'), newest
+    first: its SQL (``?`` placeholders) and params, the filters given among the listing's
+    filter columns, then the cursor position, then the limit."""
+    build, allowed = {"tasks": (tasks_page_sql, TASK_FILTERS), "agents": (agents_page_sql, AGENT_FILTERS),
+                      "sessions": (sessions_page_sql, SESSION_FILTERS)}[kind]
+    names = [name for name in allowed if name in filters]
+    params: list[Any] = [filters[name] for name in names]
+    if after is not None:
+        params.extend(after)
+    params.append(limit)
+    return build(names, after is not None), params
 
 # A task row as the services read it (both engines; PostgreSQL's seq is not part of it).
 TASK_COLUMNS = (

@@ -113,12 +113,7 @@ def set_status(conn: Connection, session_id: str, old: str, new: str, now: str) 
 def page(conn: Connection, filters: dict[str, str], after: tuple[str, str] | None, limit: int) -> list[Any]:
     """Sessions newest first (created_at DESC, id DESC) matching ``filters`` (columns of
     :data:`hot_queries.SESSION_FILTERS`), after the cursor position, without their events."""
-    names = [name for name in hot_queries.SESSION_FILTERS if name in filters]
-    sql = hot_queries.sessions_page_sql(names, after is not None)
-    params: list[Any] = [filters[name] for name in names]
-    if after is not None:
-        params.extend(after)
-    params.append(limit)
+    sql, params = hot_queries.page_query("sessions", filters, after, limit)
     return conn.execute(sql, params).fetchall()
 
 

@@ -144,12 +144,8 @@ def status_counts(conn: Connection) -> dict[str, int]:
 def page(conn: Connection, filters: dict[str, str], after: tuple[str, str] | None, limit: int) -> list[Any]:
     """Tasks newest first (submitted_at DESC, id DESC), filtered by columns of
     :data:`hot_queries.TASK_FILTERS`, after the cursor position."""
-    names = [name for name in hot_queries.TASK_FILTERS if name in filters]
-    params: list[Any] = [filters[name] for name in names]
-    if after is not None:
-        params.extend(after)
-    params.append(limit)
-    return conn.execute(hot_queries.tasks_page_sql(names, after is not None), params).fetchall()
+    sql, params = hot_queries.page_query("tasks", filters, after, limit)
+    return conn.execute(sql, params).fetchall()
 
 
 # --- agents -----------------------------------------------------------------------------------------
@@ -183,12 +179,8 @@ def terminate_agent(conn: Connection, agent_id: str, outcome: str, now: str) -> 
 
 
 def agents_page(conn: Connection, filters: dict[str, str], after: tuple[str, str] | None, limit: int) -> list[Any]:
-    names = [name for name in hot_queries.AGENT_FILTERS if name in filters]
-    params: list[Any] = [filters[name] for name in names]
-    if after is not None:
-        params.extend(after)
-    params.append(limit)
-    return conn.execute(hot_queries.agents_page_sql(names, after is not None), params).fetchall()
+    sql, params = hot_queries.page_query("agents", filters, after, limit)
+    return conn.execute(sql, params).fetchall()
 
 
 # --- checkpoints and audit -------------------------------------------------------------------------
