@@ -27,6 +27,14 @@ from urllib.parse import quote
 ENV_DSN = "INDEXER_TEST_POSTGRES"
 SERVER_USER = "postgres"
 
+def tail(log: Path, chars: int = 2000) -> str:
+    """The end of a server's log, for an error message ('' when there is none)."""
+    try:
+        return log.read_text(errors="replace")[-chars:]
+    except OSError:
+        return ""
+
+
 # A migrator process for conftest.run_processes: ready, then on the go signal migrates the
 # database named by argv[1] (a DSN, direct or through PgBouncer) and prints what it applied.
 MIGRATOR = r"""
@@ -161,10 +169,7 @@ class LocalServer:
         return server
 
     def log_tail(self) -> str:
-        try:
-            return (self.root / "server.log").read_text(errors="replace")[-2000:]
-        except OSError:
-            return ""
+        return tail(self.root / "server.log")
 
     def stop(self) -> None:
         try:
@@ -317,10 +322,7 @@ class Bouncer:
             return list(conn.execute(command).fetchall())
 
     def log_tail(self) -> str:
-        try:
-            return (self.root / "pgbouncer.log").read_text(errors="replace")[-2000:]
-        except OSError:
-            return ""
+        return tail(self.root / "pgbouncer.log")
 
     def stop(self) -> None:
         """SIGTERM to the PgBouncer this object started (its pidfile), then its directory goes."""
