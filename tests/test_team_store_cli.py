@@ -162,20 +162,17 @@ async def test_mcp_session_tools_use_the_agent_store(pg_dsn: str, tmp_path: Path
     from mcp import Client
 
     from indexer.mcp.server import build_server
+    from mcp_calls import call
 
     config = load_config({"db": str(tmp_path / "notes.db"), "agent_db": pg_dsn}, env={"INDEXER_HOME": str(isolated_home)})
     async with Client(build_server(config, groups=["sessions"])) as client:
-        async def call(name: str, **args: Any) -> Any:
-            result = await client.call_tool(name, args)
-            assert not result.is_error, result.content[0].text
-            return result.structured_content
-
-        created = await call("session_create", app_name="app", user_id="alice")
+        created = await call(client, "session_create", app_name="app", user_id="alice")
         for i in range(3):
-            await call("session_append", session_id=created["id"], event={"type": "msg", "i": i}, state_delta={"n": i})
-        got = await call("session_get", session_id=created["id"])
+            await call(client, "session_append", session_id=created["id"], event={"type": "msg", "i": i},
+                       state_delta={"n": i})
+        got = await call(client, "session_get", session_id=created["id"])
         assert got["event_count"] == 3 and got["state"] == {"n": 2}
-        assert (await call("session_update", session_id=created["id"], status="active"))["status"] == "active"
+        assert (await call(client, "session_update", session_id=created["id"], status="active"))["status"] == "active"
     rows = StoreRows(pg_dsn)("SELECT seq, type FROM session_events ORDER BY seq")
     assert rows == [{"seq": 1, "type": "msg"}, {"seq": 2, "type": "msg"}, {"seq": 3, "type": "msg"}]
     assert not (tmp_path / "notes.db").exists()
