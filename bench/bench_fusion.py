@@ -494,13 +494,18 @@ def main() -> None:
         return cache[text]
 
     evidence = [CORPUS.evidence(q, embed) for q in queries]
-    for e in evidence:  # the IDF coverage of semantic's own best documents (contrast gates)
-        e.sem_coverage = CORPUS.doc_coverage(e.query["q"], docs(with_summary(e, 0.2, combine="sum"))[:3])
-        e.summary_bm25, e.summary_coverage = CORPUS.summary_keyword(e.query["q"])
     results: dict[str, dict[str, dict[str, float]]] = {}
     every = variants()
     if args.items:
         every.update(item_variants())
+    chosen = [name for name in every if not args.only or args.only in name]
+    contrast = any(name.startswith("contrast") for name in chosen)
+    summary_keyword = any(name.startswith("summary-bm25") for name in chosen)
+    for e in evidence:  # read only when a chosen variant uses them
+        if contrast:  # the coverage of semantic's own best documents
+            e.sem_coverage = CORPUS.doc_coverage(e.query["q"], docs(with_summary(e, 0.2, combine="sum"))[:3])
+        if summary_keyword:
+            e.summary_bm25, e.summary_coverage = CORPUS.summary_keyword(e.query["q"])
     reference = {e.query["q"]: metrics(every[SEMANTIC](e), {str(CORPORA / r) for r in e.query["relevant"]})[2]
                  for e in evidence}
     print(f"{len(evidence)} queries; 'worse'/'better': answer ranked more than one position lower/higher than by "
