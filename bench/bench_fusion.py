@@ -499,12 +499,12 @@ def main() -> None:
     if args.items:
         every.update(item_variants())
     chosen = [name for name in every if not args.only or args.only in name]
-    contrast = any(name.startswith("contrast") for name in chosen)
-    summary_keyword = any(name.startswith("summary-bm25") for name in chosen)
+    need_contrast = any(name.startswith("contrast") for name in chosen)
+    need_summary_bm25 = any(name.startswith("summary-bm25") for name in chosen)
     for e in evidence:  # read only when a chosen variant uses them
-        if contrast:  # the coverage of semantic's own best documents
+        if need_contrast:  # the coverage of semantic's own best documents
             e.sem_coverage = CORPUS.doc_coverage(e.query["q"], docs(with_summary(e, 0.2, combine="sum"))[:3])
-        if summary_keyword:
+        if need_summary_bm25:
             e.summary_bm25, e.summary_coverage = CORPUS.summary_keyword(e.query["q"])
     reference = {e.query["q"]: metrics(every[SEMANTIC](e), {str(CORPORA / r) for r in e.query["relevant"]})[2]
                  for e in evidence}
