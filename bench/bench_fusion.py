@@ -46,6 +46,7 @@ CORPORA = Path(os.environ.get("INDEXER_TEST_CORPORA") or Path(__file__).resolve(
 QUERIES = Path(__file__).with_name("queries.json")
 PARAPHRASES = Path(__file__).with_name("queries_paraphrase.json")  # the second style: no shared word
 FRESH = Path(__file__).with_name("queries_fresh.json")  # written blind; judged (--show-heldout), never tuned on
+POOLED = Path(__file__).with_name("judgments_pooled.json")  # pages judged blind by pooling (pool_judgments.py)
 DEPTH = 200  # chunks per ranker, as the product fetches for k=10
 
 
@@ -474,11 +475,16 @@ def main() -> None:
                         help="tldr: only the queries answered by tldr pages, every ranker restricted to the tldr pages.")
     parser.add_argument("--items", action="store_true",
                         help="Also embed each tldr-style list item alone (cached) and try it as a finer semantic signal.")
+    parser.add_argument("--labels", choices=("pooled", "original"), default="pooled",
+                        help="pooled: each set's labels plus the pages judged by pooling (the default); original: the sets' own.")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     embedder = make_embedder(load_config({}).model, threads=os.cpu_count() or 1, backend=args.backend,
                              cache_dir=args.db.parent / "models")
     queries = [q for path in (QUERIES, PARAPHRASES, FRESH) for q in json.loads(path.read_text())["queries"]]
+    if args.labels == "pooled" and POOLED.is_file():
+        pooled = json.loads(POOLED.read_text())["pooled"]
+        queries = [{**q, "relevant": sorted(set(q["relevant"]) | set(pooled.get(q["q"], [])))} for q in queries]
     cache = query_vectors(sorted({t for q in queries for t in (q["q"], ranking.question_core(q["q"]))}),
                           embedder, args.db.parent)
     if args.corpus == "tldr":

@@ -9,7 +9,11 @@ corpora indexed in place: pass ``--db`` to reuse one (built once with
 ``indexer reindex --root .../tldr/pages --root .../rust-rfcs/text``), or ``--workdir`` to
 build it there. Searches go through ``indexer.documents.search.run_search`` (what the CLI and daemon
 use). Prints MRR@10 and recall@5 per mode (keyword, semantic, hybrid) and per query kind for
-each half, held-out first: quote the held-out figures; tune ranking only on ``tune``.
+each half, held-out first: quote the held-out figures; tune ranking only on ``tune``. A
+query's answers are its set's labels plus the pages judged to answer it by pooling
+(bench/judgments_pooled.json, bench/pool_judgments.py); the tables with the sets' own labels
+only follow. Hybrid's difference from semantic is given per kind with a 95 % paired bootstrap
+interval and a sign test.
 
 Latency: synthetic indexes of N chunks (corpus chunk texts, random unit vectors): in-process
 search p50/p95 (query embedding included) next to the raw query embedding and a numpy
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -47,15 +52,21 @@ PARAPHRASES = Path(__file__).with_name("queries_paraphrase.json")  # second styl
 # A third set, written blind (by someone given only the corpora): judged, never tuned on.
 FRESH = Path(__file__).with_name("queries_fresh.json")
 QUERY_SETS = {"queries": QUERIES, "paraphrase": PARAPHRASES, "fresh": FRESH}
+# Pages judged blind to answer a query beside its set's own labels (bench/pool_judgments.py).
+POOLED = Path(__file__).with_name("judgments_pooled.json")
 ROOTS = (CORPORA / "tldr" / "pages", CORPORA / "rust-rfcs" / "text")
 MODES = ("keyword", "semantic", "hybrid")
 SPLITS = ("heldout", "tune", "judge")
 
 
-def load_queries(paths: tuple[Path, ...] = (QUERIES, PARAPHRASES, FRESH)) -> list[dict]:
-    """The labelled queries of every set; every relevant file must exist (a typo would count as a miss)."""
-    queries = [{**q, "set": path.name} for path in paths for q in json.loads(path.read_text())["queries"]]
-    missing = sorted({r for q in queries for r in q["relevant"] if not (CORPORA / r).is_file()})
+def load_queries(paths: tuple[Path, ...] = (QUERIES, PARAPHRASES, FRESH), pooled: Path | None = POOLED) -> list[dict]:
+    """The labelled queries of every set, each with ``pooled``: the pages judged to answer it
+    by pooling (empty without ``pooled``). Every labelled file must exist (a typo would count
+    as a miss)."""
+    extra = json.loads(pooled.read_text())["pooled"] if pooled is not None and pooled.is_file() else {}
+    queries = [{**q, "set": path.name, "pooled": sorted(set(extra.get(q["q"], [])) - set(q["relevant"]))}
+               for path in paths for q in json.loads(path.read_text())["queries"]]
+    missing = sorted({r for q in queries for r in q["relevant"] + q["pooled"] if not (CORPORA / r).is_file()})
     if missing:
         raise SystemExit(f"error: {len(missing)} labelled files do not exist under {CORPORA}: {missing[:5]}")
     bad = [q["q"] for q in queries if q.get("split") not in SPLITS]
@@ -67,34 +78,66 @@ def load_queries(paths: tuple[Path, ...] = (QUERIES, PARAPHRASES, FRESH)) -> lis
 MISSING = 11  # the rank given to an answer outside the top 10, when counting harm
 
 
+def answers(q: dict, labels: str = "pooled") -> set[str]:
+    """The files that answer ``q``: its set's labels, plus the pooled judgments unless
+    ``labels`` is "original"."""
+    return {str(CORPORA / r) for r in q["relevant"] + (q.get("pooled", []) if labels == "pooled" else [])}
+
+
+def scored(paths: list[str], relevant: set[str]) -> tuple[int, float]:
+    """The rank of the first relevant path (MISSING when not in the top 10) and recall@5."""
+    rank = next((i for i, p in enumerate(paths[:10], 1) if p in relevant), MISSING)
+    return rank, len(relevant & set(paths[:5])) / min(len(relevant), 5)
+
+
+def top_paths(conn, embed, queries, mode: str, matrix: SearchVectors | None = None,
+              filters: Filters | None = None) -> dict[str, list[str]]:
+    """Per query: the paths of its top 10 results."""
+    options = SearchOptions(mode=mode, k=10, filters=filters or Filters())
+    return {q["q"]: [hit["path"] for hit in run_search(conn, q["q"], options, embed, matrix)["results"]]
+            for q in queries}
+
+
 def ranks(conn, embed, queries, mode: str, matrix: SearchVectors | None = None,
-          filters: Filters | None = None) -> dict[str, tuple[int, float]]:
+          filters: Filters | None = None, labels: str = "pooled") -> dict[str, tuple[int, float]]:
     """Per query: the rank of its first relevant document (MISSING when not in the top 10) and recall@5."""
-    out = {}
-    for q in queries:
-        relevant = {str(CORPORA / r) for r in q["relevant"]}
-        options = SearchOptions(mode=mode, k=10, filters=filters or Filters())
-        paths = [hit["path"] for hit in run_search(conn, q["q"], options, embed, matrix)["results"]]
-        rank = next((i for i, p in enumerate(paths, 1) if p in relevant), MISSING)
-        out[q["q"]] = (rank, len(relevant & set(paths[:5])) / min(len(relevant), 5))
-    return out
+    paths = top_paths(conn, embed, queries, mode, matrix, filters)
+    return {q["q"]: scored(paths[q["q"]], answers(q, labels)) for q in queries}
 
 
-def evaluate(queries: list[dict], by_mode: dict[str, dict[str, tuple[int, float]]], mode: str) -> dict[str, float]:
-    """MRR@10 and recall@5, overall and per kind, and (for hybrid) how many queries it ranks
-    more than one position lower than semantic and than keyword do (``worse_than_*``)."""
-    def rr(q: dict) -> float:
-        rank = by_mode[mode][q["q"]][0]
+def paired(ours: list[float], theirs: list[float], resamples: int = 4000, seed: int = 22) -> dict[str, float]:
+    """The mean of ``ours - theirs`` (per query reciprocal ranks) with a 95 % paired bootstrap
+    interval, and the two-sided sign test's p-value over the queries that differ: whether a
+    difference between two rankers on this many queries is more than chance."""
+    diffs = np.array(ours) - np.array(theirs)
+    rng = np.random.default_rng(seed)
+    means = diffs[rng.integers(0, len(diffs), (resamples, len(diffs)))].mean(axis=1) if len(diffs) else np.zeros(1)
+    up, down = int((diffs > 0).sum()), int((diffs < 0).sum())
+    n, k = up + down, min(up, down)
+    p = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n) if n else 1.0
+    return {"delta": round(float(diffs.mean()) if len(diffs) else 0.0, 4),
+            "low": round(float(np.percentile(means, 2.5)), 4), "high": round(float(np.percentile(means, 97.5)), 4),
+            "up": up, "down": down, "p": round(p, 4)}
+
+
+def evaluate(queries: list[dict], by_mode: dict[str, dict[str, tuple[int, float]]], mode: str) -> dict[str, object]:
+    """MRR@10 and recall@5, overall and per kind and set, and (for hybrid) how many queries it
+    ranks more than one position lower than semantic and than keyword do (``worse_than_*``),
+    and its paired difference from semantic (``vs_semantic``: :func:`paired`)."""
+    def rr(q: dict, of: str = mode) -> float:
+        rank = by_mode[of][q["q"]][0]
         return 1.0 / rank if rank < MISSING else 0.0
 
-    def summary(subset: list[dict], suffix: str = "") -> dict[str, float]:
-        row = {f"mrr@10{suffix}": round(statistics.mean(rr(q) for q in subset), 4),
-               f"recall@5{suffix}": round(statistics.mean(by_mode[mode][q["q"]][1] for q in subset), 4),
-               f"n{suffix}": len(subset)}
+    def summary(subset: list[dict], suffix: str = "") -> dict[str, object]:
+        row: dict[str, object] = {f"mrr@10{suffix}": round(statistics.mean(rr(q) for q in subset), 4),
+                                  f"recall@5{suffix}": round(statistics.mean(by_mode[mode][q["q"]][1] for q in subset), 4),
+                                  f"n{suffix}": len(subset)}
         for other in ("semantic", "keyword"):
             if other != mode and other in by_mode:
                 row[f"worse_than_{other}{suffix}"] = sum(
                     by_mode[mode][q["q"]][0] - by_mode[other][q["q"]][0] > 1 for q in subset)
+        if mode != "semantic" and "semantic" in by_mode:
+            row[f"vs_semantic{suffix}"] = paired([rr(q) for q in subset], [rr(q, "semantic") for q in subset])
         return row
 
     result = summary(queries)
@@ -133,11 +176,18 @@ def bench_quality(db: Path, backend: str, queries: list[dict], filters: Filters 
         counts = conn.execute("SELECT (SELECT count(*) FROM document_index), (SELECT count(*) FROM document_chunks)").fetchone()
         result: dict[str, object] = {"db": str(db), "db_mb": round(db.stat().st_size / 2**20, 1),
                                      "documents": counts[0], "chunks": counts[1]}
-        by_mode = {mode: ranks(conn, embed, queries, mode, matrix, filters) for mode in MODES}
-        for split in SPLITS:
-            subset = [q for q in queries if q["split"] == split]
-            if subset:
-                result[split] = {mode: evaluate(subset, by_mode, mode) for mode in MODES}
+        paths = {mode: top_paths(conn, embed, queries, mode, matrix, filters) for mode in MODES}
+        pooled = sum(len(q.get("pooled", [])) for q in queries)
+        result["labels"] = "pooled" if pooled else "original"
+        result["pooled_pages"] = pooled
+        for labels in (("pooled", "original") if pooled else ("original",)):
+            by_mode = {mode: {q["q"]: scored(paths[mode][q["q"]], answers(q, labels)) for q in queries}
+                       for mode in MODES}
+            into = result if labels == result["labels"] else result.setdefault("original_labels", {})
+            for split in SPLITS:
+                subset = [q for q in queries if q["split"] == split]
+                if subset:
+                    into[split] = {mode: evaluate(subset, by_mode, mode) for mode in MODES}
     finally:
         conn.close()
     return result
@@ -145,6 +195,16 @@ def bench_quality(db: Path, backend: str, queries: list[dict], filters: Filters 
 
 def print_quality(result: dict[str, object]) -> None:
     print(f"index {result['db']}: {result['documents']} documents, {result['chunks']} chunks, {result['db_mb']} MB")
+    if result.get("labels") == "pooled":
+        print(f"labels: each set's own plus {result['pooled_pages']} pages judged by pooling ({POOLED.name}); "
+              "the same with the sets' own labels only follows")
+    print_tables(result)
+    if "original_labels" in result:
+        print("\n=== the sets' own labels only (before pooling) ===")
+        print_tables(result["original_labels"])
+
+
+def print_tables(result: dict) -> None:
     for split in (s for s in SPLITS if s in result):
         table = result[split]
         kinds = sorted({k[7:-1] for k in table["hybrid"] if k.startswith("mrr@10[")}, key=lambda k: (k.endswith(".json"), k))
@@ -166,6 +226,11 @@ def print_quality(result: dict[str, object]) -> None:
                   f"R@5 keyword {table['keyword'][f'recall@5{suffix}']:.3f} "
                   f"semantic {table['semantic'][f'recall@5{suffix}']:.3f} "
                   f"hybrid {hybrid[f'recall@5{suffix}']:.3f}")
+        print("hybrid minus semantic, MRR@10 per query: mean [95 % paired bootstrap], queries up / down, sign test p:")
+        for k in ["all", *kinds]:
+            d = hybrid[f"vs_semantic{'' if k == 'all' else f'[{k}]'}"]
+            print(f"  {k:18} {d['delta']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]  up {d['up']:3} down {d['down']:3}  "
+                  f"p {d['p']:.3f}")
 
 
 def bench_latency(tmp: Path, size: int, embedder, texts: list[str], queries: list[str]) -> dict[str, float]:

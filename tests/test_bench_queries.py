@@ -64,3 +64,40 @@ def test_the_fresh_judge_set_is_whole_and_never_split_for_tuning():
     assert all(q["source"] in q["relevant"] for q in queries)
     missing = [r for q in queries for r in q["relevant"] if not (root / r).is_file()]
     assert missing == []
+
+
+def _bench_module(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_pooled_judgments_add_only_unlisted_existing_pages_of_known_queries():
+    """bench/judgments_pooled.json (bench/pool_judgments.py): each added page is a real file,
+    not already one of the query's labels, for a query of one of the sets; and the controls
+    (labelled pages judged blind among the pooled ones) were counted."""
+    root = full_corpus().root
+    pooled = json.loads((BENCH / "judgments_pooled.json").read_text())
+    queries = {q["q"]: q for name in ("queries.json", "queries_paraphrase.json", "queries_fresh.json")
+               for q in json.loads((BENCH / name).read_text())["queries"]}
+    assert set(pooled["pooled"]) <= set(queries)
+    for text, pages in pooled["pooled"].items():
+        assert pages and len(set(pages)) == len(pages)
+        assert not set(pages) & set(queries[text]["relevant"]), text
+        assert all((root / p).is_file() for p in pages), text
+    assert pooled["controls"] > 100 and 0 <= pooled["controls_agreeing"] <= pooled["controls"]
+    assert pooled["judged_pages"] >= sum(len(p) for p in pooled["pooled"].values()) + pooled["controls"]
+
+
+def test_the_paired_comparison_reports_its_interval_and_sign_test():
+    paired = _bench_module("bench_search").paired
+    same = paired([1.0, 0.5, 0.0], [1.0, 0.5, 0.0])
+    assert same == {"delta": 0.0, "low": 0.0, "high": 0.0, "up": 0, "down": 0, "p": 1.0}
+    better = paired([1.0] * 10, [0.5] * 10)  # ten of ten queries up: p = 2 / 2**10
+    assert better["delta"] == 0.5 and better["low"] == better["high"] == 0.5
+    assert (better["up"], better["down"], better["p"]) == (10, 0, round(2 / 1024, 4))
+    mixed = paired([1.0, 0.5, 0.25, 1.0], [0.5, 1.0, 0.25, 0.5])
+    assert mixed["low"] < mixed["delta"] < mixed["high"] and (mixed["up"], mixed["down"]) == (2, 1)
+    assert mixed["p"] == 1.0  # 2 up, 1 down: no evidence either way
