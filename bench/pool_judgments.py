@@ -89,13 +89,24 @@ def tasks(args: argparse.Namespace) -> None:
 
 
 def merge(args: argparse.Namespace) -> None:
+    """The judgments in DIR/judged-*.jsonl into ``args.out``; refused (exit 1, nothing
+    written) while a pooled page has no judgment or a judgment names an unknown question."""
     queries = {qid(q["q"]): q for path in SETS for q in json.loads(path.read_text())["queries"]}
     judged: dict[str, dict[str, bool]] = {}
     for path in sorted(args.dir.glob("judged-*.jsonl")):
         for line in path.read_text().splitlines():
             if line.strip():
                 row = json.loads(line)
-                judged.setdefault(row["qid"], {})[row["page"]] = bool(row["answers"])
+                if not isinstance(row.get("answers"), bool):
+                    sys.exit(f"pool_judgments: {path.name}: 'answers' must be true or false: {line[:120]}")
+                judged.setdefault(row["qid"], {})[row["page"]] = row["answers"]
+    unknown = sorted(set(judged) - set(queries))
+    if unknown:
+        sys.exit(f"pool_judgments: judgments for {len(unknown)} questions in no query set (qid {unknown[0]})")
+    unjudged = sum(1 for path in sorted(args.dir.glob("batch-*.jsonl")) for line in path.read_text().splitlines()
+                   for c in json.loads(line)["candidates"] if c["page"] not in judged.get(json.loads(line)["qid"], {}))
+    if unjudged:
+        sys.exit(f"pool_judgments: {unjudged} pooled pages have no judgment; judge them before merging")
     pooled: dict[str, list[str]] = {}
     agree = controls = 0
     for key, pages in sorted(judged.items()):
@@ -106,15 +117,11 @@ def merge(args: argparse.Namespace) -> None:
                 agree += answers
             elif answers:
                 pooled.setdefault(q["q"], []).append(page)
-    unjudged = sum(1 for path in sorted(args.dir.glob("batch-*.jsonl")) for line in path.read_text().splitlines()
-                   for c in json.loads(line)["candidates"] if c["page"] not in judged.get(json.loads(line)["qid"], {}))
-    if unjudged:
-        sys.exit(f"pool_judgments: {unjudged} pooled pages have no judgment; judge them before merging")
     doc = {"about": __doc__.split("\n\n")[1].replace("\n", " "),
            "depth": args.depth, "judged_pages": sum(len(p) for p in judged.values()),
            "controls": controls, "controls_agreeing": agree,
            "pooled": pooled}
-    POOLED.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+    args.out.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
     print(f"{doc['judged_pages']} judgments; {sum(len(p) for p in pooled.values())} pages added to "
           f"{len(pooled)} queries; controls: {agree} of {controls} judged to answer")
 
@@ -129,6 +136,7 @@ def main() -> None:
     m = sub.add_parser("merge")
     m.add_argument("dir", type=Path)
     m.add_argument("--depth", type=int, default=3)
+    m.add_argument("--out", type=Path, default=POOLED)
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).parent))
     tasks(args) if args.cmd == "tasks" else merge(args)

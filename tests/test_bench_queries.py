@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.conftest import REPO_ROOT, corpus, full_corpus
@@ -101,3 +103,33 @@ def test_the_paired_comparison_reports_its_interval_and_sign_test():
     mixed = paired([1.0, 0.5, 0.25, 1.0], [0.5, 1.0, 0.25, 0.5])
     assert mixed["low"] < mixed["delta"] < mixed["high"] and (mixed["up"], mixed["down"]) == (2, 1)
     assert mixed["p"] == 1.0  # 2 up, 1 down: no evidence either way
+
+
+def test_merging_judgments_adds_the_pages_judged_to_answer_and_counts_the_controls(tmp_path: Path):
+    """bench/pool_judgments.py merge, as run: a labelled page judged blind is a control (counted,
+    never added); an unlabelled page judged to answer is added; one judged not to answer is not.
+    A pooled page left without a judgment refuses the merge and writes nothing."""
+    pool = _bench_module("pool_judgments")
+    q = json.loads((BENCH / "queries.json").read_text())["queries"][0]
+    key, labelled = pool.qid(q["q"]), q["relevant"][0]
+    pages = [labelled, "tldr/pages/common/added.md", "tldr/pages/common/rejected.md"]
+    (tmp_path / "batch-00.jsonl").write_text(json.dumps(
+        {"qid": key, "query": q["q"], "candidates": [{"page": p, "text": ""} for p in pages]}) + "\n")
+    out = tmp_path / "pooled.json"
+
+    def merge() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, str(BENCH / "pool_judgments.py"), "merge", str(tmp_path), "--out", str(out)],
+                              capture_output=True, text=True, timeout=60)
+
+    judged = tmp_path / "judged-00.jsonl"
+    judged.write_text("".join(json.dumps({"qid": key, "page": p, "answers": a}) + "\n"
+                              for p, a in zip(pages[:2], (True, True))))
+    refused = merge()
+    assert refused.returncode == 1 and "1 pooled pages have no judgment" in refused.stderr and not out.exists()
+    with judged.open("a") as f:
+        f.write(json.dumps({"qid": key, "page": pages[2], "answers": False}) + "\n")
+    done = merge()
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["pooled"] == {q["q"]: ["tldr/pages/common/added.md"]}
+    assert (result["judged_pages"], result["controls"], result["controls_agreeing"]) == (3, 1, 1)
