@@ -257,7 +257,7 @@ SEMANTIC = "semantic + summary b=0.2"  # the product's semantic mode: the refere
 
 def gated(e: Evidence, gate: ranking.EvidenceGate, question: float = 0.1, other: float = 0.3,
           agree_k: int = 10, scale: Callable[[Evidence, dict[int, float], ranking.KeywordEvidence], float] | None = None,
-          source: str = "chunks", extra: float = 0.0) -> list[int]:
+          source: str = "chunks", extra: float = 0.0, doc_bar: tuple[float, float] | None = None) -> list[int]:
     """The product's hybrid: score fusion by shape, BM25's weight scaled by its evidence (and by
     ``scale``, a variant's further factor). ``source``: BM25 over the chunks (the product) or
     over the documents' summaries; ``extra``: the summaries' BM25 added beside the chunks',
@@ -274,11 +274,20 @@ def gated(e: Evidence, gate: ranking.EvidenceGate, question: float = 0.1, other:
             weight *= scale(e, sem, evidence)
         if weight > 0 and kw:
             parts[name], weights[name] = ranking.gated_keyword_scores(kw, cov, gate.doc_power), weight
+            if doc_bar is not None:  # each document's own coverage must pass the bar too
+                parts[name] = {d: v * ramp(cov.get(d, 0.0), *doc_bar) for d, v in parts[name].items()}
     if not parts:
         return docs(sem)
     floor = min(sem.values())
     every = set(sem).union(*parts.values())
     return docs(ranking.weighted_sum({"semantic": {d: sem.get(d, floor) for d in every}, **parts}, weights))
+
+
+def ramp(value: float, low: float, full: float) -> float:
+    """0 below ``low``, 1 from ``full``, linear between (a step at ``low`` when full <= low)."""
+    if full <= low:
+        return float(value >= low)
+    return min(1.0, max(0.0, (value - low) / (full - low)))
 
 
 def with_items(e: Evidence, c: float, b: float = 0.2, mode: str = "sum") -> dict[int, float]:
@@ -377,6 +386,11 @@ def gated_variants() -> dict[str, Callable[[Evidence], list[int]]]:
             lambda e, lo=lo, agree=agree: gated(e, G(lo, 0.9, agree, 0.1, 1.0)))
         v[f"gate: coverage>={lo} (agree>={agree}) agree_k 5"] = (
             lambda e, lo=lo, agree=agree: gated(e, G(lo, 0.9, agree, 0.0, 1.0), agree_k=5))
+    for low, full in ((0.3, 0.9), (0.5, 0.5), (0.5, 0.9), (0.6, 0.6), (0.7, 0.7), (0.7, 0.9)):
+        v[f"gate: coverage>=0.7 full 0.9, and each document's coverage ramped {low}-{full}"] = (
+            lambda e, low=low, full=full: gated(e, G(), doc_bar=(low, full)))
+    for q in (0.0, 0.03, 0.05):
+        v[f"gate: coverage>=0.7 full 0.9, weights {q}/0.3"] = lambda e, q=q: gated(e, G(), q, 0.3)
     for agree in (0.0, 0.3, 0.5):
         for k in (5, 10, 20):
             v[f"gate: only when semantic agrees (top {k}), coverage>={agree} full 0.9 doc^1.0"] = (
