@@ -63,6 +63,7 @@ class Evidence:
     coverage: dict[int, float]  # doc -> IDF coverage of its best BM25 chunk (ranking.idf_coverage)
     items: dict[int, float]  # doc -> cosine of its best list item ("- what it does:" line), with --items
     sem_coverage: dict[int, float] | None = None  # doc -> IDF coverage of its best chunk, for semantic's top docs
+    window_coverage: dict[int, float] | None = None  # window size -> IDF coverage within it, BM25's best chunk
     summary_bm25: dict[int, float] | None = None  # doc -> BM25 of its summary (title + first paragraph)
     summary_coverage: dict[int, float] | None = None  # doc -> IDF coverage of its summary
 
@@ -193,6 +194,27 @@ class Corpus:
             best.setdefault(self.doc_of[chunk_id], chunk_id)
         per_chunk = chunk_coverage(self.conn, text, list(best.values()))
         return {d: per_chunk.get(c, 0.0) for d, c in best.items()}
+
+
+    def window_coverage(self, text: str, bm25: dict[int, float], windows: tuple[int, ...]) -> dict[int, float]:
+        """For BM25's best chunk: the largest share of the query's IDF mass found within any
+        ``w`` consecutive words, per window size (proximity: do the query's words occur together?)."""
+        if not bm25:
+            return {w: 0.0 for w in windows}
+        best = max(bm25, key=lambda c: bm25[c])
+        total = int(self.conn.execute("SELECT count(*) FROM document_chunks").fetchone()[0])
+        idf, where = {}, {}
+        for quoted in fts_terms(text):
+            n = int(self.conn.execute("SELECT count(*) FROM chunk_fts WHERE chunk_fts MATCH ?", (quoted,)).fetchone()[0])
+            idf[quoted] = ranking.idf(n, total)
+            row = self.conn.execute("SELECT highlight(chunk_fts, 0, char(1), char(2)) FROM chunk_fts "
+                                    "WHERE chunk_fts MATCH ? AND rowid = ?", (quoted, best)).fetchone()
+            words = re.findall(r"\x01[^\x02]*\x02|\w+", row[0]) if row else []
+            where[quoted] = [i for i, word in enumerate(words) if word.startswith("\x01")]
+        mass = sum(idf.values())
+        starts = sorted({i for found in where.values() for i in found})
+        return {w: max((sum(idf[t] for t, found in where.items() if any(s <= i < s + w for i in found))
+                        for s in starts), default=0.0) / mass if mass else 0.0 for w in windows}
 
 
 # --- variants: Evidence -> document ranking (ids, best first) -------------------------------
@@ -339,6 +361,34 @@ def summary_keyword_variants() -> dict[str, Callable[[Evidence], list[int]]]:
     return v
 
 
+WINDOWS = (4, 8, 16, 32)
+
+
+def proximity(e: Evidence, window: int, blend: float) -> list[int]:
+    """The gate opened by BM25's best chunk's IDF coverage within ``window`` consecutive words
+    (``blend`` 1) or by the mean of that and the whole chunk's coverage (0.5)."""
+    gate = ranking.EvidenceGate()
+    sem = with_summary(e, 0.2, combine="sum")
+    kw = keyword(e)
+    evidence = ranking.keyword_evidence(kw, sem, e.coverage, 10)
+    near = (e.window_coverage or {}).get(window, 0.0)
+    moved = ranking.KeywordEvidence(blend * near + (1 - blend) * evidence.coverage, evidence.margin,
+                                    evidence.agrees, evidence.top)
+    weight = shape_weight(e, 0.1, 0.3) * gate.factor(moved)
+    if weight <= 0 or not kw:
+        return docs(sem)
+    part = ranking.gated_keyword_scores(kw, e.coverage, gate.doc_power)
+    floor = min(sem.values())
+    every = set(sem) | set(part)
+    return docs(ranking.weighted_sum({"semantic": {d: sem.get(d, floor) for d in every}, "keyword": part},
+                                     {"semantic": 1.0, "keyword": weight}))
+
+
+def proximity_variants() -> dict[str, Callable[[Evidence], list[int]]]:
+    return {f"proximity: gate on coverage within {w} words{' (mean with whole chunk)' if b < 1 else ''}":
+            (lambda e, w=w, b=b: proximity(e, w, b)) for w in WINDOWS for b in (1.0, 0.5)}
+
+
 def keep_agreed_top(e: Evidence, gate: ranking.EvidenceGate, k: int) -> list[int]:
     """The gated hybrid, except that semantic's best document stays first when BM25 also ranks
     it among its own top ``k``: both rankers accept it, so BM25 reorders only below it."""
@@ -436,6 +486,7 @@ def variants() -> dict[str, Callable[[Evidence], list[int]]]:
     v.update(gated_variants())
     v.update(contrast_variants())
     v.update(summary_keyword_variants())
+    v.update(proximity_variants())
     return v
 
 
@@ -521,9 +572,12 @@ def main() -> None:
     chosen = [name for name in every if not args.only or args.only in name]
     need_contrast = any(name.startswith("contrast") for name in chosen)
     need_summary_bm25 = any(name.startswith("summary-bm25") for name in chosen)
+    need_proximity = any(name.startswith("proximity") for name in chosen)
     for e in evidence:  # read only when a chosen variant uses them
         if need_contrast:  # the coverage of semantic's own best documents
             e.sem_coverage = CORPUS.doc_coverage(e.query["q"], docs(with_summary(e, 0.2, combine="sum"))[:3])
+        if need_proximity:
+            e.window_coverage = CORPUS.window_coverage(e.query["q"], e.bm25, WINDOWS)
         if need_summary_bm25:
             e.summary_bm25, e.summary_coverage = CORPUS.summary_keyword(e.query["q"])
     reference = {e.query["q"]: metrics(every[SEMANTIC](e), {str(CORPORA / r) for r in e.query["relevant"]})[2]
