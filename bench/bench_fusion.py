@@ -274,6 +274,12 @@ def prf(e: Evidence, gamma: float, n: int = 3) -> dict[int, float]:
     return ranking.document_max(CORPUS.top(CORPUS.chunk_matrix, CORPUS.chunk_ids, moved).items(), DOC_OF)
 
 
+def G(*args: float, **kwargs: float | bool) -> ranking.EvidenceGate:
+    """A gate as measured before questions needed semantic's agreement (the variants below
+    keep their published figures); ``ranking.EvidenceGate()`` is the product's default."""
+    return ranking.EvidenceGate(*args, **{"questions_need_agreement": False, **kwargs})  # type: ignore[arg-type]
+
+
 SEMANTIC = "semantic + summary b=0.2"  # the product's semantic mode: the reference for harm
 
 
@@ -291,7 +297,8 @@ def gated(e: Evidence, gate: ranking.EvidenceGate, question: float = 0.1, other:
     for name, share in sources:
         kw, cov = (keyword(e), e.coverage) if name == "chunks" else (e.summary_bm25 or {}, e.summary_coverage or {})
         evidence = ranking.keyword_evidence(kw, sem, cov, agree_k)
-        weight = share * shape_weight(e, question, other) * gate.factor(evidence)
+        weight = share * shape_weight(e, question, other) * gate.factor(
+            evidence, keyword_shaped=ranking.query_shape(e.query["q"]).keywordish)
         if weight > 0 and scale is not None:
             weight *= scale(e, sem, evidence)
         if weight > 0 and kw:
@@ -310,6 +317,12 @@ def ramp(value: float, low: float, full: float) -> float:
     if full <= low:
         return float(value >= low)
     return min(1.0, max(0.0, (value - low) / (full - low)))
+
+
+def question_agreement(e: Evidence, sem: dict[int, float], evidence: ranking.KeywordEvidence) -> float:
+    """A further factor on BM25's weight: 0 for a query not shaped like keywords whose BM25
+    best document semantic does not rank in its top ``agree_k`` (``evidence.agrees``)."""
+    return 1.0 if evidence.agrees or ranking.query_shape(e.query["q"]).keywordish else 0.0
 
 
 def with_items(e: Evidence, c: float, b: float = 0.2, mode: str = "sum") -> dict[int, float]:
@@ -350,7 +363,6 @@ def contrast(width: float, floor: float = 0.0) -> Callable[[Evidence, dict[int, 
 
 
 def summary_keyword_variants() -> dict[str, Callable[[Evidence], list[int]]]:
-    G = ranking.EvidenceGate
     v: dict[str, Callable[[Evidence], list[int]]] = {}
     for lo in (0.5, 0.7):
         v[f"summary-bm25: instead of chunks, gate>={lo}"] = lambda e, lo=lo: gated(e, G(lo, 0.9, lo, 0.0, 1.0),
@@ -367,14 +379,14 @@ WINDOWS = (4, 8, 16, 32)
 def proximity(e: Evidence, window: int, blend: float) -> list[int]:
     """The gate opened by BM25's best chunk's IDF coverage within ``window`` consecutive words
     (``blend`` 1) or by the mean of that and the whole chunk's coverage (0.5)."""
-    gate = ranking.EvidenceGate()
+    gate = G()
     sem = with_summary(e, 0.2, combine="sum")
     kw = keyword(e)
     evidence = ranking.keyword_evidence(kw, sem, e.coverage, 10)
     near = (e.window_coverage or {}).get(window, 0.0)
     moved = ranking.KeywordEvidence(blend * near + (1 - blend) * evidence.coverage, evidence.margin,
                                     evidence.agrees, evidence.top)
-    weight = shape_weight(e, 0.1, 0.3) * gate.factor(moved)
+    weight = shape_weight(e, 0.1, 0.3) * gate.factor(moved, keyword_shaped=ranking.query_shape(e.query["q"]).keywordish)
     if weight <= 0 or not kw:
         return docs(sem)
     part = ranking.gated_keyword_scores(kw, e.coverage, gate.doc_power)
@@ -400,7 +412,6 @@ def keep_agreed_top(e: Evidence, gate: ranking.EvidenceGate, k: int) -> list[int
 
 
 def contrast_variants() -> dict[str, Callable[[Evidence], list[int]]]:
-    G = ranking.EvidenceGate
     v: dict[str, Callable[[Evidence], list[int]]] = {}
     for k in (3, 10, 30):
         v[f"contrast: keep semantic's best first when BM25 has it in its top {k}"] = (
@@ -415,7 +426,6 @@ def contrast_variants() -> dict[str, Callable[[Evidence], list[int]]]:
 
 
 def gated_variants() -> dict[str, Callable[[Evidence], list[int]]]:
-    G = ranking.EvidenceGate
     v: dict[str, Callable[[Evidence], list[int]]] = {}
     v["gate: none (always on, coverage-scaled docs)"] = lambda e: gated(e, G(0.0, 0.0, 0.0, 0.0, 1.0))
     for lo in (0.4, 0.5, 0.6, 0.7, 0.8):
@@ -441,6 +451,11 @@ def gated_variants() -> dict[str, Callable[[Evidence], list[int]]]:
             lambda e, low=low, full=full: gated(e, G(), doc_bar=(low, full)))
     for q in (0.0, 0.03, 0.05):
         v[f"gate: coverage>=0.7 full 0.9, weights {q}/0.3"] = lambda e, q=q: gated(e, G(), q, 0.3)
+    v["gate: the default (coverage>=0.7 full 0.9, questions need semantic's agreement, top 10)"] = (
+        lambda e: gated(e, ranking.EvidenceGate()))
+    for k in (5, 10, 20, 30):  # agreement required of question-shaped queries only: keyword-shaped keep BM25's say
+        v[f"gate: coverage>=0.7 full 0.9, questions only when semantic has BM25's best in its top {k}"] = (
+            lambda e, k=k: gated(e, G(), agree_k=k, scale=question_agreement))
     for agree in (0.0, 0.3, 0.5):
         for k in (5, 10, 20):
             v[f"gate: only when semantic agrees (top {k}), coverage>={agree} full 0.9 doc^1.0"] = (

@@ -70,7 +70,7 @@ def tasks(args: argparse.Namespace) -> None:
         e = corpus.evidence(q, lambda t: vectors[t])
         pool: set[str] = set()
         for order in (bf.docs(bf.keyword(e)), bf.docs(bf.with_summary(e, 0.2, combine="sum")),
-                      bf.gated(e, ranking.EvidenceGate())):
+                      bf.gated(e, bf.G())):  # hybrid as it ranked when the pool was judged
             pool |= {str(Path(corpus.path_of[d]).relative_to(root)) for d in order[:args.depth]}
         pages = sorted(pool - set(q["relevant"]))
         controls = [rng.choice(sorted(q["relevant"]))] if n % CONTROL_EVERY == 0 and q["relevant"] else []

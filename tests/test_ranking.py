@@ -109,19 +109,56 @@ def test_keyword_evidence_reads_the_best_documents_coverage_margin_and_semantic_
     assert (e.top, e.coverage, e.margin, e.agrees) == (10, 0.4, pytest.approx(0.25), False)  # 10 is third
     assert ranking.keyword_evidence(keyword, semantic, {10: 0.4}, agree_k=3).agrees
     empty = ranking.keyword_evidence({}, semantic, {})
-    assert empty.top is None and ranking.EvidenceGate().factor(empty) == 0.0
+    assert empty.top is None and ranking.EvidenceGate().factor(empty, keyword_shaped=True) == 0.0
 
 
 def test_the_gate_is_shut_below_the_coverage_bar_and_opens_linearly_to_full():
     gate = ranking.EvidenceGate(min_coverage=0.6, full_coverage=0.9, agreement_min_coverage=0.3)
     e = ranking.KeywordEvidence
-    assert gate.factor(e(0.5, 0.9, False, 1)) == 0.0  # one incidental word: semantic alone
-    assert gate.factor(e(0.75, 0.1, False, 1)) == pytest.approx(0.5)
-    assert gate.factor(e(1.0, 0.0, False, 1)) == 1.0
+
+    def factor(evidence: ranking.KeywordEvidence) -> float:
+        return gate.factor(evidence, keyword_shaped=True)
+
+    assert factor(e(0.5, 0.9, False, 1)) == 0.0  # one incidental word: semantic alone
+    assert factor(e(0.75, 0.1, False, 1)) == pytest.approx(0.5)
+    assert factor(e(1.0, 0.0, False, 1)) == 1.0
     # semantic ranks BM25's best among its own: the lower bar applies
-    assert gate.factor(e(0.5, 0.1, True, 1)) == pytest.approx((0.5 - 0.3) / (0.9 - 0.3))
-    assert gate.factor(e(0.2, 0.1, True, 1)) == 0.0
-    assert ranking.EvidenceGate(min_margin=0.2).factor(e(1.0, 0.1, False, 1)) == 0.0
+    assert factor(e(0.5, 0.1, True, 1)) == pytest.approx((0.5 - 0.3) / (0.9 - 0.3))
+    assert factor(e(0.2, 0.1, True, 1)) == 0.0
+    assert ranking.EvidenceGate(min_margin=0.2).factor(e(1.0, 0.1, False, 1), keyword_shaped=True) == 0.0
+
+
+def test_a_question_needs_semantic_to_agree_with_bm25s_best_and_a_keyword_query_does_not():
+    """BM25's best holds every rare word of the query (coverage 1.0). For a keyword-shaped
+    query that opens the gate; for a natural question it opens only when semantic ranks that
+    document among its own top k, since a page holding a question's words that semantic does
+    not rank is the incidental match of issue 22. Each answer says why."""
+    gate = ranking.EvidenceGate()
+    alone, agreed = ranking.KeywordEvidence(1.0, 0.5, False, 7), ranking.KeywordEvidence(1.0, 0.5, True, 7)
+    assert gate.factor(alone, keyword_shaped=True) == 1.0
+    assert gate.factor(alone, keyword_shaped=False) == 0.0
+    assert "semantic does not rank" in gate.reason(alone, keyword_shaped=False)
+    assert gate.factor(agreed, keyword_shaped=False) == 1.0 and gate.reason(agreed, keyword_shaped=False) == "open"
+    assert ranking.EvidenceGate(questions_need_agreement=False).factor(alone, keyword_shaped=False) == 1.0
+    low = ranking.KeywordEvidence(0.5, 0.5, True, 7)
+    assert gate.factor(low, keyword_shaped=False) == 0.0 and "50%" in gate.reason(low, keyword_shaped=False)
+    partly = ranking.KeywordEvidence(0.8, 0.5, True, 7)
+    assert gate.factor(partly, keyword_shaped=True) == pytest.approx(0.5)
+    assert gate.reason(partly, keyword_shaped=True).startswith("partly open")
+    assert gate.reason(ranking.KeywordEvidence(0.0, 0.0, False, None), keyword_shaped=True) == "no BM25 match"
+
+
+def test_agreement_from_hand_made_score_lists_decides_a_questions_gate():
+    """End to end on score lists: the same BM25 evidence opens the gate for a question when
+    semantic ranks BM25's best in its top 10 and shuts it when eleven pages rank above."""
+    keyword = {1: 9.0, 2: 3.0}
+    coverage = {1: 1.0, 2: 0.4}
+    close = {1: 0.50, **{d: 0.49 - d / 1000 for d in range(10, 20)}}
+    far = {1: 0.40, **{d: 0.60 - d / 1000 for d in range(10, 21)}}
+    gate = ranking.EvidenceGate()
+    assert gate.factor(ranking.keyword_evidence(keyword, close, coverage), keyword_shaped=False) == 1.0
+    assert gate.factor(ranking.keyword_evidence(keyword, far, coverage), keyword_shaped=False) == 0.0
+    assert gate.factor(ranking.keyword_evidence(keyword, far, coverage), keyword_shaped=True) == 1.0
 
 
 def test_gated_keyword_scores_shrink_documents_matching_less_of_the_query():

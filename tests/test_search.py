@@ -293,6 +293,7 @@ def test_hybrid_ranks_as_semantic_when_bm25_has_no_evidence_and_explains_why(tmp
     assert [r["path"] for r in hybrid["results"]] == semantic
     assert hybrid["fusion"]["gate"] == 0.0 and hybrid["fusion"]["keyword_weight"] == 0.0
     assert hybrid["fusion"]["evidence"]["coverage"] < 0.6
+    assert "IDF mass" in hybrid["fusion"]["gate_reason"] or "semantic does not rank" in hybrid["fusion"]["gate_reason"]
     # a keyword query whose words the best page holds: the gate opens and BM25 counts
     sure = search(db, "locker lock", mode="hybrid", k=3)
     assert sure["fusion"]["gate"] > 0 and Path(sure["results"][0]["path"]).name == "locker.md"
@@ -303,3 +304,4 @@ def test_hybrid_ranks_as_semantic_when_bm25_has_no_evidence_and_explains_why(tmp
     assert out.exit_code == 0, out.output
     text = out.output
     assert "fusion: BM25 weight" in text and "IDF coverage 1.0" in text and "coverage 1.0" in text
+    assert f"[{sure['fusion']['gate_reason']}]" in text

@@ -74,6 +74,7 @@ def render(response: dict[str, Any], *, as_json: bool, as_jsonl: bool, explain: 
         f = response["fusion"]
         evidence = f.get("evidence") or {}
         lines.append(f"fusion: BM25 weight {f['keyword_weight']} = shape {f['shape_weight']} x gate {f['gate']}"
+                     + (f" [{f['gate_reason']}]" if f.get("gate_reason") else "")
                      + (f" (BM25's best document: IDF coverage {evidence['coverage']}, margin {evidence['margin']}, "
                         f"in semantic's top: {'yes' if evidence['agrees'] else 'no'})" if evidence else ""))
     for rank, hit in enumerate(response["results"], start=1):

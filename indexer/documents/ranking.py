@@ -190,24 +190,44 @@ class EvidenceGate:
     BM25 is trusted when its best document holds most of the query's rare words (IDF
     coverage at least ``min_coverage``; full trust from ``full_coverage``), or when it holds
     fewer but semantic ranks that document among its own best (``agreement``: the factor
-    the coverage test is relaxed to). Each document's BM25 score is further scaled by its
-    own coverage raised to ``doc_power`` (0: not), so a page that shares one incidental word
-    of a question gains little. Below the thresholds the factor is 0 and hybrid ranks
-    exactly as semantic does. Chosen on the tune halves (docs/search.md)."""
+    the coverage test is relaxed to). A query not shaped like keywords (a question or a
+    phrase of more than three words) must also have that agreement
+    (``questions_need_agreement``): for a natural question, a page that holds its words but
+    that semantic does not rank among its best is the incidental match issue 22 is about.
+    Each document's BM25 score is further scaled by its own coverage raised to ``doc_power``
+    (0: not), so a page that shares one incidental word of a question gains little. When the
+    gate is shut the factor is 0 and hybrid ranks exactly as semantic does. Chosen on the
+    tune halves (docs/search.md)."""
 
     min_coverage: float = 0.7
     full_coverage: float = 0.9
     agreement_min_coverage: float = 0.7  # the lower bar when semantic agrees (relaxing it did not win)
     min_margin: float = 0.0  # BM25's best must lead the second by this share
     doc_power: float = 1.0
+    questions_need_agreement: bool = True
 
-    def factor(self, evidence: KeywordEvidence) -> float:
+    def factor(self, evidence: KeywordEvidence, *, keyword_shaped: bool) -> float:
+        """The factor for ``evidence``; ``keyword_shaped``: :attr:`QueryShape.keywordish`."""
+        return self._decide(evidence, keyword_shaped)[0]
+
+    def reason(self, evidence: KeywordEvidence, *, keyword_shaped: bool) -> str:
+        """Why the factor is what it is, in a few words (for ``--explain``)."""
+        return self._decide(evidence, keyword_shaped)[1]
+
+    def _decide(self, evidence: KeywordEvidence, keyword_shaped: bool) -> tuple[float, str]:
+        if evidence.top is None:
+            return 0.0, "no BM25 match"
+        if self.questions_need_agreement and not keyword_shaped and not evidence.agrees:
+            return 0.0, "a question whose BM25 best semantic does not rank among its own"
         bar = min(self.min_coverage, self.agreement_min_coverage) if evidence.agrees else self.min_coverage
-        if evidence.top is None or evidence.coverage < bar or evidence.margin < self.min_margin:
-            return 0.0
+        if evidence.coverage < bar:
+            return 0.0, f"BM25's best holds {evidence.coverage:.0%} of the query's IDF mass, under {bar:.0%}"
+        if evidence.margin < self.min_margin:
+            return 0.0, f"BM25's best leads by {evidence.margin:.0%}, under {self.min_margin:.0%}"
         if self.full_coverage <= bar:
-            return 1.0
-        return min(1.0, (evidence.coverage - bar) / (self.full_coverage - bar))
+            return 1.0, "open"
+        factor = min(1.0, (evidence.coverage - bar) / (self.full_coverage - bar))
+        return factor, "open" if factor >= 1.0 else f"partly open: coverage {evidence.coverage:.0%} of {self.full_coverage:.0%}"
 
 
 def gated_keyword_scores(keyword: Mapping[int, float], coverage: Mapping[int, float],

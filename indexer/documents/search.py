@@ -153,6 +153,7 @@ class Gated(NamedTuple):
     weight: float  # the weight used: shape weight x gate factor
     shape_weight: float
     factor: float
+    reason: str  # why the gate's factor is what it is (ranking.EvidenceGate.reason)
     evidence: ranking.KeywordEvidence | None
     coverage: dict[int, float]  # document -> IDF coverage of its best BM25 chunk
     normalised: dict[int, float] | None  # BM25/max(BM25), scaled by coverage
@@ -170,7 +171,7 @@ def gate_keyword(conn: Any, query: str, keyword_hits: Ranking, doc_of: dict[int,
     """BM25's weight for this query from its evidence (:class:`ranking.EvidenceGate`)."""
     shape = fusion.keyword_weight(query)
     if fusion.gate is None or not keyword or not semantic:
-        return Gated(shape, shape, 1.0, None, {}, None)
+        return Gated(shape, shape, 1.0, "no gate" if fusion.gate is None else "one ranker has no hits", None, {}, None)
     best_chunk: dict[int, int] = {}
     for chunk_id, _score in keyword_hits:  # best first: the first chunk seen is the document's best
         doc = doc_of.get(chunk_id)
@@ -179,8 +180,10 @@ def gate_keyword(conn: Any, query: str, keyword_hits: Ranking, doc_of: dict[int,
     per_chunk = chunk_coverage(conn, query, list(best_chunk.values()), total)
     coverage = {doc: per_chunk.get(chunk, 0.0) for doc, chunk in best_chunk.items()}
     evidence = ranking.keyword_evidence(keyword, semantic, coverage, fusion.agree_k)
-    factor = fusion.gate.factor(evidence)
-    return Gated(shape * factor, shape, factor, evidence, coverage,
+    keyword_shaped = ranking.query_shape(query).keywordish
+    factor = fusion.gate.factor(evidence, keyword_shaped=keyword_shaped)
+    return Gated(shape * factor, shape, factor, fusion.gate.reason(evidence, keyword_shaped=keyword_shaped),
+                 evidence, coverage,
                  ranking.gated_keyword_scores(keyword, coverage, fusion.gate.doc_power))
 
 
@@ -291,7 +294,7 @@ def _search(conn: Any, query: str, options: SearchOptions, embed_query: Callable
         depth = min(depth * 4, search_store.MAX_K)
     if options.mode == "hybrid":
         response["fusion"] = {"keyword_weight": round(gated.weight, 4), "shape_weight": gated.shape_weight,
-                              "gate": round(gated.factor, 4),
+                              "gate": round(gated.factor, 4), "gate_reason": gated.reason,
                               "evidence": gated.evidence.as_dict() if gated.evidence is not None else None}
     details = search_store.chunk_details(conn, sorted({hit.chunk_id for group in groups for hit in group.chunks[:6]}))
     for group in groups:
