@@ -217,17 +217,17 @@ class EvidenceGate:
     def _decide(self, evidence: KeywordEvidence, keyword_shaped: bool) -> tuple[float, str]:
         if evidence.top is None:
             return 0.0, "no BM25 match"
-        if self.questions_need_agreement and not keyword_shaped and not evidence.agrees:
-            return 0.0, "a question whose BM25 best semantic does not rank among its own"
         bar = min(self.min_coverage, self.agreement_min_coverage) if evidence.agrees else self.min_coverage
         if evidence.coverage < bar:
-            return 0.0, f"BM25's best holds {evidence.coverage:.0%} of the query's IDF mass, under {bar:.0%}"
+            return 0.0, f"BM25's best holds {evidence.coverage:.1%} of the query's IDF mass, under {bar:.0%}"
+        if self.questions_need_agreement and not keyword_shaped and not evidence.agrees:
+            return 0.0, "a question, and semantic does not rank BM25's best among its own top results"
         if evidence.margin < self.min_margin:
-            return 0.0, f"BM25's best leads by {evidence.margin:.0%}, under {self.min_margin:.0%}"
+            return 0.0, f"BM25's best leads by {evidence.margin:.1%}, under {self.min_margin:.0%}"
         if self.full_coverage <= bar:
             return 1.0, "open"
         factor = min(1.0, (evidence.coverage - bar) / (self.full_coverage - bar))
-        return factor, "open" if factor >= 1.0 else f"partly open: coverage {evidence.coverage:.0%} of {self.full_coverage:.0%}"
+        return factor, "open" if factor >= 1.0 else f"partly open: coverage {evidence.coverage:.1%}, full at {self.full_coverage:.0%}"
 
 
 def gated_keyword_scores(keyword: Mapping[int, float], coverage: Mapping[int, float],
