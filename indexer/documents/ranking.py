@@ -227,7 +227,9 @@ class EvidenceGate:
         if self.full_coverage <= bar:
             return 1.0, "open"
         factor = min(1.0, (evidence.coverage - bar) / (self.full_coverage - bar))
-        return factor, "open" if factor >= 1.0 else f"partly open: coverage {evidence.coverage:.1%}, full at {self.full_coverage:.0%}"
+        if factor >= 1.0:
+            return factor, "open"
+        return factor, f"partly open: coverage {evidence.coverage:.1%}, full at {self.full_coverage:.0%}"
 
 
 def gated_keyword_scores(keyword: Mapping[int, float], coverage: Mapping[int, float],
