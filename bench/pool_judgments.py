@@ -8,7 +8,8 @@ every query are put in one pool, the pages not labelled yet are judged blind (th
 the question and the page, never which ranker found it or how high), and the pages judged to
 answer are added as ``pooled`` labels. A share of already-labelled pages is mixed in as
 controls, unmarked, to measure how far the judges agree with the original labels. The judges'
-instructions are bench/judging_rules.md.
+instructions are bench/judging_rules.md; their judgments, each with its note, are kept in
+bench/judgments/ (``merge bench/judgments`` rebuilds bench/judgments_pooled.json from them).
 
     .venv/bin/python bench/pool_judgments.py tasks --db INDEX.db --out DIR   # DIR/batch-NN.jsonl to judge
     .venv/bin/python bench/pool_judgments.py merge DIR                        # DIR/judged-*.jsonl -> bench/judgments_pooled.json

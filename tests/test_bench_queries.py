@@ -133,3 +133,16 @@ def test_merging_judgments_adds_the_pages_judged_to_answer_and_counts_the_contro
     result = json.loads(out.read_text())
     assert result["pooled"] == {q["q"]: ["tldr/pages/common/added.md"]}
     assert (result["judged_pages"], result["controls"], result["controls_agreeing"]) == (3, 1, 1)
+
+
+def test_the_committed_judgments_rebuild_the_pooled_labels_exactly(tmp_path: Path):
+    """bench/judgments/ holds every blind judgment (with its note); merging them again gives
+    bench/judgments_pooled.json byte for byte, so the labels can be audited and rebuilt."""
+    out = tmp_path / "pooled.json"
+    done = subprocess.run([sys.executable, str(BENCH / "pool_judgments.py"), "merge", str(BENCH / "judgments"),
+                           "--out", str(out)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert out.read_text() == (BENCH / "judgments_pooled.json").read_text()
+    rows = [json.loads(line) for path in sorted((BENCH / "judgments").glob("judged-*.jsonl"))
+            for line in path.read_text().splitlines() if line.strip()]
+    assert len(rows) == json.loads(out.read_text())["judged_pages"] and all(r["note"] for r in rows)
