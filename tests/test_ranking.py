@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from indexer.documents import ranking
 
@@ -169,3 +171,25 @@ def test_gated_keyword_scores_shrink_documents_matching_less_of_the_query():
     assert ranking.gated_keyword_scores(keyword, coverage, 1.0) == pytest.approx({1: 1.0, 2: 0.5, 3: 0.5})
     assert ranking.gated_keyword_scores(keyword, coverage, 2.0)[2] == pytest.approx(0.25)
     assert ranking.gated_keyword_scores(keyword, coverage, 0.0) == ranking.max_normalised(keyword)
+
+
+_evidence = st.builds(ranking.KeywordEvidence, st.floats(0.0, 1.0), st.floats(0.0, 1.0), st.booleans(),
+                      st.one_of(st.none(), st.integers(1, 50)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_evidence, st.floats(0.0, 1.0), st.booleans())
+def test_the_gate_is_bounded_monotone_in_coverage_and_never_more_open_for_a_question(
+        evidence: ranking.KeywordEvidence, more: float, keyword_shaped: bool) -> None:
+    """Invariants of the gate over any evidence: its factor is in [0, 1]; more coverage never
+    shuts it; a question's gate is never more open than a keyword query's on the same evidence,
+    and equal to it when semantic agrees; no BM25 match, no say."""
+    gate = ranking.EvidenceGate()
+    factor = gate.factor(evidence, keyword_shaped=keyword_shaped)
+    assert 0.0 <= factor <= 1.0 and gate.reason(evidence, keyword_shaped=keyword_shaped)
+    richer = ranking.KeywordEvidence(max(evidence.coverage, more), evidence.margin, evidence.agrees, evidence.top)
+    assert gate.factor(richer, keyword_shaped=keyword_shaped) >= factor
+    question, keyword = gate.factor(evidence, keyword_shaped=False), gate.factor(evidence, keyword_shaped=True)
+    assert question <= keyword and (question == keyword or not evidence.agrees)
+    if evidence.top is None:
+        assert factor == 0.0
