@@ -221,7 +221,7 @@ class EvidenceGate:
         if evidence.coverage < bar:
             return 0.0, f"BM25's best holds {evidence.coverage:.1%} of the query's IDF mass, under {bar:.0%}"
         if self.questions_need_agreement and not keyword_shaped and not evidence.agrees:
-            return 0.0, "a question, and semantic does not rank BM25's best among its own top results"
+            return 0.0, "a natural-language query, and semantic does not rank BM25's best among its own top results"
         if evidence.margin < self.min_margin:
             return 0.0, f"BM25's best leads by {evidence.margin:.1%}, under {self.min_margin:.0%}"
         if self.full_coverage <= bar:
