@@ -39,7 +39,7 @@ from indexer.documents.markdown_meta import document_summary  # noqa: E402
 from indexer.documents.search import chunk_coverage  # noqa: E402
 from indexer.documents.vector_matrix import VectorMatrix  # noqa: E402
 from indexer.storage.sqlite import driver  # noqa: E402
-from indexer.storage.sqlite.search_store import Filters, fts_terms, keyword_hits  # noqa: E402
+from indexer.storage.sqlite.search_store import Filters, fts_terms, keyword_hits, term_matches  # noqa: E402
 from indexer.storage.sqlite.vectors import from_blob  # noqa: E402
 
 CORPORA = Path(os.environ.get("INDEXER_TEST_CORPORA") or Path(__file__).resolve().parents[2] / "shared" / "corpora")
@@ -202,15 +202,15 @@ class Corpus:
         if not bm25:
             return {w: 0.0 for w in windows}
         best = max(bm25, key=lambda c: bm25[c])
-        total = int(self.conn.execute("SELECT count(*) FROM document_chunks").fetchone()[0])
+        total, counts, _matches = term_matches(self.conn, text, [best])  # the IDF the product's coverage uses
         idf, where = {}, {}
         for quoted in fts_terms(text):
-            n = int(self.conn.execute("SELECT count(*) FROM chunk_fts WHERE chunk_fts MATCH ?", (quoted,)).fetchone()[0])
-            idf[quoted] = ranking.idf(n, total)
+            term = quoted[1:-1].replace('""', '"')
+            idf[term] = ranking.idf(counts[term], total)
             row = self.conn.execute("SELECT highlight(chunk_fts, 0, char(1), char(2)) FROM chunk_fts "
                                     "WHERE chunk_fts MATCH ? AND rowid = ?", (quoted, best)).fetchone()
             words = re.findall(r"\x01[^\x02]*\x02|\w+", row[0]) if row else []
-            where[quoted] = [i for i, word in enumerate(words) if word.startswith("\x01")]
+            where[term] = [i for i, word in enumerate(words) if word.startswith("\x01")]
         mass = sum(idf.values())
         starts = sorted({i for found in where.values() for i in found})
         return {w: max((sum(idf[t] for t, found in where.items() if any(s <= i < s + w for i in found))
@@ -319,12 +319,6 @@ def ramp(value: float, low: float, full: float) -> float:
     return min(1.0, max(0.0, (value - low) / (full - low)))
 
 
-def question_agreement(e: Evidence, sem: dict[int, float], evidence: ranking.KeywordEvidence) -> float:
-    """A further factor on BM25's weight: 0 for a query not shaped like keywords whose BM25
-    best document semantic does not rank in its top ``agree_k`` (``evidence.agrees``)."""
-    return 1.0 if evidence.agrees or ranking.query_shape(e.query["q"]).keywordish else 0.0
-
-
 def with_items(e: Evidence, c: float, b: float = 0.2, mode: str = "sum") -> dict[int, float]:
     """The product's semantic score with the best list item's cosine: added with weight c
     ("sum"), or the best chunk replaced by max(chunk, item) ("max")."""
@@ -376,29 +370,23 @@ def summary_keyword_variants() -> dict[str, Callable[[Evidence], list[int]]]:
 WINDOWS = (4, 8, 16, 32)
 
 
-def proximity(e: Evidence, window: int, blend: float) -> list[int]:
-    """The gate opened by BM25's best chunk's IDF coverage within ``window`` consecutive words
-    (``blend`` 1) or by the mean of that and the whole chunk's coverage (0.5)."""
-    gate = G()
-    sem = with_summary(e, 0.2, combine="sum")
-    kw = keyword(e)
-    evidence = ranking.keyword_evidence(kw, sem, e.coverage, 10)
-    near = (e.window_coverage or {}).get(window, 0.0)
-    moved = ranking.KeywordEvidence(blend * near + (1 - blend) * evidence.coverage, evidence.margin,
-                                    evidence.agrees, evidence.top)
-    weight = shape_weight(e, 0.1, 0.3) * gate.factor(moved, keyword_shaped=ranking.query_shape(e.query["q"]).keywordish)
-    if weight <= 0 or not kw:
-        return docs(sem)
-    part = ranking.gated_keyword_scores(kw, e.coverage, gate.doc_power)
-    floor = min(sem.values())
-    every = set(sem) | set(part)
-    return docs(ranking.weighted_sum({"semantic": {d: sem.get(d, floor) for d in every}, "keyword": part},
-                                     {"semantic": 1.0, "keyword": weight}))
+def proximity(window: int, blend: float) -> Callable[[Evidence, dict[int, float], ranking.KeywordEvidence], float]:
+    """A further factor on BM25's weight: the gate as opened by BM25's best chunk's IDF
+    coverage within ``window`` consecutive words (``blend`` 1) or by the mean of that and the
+    whole chunk's coverage (0.5), over the gate as opened by the whole chunk's. The windowed
+    coverage is never larger, so this only ever shuts the gate further."""
+    def scale(e: Evidence, sem: dict[int, float], evidence: ranking.KeywordEvidence) -> float:
+        near = (e.window_coverage or {}).get(window, 0.0)
+        moved = ranking.KeywordEvidence(blend * near + (1 - blend) * evidence.coverage, evidence.margin,
+                                        evidence.agrees, evidence.top)
+        shaped = ranking.query_shape(e.query["q"]).keywordish
+        return G().factor(moved, keyword_shaped=shaped) / G().factor(evidence, keyword_shaped=shaped)
+    return scale
 
 
 def proximity_variants() -> dict[str, Callable[[Evidence], list[int]]]:
     return {f"proximity: gate on coverage within {w} words{' (mean with whole chunk)' if b < 1 else ''}":
-            (lambda e, w=w, b=b: proximity(e, w, b)) for w in WINDOWS for b in (1.0, 0.5)}
+            (lambda e, w=w, b=b: gated(e, G(), scale=proximity(w, b))) for w in WINDOWS for b in (1.0, 0.5)}
 
 
 def keep_agreed_top(e: Evidence, gate: ranking.EvidenceGate, k: int) -> list[int]:
@@ -451,11 +439,9 @@ def gated_variants() -> dict[str, Callable[[Evidence], list[int]]]:
             lambda e, low=low, full=full: gated(e, G(), doc_bar=(low, full)))
     for q in (0.0, 0.03, 0.05):
         v[f"gate: coverage>=0.7 full 0.9, weights {q}/0.3"] = lambda e, q=q: gated(e, G(), q, 0.3)
-    v["gate: the default (coverage>=0.7 full 0.9, questions need semantic's agreement, top 10)"] = (
-        lambda e: gated(e, ranking.EvidenceGate()))
-    for k in (5, 10, 20, 30):  # agreement required of question-shaped queries only: keyword-shaped keep BM25's say
+    for k in (5, 10, 20, 30):  # the product's question rule (top 10 is the default) at other depths
         v[f"gate: coverage>=0.7 full 0.9, questions only when semantic has BM25's best in its top {k}"] = (
-            lambda e, k=k: gated(e, G(), agree_k=k, scale=question_agreement))
+            lambda e, k=k: gated(e, ranking.EvidenceGate(), agree_k=k))
     for agree in (0.0, 0.3, 0.5):
         for k in (5, 10, 20):
             v[f"gate: only when semantic agrees (top {k}), coverage>={agree} full 0.9 doc^1.0"] = (
@@ -503,6 +489,16 @@ def variants() -> dict[str, Callable[[Evidence], list[int]]]:
     v.update(summary_keyword_variants())
     v.update(proximity_variants())
     return v
+
+
+def load_queries(labels: str = "pooled") -> list[dict]:
+    """Every set's questions; with ``labels`` "pooled", each one's ``relevant`` also holds the
+    pages judged to answer it by pooling (POOLED)."""
+    queries = [q for path in (QUERIES, PARAPHRASES, FRESH) for q in json.loads(path.read_text())["queries"]]
+    if labels == "pooled" and POOLED.is_file():
+        pooled = json.loads(POOLED.read_text())["pooled"]
+        queries = [{**q, "relevant": sorted(set(q["relevant"]) | set(pooled.get(q["q"], [])))} for q in queries]
+    return queries
 
 
 def query_vectors(texts: list[str], embedder, directory: Path) -> dict[str, np.ndarray]:
@@ -561,10 +557,7 @@ def main() -> None:
     args = parser.parse_args()
     embedder = make_embedder(load_config({}).model, threads=os.cpu_count() or 1, backend=args.backend,
                              cache_dir=args.db.parent / "models")
-    queries = [q for path in (QUERIES, PARAPHRASES, FRESH) for q in json.loads(path.read_text())["queries"]]
-    if args.labels == "pooled" and POOLED.is_file():
-        pooled = json.loads(POOLED.read_text())["pooled"]
-        queries = [{**q, "relevant": sorted(set(q["relevant"]) | set(pooled.get(q["q"], [])))} for q in queries]
+    queries = load_queries(args.labels)
     cache = query_vectors(sorted({t for q in queries for t in (q["q"], ranking.question_core(q["q"]))}),
                           embedder, args.db.parent)
     if args.corpus == "tldr":

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import statistics
 import sys
@@ -111,12 +110,10 @@ def main() -> None:
     args = parser.parse_args()
     embedder = make_embedder(load_config({}).model, threads=os.cpu_count() or 1, backend="onnx",
                              cache_dir=args.db.parent / "models")
-    queries = [q for path in (bf.QUERIES, bf.PARAPHRASES, bf.FRESH) for q in json.loads(path.read_text())["queries"]]
+    queries = bf.load_queries("pooled")
     vectors = bf.query_vectors(sorted({t for q in queries for t in (q["q"], ranking.question_core(q["q"]))}),
                                embedder, args.db.parent)
-    pooled = json.loads(bf.POOLED.read_text())["pooled"]
-    tune = [{**q, "relevant": sorted(set(q["relevant"]) | set(pooled.get(q["q"], [])))}
-            for q in queries if q["split"] == "tune"]
+    tune = [q for q in queries if q["split"] == "tune"]
     bf.CORPUS = bf.Corpus(args.db, embedder)
     bf.DOC_OF = bf.CORPUS.doc_of
     rows = []

@@ -104,8 +104,8 @@ def merge(args: argparse.Namespace) -> None:
     unknown = sorted(set(judged) - set(queries))
     if unknown:
         sys.exit(f"pool_judgments: judgments for {len(unknown)} questions in no query set (qid {unknown[0]})")
-    unjudged = sum(1 for path in sorted(args.dir.glob("batch-*.jsonl")) for line in path.read_text().splitlines()
-                   for c in json.loads(line)["candidates"] if c["page"] not in judged.get(json.loads(line)["qid"], {}))
+    pooled_tasks = [json.loads(line) for path in sorted(args.dir.glob("batch-*.jsonl")) for line in path.read_text().splitlines()]
+    unjudged = sum(1 for t in pooled_tasks for c in t["candidates"] if c["page"] not in judged.get(t["qid"], {}))
     if unjudged:
         sys.exit(f"pool_judgments: {unjudged} pooled pages have no judgment; judge them before merging")
     pooled: dict[str, list[str]] = {}
