@@ -48,6 +48,8 @@ INSERT_AUDIT = (
     "VALUES (%s, %s, %s, %s, %s::json, %s)"
 )
 AUDIT_FOR_TASK = hot_queries.AUDIT_BY_TASK.replace("?", "%s")
+START = hot_queries.TASK_START.replace("?", "%s")
+TOUCH = hot_queries.TASK_TOUCH.replace("?", "%s")
 SESSION_STATUS = "SELECT status FROM sessions WHERE id = %s FOR SHARE"
 # a task's dependencies as a set of text rows; a value that is not a JSON array counts as none
 _DEPS = "json_array_elements_text(CASE WHEN json_typeof({table}.dependencies) = 'array' THEN {table}.dependencies END)"
@@ -137,14 +139,11 @@ def next_runnable(conn: Connection, agent_type: str | None) -> Any | None:
 
 
 def start(conn: Connection, task_id: str, now: str) -> Any:
-    return conn.execute(
-        f"UPDATE tasks SET status = 'running', started_at = %s, last_updated_at = %s, completed_at = NULL "
-        f"WHERE id = %s AND status = 'pending' RETURNING {TASK_COLUMNS}", (now, now, task_id)).fetchone()
+    return conn.execute(START, (now, now, task_id)).fetchone()
 
 
 def touch(conn: Connection, task_id: str, now: str) -> int:
-    return int(conn.execute("UPDATE tasks SET last_updated_at = %s WHERE id = %s AND status = 'running'",
-                            (now, task_id)).rowcount)
+    return int(conn.execute(TOUCH, (now, task_id)).rowcount)
 
 
 def finish(conn: Connection, task_id: str, old: str, new: str, now: str, *, result_json: str | None = None,

@@ -236,6 +236,15 @@ def task_finish(task_id: str, old: str, new: str, now: str, *, result_json: str 
     return sql, (*params, task_id, old)
 
 
+
+# pending -> running (params: now, now, id), and a running task's heartbeat (params: now, id);
+# ``?`` placeholders, both engines.
+TASK_START = (
+    "UPDATE tasks SET status = 'running', started_at = ?, last_updated_at = ?, completed_at = NULL "
+    f"WHERE id = ? AND status = 'pending' RETURNING {TASK_COLUMNS}"
+)
+TASK_TOUCH = "UPDATE tasks SET last_updated_at = ? WHERE id = ? AND status = 'running'"
+
 @dataclass(frozen=True)
 class HotQuery:
     name: str

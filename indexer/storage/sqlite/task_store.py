@@ -100,15 +100,12 @@ def next_runnable(conn: Connection, agent_type: str | None) -> Any | None:
 
 def start(conn: Connection, task_id: str, now: str) -> Any:
     """pending → running: started_at and last_updated_at (the heartbeat time) set to ``now``."""
-    return conn.execute(
-        f"UPDATE tasks SET status = 'running', started_at = ?, last_updated_at = ?, completed_at = NULL "
-        f"WHERE id = ? AND status = 'pending' RETURNING {TASK_COLUMNS}", (now, now, task_id)).fetchone()
+    return conn.execute(hot_queries.TASK_START, (now, now, task_id)).fetchone()
 
 
 def touch(conn: Connection, task_id: str, now: str) -> int:
     """A heartbeat: last_updated_at of a running task set to ``now``."""
-    return int(conn.execute("UPDATE tasks SET last_updated_at = ? WHERE id = ? AND status = 'running'",
-                            (now, task_id)).rowcount)
+    return int(conn.execute(hot_queries.TASK_TOUCH, (now, task_id)).rowcount)
 
 
 def finish(conn: Connection, task_id: str, old: str, new: str, now: str, *, result_json: str | None = None,
