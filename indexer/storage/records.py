@@ -1,11 +1,23 @@
 """The engine-neutral records both implementations report in: a migration (name, SQL and its
-checksum), a migration run's report, and a doctor check. No SQL and no driver here."""
+checksum), a migration run's report, and a doctor check; and the JSON both store (compact,
+UTF-8 as is). No SQL and no driver here."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+
+def compact_json(value: Any) -> str:
+    """``value`` as both engines store JSON: no spaces, non-ASCII text as is."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def audit_params(ts: str, action: str, op: str, ns: str, entry: int | None, data: dict[str, Any]) -> tuple[Any, ...]:
+    """A memory audit row's insert parameters, in INSERT_AUDIT's order, its data as compact JSON."""
+    return (ts, action, op, ns, entry, compact_json(data))
 
 
 @dataclass(frozen=True)

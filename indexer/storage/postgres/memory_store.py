@@ -12,12 +12,12 @@ different keys do not wait for each other.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 
+from indexer.storage.records import audit_params
 from indexer.storage.sqlite import hot_queries
 
 Connection = psycopg.Connection[Any]
@@ -137,18 +137,15 @@ def set_deleted(conn: Connection, namespace: str, key: str, deleted: bool) -> in
     return int(conn.execute(SET_DELETED, (deleted, namespace, key, not deleted)).rowcount)
 
 
-def _audit_params(ts: str, action: str, op: str, ns: str, entry: int | None, data: dict[str, Any]) -> tuple[Any, ...]:
-    return (ts, action, op, ns, entry, json.dumps(data, ensure_ascii=False, separators=(",", ":")))
-
 
 def insert_audit(conn: Connection, *, timestamp: str, action_type: str, operation: str,
                  namespace: str, entry_id: int | None, data: dict[str, Any]) -> None:
-    conn.execute(INSERT_AUDIT, _audit_params(timestamp, action_type, operation, namespace, entry_id, data))
+    conn.execute(INSERT_AUDIT, audit_params(timestamp, action_type, operation, namespace, entry_id, data))
 
 
 def insert_audits(conn: Connection, rows: Sequence[tuple[str, str, str, str, int | None, dict[str, Any]]]) -> None:
     with conn.cursor() as cur:
-        cur.executemany(INSERT_AUDIT, [_audit_params(*row) for row in rows])
+        cur.executemany(INSERT_AUDIT, [audit_params(*row) for row in rows])
 
 
 def audit_rows(conn: Connection, namespace: str) -> list[dict[str, Any]]:

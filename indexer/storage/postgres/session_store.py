@@ -20,6 +20,7 @@ from typing import Any
 
 import psycopg
 
+from indexer.storage.records import compact_json
 from indexer.storage.sqlite import hot_queries
 
 Connection = psycopg.Connection[Any]
@@ -61,10 +62,6 @@ def _one(conn: Connection, sql: str, params: tuple[Any, ...]) -> Any:
     return row
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
 def merged_state(state_json: str, ops: Sequence[tuple[str, str | None]]) -> str:
     """The state with the ops applied as SQLite's ``json_remove`` then ``json_set`` apply them:
     removed keys first, then each set key replaced in place or added at the end."""
@@ -75,7 +72,7 @@ def merged_state(state_json: str, ops: Sequence[tuple[str, str | None]]) -> str:
     for key, value in ops:
         if value is not None:
             state[key] = json.loads(value)
-    return _dumps(state)
+    return compact_json(state)
 
 
 def lock(conn: Connection, session_id: str) -> None:

@@ -18,12 +18,12 @@ under READ COMMITTED, so each operation takes the row locks its decisions rest o
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 
+from indexer.storage.records import compact_json
 from indexer.storage.sqlite import hot_queries
 
 Connection = psycopg.Connection[Any]
@@ -87,10 +87,6 @@ CHECKPOINT_LATEST = hot_queries.CHECKPOINT_LATEST.replace("?", "%s")
 CHECKPOINT = "SELECT * FROM checkpoints WHERE task_id = %s AND iteration = %s"
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
 # --- tasks ----------------------------------------------------------------------------------------
 
 def lock_task(conn: Connection, task_id: str) -> None:
@@ -114,7 +110,7 @@ def statuses(conn: Connection, task_ids: Sequence[str]) -> dict[str, str]:
 
 
 def reaches(conn: Connection, dependencies: Sequence[str], task_id: str) -> bool:
-    return conn.execute(REACHABLE, (_dumps(list(dependencies)), task_id)).fetchone() is not None
+    return conn.execute(REACHABLE, (compact_json(list(dependencies)), task_id)).fetchone() is not None
 
 
 def session_status(conn: Connection, session_id: str) -> str | None:
@@ -186,7 +182,7 @@ def page(conn: Connection, filters: dict[str, str], after: tuple[str, str] | Non
 def insert_agent(conn: Connection, *, agent_id: str, name: str, specialization: str, task_id: str, model: str,
                  now: str, lease_seconds: float, session_id: str | None) -> None:
     conn.execute(INSERT_AGENT, (agent_id, name, specialization, task_id, model, now,
-                                _dumps({"lease_seconds": lease_seconds}), session_id))
+                                compact_json({"lease_seconds": lease_seconds}), session_id))
 
 
 def get_agent(conn: Connection, agent_id: str) -> Any | None:
@@ -203,12 +199,12 @@ def _set_usage(key: str) -> str:
 
 
 def set_lease(conn: Connection, agent_id: str, lease_seconds: float) -> None:
-    conn.execute(f"UPDATE agents SET {_set_usage('lease_seconds')} WHERE id = %s", (_dumps(lease_seconds), agent_id))
+    conn.execute(f"UPDATE agents SET {_set_usage('lease_seconds')} WHERE id = %s", (compact_json(lease_seconds), agent_id))
 
 
 def terminate_agent(conn: Connection, agent_id: str, outcome: str, now: str) -> None:
     conn.execute(f"UPDATE agents SET state = 'terminated', terminated_at = %s, {_set_usage('outcome')} "
-                 "WHERE id = %s AND state = 'busy'", (now, _dumps(outcome), agent_id))
+                 "WHERE id = %s AND state = 'busy'", (now, compact_json(outcome), agent_id))
 
 
 def agents_page(conn: Connection, filters: dict[str, str], after: tuple[str, str] | None, limit: int) -> list[Any]:
@@ -235,7 +231,7 @@ def insert_checkpoint(conn: Connection, task_id: str, iteration: int, state_json
 
 def insert_audit(conn: Connection, *, timestamp: str, task_id: str, action: str, data: dict[str, Any],
                  result: str | None, agent_id: str | None = None) -> None:
-    conn.execute(INSERT_AUDIT, (timestamp, agent_id, task_id, action, _dumps(data), result))
+    conn.execute(INSERT_AUDIT, (timestamp, agent_id, task_id, action, compact_json(data), result))
 
 
 def audit_rows(conn: Connection, task_id: str, limit: int) -> list[Any]:

@@ -12,10 +12,10 @@ PostgreSQL (``FOR UPDATE SKIP LOCKED`` in :func:`next_runnable`).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
+from indexer.storage.records import compact_json
 from indexer.storage.sqlite import hot_queries
 from indexer.storage.sqlite.driver import Connection
 
@@ -47,10 +47,6 @@ REACHABLE = (
 STATUS_COUNTS = "SELECT status, count(*) FROM tasks GROUP BY status"
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
 # --- tasks ----------------------------------------------------------------------------------------
 
 def lock_task(conn: Connection, task_id: str) -> None:
@@ -74,7 +70,7 @@ def statuses(conn: Connection, task_ids: Sequence[str]) -> dict[str, str]:
 
 def reaches(conn: Connection, dependencies: Sequence[str], task_id: str) -> bool:
     """True when ``task_id`` is among ``dependencies`` or what they depend on, transitively."""
-    return conn.execute(REACHABLE, (_dumps(list(dependencies)), task_id)).fetchone() is not None
+    return conn.execute(REACHABLE, (compact_json(list(dependencies)), task_id)).fetchone() is not None
 
 
 def session_status(conn: Connection, session_id: str) -> str | None:
@@ -150,7 +146,7 @@ def page(conn: Connection, filters: dict[str, str], after: tuple[str, str] | Non
 def insert_agent(conn: Connection, *, agent_id: str, name: str, specialization: str, task_id: str, model: str,
                  now: str, lease_seconds: float, session_id: str | None) -> None:
     conn.execute(INSERT_AGENT, (agent_id, name, specialization, task_id, model, now,
-                                _dumps({"lease_seconds": lease_seconds}), session_id))
+                                compact_json({"lease_seconds": lease_seconds}), session_id))
 
 
 def get_agent(conn: Connection, agent_id: str) -> Any | None:
@@ -200,7 +196,7 @@ def insert_checkpoint(conn: Connection, task_id: str, iteration: int, state_json
 
 def insert_audit(conn: Connection, *, timestamp: str, task_id: str, action: str, data: dict[str, Any],
                  result: str | None, agent_id: str | None = None) -> None:
-    conn.execute(INSERT_AUDIT, (timestamp, agent_id, task_id, action, _dumps(data), result))
+    conn.execute(INSERT_AUDIT, (timestamp, agent_id, task_id, action, compact_json(data), result))
 
 
 def audit_rows(conn: Connection, task_id: str, limit: int) -> list[Any]:
