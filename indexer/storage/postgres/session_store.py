@@ -52,7 +52,6 @@ TAIL = (
     "SELECT seq, created_at, type, payload FROM session_events WHERE session_id = %s "
     "ORDER BY seq DESC LIMIT %s"
 )
-_LIST_COLUMNS = hot_queries.SESSION_LIST_COLUMNS
 
 
 def _one(conn: Connection, sql: str, params: tuple[Any, ...]) -> Any:
@@ -130,13 +129,8 @@ def update_state(conn: Connection, session_id: str, ops: Sequence[tuple[str, str
 
 def set_status(conn: Connection, session_id: str, old: str, new: str, now: str) -> Any | None:
     """Change the status if it is still ``old``; stamps terminated_at / archived_at."""
-    stamp = {"terminated": ", terminated_at = %s", "archived": ", archived_at = %s"}.get(new, "")
-    params: list[Any] = [new, now] + ([now] if stamp else []) + [session_id, old]
-    return conn.execute(
-        f"UPDATE sessions SET status = %s, last_update_time = %s{stamp} WHERE id = %s AND status = %s "
-        f"RETURNING {_LIST_COLUMNS}",
-        params,
-    ).fetchone()
+    sql, params = hot_queries.session_set_status(session_id, old, new, now)
+    return conn.execute(sql.replace("?", "%s"), params).fetchone()
 
 
 def page(conn: Connection, filters: dict[str, str], after: tuple[str, str] | None, limit: int) -> list[Any]:

@@ -171,6 +171,17 @@ SESSIONS_RECENT = sessions_page_sql((), True)
 SESSIONS_BY_APP = sessions_page_sql(("app_name",), True)
 
 
+
+def session_set_status(session_id: str, old: str, new: str, now: str) -> tuple[str, list[Any]]:
+    """The compare-and-set of a session's status from ``old`` to ``new`` (``?`` placeholders)
+    and its params; "terminated" and "archived" stamp terminated_at / archived_at. Returns the
+    row as listed (:data:`SESSION_LIST_COLUMNS`)."""
+    stamp = {"terminated": ", terminated_at = ?", "archived": ", archived_at = ?"}.get(new, "")
+    params: list[Any] = [new, now] + ([now] if stamp else []) + [session_id, old]
+    sql = (f"UPDATE sessions SET status = ?, last_update_time = ?{stamp} WHERE id = ? AND status = ? "
+           f"RETURNING {SESSION_LIST_COLUMNS}")
+    return sql, params
+
 # Listing tasks and agents, newest first, with a cursor; the session filters SEARCH
 # idx_tasks_session / idx_agents_session ("sessions see their tasks and agents").
 TASK_FILTERS = ("session_id", "status", "agent_type", "parent_task_id")

@@ -101,13 +101,8 @@ def update_state(conn: Connection, session_id: str, ops: Sequence[tuple[str, str
 def set_status(conn: Connection, session_id: str, old: str, new: str, now: str) -> Any | None:
     """Change the status if it is still ``old``; stamps terminated_at / archived_at. The
     updated row (without events), or None if the session is gone or its status changed."""
-    stamp = {"terminated": ", terminated_at = ?", "archived": ", archived_at = ?"}.get(new, "")
-    params: list[Any] = [new, now] + ([now] if stamp else []) + [session_id, old]
-    return conn.execute(
-        f"UPDATE sessions SET status = ?, last_update_time = ?{stamp} WHERE id = ? AND status = ? "
-        f"RETURNING {hot_queries.SESSION_LIST_COLUMNS}",
-        params,
-    ).fetchone()
+    sql, params = hot_queries.session_set_status(session_id, old, new, now)
+    return conn.execute(sql, params).fetchone()
 
 
 def page(conn: Connection, filters: dict[str, str], after: tuple[str, str] | None, limit: int) -> list[Any]:
