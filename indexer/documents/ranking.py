@@ -208,13 +208,14 @@ class EvidenceGate:
 
     def factor(self, evidence: KeywordEvidence, *, keyword_shaped: bool) -> float:
         """The factor for ``evidence``; ``keyword_shaped``: :attr:`QueryShape.keywordish`."""
-        return self._decide(evidence, keyword_shaped)[0]
+        return self.decide(evidence, keyword_shaped=keyword_shaped)[0]
 
     def reason(self, evidence: KeywordEvidence, *, keyword_shaped: bool) -> str:
         """Why the factor is what it is, in a few words (for ``--explain``)."""
-        return self._decide(evidence, keyword_shaped)[1]
+        return self.decide(evidence, keyword_shaped=keyword_shaped)[1]
 
-    def _decide(self, evidence: KeywordEvidence, keyword_shaped: bool) -> tuple[float, str]:
+    def decide(self, evidence: KeywordEvidence, *, keyword_shaped: bool) -> tuple[float, str]:
+        """The factor and its reason together."""
         if evidence.top is None:
             return 0.0, "no BM25 match"
         bar = min(self.min_coverage, self.agreement_min_coverage) if evidence.agrees else self.min_coverage

@@ -180,10 +180,8 @@ def gate_keyword(conn: Any, query: str, keyword_hits: Ranking, doc_of: dict[int,
     per_chunk = chunk_coverage(conn, query, list(best_chunk.values()), total)
     coverage = {doc: per_chunk.get(chunk, 0.0) for doc, chunk in best_chunk.items()}
     evidence = ranking.keyword_evidence(keyword, semantic, coverage, fusion.agree_k)
-    keyword_shaped = ranking.query_shape(query).keywordish
-    factor = fusion.gate.factor(evidence, keyword_shaped=keyword_shaped)
-    return Gated(shape * factor, shape, factor, fusion.gate.reason(evidence, keyword_shaped=keyword_shaped),
-                 evidence, coverage,
+    factor, reason = fusion.gate.decide(evidence, keyword_shaped=ranking.query_shape(query).keywordish)
+    return Gated(shape * factor, shape, factor, reason, evidence, coverage,
                  ranking.gated_keyword_scores(keyword, coverage, fusion.gate.doc_power))
 
 
