@@ -171,7 +171,8 @@ def gate_keyword(conn: Any, query: str, keyword_hits: Ranking, doc_of: dict[int,
     """BM25's weight for this query from its evidence (:class:`ranking.EvidenceGate`)."""
     shape = fusion.keyword_weight(query)
     if fusion.gate is None or not keyword or not semantic:
-        return Gated(shape, shape, 1.0, "no gate" if fusion.gate is None else "one ranker has no hits", None, {}, None)
+        reason = "no gate" if fusion.gate is None else "not gated: one ranker found nothing, the other ranks alone"
+        return Gated(shape, shape, 1.0, reason, None, {}, None)
     best_chunk: dict[int, int] = {}
     for chunk_id, _score in keyword_hits:  # best first: the first chunk seen is the document's best
         doc = doc_of.get(chunk_id)
