@@ -140,9 +140,12 @@ asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])))
 
 
 class ConnectionSampler:
-    """Polls, in a thread, the server's connections to one database (``pg_stat_activity``, from
-    another database) and, through PgBouncer, its client connections to it (``SHOW CLIENTS``);
-    keeps the peaks."""
+    """Polls, in a thread, the server's connections to one database (``pg_stat_activity``'s
+    client backends, from another database: an autovacuum worker on the database is not a
+    connection) and, through PgBouncer, its client connections to it (``SHOW CLIENTS``); keeps
+    the peaks. Sampling starts once the set-up's own connections have left the server."""
+
+    COUNT = "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND backend_type = 'client backend'"
 
     def __init__(self, server: Any, dsn: str, bouncer: Any = None) -> None:
         import threading
@@ -161,7 +164,7 @@ class ConnectionSampler:
         try:
             with psycopg.connect(self.server.admin_dsn, autocommit=True) as conn:
                 while not self._stop.is_set():
-                    row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (self.name,)).fetchone()
+                    row = conn.execute(self.COUNT, (self.name,)).fetchone()
                     self.server_peak = max(self.server_peak, int(row[0]) if row else 0)
                     if console is not None:
                         cursor = console.execute("SHOW CLIENTS")
@@ -175,6 +178,15 @@ class ConnectionSampler:
                 console.close()
 
     def __enter__(self) -> ConnectionSampler:
+        import time
+
+        import psycopg
+
+        with psycopg.connect(self.server.admin_dsn, autocommit=True) as conn:  # a closed backend exits shortly after
+            deadline = time.monotonic() + 10
+            while (left := int(conn.execute(self.COUNT, (self.name,)).fetchone()[0])) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        assert left == 0, f"{left} connections of the set-up still open on {self.name} after 10 s"
         self._thread.start()
         return self
 
